@@ -1,0 +1,40 @@
+"""The Celery application: tasks live in requests_app/tasks.py, take ids, re-fetch
+their objects and call a service function. No state lives only in the broker."""
+
+import os
+from pathlib import Path
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyportal.settings")
+
+app = Celery("privacyportal")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_serializer="json",
+    accept_content=["json"],
+    # A task is acknowledged only once it has finished, and given back to the
+    # queue if its worker dies: a killed worker loses no work.
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    beat_schedule={
+        "expire-unverified-requests": {
+            "task": "requests_app.tasks.expire_unverified_requests",
+            "schedule": crontab(minute=17),
+        },
+    },
+)
+app.autodiscover_tasks()
+
+
+def ensure_broker_folders() -> None:
+    """kombu's filesystem transport expects its folders to exist."""
+    options = app.conf.broker_transport_options or {}
+    for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
+        if options.get(key):
+            Path(options[key]).mkdir(parents=True, exist_ok=True)

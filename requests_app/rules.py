@@ -1,0 +1,181 @@
+"""The rule tables a privacy office may change: request types and the deadlines of
+each jurisdiction. Every number the law gives lives here and nowhere else.
+
+Sources are in ../shared/REQUIREMENTS.md; figures marked (check) there were checked
+against the statute text cited beside them.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from django.utils.translation import gettext_lazy as _
+
+
+class Unit(Enum):
+    DAYS = "calendar days"
+    BUSINESS_DAYS = "business days"
+    MONTHS = "months"
+
+
+@dataclass(frozen=True)
+class Period:
+    amount: int
+    unit: Unit
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.unit.value}"
+
+
+def days(n: int) -> Period:
+    return Period(n, Unit.DAYS)
+
+
+def business_days(n: int) -> Period:
+    return Period(n, Unit.BUSINESS_DAYS)
+
+
+def months(n: int) -> Period:
+    return Period(n, Unit.MONTHS)
+
+
+# --- Request types --------------------------------------------------------------
+# Adding a type is one entry in REQUEST_TYPES: forms, choices, verification and
+# deadlines all read this table.
+
+
+class Verification(Enum):
+    NONE = "none"  # opt-outs (CCPA regs §7026)
+    TWO_POINTS = "two data points"  # categories (§7062(b))
+    THREE_POINTS_AND_DECLARATION = "three data points and a signed declaration"  # §7062(c)
+    SENSITIVITY = "rises with the sensitivity of the data"  # deletion (§7062(d))
+    TWO_POINTS_EXCLUDING_CORRECTED = "two data points, not the field being corrected"
+
+
+@dataclass(frozen=True)
+class RequestType:
+    code: str
+    label: str
+    # The §7102 metrics group this type is counted under.
+    metrics_group: str
+    verification: Verification
+    # Opt-outs run on their own, shorter clock (see JurisdictionRules.opt_out).
+    is_opt_out: bool = False
+    # Deletions need a Privacy Manager's approval before anything is erased.
+    is_deletion: bool = False
+
+
+REQUEST_TYPES: dict[str, RequestType] = {
+    t.code: t
+    for t in [
+        RequestType("know_categories", _("Right to know: categories"), "know",
+                    Verification.TWO_POINTS),
+        RequestType("access", _("Right to know: specific pieces / access"), "access",
+                    Verification.THREE_POINTS_AND_DECLARATION),
+        RequestType("portability", _("Portability"), "access",
+                    Verification.THREE_POINTS_AND_DECLARATION),
+        RequestType("deletion", _("Deletion"), "delete", Verification.SENSITIVITY,
+                    is_deletion=True),
+        RequestType("correction", _("Correction"), "correct",
+                    Verification.TWO_POINTS_EXCLUDING_CORRECTED),
+        RequestType("opt_out_sale", _("Opt-out of sale or sharing"), "opt_out",
+                    Verification.NONE, is_opt_out=True),
+    ]
+}
+
+
+def request_type_choices() -> list[tuple[str, str]]:
+    return [(t.code, t.label) for t in REQUEST_TYPES.values()]
+
+
+# --- Jurisdictions and their deadlines -----------------------------------------
+
+
+@dataclass(frozen=True)
+class JurisdictionRules:
+    code: str
+    label: str
+    # Acknowledge receipt within this period (None: no separate acknowledgment duty).
+    acknowledge: Period | None
+    # Respond to a request within this period from receipt; the clock never pauses.
+    respond: Period
+    # One extension, added to the first due date; notice must go out before it.
+    extension: Period | None
+    # Decide an appeal within this period from its receipt (None: no statutory appeal).
+    appeal: Period | None
+    # Carry out an opt-out of sale/sharing within this period from receipt.
+    opt_out: Period
+    # Where a consumer turns after a denial (appeal, regulator, court).
+    complaint_text: str = ""
+    citations: tuple[str, ...] = field(default_factory=tuple)
+
+
+_US_APPEAL_AG = _(
+    "You may appeal this decision by replying to this email or through the status page "
+    "within a reasonable time. If the appeal is denied, you may contact your state "
+    "Attorney General."
+)
+
+JURISDICTIONS: dict[str, JurisdictionRules] = {
+    j.code: j
+    for j in [
+        JurisdictionRules(
+            "CA", _("California"),
+            acknowledge=business_days(10), respond=days(45), extension=days(45),
+            appeal=None, opt_out=business_days(15),
+            complaint_text=_(
+                "You may file a complaint with the California Privacy Protection Agency "
+                "or the California Attorney General."
+            ),
+            citations=("CCPA regs §7021", "§7026(f)", "Civ. Code §1798.130(a)(2)"),
+        ),
+        JurisdictionRules(
+            "VA", _("Virginia"),
+            acknowledge=None, respond=days(45), extension=days(45),
+            appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
+            citations=("Va. Code §59.1-577(B)(1)", "§59.1-577(C)"),
+        ),
+        JurisdictionRules(
+            "CO", _("Colorado"),
+            acknowledge=None, respond=days(45), extension=days(45),
+            # C.R.S. 6-1-1306(3)(b): 45 days to decide an appeal (+60 where needed).
+            appeal=days(45), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
+            citations=("C.R.S. 6-1-1306(2)", "6-1-1306(3)"),
+        ),
+        JurisdictionRules(
+            "CT", _("Connecticut"),
+            acknowledge=None, respond=days(45), extension=days(45),
+            appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
+            citations=("Conn. Gen. Stat. §42-518(b)", "§42-518(d)"),
+        ),
+        JurisdictionRules(
+            "TX", _("Texas"),
+            acknowledge=None, respond=days(45), extension=days(45),
+            appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
+            citations=("Tex. Bus. & Com. Code §541.052", "§541.053"),
+        ),
+        JurisdictionRules(
+            "US_OTHER", _("Another US state"),
+            acknowledge=None, respond=days(45), extension=days(45),
+            appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
+            citations=("state consumer privacy laws modelled on the VCDPA",),
+        ),
+        JurisdictionRules(
+            "GDPR", _("European Union or United Kingdom (GDPR)"),
+            acknowledge=None, respond=months(1), extension=months(2),
+            appeal=None, opt_out=months(1),
+            complaint_text=_(
+                "You have the right to lodge a complaint with a data protection supervisory "
+                "authority and to seek a judicial remedy."
+            ),
+            citations=("GDPR Art. 12(3)", "Art. 12(4)", "Art. 21"),
+        ),
+    ]
+}
+
+UNKNOWN = "UNKNOWN"
+
+
+def jurisdiction_choices() -> list[tuple[str, str]]:
+    return [(j.code, j.label) for j in JURISDICTIONS.values()] + [
+        (UNKNOWN, _("Unknown"))
+    ]

@@ -1,0 +1,223 @@
+"""Use cases that move a privacy request through its lifecycle.
+
+Each one locks the request row, applies a transition of the machine in
+models/privacy_request.py, saves, writes the audit event in the same transaction
+and enqueues its side effects on commit.
+"""
+
+import datetime
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django_fsm import ConcurrentTransition, can_proceed
+
+from requests_app.models import Actor, Identity, PrivacyRequest
+from requests_app.models.privacy_request import ActorKind, TransitionInputError
+from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, UNKNOWN
+from requests_app.services.audit import record_event
+from requests_app.services.tasks_queue import enqueue_on_commit
+
+
+class TransitionRefused(Exception):
+    """The transition cannot be taken: wrong state, unmet guard, no permission, or
+    another user moved the request first. The message can be shown to staff."""
+
+
+# The consumer notice (templates/emails/<name>/) sent after each transition.
+NOTICES = {
+    "expire": "expired",
+    "deny": "denied",
+    "cancel": "cancelled",
+    "release": "completed",
+    "extend": "extended",
+    "appeal": "appeal_received",
+    "grant_appeal": "appeal_decided",
+    "deny_appeal": "appeal_decided",
+}
+# The system's next step, run by a worker after the transition commits.
+FOLLOW_UPS = {
+    "verify": "requests_app.tasks.begin_review",
+    "approve": "requests_app.tasks.begin_fulfilment",
+    "retry_fulfilment": "requests_app.tasks.begin_fulfilment",
+}
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    request_type: str
+    jurisdiction: str
+    channel: str
+    name: str
+    email: str
+    filed_by: str = "self"
+    phone: str = ""
+    account_number: str = ""
+    postal_address: str = ""
+    details: str = ""
+    # When the request reached us; staff entering a letter days later set this, and
+    # the clock starts from it.
+    received_at: datetime.datetime | None = None
+
+
+def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
+    if new.request_type not in REQUEST_TYPES:
+        raise TransitionInputError(_("Unknown request type."))
+    if new.jurisdiction not in JURISDICTIONS and new.jurisdiction != UNKNOWN:
+        raise TransitionInputError(_("Unknown jurisdiction."))
+    received_at = new.received_at or timezone.now()
+    if received_at > timezone.now():
+        raise TransitionInputError(_("The date of receipt cannot be in the future."))
+    with transaction.atomic(durable=True):
+        request = PrivacyRequest(
+            request_type=new.request_type,
+            jurisdiction=new.jurisdiction,
+            channel=new.channel,
+            filed_by=new.filed_by,
+            details=new.details,
+            received_at=received_at,
+        )
+        request.set_deadlines()
+        request.full_clean()
+        request.save()
+        identity = Identity(
+            request=request,
+            name=new.name,
+            email=new.email,
+            phone=new.phone,
+            account_number=new.account_number,
+            postal_address=new.postal_address,
+        )
+        identity.full_clean()
+        identity.save()
+        event = record_event(
+            "request.received",
+            actor=actor,
+            request=request,
+            to_state=request.state,
+            data={
+                "type": request.request_type,
+                "jurisdiction": request.jurisdiction,
+                "channel": request.channel,
+                "due_on": request.due_on.isoformat(),
+            },
+        )
+        from requests_app.tasks import send_notice
+
+        enqueue_on_commit(send_notice, request.pk, "received", event.pk)
+    return request
+
+
+def _find_transition(request: PrivacyRequest, name: str):
+    for t in request.get_all_state_transitions():
+        if t.name == name and t.source in (request.state, "*"):
+            return t
+    return None
+
+
+def _check_actor(request: PrivacyRequest, transition, actor: Actor) -> None:
+    if actor.kind not in transition.custom.get("actors", ()):
+        raise TransitionRefused(_("This step cannot be taken by %(actor)s.") % {"actor": actor.kind})
+    if actor.kind == ActorKind.STAFF:
+        if not (actor.user.is_active and transition.has_perm(request, actor.user)):
+            raise TransitionRefused(_("You do not have permission for this step."))
+
+
+def available_transitions(request: PrivacyRequest, actor: Actor) -> list[str]:
+    """The transitions this actor may take now, read from the machine itself."""
+    names = []
+    for t in request.get_available_state_transitions():
+        try:
+            _check_actor(request, t, actor)
+        except TransitionRefused:
+            continue
+        names.append(t.name)
+    return names
+
+
+def do_transition(
+    request_id: int,
+    name: str,
+    *,
+    actor: Actor,
+    expected_state: str | None = None,
+    **inputs,
+) -> PrivacyRequest:
+    """Apply transition `name` to the request.
+
+    `expected_state` is the state the actor saw (a staff form carries it): if the
+    request has moved since, the step is refused instead of applied to a state the
+    actor never saw. Raises TransitionRefused or TransitionInputError; on either,
+    nothing is saved.
+    """
+    with transaction.atomic(durable=True):
+        request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
+        from_state = request.state
+        if expected_state is not None and from_state != expected_state:
+            raise TransitionRefused(
+                _("This request was changed by someone else; reload it and try again.")
+            )
+        transition = _find_transition(request, name)
+        if transition is None:
+            raise TransitionRefused(
+                _("A request that is “%(state)s” cannot take the step “%(step)s”.")
+                % {"state": request.get_state_display(), "step": name}
+            )
+        _check_actor(request, transition, actor)
+        method = getattr(request, name)
+        if not can_proceed(method):
+            raise TransitionRefused(_refusal_reason(transition, request))
+        method(**inputs)
+        try:
+            request.save()
+        except ConcurrentTransition:
+            raise TransitionRefused(
+                _("This request was changed by someone else; reload it and try again.")
+            ) from None
+        event = record_event(
+            f"request.{name}",
+            actor=actor,
+            request=request,
+            from_state=from_state,
+            to_state=request.state,
+            reason=_reason_of(name, inputs),
+            data=_data_of(request, name),
+        )
+        if name in NOTICES:
+            from requests_app.tasks import send_notice
+
+            enqueue_on_commit(send_notice, request.pk, NOTICES[name], event.pk)
+        if name in FOLLOW_UPS:
+            from privacyportal.celery import app
+
+            enqueue_on_commit(app.tasks[FOLLOW_UPS[name]], request.pk)
+    return request
+
+
+def _refusal_reason(transition, request) -> str:
+    for condition in transition.conditions:
+        if not condition(request):
+            return str(getattr(condition, "refusal", _("This step is not possible now.")))
+    return _("This step is not possible now.")
+
+
+def _reason_of(name: str, inputs: dict) -> str:
+    # Staff-written texts only: the consumer's own appeal text may hold personal
+    # data and stays on the request, out of the trail.
+    for key in ("reason", "detail", "notice"):
+        if inputs.get(key):
+            return str(inputs[key])
+    return ""
+
+
+def _data_of(request: PrivacyRequest, name: str) -> dict:
+    if name == "deny":
+        return {"denial_reason": request.denial_reason}
+    if name == "extend":
+        return {"due_on": request.due_on.isoformat(),
+                "extended_due_on": request.extended_due_on.isoformat()}
+    if name == "appeal":
+        return {"appeal_due_on": request.appeal_due_on.isoformat()
+                if request.appeal_due_on else None}
+    return {}
