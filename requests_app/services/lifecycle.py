@@ -79,7 +79,7 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
             received_at=received_at,
         )
         request.set_deadlines()
-        request.full_clean()
+        request.full_clean(exclude=["state"])
         request.save()
         identity = Identity(
             request=request,

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# `make test`: installs PostgreSQL and Redis from Debian packages when missing,
+# starts throwaway instances on free loopback ports in a temp dir, runs the whole
+# suite against them (integration tests start a real Celery worker), and stops
+# them on exit, whether the suite passed or not.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/.venv/bin"
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+missing=()
+[ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "make test: installing ${missing[*]} from Debian packages"
+  # Keep Debian from creating and starting a cluster of its own.
+  as_root mkdir -p /etc/postgresql-common
+  echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+PG_BIN=$(pg_bin)
+
+TMP=$(mktemp -d /tmp/privacyportal-test.XXXXXX)
+chmod 755 "$TMP"
+AS_PG=()
+if [ "$(id -u)" = 0 ]; then
+  AS_PG=(runuser -u postgres --)
+  mkdir -p "$TMP/pg" "$TMP/sock"
+  chown postgres "$TMP/pg" "$TMP/sock"
+fi
+
+cleanup() {
+  status=$?
+  if [ -f "$TMP/redis.pid" ]; then kill "$(cat "$TMP/redis.pid")" 2>/dev/null || true; fi
+  if [ -f "$TMP/pg/postmaster.pid" ]; then
+    "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  rm -rf "$TMP"
+  exit $status
+}
+trap cleanup EXIT INT TERM
+
+free_port() { "$BIN/python" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PG_PORT=$(free_port)
+REDIS_PORT=$(free_port)
+
+"${AS_PG[@]}" "$PG_BIN/initdb" -D "$TMP/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 -N >"$TMP/initdb.log" 2>&1 \
+  || { cat "$TMP/initdb.log"; exit 1; }
+"${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/server.log" -w -t 60 start -o \
+  "-p $PG_PORT -k $TMP/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
+  --dir "$TMP" --pidfile "$TMP/redis.pid" --logfile "$TMP/redis.log"
+for _ in $(seq 50); do
+  redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+  sleep 0.1
+done
+
+export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/privacyportal"
+export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
+export SECRET_KEY="test-secret-key-$(date +%s)-not-for-production"
+export FILE_ENCRYPTION_KEY="$("$BIN/python" -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+export DEBUG=0 SECURE_SSL_REDIRECT=0 SECURE_COOKIES=0
+export DATA_DIR="$TMP/data"
+export PP_TEST_SERVICES=1   # conftest.py refuses to run on anything but PostgreSQL and Redis
+export PG_BIN TEST_TMP="$TMP"
+
+cd "$ROOT"
+echo "make test: PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT"
+"$BIN/python" -m pytest "$@"

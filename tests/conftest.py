@@ -1,0 +1,178 @@
+import datetime
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.db import connection
+from django.test import TestCase
+from django.utils import timezone
+
+from privacyportal.celery import app as celery_app
+from requests_app.models import Actor, PrivacyRequest
+from requests_app.services.lifecycle import NewRequest, do_receive_request
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session):
+    """Under `make test` the suite must run on the real services, never quietly on
+    SQLite or an in-memory broker."""
+    if os.environ.get("PP_TEST_SERVICES") == "1":
+        from django.conf import settings
+
+        engine = settings.DATABASES["default"]["ENGINE"]
+        broker = settings.CELERY_BROKER_URL
+        if "postgresql" not in engine or not broker.startswith("redis://"):
+            pytest.exit(f"make test needs PostgreSQL and Redis, got {engine} and {broker}", 2)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hasher(settings):
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+def committed():
+    """Run the on-commit side effects registered inside the block when it ends, as
+    a real commit would (tests run inside a transaction that is rolled back)."""
+    return TestCase.captureOnCommitCallbacks(execute=True)
+
+
+@pytest.fixture(autouse=True)
+def eager_celery():
+    """Unit tests run tasks in-process when their transaction commits (arguments
+    still go through JSON, see enqueue_on_commit). Integration tests switch this
+    off and use the real worker."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+# --- people ------------------------------------------------------------------------
+# Three personas, as in healthchecks: one who may, one who may partly, one who may not.
+
+
+def _staff(username: str, role: str | None) -> User:
+    user = User.objects.create_user(username, f"{username}@staff.example", "x" * 16, is_staff=True)
+    if role:
+        user.groups.add(Group.objects.get(name=role))
+    return user
+
+
+@pytest.fixture
+def alice(db):
+    """Privacy Manager."""
+    return _staff("alice", "Privacy Manager")
+
+
+@pytest.fixture
+def bob(db):
+    """Privacy Analyst."""
+    return _staff("bob", "Privacy Analyst")
+
+
+@pytest.fixture
+def charlie(db):
+    """Auditor."""
+    return _staff("charlie", "Auditor")
+
+
+# --- requests ----------------------------------------------------------------------
+
+
+def file_request(
+    *,
+    request_type="access",
+    jurisdiction="VA",
+    received_at=None,
+    state=None,
+    email="pat.doe@example.com",
+    **extra,
+) -> PrivacyRequest:
+    """File a request through the real use case, then (for tests that start in the
+    middle of the lifecycle) put it in `state` directly in the database."""
+    with committed():
+        request = do_receive_request(
+            NewRequest(
+                request_type=request_type,
+                jurisdiction=jurisdiction,
+                channel="web",
+                name="Pat Doe",
+                email=email,
+                received_at=received_at,
+                **extra,
+            ),
+            actor=Actor.consumer(),
+        )
+    if state is not None:
+        PrivacyRequest.objects.filter(pk=request.pk).update(state=state)
+        request.refresh_from_db()
+    return request
+
+
+@pytest.fixture
+def days_ago():
+    def _days_ago(n: int) -> datetime.datetime:
+        return timezone.now() - datetime.timedelta(days=n)
+
+    return _days_ago
+
+
+# --- a real Celery worker ----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    """A real worker process on the test broker and the test database."""
+    settings_dict = connection.settings_dict
+    db_url = (
+        f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/"
+        f"{settings_dict['NAME']}"
+    )
+    if "postgresql" not in settings_dict["ENGINE"]:
+        pytest.fail("integration tests need PostgreSQL: run them with `make test`")
+    log_path = Path(os.environ.get("TEST_TMP", "/tmp")) / f"worker-{os.getpid()}.log"
+    env = {**os.environ, "DATABASE_URL": db_url, "DATABASE_CONN_MAX_AGE": "0"}
+    log = open(log_path, "w")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "privacyportal", "worker", "--pool=prefork",
+         "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip",
+         "--hostname", f"test-{os.getpid()}@%h"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the Celery worker exited: {log_path.read_text()[-2000:]}")
+        if "ready." in log_path.read_text():
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the Celery worker did not start within 60 s")
+    yield process
+    process.terminate()
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@pytest.fixture
+def real_worker(celery_worker):
+    """Use in a `django_db(transaction=True)` test: tasks go to Redis and the worker."""
+    celery_app.conf.task_always_eager = False
+    return celery_worker
+
+
+def wait_for(predicate, timeout=30.0, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,313 @@
+"""The request lifecycle: every transition from every state, guards, permissions,
+inputs, audit events and side effects."""
+
+import datetime
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from requests_app.models import Actor, AuditEvent, PrivacyRequest, State
+from requests_app.models.privacy_request import ActorKind, TransitionInputError
+from requests_app.services.lifecycle import (
+    TransitionRefused,
+    available_transitions,
+    do_transition,
+)
+from tests.conftest import committed, file_request
+
+pytestmark = pytest.mark.django_db
+
+TRANSITIONS = {t.name: t for t in PrivacyRequest(state=State.PENDING_VERIFICATION)
+               .get_all_state_transitions()}
+# What each transition needs to be taken.
+INPUTS = {
+    "deny": {"reason_code": "exemption", "detail": "Records kept for a pending legal claim."},
+    "appeal": {"text": "I believe the exemption does not apply."},
+    "grant_appeal": {"reason": "The legal claim was settled."},
+    "deny_appeal": {"reason": "The claim is still pending."},
+    "extend": {"notice": "Three of our systems need a manual search."},
+    "flag_for_attention": {"reason": "crm: timed out after 5 tries"},
+}
+
+
+def sources_of(name):
+    return {t.source for t in PrivacyRequest(state=State.PENDING_VERIFICATION)
+            .get_all_state_transitions() if t.name == name}
+
+
+def actor_for(name, manager):
+    actors = TRANSITIONS[name].custom["actors"]
+    if ActorKind.STAFF in actors:
+        return Actor.staff(manager)
+    if ActorKind.SYSTEM in actors:
+        return Actor.system()
+    return Actor.consumer()
+
+
+def request_where_guards_hold(state, days_ago):
+    # Virginia has an appeal process and an extension; received 40 days ago, the
+    # verification window (30 days) has run out and the due date (day 45) is ahead.
+    return file_request(jurisdiction="VA", state=state, received_at=days_ago(40))
+
+
+CASES = [(name, state) for name in sorted(TRANSITIONS) for state in State.values]
+
+
+@pytest.mark.parametrize("name,state", CASES)
+def test_each_transition_from_each_state(name, state, alice, days_ago):
+    request = request_where_guards_hold(state, days_ago)
+    events_before = AuditEvent.objects.count()
+    allowed = state in sources_of(name)
+    actor = actor_for(name, alice)
+
+    if allowed:
+        moved = do_transition(request.pk, name, actor=actor, **INPUTS.get(name, {}))
+        target = TRANSITIONS[name].target
+        # A transition with no target (the extension) keeps the state.
+        assert moved.state == (target or state)
+        event = AuditEvent.objects.filter(request=request, action=f"request.{name}").get()
+        assert (event.from_state, event.to_state) == (state, moved.state)
+        assert event.actor_label == actor.label
+    else:
+        with pytest.raises(TransitionRefused):
+            do_transition(request.pk, name, actor=actor, **INPUTS.get(name, {}))
+        request.refresh_from_db()
+        assert request.state == state
+        assert AuditEvent.objects.count() == events_before
+
+
+def test_the_state_field_cannot_be_assigned_directly():
+    request = file_request()
+    with pytest.raises(AttributeError):
+        request.state = State.COMPLETED
+
+
+def test_the_audit_event_records_actor_states_and_reason(alice):
+    request = file_request(state=State.IN_REVIEW)
+    do_transition(request.pk, "deny", actor=Actor.staff(alice),
+                  reason_code="unfounded", detail="Fourth identical request this month.")
+    event = AuditEvent.objects.get(request=request, action="request.deny")
+    assert event.actor == alice and event.actor_kind == "staff"
+    assert (event.from_state, event.to_state) == ("in_review", "denied")
+    assert event.reason == "Fourth identical request this month."
+    assert event.data == {"denial_reason": "unfounded"}
+
+
+# --- who may take which step ---------------------------------------------------------
+
+
+def test_an_analyst_may_approve_an_access_request_but_not_a_deletion(bob):
+    access = file_request(request_type="access", state=State.IN_REVIEW)
+    deletion = file_request(request_type="deletion", state=State.IN_REVIEW)
+    assert do_transition(access.pk, "approve", actor=Actor.staff(bob)).state == State.APPROVED
+    with pytest.raises(TransitionRefused, match="permission"):
+        do_transition(deletion.pk, "approve", actor=Actor.staff(bob))
+    deletion.refresh_from_db()
+    assert deletion.state == State.IN_REVIEW
+
+
+def test_a_manager_may_approve_a_deletion(alice):
+    deletion = file_request(request_type="deletion", state=State.IN_REVIEW)
+    assert do_transition(deletion.pk, "approve", actor=Actor.staff(alice)).state == State.APPROVED
+
+
+def test_an_analyst_may_not_deny(bob):
+    request = file_request(state=State.IN_REVIEW)
+    with pytest.raises(TransitionRefused, match="permission"):
+        do_transition(request.pk, "deny", actor=Actor.staff(bob), **INPUTS["deny"])
+
+
+def test_an_auditor_may_take_no_step(charlie, days_ago):
+    for state in State.values:
+        request = request_where_guards_hold(state, days_ago)
+        assert available_transitions(request, Actor.staff(charlie)) == []
+
+
+def test_a_deactivated_manager_may_take_no_step(alice):
+    alice.is_active = False
+    alice.save()
+    request = file_request(state=State.IN_REVIEW)
+    with pytest.raises(TransitionRefused):
+        do_transition(request.pk, "approve", actor=Actor.staff(alice))
+
+
+def test_staff_cannot_take_system_steps(alice, days_ago):
+    request = file_request(received_at=days_ago(40))
+    with pytest.raises(TransitionRefused):
+        do_transition(request.pk, "expire", actor=Actor.staff(alice))
+
+
+def test_the_consumer_may_cancel_but_not_verify_themself():
+    request = file_request()
+    with pytest.raises(TransitionRefused):
+        do_transition(request.pk, "verify", actor=Actor.consumer())
+    assert do_transition(request.pk, "cancel", actor=Actor.consumer()).state == State.CANCELLED
+
+
+def test_the_consumer_cannot_cancel_once_fulfilment_started():
+    request = file_request(state=State.FULFILLING)
+    with pytest.raises(TransitionRefused):
+        do_transition(request.pk, "cancel", actor=Actor.consumer())
+
+
+def test_available_steps_come_from_the_machine(alice, bob):
+    request = file_request(state=State.IN_REVIEW)
+    assert set(available_transitions(request, Actor.staff(alice))) == {
+        "approve", "deny", "cancel", "extend"}
+    assert set(available_transitions(request, Actor.staff(bob))) == {"approve", "cancel"}
+
+
+# --- guards and inputs ------------------------------------------------------------
+
+
+def test_a_request_does_not_expire_before_the_verification_window_ends(days_ago):
+    request = file_request(received_at=days_ago(29))
+    with pytest.raises(TransitionRefused, match="not run out"):
+        do_transition(request.pk, "expire", actor=Actor.system())
+
+
+def test_a_denial_needs_a_reason_code_and_detail(alice):
+    request = file_request(state=State.IN_REVIEW)
+    with pytest.raises(TransitionInputError):
+        do_transition(request.pk, "deny", actor=Actor.staff(alice), detail="because")
+    with pytest.raises(TransitionInputError):
+        do_transition(request.pk, "deny", actor=Actor.staff(alice), reason_code="exemption",
+                      detail="  ")
+    request.refresh_from_db()
+    assert request.state == State.IN_REVIEW and request.denial_reason == ""
+    assert not AuditEvent.objects.filter(action="request.deny").exists()
+
+
+def test_an_extension_needs_a_notice(alice):
+    request = file_request(state=State.IN_REVIEW)
+    with pytest.raises(TransitionInputError):
+        do_transition(request.pk, "extend", actor=Actor.staff(alice), notice="")
+    request.refresh_from_db()
+    assert request.extended_due_on is None
+
+
+def test_an_extension_moves_the_due_date_once(alice):
+    request = file_request(jurisdiction="CA", state=State.IN_REVIEW)
+    extended = do_transition(request.pk, "extend", actor=Actor.staff(alice),
+                             **INPUTS["extend"])
+    assert extended.extended_due_on == request.due_on + datetime.timedelta(days=45)
+    assert extended.current_due_on == extended.extended_due_on
+    with pytest.raises(TransitionRefused, match="only once"):
+        do_transition(request.pk, "extend", actor=Actor.staff(alice), **INPUTS["extend"])
+
+
+def test_an_extension_after_the_due_date_is_refused(alice, days_ago):
+    request = file_request(jurisdiction="CA", state=State.IN_REVIEW, received_at=days_ago(46))
+    assert request.due_on < timezone.localdate()
+    with pytest.raises(TransitionRefused, match="on or before the original due date"):
+        do_transition(request.pk, "extend", actor=Actor.staff(alice), **INPUTS["extend"])
+
+
+def test_an_extension_on_the_due_date_itself_is_allowed(alice, days_ago):
+    request = file_request(jurisdiction="CA", state=State.IN_REVIEW, received_at=days_ago(45))
+    assert request.due_on == timezone.localdate()
+    do_transition(request.pk, "extend", actor=Actor.staff(alice), **INPUTS["extend"])
+
+
+def test_opt_outs_cannot_be_extended(alice):
+    request = file_request(request_type="opt_out_sale", jurisdiction="CA",
+                           state=State.IN_REVIEW)
+    with pytest.raises(TransitionRefused):
+        do_transition(request.pk, "extend", actor=Actor.staff(alice), **INPUTS["extend"])
+
+
+def test_california_has_no_appeal_but_virginia_does():
+    california = file_request(jurisdiction="CA", state=State.DENIED)
+    with pytest.raises(TransitionRefused, match="No appeal"):
+        do_transition(california.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+    virginia = file_request(jurisdiction="VA", state=State.DENIED)
+    appealed = do_transition(virginia.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+    assert appealed.appeal_due_on == timezone.localdate() + datetime.timedelta(days=60)
+
+
+def test_a_request_is_appealed_at_most_once(alice):
+    request = file_request(jurisdiction="VA", state=State.DENIED)
+    do_transition(request.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+    do_transition(request.pk, "grant_appeal", actor=Actor.staff(alice), **INPUTS["grant_appeal"])
+    request.refresh_from_db()
+    assert request.state == State.IN_REVIEW
+    do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+    with pytest.raises(TransitionRefused, match="No appeal"):
+        do_transition(request.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+
+
+def test_the_consumers_appeal_text_stays_out_of_the_audit_trail():
+    request = file_request(jurisdiction="VA", state=State.DENIED)
+    do_transition(request.pk, "appeal", actor=Actor.consumer(),
+                  text="My SSN is on the letter you sent me")
+    event = AuditEvent.objects.get(request=request, action="request.appeal")
+    assert "SSN" not in event.reason and "SSN" not in str(event.data)
+
+
+def test_a_stale_form_is_refused(alice, bob):
+    request = file_request(state=State.IN_REVIEW)
+    do_transition(request.pk, "approve", actor=Actor.staff(bob))
+    with pytest.raises(TransitionRefused, match="changed by someone else"):
+        do_transition(request.pk, "cancel", actor=Actor.staff(alice),
+                      expected_state=State.IN_REVIEW)
+    request.refresh_from_db()
+    assert request.state == State.APPROVED
+
+
+# --- side effects ---------------------------------------------------------------
+
+
+def test_filing_sends_the_acknowledgment_with_reference_and_due_date():
+    request = file_request(jurisdiction="CA")
+    request.refresh_from_db()
+    assert request.acknowledged_at is not None
+    (message,) = mail.outbox
+    assert message.to == ["pat.doe@example.com"]
+    assert request.reference in message.subject
+    assert request.due_on.strftime("%B %-d, %Y") in message.body
+    assert request.reference in message.alternatives[0][0]
+
+
+def test_side_effects_wait_for_the_commit(alice, django_capture_on_commit_callbacks):
+    request = file_request(state=State.IN_REVIEW)
+    mail.outbox.clear()
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+    assert mail.outbox == [] and len(callbacks) == 1
+    callbacks[0]()
+    (message,) = mail.outbox
+    assert "Records kept for a pending legal claim." in message.body
+    assert "Attorney General" in message.body  # Virginia's appeal instructions
+
+
+def test_verification_moves_the_request_on_to_review():
+    request = file_request()
+    with committed():
+        verified = do_transition(request.pk, "verify", actor=Actor.system())
+    assert verified.state == State.VERIFIED
+    request.refresh_from_db()
+    assert request.state == State.IN_REVIEW  # the follow-up task ran on commit
+
+
+def test_a_notice_is_sent_once_per_event_even_if_the_task_runs_twice(alice):
+    from requests_app.services.notices import send_notice
+
+    request = file_request(state=State.IN_REVIEW)
+    with committed():
+        do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+    cause = AuditEvent.objects.get(request=request, action="request.deny").pk
+    sent = len(mail.outbox)
+    assert send_notice(request.pk, "denied", cause) is False
+    assert len(mail.outbox) == sent
+    recorded = AuditEvent.objects.filter(request=request, action="email.sent",
+                                         data__notice="denied")
+    assert recorded.count() == 1
+    assert "pat.doe" not in str(recorded.get().data)  # the address is hashed
+
+
+def test_identity_can_be_purged_while_the_request_record_stays():
+    request = file_request(state=State.CLOSED)
+    request.identity.delete()
+    request = PrivacyRequest.objects.get(pk=request.pk)
+    assert request.reference and not hasattr(request, "identity")
