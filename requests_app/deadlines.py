@@ -85,10 +85,18 @@ def extended_due(
     if request_type.is_opt_out:
         return None
     day = local_date(received_at)
-    return _earliest(
-        add_period(add_period(day, r.respond), r.extension) if r.extension else None
-        for r in _rules(jurisdiction)
-    )
+    return _earliest(_extended(day, r) for r in _rules(jurisdiction))
+
+
+def _extended(day: datetime.date, rules: JurisdictionRules) -> datetime.date | None:
+    if rules.extension is None:
+        return None
+    if rules.extension.unit is rules.respond.unit:
+        # GDPR's "two further months" make three months from receipt: Jan 31 runs
+        # to Apr 30, not to Feb 28 + 2 months = Apr 28.
+        total = Period(rules.respond.amount + rules.extension.amount, rules.respond.unit)
+        return add_period(day, total)
+    return add_period(add_period(day, rules.respond), rules.extension)
 
 
 def appeal_due(appeal_received_at: datetime.datetime, jurisdiction: str) -> datetime.date | None:

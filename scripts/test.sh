@@ -65,10 +65,11 @@ export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export SECRET_KEY="test-secret-key-$(date +%s)-not-for-production"
 export FILE_ENCRYPTION_KEY="$("$BIN/python" -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
 export DEBUG=0 SECURE_SSL_REDIRECT=0 SECURE_COOKIES=0
-export DATA_DIR="$TMP/data"
+export DATA_DIR="$TMP/data" STATIC_ROOT="$TMP/static"
 export PP_TEST_SERVICES=1   # conftest.py refuses to run on anything but PostgreSQL and Redis
 export PG_BIN TEST_TMP="$TMP"
 
 cd "$ROOT"
+"$BIN/python" manage.py collectstatic --noinput -v 0
 echo "make test: PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT"
 "$BIN/python" -m pytest "$@"

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from privacyportal.celery import app as celery_app
 from requests_app.models import Actor, PrivacyRequest
+from requests_app.roles import sync_roles
 from requests_app.services.lifecycle import NewRequest, do_receive_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,8 @@ def eager_celery():
 def _staff(username: str, role: str | None) -> User:
     user = User.objects.create_user(username, f"{username}@staff.example", "x" * 16, is_staff=True)
     if role:
+        if not Group.objects.filter(name=role).exists():
+            sync_roles()  # a transactional test before this one flushed the tables
         user.groups.add(Group.objects.get(name=role))
     return user
 

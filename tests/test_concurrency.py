@@ -1,0 +1,85 @@
+"""Two staff members (or two workers) taking the same step at the same moment:
+exactly one wins. Runs on PostgreSQL, each attempt on its own connection."""
+
+import threading
+
+import pytest
+from django.db import connection, transaction
+from django_fsm import ConcurrentTransition
+
+from requests_app.models import Actor, AuditEvent, PrivacyRequest, State
+from requests_app.services.lifecycle import TransitionRefused, do_transition
+from tests.conftest import file_request
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: make test"),
+]
+
+
+def race(attempt, n=2):
+    """Run `attempt` in n threads released together; return what each returned or raised."""
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        try:
+            barrier.wait()
+            results[i] = attempt()
+        except Exception as exc:  # collected and asserted on below
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return results
+
+
+def test_two_approvals_at_once_one_wins(alice, bob):
+    request = file_request(state=State.IN_REVIEW)
+    actors = iter([Actor.staff(alice), Actor.staff(bob)])
+    lock = threading.Lock()
+
+    def approve():
+        with lock:
+            actor = next(actors)
+        return do_transition(request.pk, "approve", actor=actor)
+
+    results = race(approve)
+    winners = [r for r in results if isinstance(r, PrivacyRequest)]
+    losers = [r for r in results if isinstance(r, TransitionRefused)]
+    assert len(winners) == 1 and len(losers) == 1, results
+    assert AuditEvent.objects.filter(request=request, action="request.approve").count() == 1
+
+
+def test_two_stale_copies_saved_at_once_one_wins():
+    """Below the services: two copies loaded before either saves. The state field
+    guards the UPDATE (ConcurrentTransitionMixin), so the second save fails."""
+    request = file_request(state=State.IN_REVIEW)
+    loaded = threading.Barrier(2)
+
+    def load_then_save(step):
+        copy = PrivacyRequest.objects.get(pk=request.pk)
+        loaded.wait()
+        with transaction.atomic():
+            getattr(copy, step)()
+            copy.save()
+        return copy.state
+
+    steps = iter(["approve", "cancel"])
+    lock = threading.Lock()
+
+    def attempt():
+        with lock:
+            step = next(steps)
+        return load_then_save(step)
+
+    results = race(attempt)
+    assert sum(isinstance(r, ConcurrentTransition) for r in results) == 1, results
+    request.refresh_from_db()
+    assert request.state in {State.APPROVED, State.CANCELLED}
+    assert request.state in results
