@@ -195,7 +195,7 @@ if envbool("TRUST_X_FORWARDED_PROTO", False):
 
 # Celery. Embedded default: kombu's filesystem transport in DATA_DIR (no server
 # needed, a real worker process still runs the tasks). Production: Redis.
-CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://")
+CELERY_BROKER_URL = envstr("CELERY_BROKER_URL", "filesystem://localhost//")
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem:"):
     _broker_dir = DATA_DIR / "broker"
@@ -212,7 +212,6 @@ elif CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "visibility_timeout": envint("CELERY_VISIBILITY_TIMEOUT", 3600, minimum=60)
     }
-CELERY_TASK_ALWAYS_EAGER = envbool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # Request handling.

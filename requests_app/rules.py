@@ -1,8 +1,11 @@
 """The rule tables a privacy office may change: request types and the deadlines of
 each jurisdiction. Every number the law gives lives here and nowhere else.
 
-Sources are in ../shared/REQUIREMENTS.md; figures marked (check) there were checked
-against the statute text cited beside them.
+Each jurisdiction names the provisions its figures come from: confirm them
+against the official text before relying on them (no legal advice is implied).
+Two choices are ours, not a statute's, and lean strict: opt-outs outside California
+get California's 15 business days, and an unknown jurisdiction gets the earliest
+date of any row (see deadlines.py).
 """
 
 from dataclasses import dataclass, field
@@ -23,7 +26,8 @@ class Period:
     unit: Unit
 
     def __str__(self) -> str:
-        return f"{self.amount} {self.unit.value}"
+        unit = self.unit.value
+        return f"{self.amount} {unit[:-1] if self.amount == 1 else unit}"
 
 
 def days(n: int) -> Period:

@@ -46,7 +46,7 @@ def test_with_nothing_set_it_runs_on_the_embedded_defaults(tmp_path):
     assert values["db_name"] == str(tmp_path / "data" / "privacyportal.sqlite3")
     assert "journal_mode=WAL" in values["db_options"]["init_command"]
     assert values["db_options"]["timeout"] == 20
-    assert values["broker"] == "filesystem://"
+    assert values["broker"] == "filesystem://localhost//"
     assert values["broker_options"]["data_folder_in"] == str(tmp_path / "data/broker/queue")
     assert values["email_backend"] == "django.core.mail.backends.filebased.EmailBackend"
     assert values["time_zone"] == "UTC"

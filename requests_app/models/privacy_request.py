@@ -134,18 +134,20 @@ def _perm(codename: str) -> str:
 
 
 def _may_approve(instance: "PrivacyRequest", user) -> bool:
-    """Deletions need a Privacy Manager; other types an analyst."""
+    """`approve_deletion` for a deletion, else `work_request`"""
     if instance.type_rules.is_deletion:
         return user.has_perm(_perm("approve_deletion"))
     return user.has_perm(_perm("work_request"))
 
 
 def _verification_window_elapsed(instance: "PrivacyRequest") -> bool:
+    """VERIFICATION_WINDOW_DAYS have passed since receipt"""
     limit = instance.received_at + datetime.timedelta(days=settings.VERIFICATION_WINDOW_DAYS)
     return timezone.now() >= limit
 
 
 def _may_extend(instance: "PrivacyRequest") -> bool:
+    """not extended yet, the jurisdiction allows it, on or before the first due date"""
     return (
         instance.extended_at is None
         and instance.extension_available
@@ -154,6 +156,7 @@ def _may_extend(instance: "PrivacyRequest") -> bool:
 
 
 def _has_appeal_process(instance: "PrivacyRequest") -> bool:
+    """not appealed yet, and the jurisdiction has an appeal process"""
     return instance.appeal_received_at is None and instance.appeal_window_exists
 
 

@@ -1,0 +1,118 @@
+"""Write docs/lifecycle.md from the state machine itself: a Mermaid diagram and a
+table of every transition, so the documentation cannot drift from the code.
+
+    make lifecycle-diagram      (or: python manage.py lifecycle_diagram --write docs/lifecycle.md)
+"""
+
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+
+from requests_app.models import PrivacyRequest, State
+from requests_app.models.privacy_request import FINAL_STATES
+from requests_app.rules import JURISDICTIONS
+
+HEADER = """# Request lifecycle
+
+Generated from the state machine in `requests_app/models/privacy_request.py` by
+`make lifecycle-diagram`; do not edit by hand (a test fails when this file and
+the machine disagree).
+
+Every step is taken through `requests_app.services.lifecycle.do_transition`,
+which locks the request row, checks who may take the step, applies it, and in
+the same transaction writes an audit event (actor, from, to, reason, time). Its
+side effects (emails to the consumer, the system's next step) are sent to the
+Celery workers only after the transaction commits. The deadline runs from
+receipt and never pauses; the extension (`extend`) is the one step that keeps
+the state and moves the due date instead.
+"""
+
+
+def _transitions():
+    seen = {}
+    for t in PrivacyRequest(state=State.PENDING_VERIFICATION).get_all_state_transitions():
+        seen.setdefault(t.name, []).append(t)
+    return seen
+
+
+def _who(t) -> str:
+    if callable(t.permission):
+        perm = (t.permission.__doc__ or t.permission.__name__).strip()
+    else:
+        perm = f"`{t.permission.split('.')[-1]}`" if t.permission else ""
+    return ", ".join(
+        f"staff with {perm}" if actor == "staff" else str(actor)
+        for actor in t.custom.get("actors", ())
+    )
+
+
+def render() -> str:
+    labels = dict(State.choices)
+    lines = ["```mermaid", "stateDiagram-v2"]
+    for value, label in State.choices:
+        lines.append(f"    {value} : {label}")
+    lines.append(f"    [*] --> {State.PENDING_VERIFICATION}")
+    for name, transitions in _transitions().items():
+        for t in transitions:
+            if t.target is None:
+                continue
+            lines.append(f"    {t.source} --> {t.target} : {name}")
+    for state in FINAL_STATES:
+        lines.append(f"    {state} --> [*]")
+    lines.append("```")
+
+    table = [
+        "| step | from | to | who may take it | guards |",
+        "|---|---|---|---|---|",
+    ]
+    for name, transitions in _transitions().items():
+        t = transitions[0]
+        sources = ", ".join(sorted(str(labels[x.source]) for x in transitions))
+        target = labels[t.target] if t.target else "(same state)"
+        guards = "; ".join((c.__doc__ or c.__name__).strip() for c in t.conditions) or "none"
+        table.append(f"| `{name}` | {sources} | {target} | {_who(t)} | {guards} |")
+    return "\n".join([HEADER, *lines, "", "## Steps", "", *table, "", *_deadlines(), ""])
+
+
+def _deadlines() -> list[str]:
+    def show(period):
+        return str(period) if period else "none"
+
+    rows = [
+        "## Deadlines",
+        "",
+        "From `requests_app/rules.py`, the one table to change when the law does. Dates",
+        "count from the day of receipt in `TIME_ZONE`; business days skip weekends and",
+        "the public holidays of `HOLIDAY_COUNTRY`; an unknown jurisdiction gets the",
+        "earliest date any row gives.",
+        "",
+        "| jurisdiction | acknowledge | respond | extension | opt-out | appeal decided | sources |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for j in JURISDICTIONS.values():
+        rows.append(
+            f"| {j.label} | {show(j.acknowledge)} | {show(j.respond)} | +{show(j.extension)} "
+            f"| {show(j.opt_out)} | {show(j.appeal)} | {'; '.join(j.citations)} |"
+        )
+    return rows
+
+
+class Command(BaseCommand):
+    help = "Print (or --write) the lifecycle diagram generated from the state machine."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--write", metavar="PATH", help="write to this file")
+        parser.add_argument("--check", metavar="PATH",
+                            help="exit 1 if this file differs from what would be generated")
+
+    def handle(self, *args, write=None, check=None, **options):
+        text = render()
+        if check:
+            if Path(check).read_text() != text:
+                raise CommandError(f"{check} is out of date: run `make lifecycle-diagram`.")
+            return
+        if write:
+            Path(write).write_text(text)
+            self.stdout.write(f"wrote {write}")
+        else:
+            self.stdout.write(text)
