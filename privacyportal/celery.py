@@ -27,6 +27,10 @@ app.conf.update(
             "task": "requests_app.tasks.expire_unverified_requests",
             "schedule": crontab(minute=17),
         },
+        "reconcile": {
+            "task": "requests_app.tasks.reconcile",
+            "schedule": 60.0,
+        },
     },
 )
 app.autodiscover_tasks()

@@ -13,6 +13,7 @@ import zoneinfo
 from pathlib import Path
 
 import dj_database_url
+import holidays
 
 from privacyportal.env import env, envbool, envint, envlist, envstr, fail
 
@@ -160,6 +161,9 @@ MEDIA_ROOT = Path(envstr("MEDIA_ROOT", str(DATA_DIR / "files")))
 # Email. With no EMAIL_HOST, messages are written as files to DATA_DIR/mail, the
 # development outbox: never to the console or a log, since they hold personal data.
 EMAIL_HOST = env("EMAIL_HOST", "")
+if not DEBUG and not EMAIL_HOST and not env("EMAIL_BACKEND"):
+    fail("EMAIL_HOST is not set; consumers must get their emails (set EMAIL_HOST, or "
+         "EMAIL_BACKEND to choose another backend on purpose).")
 EMAIL_BACKEND = envstr(
     "EMAIL_BACKEND",
     "django.core.mail.backends.smtp.EmailBackend"
@@ -186,7 +190,12 @@ SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_AGE = envint("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
 SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
-SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", not DEBUG)
+# Preloading is hard to undo, so it is the operator's decision (off by default;
+# check --deploy's reminder about it, security.W021, is silenced below).
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", False)
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
+# Load balancers probe /healthz over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
@@ -217,13 +226,25 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 # Request handling.
 # Public holidays that business-day deadlines skip (a `holidays` country code).
 HOLIDAY_COUNTRY = envstr("HOLIDAY_COUNTRY", "US")
+if HOLIDAY_COUNTRY not in holidays.list_supported_countries():
+    fail(f"HOLIDAY_COUNTRY must be a country code of the holidays package such as US or GB, "
+         f"not {HOLIDAY_COUNTRY!r}.")
 # A request whose identity is not verified within this many days expires.
 VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
+
+LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    fail(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")
+
+# Key of the hashes of personal values (audit trail, suppression list, hashed
+# columns in sources). Set it explicitly so that SECRET_KEY can be rotated without
+# breaking the matching of old hashes; by default it is derived from SECRET_KEY.
+IDENTITY_HASH_KEY = env("IDENTITY_HASH_KEY") or f"identity-hash:{SECRET_KEY}"
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
 }

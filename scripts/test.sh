@@ -16,26 +16,38 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "make test: installing ${missing[*]} from Debian packages"
-  # Keep Debian from creating and starting a cluster of its own.
+  # Keep Debian from creating a cluster and from starting system services of its own
+  # (a policy-rc.d that says no, removed again if we created it).
   as_root mkdir -p /etc/postgresql-common
   echo "create_main_cluster = false" | as_root tee /etc/postgresql-common/createcluster.conf >/dev/null
+  policy_made=0
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+    as_root chmod 755 /usr/sbin/policy-rc.d
+    policy_made=1
+  fi
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  [ "$policy_made" = 1 ] && as_root rm -f /usr/sbin/policy-rc.d
 fi
 PG_BIN=$(pg_bin)
 
 TMP=$(mktemp -d /tmp/privacyportal-test.XXXXXX)
 chmod 755 "$TMP"
 AS_PG=()
+mkdir -p "$TMP/pg" "$TMP/sock"
 if [ "$(id -u)" = 0 ]; then
+  # initdb refuses to run as root: PostgreSQL runs as the postgres user.
   AS_PG=(runuser -u postgres --)
-  mkdir -p "$TMP/pg" "$TMP/sock"
   chown postgres "$TMP/pg" "$TMP/sock"
 fi
 
 cleanup() {
   status=$?
   if [ -f "$TMP/redis.pid" ]; then kill "$(cat "$TMP/redis.pid")" 2>/dev/null || true; fi
+  if [ "$status" != 0 ] && [ -f "$TMP/pg.log" ]; then
+    echo "--- last lines of the PostgreSQL log ---"; tail -n 20 "$TMP/pg.log" || true
+  fi
   if [ -f "$TMP/pg/postmaster.pid" ]; then
     "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate -w stop >/dev/null 2>&1 || true
   fi
@@ -50,13 +62,15 @@ REDIS_PORT=$(free_port)
 
 "${AS_PG[@]}" "$PG_BIN/initdb" -D "$TMP/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 -N >"$TMP/initdb.log" 2>&1 \
   || { cat "$TMP/initdb.log"; exit 1; }
-"${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg/server.log" -w -t 60 start -o \
+touch "$TMP/pg.log"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg.log"
+"${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -t 60 start -o \
   "-p $PG_PORT -k $TMP/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --daemonize yes --save '' --appendonly no \
   --dir "$TMP" --pidfile "$TMP/redis.pid" --logfile "$TMP/redis.log"
-for _ in $(seq 50); do
+for i in $(seq 100); do
   redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break
+  if [ "$i" = 100 ]; then echo "make test: Redis did not start"; cat "$TMP/redis.log"; exit 1; fi
   sleep 0.1
 done
 
@@ -65,6 +79,7 @@ export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export SECRET_KEY="test-secret-key-$(date +%s)-not-for-production"
 export FILE_ENCRYPTION_KEY="$("$BIN/python" -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
 export DEBUG=0 SECURE_SSL_REDIRECT=0 SECURE_COOKIES=0
+export EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend
 export DATA_DIR="$TMP/data" STATIC_ROOT="$TMP/static"
 export PP_TEST_SERVICES=1   # conftest.py refuses to run on anything but PostgreSQL and Redis
 export PG_BIN TEST_TMP="$TMP"

@@ -111,9 +111,15 @@ def file_request(
             actor=Actor.consumer(),
         )
     if state is not None:
-        PrivacyRequest.objects.filter(pk=request.pk).update(state=state)
+        answered = state in ANSWERED_STATES
+        PrivacyRequest.objects.filter(pk=request.pk).update(
+            state=state, responded_at=timezone.now() if answered else None)
         request.refresh_from_db()
     return request
+
+
+# States in which the consumer has had an answer (a denial or the results).
+ANSWERED_STATES = {"denied", "completed", "closed", "under_appeal", "appeal_denied"}
 
 
 @pytest.fixture
@@ -144,24 +150,35 @@ def celery_worker(django_db_setup, django_db_blocker):
         [sys.executable, "-m", "celery", "-A", "privacyportal", "worker", "--pool=prefork",
          "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip",
          "--hostname", f"test-{os.getpid()}@%h"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            pytest.fail(f"the Celery worker exited: {log_path.read_text()[-2000:]}")
-        if "ready." in log_path.read_text():
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the Celery worker did not start within 60 s")
-    yield process
-    process.terminate()
     try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                pytest.fail(f"the Celery worker exited: {log_path.read_text()[-2000:]}")
+            if "ready." in log_path.read_text():
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the Celery worker did not start within 60 s")
+        yield process
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+def stop_process_group(process, timeout=20):
+    """Stop a process started with start_new_session=True, and all its children."""
+    import signal
+
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from requests_app.models import PrivacyRequest
 from requests_app.models.privacy_request import new_reference
 from tests.conftest import file_request
 
@@ -19,10 +20,10 @@ def test_references_are_long_random_and_unambiguous():
 
 
 @pytest.mark.django_db
-def test_a_request_is_known_by_its_reference_not_a_sequential_id():
+def test_each_request_gets_its_own_reference():
     first, second = file_request(), file_request()
-    assert str(first.pk) not in first.reference
     assert first.reference != second.reference
+    assert PrivacyRequest.objects.get(reference=first.reference) == first
 
 
 def test_the_committed_lifecycle_diagram_matches_the_machine(settings):

@@ -116,6 +116,9 @@ def test_a_malformed_value_names_the_variable(tmp_path):
         ({"DEBUG": "1", "TIME_ZONE": "Mars/Olympus"}, "TIME_ZONE"),
         ({"DEBUG": "1", "FILE_ENCRYPTION_KEY": "short"}, "FILE_ENCRYPTION_KEY"),
         ({"DEBUG": "1", "SECRET_KEY_FILE": str(tmp_path / "missing")}, "SECRET_KEY_FILE"),
+        ({"DEBUG": "1", "HOLIDAY_COUNTRY": "us"}, "HOLIDAY_COUNTRY"),
+        ({"DEBUG": "1", "LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
+        ({"SECRET_KEY": "s" * 50, "FILE_ENCRYPTION_KEY": "A" * 43 + "="}, "EMAIL_HOST"),
     ]:
         result = run_python(None, env, tmp_path, "manage.py", "check")
         one_sentence_failure(result, word)
@@ -126,6 +129,7 @@ def test_production_settings_pass_the_deployment_checklist(tmp_path):
         "SECRET_KEY": "kd8$2n!x" * 8,
         "FILE_ENCRYPTION_KEY": "A" * 43 + "=",
         "ALLOWED_HOSTS": "privacy.example.com",
+        "EMAIL_HOST": "smtp.example.com",
     }
     result = run_python(None, env, tmp_path, "manage.py", "check", "--deploy", "--fail-level",
                         "WARNING")

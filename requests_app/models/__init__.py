@@ -1,4 +1,13 @@
 from requests_app.models.audit import AuditEvent
+from requests_app.models.email import OutgoingEmail
+from requests_app.models.sources import (
+    DataSource,
+    Package,
+    SourceRun,
+    Suppression,
+    ThirdParty,
+    ThirdPartyNotice,
+)
 from requests_app.models.privacy_request import (
     Actor,
     DenialReason,
@@ -12,10 +21,17 @@ from requests_app.models.privacy_request import (
 __all__ = [
     "Actor",
     "AuditEvent",
+    "DataSource",
+    "Package",
+    "SourceRun",
+    "Suppression",
+    "ThirdParty",
+    "ThirdPartyNotice",
     "Channel",
     "DenialReason",
     "FiledBy",
     "Identity",
+    "OutgoingEmail",
     "PrivacyRequest",
     "State",
 ]

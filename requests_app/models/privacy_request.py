@@ -22,6 +22,7 @@ from requests_app import deadlines
 from requests_app.rules import (
     JURISDICTIONS,
     REQUEST_TYPES,
+    Verification,
     jurisdiction_choices,
     request_type_choices,
 )
@@ -141,7 +142,9 @@ def _may_approve(instance: "PrivacyRequest", user) -> bool:
 
 
 def _verification_window_elapsed(instance: "PrivacyRequest") -> bool:
-    """VERIFICATION_WINDOW_DAYS have passed since receipt"""
+    """VERIFICATION_WINDOW_DAYS have passed since receipt, for a type that needs verifying"""
+    if instance.type_rules.verification is Verification.NONE:
+        return False
     limit = instance.received_at + datetime.timedelta(days=settings.VERIFICATION_WINDOW_DAYS)
     return timezone.now() >= limit
 
@@ -156,8 +159,12 @@ def _may_extend(instance: "PrivacyRequest") -> bool:
 
 
 def _has_appeal_process(instance: "PrivacyRequest") -> bool:
-    """not appealed yet, and the jurisdiction has an appeal process"""
-    return instance.appeal_received_at is None and instance.appeal_window_exists
+    """answered (denied or completed), not appealed yet, and the jurisdiction has an appeal process"""
+    return (
+        instance.responded_at is not None
+        and instance.appeal_received_at is None
+        and instance.appeal_window_exists
+    )
 
 
 # What a refused step tells staff when its guard does not hold.
@@ -258,9 +265,9 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     @property
     def complaint_text(self) -> str:
         rules = JURISDICTIONS.get(self.jurisdiction)
-        if rules is None:  # unknown: name every route, as the strictest reading
-            return " ".join(str(j.complaint_text) for j in JURISDICTIONS.values()
-                            if j.code in ("CA", "GDPR"))
+        if rules is None:  # unknown: name every route the consumer might have
+            return " ".join(str(JURISDICTIONS[code].complaint_text)
+                            for code in ("US_OTHER", "CA", "GDPR"))
         return str(rules.complaint_text)
 
     def set_deadlines(self) -> None:
@@ -348,7 +355,10 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     def cancel(self):
         self.closed_at = timezone.now()
 
-    @transition(state, source=[State.DENIED, State.COMPLETED], target=State.UNDER_APPEAL,
+    # Closing does not take the right to appeal away: a closed request that was
+    # answered can still be appealed.
+    @transition(state, source=[State.DENIED, State.COMPLETED, State.CLOSED],
+                target=State.UNDER_APPEAL,
                 conditions=[_has_appeal_process], permission=_perm("work_request"),
                 custom={"actors": (CONSUMER, STAFF)})
     def appeal(self, text=""):

@@ -33,5 +33,5 @@ def record_event(
 def hash_value(value: str) -> str:
     """A keyed hash of a personal value, for audit data: equal values can be matched,
     the value itself cannot be read back."""
-    key = settings.SECRET_KEY.encode()
-    return hashlib.blake2b(value.strip().lower().encode(), key=key[:64], digest_size=16).hexdigest()
+    key = hashlib.sha256(settings.IDENTITY_HASH_KEY.encode()).digest()
+    return hashlib.blake2b(value.strip().lower().encode(), key=key, digest_size=16).hexdigest()

@@ -15,8 +15,9 @@ from django_fsm import ConcurrentTransition, can_proceed
 
 from requests_app.models import Actor, Identity, PrivacyRequest
 from requests_app.models.privacy_request import ActorKind, TransitionInputError
-from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, UNKNOWN
+from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, UNKNOWN, Verification
 from requests_app.services.audit import record_event
+from requests_app.services.notices import queue_notice
 from requests_app.services.tasks_queue import enqueue_on_commit
 
 
@@ -33,8 +34,8 @@ NOTICES = {
     "release": "completed",
     "extend": "extended",
     "appeal": "appeal_received",
-    "grant_appeal": "appeal_decided",
-    "deny_appeal": "appeal_decided",
+    "grant_appeal": "appeal_granted",
+    "deny_appeal": "appeal_denied",
 }
 # The system's next step, run by a worker after the transition commits.
 FOLLOW_UPS = {
@@ -103,9 +104,11 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
                 "due_on": request.due_on.isoformat(),
             },
         )
-        from requests_app.tasks import send_notice
-
-        enqueue_on_commit(send_notice, request.pk, "received", event.pk)
+        queue_notice(request, "received", event)
+        if request.type_rules.verification is Verification.NONE:
+            # Opt-outs need no identity verification (CCPA regs §7026): straight on.
+            _apply(request, "verify", actor=Actor.system(),
+                   audit_reason="no identity verification for this type")
     return request
 
 
@@ -153,46 +156,50 @@ def do_transition(
     """
     with transaction.atomic(durable=True):
         request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
-        from_state = request.state
-        if expected_state is not None and from_state != expected_state:
+        if expected_state is not None and request.state != expected_state:
             raise TransitionRefused(
                 _("This request was changed by someone else; reload it and try again.")
             )
-        transition = _find_transition(request, name)
-        if transition is None:
-            raise TransitionRefused(
-                _("A request that is “%(state)s” cannot take the step “%(step)s”.")
-                % {"state": request.get_state_display(), "step": name}
-            )
-        _check_actor(request, transition, actor)
-        method = getattr(request, name)
-        if not can_proceed(method):
-            raise TransitionRefused(_refusal_reason(transition, request))
-        method(**inputs)
-        try:
-            request.save()
-        except ConcurrentTransition:
-            raise TransitionRefused(
-                _("This request was changed by someone else; reload it and try again.")
-            ) from None
-        event = record_event(
-            f"request.{name}",
-            actor=actor,
-            request=request,
-            from_state=from_state,
-            to_state=request.state,
-            reason=_reason_of(name, inputs),
-            data=_data_of(request, name),
-        )
-        if name in NOTICES:
-            from requests_app.tasks import send_notice
-
-            enqueue_on_commit(send_notice, request.pk, NOTICES[name], event.pk)
-        if name in FOLLOW_UPS:
-            from privacyportal.celery import app
-
-            enqueue_on_commit(app.tasks[FOLLOW_UPS[name]], request.pk)
+        _apply(request, name, actor=actor, **inputs)
     return request
+
+
+def _apply(request: PrivacyRequest, name: str, *, actor: Actor, audit_reason: str = "",
+           **inputs):
+    """Take a step on a locked request inside the caller's transaction."""
+    from_state = request.state
+    transition = _find_transition(request, name)
+    if transition is None:
+        raise TransitionRefused(
+            _("A request that is “%(state)s” cannot take the step “%(step)s”.")
+            % {"state": request.get_state_display(), "step": name}
+        )
+    _check_actor(request, transition, actor)
+    method = getattr(request, name)
+    if not can_proceed(method):
+        raise TransitionRefused(_refusal_reason(transition, request))
+    method(**inputs)
+    try:
+        request.save()
+    except ConcurrentTransition:
+        raise TransitionRefused(
+            _("This request was changed by someone else; reload it and try again.")
+        ) from None
+    event = record_event(
+        f"request.{name}",
+        actor=actor,
+        request=request,
+        from_state=from_state,
+        to_state=request.state,
+        reason=_reason_of(request, name, actor, audit_reason or inputs.get("reason", "")),
+        data=_data_of(request, name),
+    )
+    if name in NOTICES:
+        queue_notice(request, NOTICES[name], event)
+    if name in FOLLOW_UPS:
+        from privacyportal.celery import app
+
+        enqueue_on_commit(app.tasks[FOLLOW_UPS[name]], request.pk)
 
 
 def _refusal_reason(transition, request) -> str:
@@ -202,12 +209,17 @@ def _refusal_reason(transition, request) -> str:
     return _("This step is not possible now.")
 
 
-def _reason_of(name: str, inputs: dict) -> str:
-    # Staff-written texts only: the consumer's own appeal text may hold personal
-    # data and stays on the request, out of the trail.
-    for key in ("reason", "detail", "notice"):
-        if inputs.get(key):
-            return str(inputs[key])
+def _reason_of(request: PrivacyRequest, name: str, actor: Actor, reason: str) -> str:
+    """A reason fit for a trail that can never be edited: codes and system texts
+    only. Free text written by staff or the consumer (denial detail, extension
+    notice, appeal) may name people; it stays on the request and in the email
+    sent, both of which retention can purge."""
+    if name == "deny":
+        return request.denial_reason
+    if name == "extend":
+        return f"extended to {request.extended_due_on.isoformat()}"
+    if actor.kind == ActorKind.SYSTEM:
+        return reason
     return ""
 
 

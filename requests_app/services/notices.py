@@ -1,8 +1,8 @@
 """Emails to the consumer about their request.
 
-Each notice is a subject / text / HTML triple in templates/emails/<notice>/. A
-notice is sent once per event that caused it: running the task again (a worker
-that died before acknowledging it) finds the record and sends nothing more.
+Each notice is a subject / text / HTML triple in templates/emails/<notice>/. It is
+rendered inside the transaction of the event that causes it and stored in the
+outbox (OutgoingEmail); a worker sends it after the commit.
 """
 
 import logging
@@ -13,18 +13,20 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from requests_app.models import Actor, AuditEvent, PrivacyRequest
+from requests_app.models import Actor, OutgoingEmail, PrivacyRequest
 from requests_app.services.audit import hash_value, record_event
+from requests_app.services.tasks_queue import enqueue_on_commit
 
 log = logging.getLogger(__name__)
 
 
-def render_notice(request: PrivacyRequest, notice: str) -> tuple[str, str, str]:
+def render_notice(request: PrivacyRequest, notice: str, **extra) -> tuple[str, str, str]:
     context = {
         "request": request,
         "identity": request.identity,
         "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
         "complaint_text": request.complaint_text,
+        **extra,
     }
     subject = render_to_string(f"emails/{notice}/subject.txt", context)
     text = render_to_string(f"emails/{notice}/body.txt", context)
@@ -32,29 +34,44 @@ def render_notice(request: PrivacyRequest, notice: str) -> tuple[str, str, str]:
     return " ".join(subject.split()), text, html
 
 
-def send_notice(request_id: int, notice: str, cause_event_id: int) -> bool:
-    request = PrivacyRequest.objects.select_related("identity").get(pk=request_id)
-    already = AuditEvent.objects.filter(
-        request=request, action="email.sent", data__cause=cause_event_id
-    ).exists()
-    if already:
-        return False
+def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> OutgoingEmail | None:
+    """Render the notice now and send it once the current transaction commits."""
     if not hasattr(request, "identity"):
-        log.info("request %s: notice %s not sent, identity purged", request.reference, notice)
-        return False
-    subject, text, html = render_notice(request, notice)
-    message = EmailMultiAlternatives(subject, text, to=[request.identity.email])
-    message.attach_alternative(html, "text/html")
-    message.send()
+        log.info("request %s: notice %s not queued, identity purged", request.reference, notice)
+        return None
+    subject, text, html = render_notice(request, notice, **extra)
+    email = OutgoingEmail.objects.create(
+        request=request, notice=notice, cause=cause, to=request.identity.email,
+        subject=subject, body_text=text, body_html=html,
+    )
+    from requests_app.tasks import send_email
+
+    enqueue_on_commit(send_email, email.pk)
+    return email
+
+
+def send_email(email_id: int) -> bool:
+    """Send one outbox email, at most once: the row stays locked while it is sent,
+    so a second delivery of the same task waits, then finds it sent."""
     with transaction.atomic():
+        email = OutgoingEmail.objects.select_for_update().select_related("request").get(
+            pk=email_id)
+        if email.sent_at is not None:
+            return False
+        message = EmailMultiAlternatives(email.subject, email.body_text, to=[email.to])
+        message.attach_alternative(email.body_html, "text/html")
+        message.send()
+        email.sent_at = timezone.now()
+        email.attempts += 1
+        email.save(update_fields=["sent_at", "attempts"])
         record_event(
             "email.sent",
             actor=Actor.system(),
-            request=request,
-            data={"notice": notice, "cause": cause_event_id,
-                  "to": hash_value(request.identity.email)},
+            request=email.request,
+            data={"notice": email.notice, "email": email.pk, "to": hash_value(email.to)},
         )
-        if notice == "received" and request.acknowledged_at is None:
-            PrivacyRequest.objects.filter(pk=request.pk).update(acknowledged_at=timezone.now())
-    log.info("request %s: notice %s sent", request.reference, notice)
+        if email.notice == "received":
+            PrivacyRequest.objects.filter(pk=email.request_id, acknowledged_at=None).update(
+                acknowledged_at=email.sent_at)
+    log.info("request %s: notice %s sent", email.request.reference, email.notice)
     return True

@@ -16,4 +16,7 @@ def enqueue_on_commit(task, *args) -> None:
     if app.conf.task_always_eager:
         transaction.on_commit(lambda: task.apply(args=args, throw=True))
     else:
-        transaction.on_commit(lambda: task.apply_async(args=args))
+        # robust: a broker that is down must not turn a committed step into an
+        # error for the user, nor skip the other callbacks. The work is in the
+        # database; the reconciler sends it again.
+        transaction.on_commit(lambda: task.apply_async(args=args), robust=True)

@@ -1,0 +1,34 @@
+"""The outbox: every email to a consumer, rendered when the event that causes it
+happens (so it says what was true then), stored, then sent by a worker.
+
+A row is sent at most once (the sender locks it), and a row the broker lost is
+found and sent by the reconciler. Rows hold personal data (the address, the
+text) and are purged with the identity; the audit trail keeps only the fact
+that an email was sent, with the address hashed.
+"""
+
+from django.db import models
+
+
+class OutgoingEmail(models.Model):
+    request = models.ForeignKey("requests_app.PrivacyRequest", on_delete=models.PROTECT,
+                                related_name="emails")
+    notice = models.CharField(max_length=40)
+    cause = models.ForeignKey("requests_app.AuditEvent", on_delete=models.PROTECT,
+                              related_name="+", null=True, blank=True)
+    to = models.EmailField()
+    subject = models.CharField(max_length=300)
+    body_text = models.TextField()
+    body_html = models.TextField()
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    attempts = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["cause", "notice"], name="one_email_per_cause")
+        ]
+        ordering = ["id"]
+
+    def __str__(self) -> str:
+        return f"{self.notice} for {self.request_id}"

@@ -1,0 +1,89 @@
+"""What every kind of data source (SQL, HTTP, manual) offers fulfilment.
+
+A connector is built for one DataSource and is asked to act for one SourceRun.
+It must be idempotent: asked twice for the same run (a worker died after doing
+the work but before acknowledging the task), it changes nothing more.
+Errors it raises must never carry personal values: they are shown to staff and
+stored on the run.
+"""
+
+from dataclasses import dataclass, field
+
+
+class SourceError(Exception):
+    """A permanent failure (bad configuration, a 4xx answer): retrying won't help."""
+
+
+class TransientSourceError(SourceError):
+    """A failure that may pass (timeout, connection refused, 5xx, lock timeout):
+    the task retries with exponential backoff and jitter."""
+
+
+@dataclass(frozen=True)
+class IdentityData:
+    """The data points a request gives for finding the person."""
+
+    email: str
+    name: str = ""
+    phone: str = ""
+    account_number: str = ""
+    postal_address: str = ""
+
+    @classmethod
+    def of(cls, identity) -> "IdentityData":
+        return cls(
+            email=identity.email,
+            name=identity.name,
+            phone=identity.phone,
+            account_number=identity.account_number,
+            postal_address=identity.postal_address,
+        )
+
+    def lookup_values(self) -> dict[str, str]:
+        """The fields sources may look a person up by, where given."""
+        values = {"email": self.email, "phone": self.phone, "account_number": self.account_number}
+        return {k: v for k, v in values.items() if v}
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "email": self.email,
+            "name": self.name,
+            "phone": self.phone,
+            "account_number": self.account_number,
+            "postal_address": self.postal_address,
+        }
+
+
+@dataclass
+class Outcome:
+    """What a connector did. `waiting`: an asynchronous reply or a manual owner
+    will finish the run later. `result`: counts and names only, no personal values."""
+
+    records: int | None = None
+    waiting: bool = False
+    result: dict = field(default_factory=dict)
+
+
+class Connector:
+    def __init__(self, source):
+        self.source = source
+
+    def gather(self, run, identity: IdentityData, sink) -> Outcome:
+        """Find the person's records and write them to `sink` (a RecordSink)."""
+        raise SourceError(f"{self.source.kind} sources cannot gather data")
+
+    def plan_erasure(self, run, identity: IdentityData) -> Outcome:
+        """Say what erasure would delete, mask and retain (and why), changing nothing."""
+        raise SourceError(f"{self.source.kind} sources cannot plan an erasure")
+
+    def erase(self, run, identity: IdentityData, plan: dict) -> Outcome:
+        """Carry out the plan approved by a Privacy Manager."""
+        raise SourceError(f"{self.source.kind} sources cannot erase")
+
+    def remaining(self, run, identity: IdentityData) -> int:
+        """After erasure: how many deletable records still match the person."""
+        return 0
+
+    def apply_change(self, run, identity: IdentityData, change: dict) -> Outcome:
+        """A correction or an opt-out: pass on the change the consumer asked for."""
+        raise SourceError(f"{self.source.kind} sources cannot apply changes")

@@ -1,0 +1,301 @@
+"""Dataset maps: which tables of a SQL source hold personal data, how to find a
+person's rows from their identity, how tables refer to each other, the data
+category of each column and what erasure does to it.
+
+    name: demo_shop
+    tables:
+      customers:
+        primary_key: id
+        identity: {email: email, phone: phone, account_number: customer_number}
+        references:
+          - {column: referred_by, to: customers.id}
+        columns:
+          email: {category: user.contact.email, erase: hash}
+          phone: user.contact.phone_number          # erase defaults to null
+        erase: update          # delete | update | retain
+        legal_basis: "..."     # required when anything is retained
+
+Errors name the line of the map they come from. `from_fides` turns a Fides
+dataset (fides_meta.identity, references) into this form.
+"""
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import yaml
+
+from requests_app.sources.categories import is_category
+
+IDENTITY_FIELDS = ("email", "phone", "account_number")
+TABLE_ACTIONS = ("delete", "update", "retain")
+COLUMN_ACTIONS = ("null", "mask", "hash", "retain")
+_TABLE_KEYS = {"primary_key", "identity", "references", "columns", "erase", "legal_basis"}
+
+
+class DatasetMapError(Exception):
+    def __init__(self, errors: list[tuple[int | None, str]]):
+        self.errors = errors
+        super().__init__("; ".join(self.messages))
+
+    @property
+    def messages(self) -> list[str]:
+        return [f"line {line}: {msg}" if line else msg for line, msg in self.errors]
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    category: str
+    erase: str
+
+
+@dataclass(frozen=True)
+class Reference:
+    column: str
+    to_table: str
+    to_column: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    primary_key: str
+    identity: dict
+    references: tuple
+    columns: dict
+    erase: str
+    legal_basis: str
+
+    def column_names(self) -> set[str]:
+        names = {self.primary_key, *self.identity.values(), *self.columns}
+        names.update(r.column for r in self.references)
+        return names
+
+
+@dataclass(frozen=True)
+class Edge:
+    """Rows of `to_table` whose `to_column` equals `from_column` of rows of `from_table`."""
+
+    from_table: str
+    from_column: str
+    to_table: str
+    to_column: str
+
+
+@dataclass(frozen=True)
+class DatasetMap:
+    name: str
+    tables: dict
+    lines: dict = field(default_factory=dict, compare=False)  # table -> line
+
+    def edges(self) -> list[Edge]:
+        """References, followed in both directions."""
+        result = []
+        for table in self.tables.values():
+            for ref in table.references:
+                result.append(Edge(table.name, ref.column, ref.to_table, ref.to_column))
+                result.append(Edge(ref.to_table, ref.to_column, table.name, ref.column))
+        return result
+
+    def referenced_columns(self, table: str) -> set[str]:
+        """Columns of `table` that traversal needs to follow references."""
+        return {e.from_column for e in self.edges() if e.from_table == table}
+
+
+class _LineDict(dict):
+    line = 0
+    key_lines: dict
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+def _construct_mapping(loader, node):
+    loader.flatten_mapping(node)
+    result = _LineDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _line(mapping, key=None):
+    if isinstance(mapping, _LineDict):
+        return mapping.key_lines.get(key, mapping.line) if key is not None else mapping.line
+    return None
+
+
+def parse(text: str) -> DatasetMap:
+    """Parse and validate a dataset map; raise DatasetMapError listing every problem."""
+    try:
+        doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise DatasetMapError([(mark.line + 1 if mark else None,
+                                f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+    errors: list[tuple[int | None, str]] = []
+    if not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict) or not doc["tables"]:
+        raise DatasetMapError([(_line(doc), "the map needs a `tables:` mapping with at least one table")])
+    for key in doc:
+        if key not in ("name", "tables"):
+            errors.append((_line(doc, key), f"unknown key `{key}` (expected name, tables)"))
+    tables = {}
+    for name, spec in doc["tables"].items():
+        table = _parse_table(str(name), spec, _line(doc["tables"], name), errors)
+        if table:
+            tables[table.name] = table
+    _check_references(tables, doc["tables"], errors)
+    if errors:
+        raise DatasetMapError(errors)
+    lines = {name: _line(doc["tables"], name) for name in tables}
+    return DatasetMap(name=str(doc.get("name", "")), tables=tables, lines=lines)
+
+
+def _parse_table(name, spec, line, errors):
+    where = f"table `{name}`"
+    if not isinstance(spec, dict):
+        errors.append((line, f"{where} must be a mapping"))
+        return None
+    for key in spec:
+        if key not in _TABLE_KEYS:
+            errors.append((_line(spec, key), f"{where}: unknown key `{key}`"))
+    pk = spec.get("primary_key")
+    if not isinstance(pk, str) or not pk:
+        errors.append((line, f"{where}: `primary_key` is required"))
+    identity = spec.get("identity") or {}
+    if not isinstance(identity, dict):
+        errors.append((_line(spec, "identity"), f"{where}: `identity` must be a mapping"))
+        identity = {}
+    for field_name in identity:
+        if field_name not in IDENTITY_FIELDS:
+            errors.append((_line(identity, field_name),
+                           f"{where}: identity field `{field_name}` is not one of "
+                           + ", ".join(IDENTITY_FIELDS)))
+    references = []
+    for ref in spec.get("references") or []:
+        target = ref.get("to", "") if isinstance(ref, dict) else ""
+        if not isinstance(ref, dict) or not ref.get("column") or target.count(".") != 1:
+            errors.append((_line(ref) or _line(spec, "references"),
+                           f"{where}: a reference needs `column` and `to: table.column`"))
+            continue
+        to_table, to_column = target.split(".")
+        references.append(Reference(str(ref["column"]), to_table, to_column))
+    erase = spec.get("erase", "update")
+    if erase not in TABLE_ACTIONS:
+        errors.append((_line(spec, "erase"),
+                       f"{where}: erase must be one of {', '.join(TABLE_ACTIONS)}, not `{erase}`"))
+    columns = {}
+    raw_columns = spec.get("columns") or {}
+    if not isinstance(raw_columns, dict):
+        errors.append((_line(spec, "columns"), f"{where}: `columns` must be a mapping"))
+        raw_columns = {}
+    for col, value in raw_columns.items():
+        col_line = _line(raw_columns, col)
+        if isinstance(value, str):
+            category, action = value, "null"
+        elif isinstance(value, dict):
+            category, action = value.get("category"), value.get("erase", "null")
+        else:
+            errors.append((col_line, f"{where}: column `{col}` needs a category"))
+            continue
+        if not isinstance(category, str) or not is_category(category):
+            errors.append((col_line, f"{where}: column `{col}`: `{category}` is not a "
+                                     "data category of the fideslang taxonomy"))
+        if action not in COLUMN_ACTIONS:
+            errors.append((col_line, f"{where}: column `{col}`: erase must be one of "
+                                     f"{', '.join(COLUMN_ACTIONS)}, not `{action}`"))
+        columns[str(col)] = Column(str(col), category, action)
+    retains = erase == "retain" or (erase == "update" and any(
+        c.erase == "retain" for c in columns.values()))
+    basis = str(spec.get("legal_basis") or "").strip()
+    if retains and not basis:
+        errors.append((line, f"{where}: retaining data needs a `legal_basis`"))
+    if not isinstance(pk, str):
+        return None
+    return Table(name, pk, dict(identity), tuple(references), columns, erase, basis)
+
+
+def _check_references(tables, raw, errors):
+    for table in tables.values():
+        for ref in table.references:
+            if ref.to_table not in tables:
+                errors.append((_line(raw[table.name], "references"),
+                               f"table `{table.name}`: reference to `{ref.to_table}`, "
+                               "which is not in the map"))
+    roots = [t for t in tables.values() if t.identity]
+    if not roots:
+        errors.append((None, "no table has `identity` columns: nobody could be found"))
+        return
+    neighbours = defaultdict(set)
+    for table in tables.values():
+        for ref in table.references:
+            neighbours[table.name].add(ref.to_table)
+            neighbours[ref.to_table].add(table.name)
+    reached, todo = set(), [t.name for t in roots]
+    while todo:
+        name = todo.pop()
+        if name not in reached:
+            reached.add(name)
+            todo.extend(neighbours[name])
+    for name in tables:
+        if name not in reached:
+            errors.append((_line(raw, name), f"table `{name}` cannot be reached from an "
+                                             "identity table through references"))
+
+
+# --- Fides datasets ------------------------------------------------------------------
+
+_FIDES_IDENTITIES = {"email": "email", "phone_number": "phone", "phone": "phone",
+                     "account_number": "account_number", "customer_id": "account_number",
+                     "user_id": "account_number"}
+
+
+def from_fides(text: str) -> str:
+    """Convert a Fides dataset YAML into a dataset map (YAML text) to review and save.
+
+    Identity fields (fides_meta.identity) become identity columns, fides_meta.references
+    become references, data_categories (the first one) become column categories.
+    Erasure defaults to nulling every categorised column; review it before saving.
+    """
+    doc = yaml.safe_load(text) or {}
+    datasets = doc.get("dataset") or []
+    if not datasets:
+        raise DatasetMapError([(None, "not a Fides dataset: no `dataset:` list")])
+    dataset = datasets[0]
+    tables = {}
+    for collection in dataset.get("collections") or []:
+        table = {"primary_key": None, "erase": "update"}
+        identity, references, columns = {}, [], {}
+        for fld in collection.get("fields") or []:
+            meta = fld.get("fides_meta") or {}
+            name = fld["name"]
+            if meta.get("primary_key"):
+                table["primary_key"] = name
+            if meta.get("identity") in _FIDES_IDENTITIES:
+                identity[_FIDES_IDENTITIES[meta["identity"]]] = name
+            for ref in meta.get("references") or []:
+                if ref.get("dataset", dataset.get("fides_key")) == dataset.get("fides_key"):
+                    references.append({"column": name, "to": ref["field"]})
+            cats = fld.get("data_categories") or []
+            if cats and not meta.get("primary_key"):
+                columns[name] = cats[0]
+        if table["primary_key"] is None:
+            names = [f["name"] for f in collection.get("fields") or []]
+            table["primary_key"] = "id" if "id" in names else (names[0] if names else "id")
+        if identity:
+            table["identity"] = identity
+        if references:
+            table["references"] = references
+        table["columns"] = columns
+        tables[collection["name"]] = table
+    text_out = yaml.safe_dump({"name": dataset.get("fides_key", ""), "tables": tables},
+                              sort_keys=False)
+    parse(text_out)  # what we produce must be valid
+    return text_out

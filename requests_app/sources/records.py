@@ -1,0 +1,61 @@
+"""Where gathered records go: encrypted JSON Lines files, one per collection, under
+MEDIA_ROOT/runs/<run id>/. Values of never-disclosed categories are replaced
+before anything is written, so they never reach our disk or a package."""
+
+import json
+import shutil
+from pathlib import Path
+
+from django.conf import settings
+
+from requests_app.files import open_text_reader, open_text_writer
+from requests_app.sources.categories import WITHHELD, never_disclosed
+
+
+def run_dir(run_id: int) -> Path:
+    return Path(settings.MEDIA_ROOT) / "runs" / str(run_id)
+
+
+class RecordSink:
+    def __init__(self, run_id: int):
+        self.dir = run_dir(run_id)
+        shutil.rmtree(self.dir, ignore_errors=True)  # a re-run starts afresh
+        self._writers = {}
+        self.collections: dict[str, dict] = {}
+
+    def write(self, collection: str, record: dict, categories: dict[str, str]) -> None:
+        if collection not in self._writers:
+            filename = f"{len(self._writers):03d}.jsonl.enc"
+            self._writers[collection] = open_text_writer(self.dir / filename)
+            self.collections[collection] = {"file": filename, "count": 0,
+                                            "columns": dict(categories)}
+        clean = {
+            key: WITHHELD if never_disclosed(categories.get(key, "")) else value
+            for key, value in record.items()
+        }
+        self._writers[collection].write(json.dumps(clean, default=str, ensure_ascii=False) + "\n")
+        self.collections[collection]["count"] += 1
+
+    def close(self) -> dict[str, dict]:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers = {}
+        return self.collections
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            for writer in self._writers.values():
+                writer.__exit__(exc_type, exc, tb)
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def read_records(run_id: int, collection_info: dict):
+    """Yield the records of one collection written by a RecordSink."""
+    with open_text_reader(run_dir(run_id) / collection_info["file"]) as lines:
+        for line in lines:
+            yield json.loads(line)

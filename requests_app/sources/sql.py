@@ -1,0 +1,378 @@
+"""SQL sources: PostgreSQL by DSN, or SQLite for the embedded demo.
+
+The DSN is read from the environment variable the source names; it is never stored.
+Traversal starts from the rows matching the person's identity and follows the map's
+references, both ways, hop by hop: one query per table per hop, with bound,
+batched IN-lists (SQLAlchemy Core quotes identifiers and binds every value; no SQL
+is built by formatting strings). Rows are streamed to the sink as they arrive;
+only primary keys and the values needed for the next hop are kept in memory.
+
+Erasure works from a list of primary keys taken when it starts and kept (with a
+progress cursor) so that a worker killed half-way resumes where it stopped, each
+batch in its own short transaction.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import re
+from collections import defaultdict
+from functools import lru_cache
+from pathlib import Path
+
+import sqlalchemy as sa
+from django.conf import settings
+from django.utils import timezone
+from sqlalchemy import exc as sa_exc
+
+from requests_app.files import open_text_reader, open_text_writer
+from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
+from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
+from requests_app.sources.records import run_dir
+
+BATCH = 1000  # values per IN-list, rows per erasure transaction
+
+
+def engine_url(dsn: str) -> str:
+    for prefix in ("postgres://", "postgresql://"):
+        if dsn.startswith(prefix):
+            return "postgresql+psycopg://" + dsn[len(prefix):]
+    return dsn
+
+
+@lru_cache(maxsize=32)
+def _engine(url: str) -> sa.Engine:
+    kwargs = {"pool_pre_ping": True}
+    if url.startswith("postgresql"):
+        kwargs |= {"pool_size": 2, "max_overflow": 2,
+                   "connect_args": {"connect_timeout": 10,
+                                    "options": "-c lock_timeout=5000 -c statement_timeout=300000"}}
+    return sa.create_engine(url, **kwargs)
+
+
+def _transient(exc: Exception) -> bool:
+    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError))
+
+
+# --- erasure actions ---------------------------------------------------------------
+
+_HASHED = re.compile(r"^~[0-9a-f]{8,64}$")
+
+
+def mask(value):
+    """Keep the shape: the first character of each run of letters or digits, the
+    rest as x (letters) or 0 (digits), punctuation as it was. Masking a masked
+    value changes nothing. Non-text values become NULL."""
+    if not isinstance(value, str):
+        return None
+
+    def run(m):
+        s = m.group(0)
+        return s[0] + "".join("0" if c.isdigit() else "x" for c in s[1:])
+
+    return re.sub(r"[^\W_]+", run, value)
+
+
+def keyed_hash(value, length: int | None = None):
+    """A keyed hash (HMAC-SHA256 under IDENTITY_HASH_KEY): equal values stay equal, so the
+    column can still be joined on, but cannot be read back. Idempotent."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        return None
+    if _HASHED.match(value):
+        return value
+    digest = hmac.new(settings.IDENTITY_HASH_KEY.encode(), value.encode(),
+                      hashlib.sha256).hexdigest()
+    size = 32 if length is None else max(8, min(64, length - 1))
+    return "~" + digest[:size]
+
+
+def _erased(value, action: str) -> bool:
+    if value is None:
+        return True
+    if action == "hash":
+        return isinstance(value, str) and bool(_HASHED.match(value))
+    if action == "mask":
+        return mask(value) == value
+    return False
+
+
+# --- the connector -----------------------------------------------------------------
+
+
+class SqlConnector(Connector):
+    def __init__(self, source):
+        super().__init__(source)
+        try:
+            self.map: DatasetMap = parse(source.dataset_map)
+        except DatasetMapError as exc:
+            raise SourceError(f"{source.name}: the dataset map is invalid ({exc})") from None
+
+    @property
+    def engine(self) -> sa.Engine:
+        name = self.source.connection_env
+        dsn = os.environ.get(name or "")
+        if not dsn:
+            raise SourceError(f"{self.source.name}: environment variable {name or '(none)'} "
+                              "holding the DSN is not set")
+        return _engine(engine_url(dsn))
+
+    def tables(self, conn) -> dict[str, sa.Table]:
+        metadata = sa.MetaData()
+        try:
+            metadata.reflect(bind=conn, only=list(self.map.tables))
+        except sa_exc.InvalidRequestError as exc:
+            raise SourceError(f"{self.source.name}: {exc}") from None
+        return {name: metadata.tables[name] for name in self.map.tables}
+
+    def check(self) -> list[str]:
+        """Problems between the map and the real database (missing tables or
+        columns, references that cannot be cleared), for validation at save time."""
+        problems = []
+        try:
+            with self.engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                existing = set(inspector.get_table_names())
+                columns = {}
+                for name, table in self.map.tables.items():
+                    line = self.map.lines.get(name)
+                    if name not in existing:
+                        problems.append(f"line {line}: table `{name}` does not exist")
+                        continue
+                    columns[name] = {c["name"]: c for c in inspector.get_columns(name)}
+                    for col in sorted(table.column_names() - set(columns[name])):
+                        problems.append(f"line {line}: table `{name}` has no column `{col}`")
+                for table, column in self._cleared_references():
+                    info = columns.get(table, {}).get(column)
+                    if info is not None and not info["nullable"]:
+                        problems.append(
+                            f"line {self.map.lines.get(table)}: `{table}.{column}` refers to "
+                            "rows that erasure deletes, so it must accept NULL")
+        except sa_exc.SQLAlchemyError as exc:
+            problems.append(f"cannot reach the database: {type(exc).__name__}")
+        return problems
+
+    # --- traversal ----------------------------------------------------------------
+
+    def _traverse(self, conn, tables, identity, on_row):
+        """Find the person's rows hop by hop; call on_row(table_name, row) once per row."""
+        seen: dict[str, set] = defaultdict(set)
+        # Hop 0: the identity tables. Hop n: rows joined to rows found at hop n-1.
+        wanted: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+        lookups = identity.lookup_values()
+        for name, spec in self.map.tables.items():
+            for field_name, column in spec.identity.items():
+                value = lookups.get(field_name)
+                if value:
+                    wanted[name][column].update({value, value.lower()} if field_name == "email"
+                                                else {value})
+        while wanted:
+            found_now: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+            for name, conditions in wanted.items():
+                spec, table = self.map.tables[name], tables[name]
+                follow = self.map.referenced_columns(name)
+                for row in self._select(conn, table, conditions):
+                    key = row[spec.primary_key]
+                    if key in seen[name]:
+                        continue
+                    seen[name].add(key)
+                    on_row(name, row)
+                    for column in follow:
+                        if row[column] is not None:
+                            found_now[name][column].add(row[column])
+            wanted = defaultdict(lambda: defaultdict(set))
+            for edge in self.map.edges():
+                values = found_now.get(edge.from_table, {}).get(edge.to_column and edge.from_column)
+                if values:
+                    wanted[edge.to_table][edge.to_column].update(values)
+        return seen
+
+    def _select(self, conn, table, conditions: dict[str, set]):
+        """One query per table per hop: OR of IN-lists, batched at BATCH values."""
+        chunks = []
+        for column, values in conditions.items():
+            ordered = sorted(values, key=repr)
+            chunks.extend((column, ordered[i:i + BATCH]) for i in range(0, len(ordered), BATCH))
+        # Pack the chunks into as few statements as possible, BATCH values each.
+        statement, size = [], 0
+        for column, values in chunks:
+            if statement and size + len(values) > BATCH:
+                yield from self._run_select(conn, table, statement)
+                statement, size = [], 0
+            statement.append((column, values))
+            size += len(values)
+        if statement:
+            yield from self._run_select(conn, table, statement)
+
+    def _run_select(self, conn, table, parts):
+        query = sa.select(table).where(sa.or_(*(table.c[col].in_(vals) for col, vals in parts)))
+        result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
+        for row in result.mappings():
+            yield row
+
+    def _run(self, work):
+        try:
+            with self.engine.connect() as conn:
+                return work(conn, self.tables(conn))
+        except sa_exc.SQLAlchemyError as exc:
+            kind = TransientSourceError if _transient(exc) else SourceError
+            raise kind(f"{self.source.name}: database error ({type(exc).__name__})") from None
+
+    # --- gathering ------------------------------------------------------------------
+
+    def gather(self, run, identity, sink) -> Outcome:
+        def work(conn, tables):
+            def on_row(name, row):
+                spec = self.map.tables[name]
+                categories = {c.name: c.category for c in spec.columns.values()}
+                sink.write(name, {c: row[c] for c in spec.columns}, categories)
+
+            seen = self._traverse(conn, tables, identity, on_row)
+            return {name: len(keys) for name, keys in seen.items()}
+
+        counts = self._run(work)
+        return Outcome(records=sum(counts.values()), result={"tables": counts})
+
+    # --- erasure ------------------------------------------------------------------
+
+    def _cleared_references(self) -> list[tuple[str, str]]:
+        """(table, column) of kept rows that point at rows erasure deletes."""
+        cleared = []
+        for edge in self.map.edges():
+            source, target = self.map.tables[edge.from_table], self.map.tables[edge.to_table]
+            refs = {(r.column, r.to_table, r.to_column) for r in source.references}
+            if (edge.from_column, edge.to_table, edge.to_column) in refs:
+                if target.erase == "delete" and source.erase != "delete":
+                    cleared.append((source.name, edge.from_column))
+        return cleared
+
+    def _keys(self, conn, tables, identity) -> dict[str, list]:
+        return {name: sorted(keys, key=repr) for name, keys in
+                self._traverse(conn, tables, identity, lambda n, r: None).items()}
+
+    def plan_erasure(self, run, identity) -> Outcome:
+        keys = self._run(lambda conn, tables: self._keys(conn, tables, identity))
+        plan = {}
+        for name, spec in self.map.tables.items():
+            count = len(keys.get(name, []))
+            if not count:
+                continue
+            entry = {"rows": count, "action": spec.erase}
+            if spec.erase == "update":
+                entry["columns"] = {c.name: c.erase for c in spec.columns.values()}
+            if spec.legal_basis:
+                entry["legal_basis"] = spec.legal_basis
+            plan[name] = entry
+        for table, column in self._cleared_references():
+            if table in plan:
+                plan[table].setdefault("cleared_references", []).append(column)
+        deletable = sum(p["rows"] for p in plan.values() if p["action"] != "retain")
+        return Outcome(records=deletable, result={"tables": plan})
+
+    def _order(self) -> list[str]:
+        """Tables in the order erasure visits them: rows that point at others before
+        the rows they point at, identity tables last (they are how we find the rest)."""
+        order, visiting, done = [], set(), set()
+
+        def visit(name):
+            if name in done or name in visiting:
+                return
+            visiting.add(name)
+            for other in self.map.tables.values():
+                if any(r.to_table == name for r in other.references) and other.name != name:
+                    visit(other.name)
+            visiting.discard(name)
+            done.add(name)
+            order.append(name)
+
+        for name in sorted(self.map.tables, key=lambda n: bool(self.map.tables[n].identity)):
+            visit(name)
+        return order
+
+    def erase(self, run, identity, plan: dict) -> Outcome:
+        keys_path = run_dir(run.pk) / "erase-keys.json.enc"
+        progress = dict(run.result.get("progress", {}))
+        if keys_path.exists():
+            with open_text_reader(keys_path) as f:
+                keys = json.load(f)
+        else:
+            keys = self._run(lambda conn, tables: self._keys(conn, tables, identity))
+            with open_text_writer(keys_path) as f:
+                json.dump(keys, f, default=str)
+        cleared = defaultdict(list)
+        for table, column in self._cleared_references():
+            cleared[table].append(column)
+
+        def work(conn, tables):
+            done = {}
+            for name in self._order():
+                spec, table = self.map.tables[name], tables[name]
+                rows = keys.get(name, [])
+                start = progress.get(name, 0)
+                for i in range(start, len(rows), BATCH):
+                    batch = rows[i:i + BATCH]
+                    with conn.begin():
+                        self._erase_batch(conn, spec, table, batch, cleared.get(name, []))
+                    progress[name] = i + len(batch)
+                    run.result = {**run.result, "progress": progress}
+                    run.heartbeat_at = timezone.now()
+                    run.save(update_fields=["result", "heartbeat_at"])
+                done[name] = len(rows) if spec.erase != "retain" else 0
+            return done
+
+        counts = self._run(work)
+        return Outcome(records=sum(counts.values()),
+                       result={"tables": counts, "progress": progress})
+
+    def _erase_batch(self, conn, spec, table, keys, cleared_columns):
+        pk = table.c[spec.primary_key]
+        if spec.erase == "delete":
+            conn.execute(sa.delete(table).where(pk.in_(keys)))
+            return
+        nulls = {c: None for c in cleared_columns}
+        if spec.erase == "update":
+            nulls |= {c.name: None for c in spec.columns.values() if c.erase == "null"}
+        computed = [c for c in spec.columns.values()
+                    if spec.erase == "update" and c.erase in ("mask", "hash")]
+        if nulls:
+            conn.execute(sa.update(table).where(pk.in_(keys)).values(**nulls))
+        if computed:
+            rows = conn.execute(
+                sa.select(pk, *(table.c[c.name] for c in computed)).where(pk.in_(keys))
+            ).mappings().all()
+            params = []
+            for row in rows:
+                values = {"_pk": row[spec.primary_key]}
+                for c in computed:
+                    length = getattr(table.c[c.name].type, "length", None)
+                    values[c.name] = (keyed_hash(row[c.name], length) if c.erase == "hash"
+                                      else mask(row[c.name]))
+                params.append(values)
+            if params:
+                stmt = (sa.update(table).where(pk == sa.bindparam("_pk"))
+                        .values({c.name: sa.bindparam(c.name) for c in computed}))
+                conn.execute(stmt, params)
+
+    def remaining(self, run, identity) -> int:
+        """Rows still found from the identity that hold a value erasure should have removed."""
+
+        def work(conn, tables):
+            count = 0
+
+            def on_row(name, row):
+                nonlocal count
+                spec = self.map.tables[name]
+                if spec.erase == "delete":
+                    count += 1
+                elif spec.erase == "update" and any(
+                    c.erase != "retain" and not _erased(row[c.name], c.erase)
+                    for c in spec.columns.values()
+                ):
+                    count += 1
+
+            self._traverse(conn, tables, identity, on_row)
+            return count
+
+        return self._run(work)
