@@ -232,6 +232,15 @@ if HOLIDAY_COUNTRY not in holidays.list_supported_countries():
 # A request whose identity is not verified within this many days expires.
 VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
 
+# A source run claimed by a worker that has sent no heartbeat for this long is
+# taken to be orphaned (the worker died) and is dispatched again.
+SOURCE_RUN_STALE_MINUTES = envint("SOURCE_RUN_STALE_MINUTES", 10, minimum=1)
+# Owners of manual sources are reminded of a waiting task this often.
+MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
+# Packages for consumers: how long a download link lives, how often it may be used.
+DOWNLOAD_LINK_DAYS = envint("DOWNLOAD_LINK_DAYS", 7, minimum=1)
+DOWNLOAD_MAX_COUNT = envint("DOWNLOAD_MAX_COUNT", 5, minimum=1)
+
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
     fail(f"LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, not {LOG_LEVEL!r}.")

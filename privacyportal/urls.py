@@ -1,10 +1,13 @@
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from requests_app import views
+from requests_app.sources.views import source_callback
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("staff/", include("requests_app.staff.urls")),
+    path("api/sources/callback/<str:token>/", source_callback, name="source_callback"),
 ]

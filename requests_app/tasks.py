@@ -5,14 +5,20 @@ Tasks never log personal data: only references, ids and outcomes.
 
 import datetime
 import logging
+import random
 import smtplib
+import traceback
 
 from celery import shared_task
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from requests_app.models import Actor, OutgoingEmail, PrivacyRequest, State
-from requests_app.services import notices
+from requests_app import packages
+from requests_app.models import Actor, OutgoingEmail, PrivacyRequest, SourceRun, State
+from requests_app.services import fulfilment, notices, staff_emails
+from requests_app.sources.base import SourceError, TransientSourceError
 from requests_app.services.lifecycle import TransitionRefused, do_transition
 
 log = logging.getLogger(__name__)
@@ -44,7 +50,73 @@ def begin_review(request_id: int) -> None:
 
 @shared_task
 def begin_fulfilment(request_id: int) -> None:
-    _system_step(request_id, "start_fulfilment")
+    fulfilment.begin(request_id)
+
+
+def _backoff(retries: int) -> float:
+    """Exponential backoff with full jitter: up to 10 s, 20 s, 40 s ... capped at 5 min."""
+    return random.uniform(1, min(300, 10 * 2**retries))
+
+
+@shared_task(bind=True, max_retries=5)
+def run_source(self, run_id: int) -> None:
+    try:
+        fulfilment.execute_run(run_id)
+    except TransientSourceError as exc:
+        final = self.request.retries >= self.max_retries
+        fulfilment.note_error(run_id, str(exc), final=final)
+        if not final:
+            raise self.retry(countdown=_backoff(self.request.retries)) from None
+    except SourceError as exc:
+        fulfilment.note_error(run_id, str(exc), final=True)
+    except Exception as exc:
+        # Messages of unexpected errors (a database's DETAIL, say) may hold personal
+        # values: log where it happened, not what it said.
+        log.error("run %s failed with %s at\n%s", run_id, type(exc).__name__,
+                  "".join(traceback.format_tb(exc.__traceback__)))
+        fulfilment.note_error(run_id, f"internal error ({type(exc).__name__})", final=True)
+
+
+@shared_task
+def check_fulfilment(request_id: int) -> None:
+    fulfilment.check(request_id)
+
+
+@shared_task
+def build_results(request_id: int) -> None:
+    request = PrivacyRequest.objects.select_related("identity").get(pk=request_id)
+    if request.state not in (State.FULFILLING, State.WAITING_MANUAL):
+        return
+    if request.type_rules.is_deletion and request.erasure_approved_at:
+        with transaction.atomic():
+            fulfilment.after_erasure(request)
+    packages.build(request)
+    fulfilment.results_built(request_id)
+
+
+@shared_task(autoretry_for=_EMAIL_ERRORS, retry_backoff=30, retry_backoff_max=600,
+             retry_jitter=True, max_retries=12)
+def notify_source_owner(run_id: int, reminder: bool = False) -> None:
+    staff_emails.notify_source_owner(run_id, reminder=reminder)
+
+
+@shared_task(autoretry_for=_EMAIL_ERRORS, retry_backoff=30, retry_backoff_max=600,
+             retry_jitter=True, max_retries=12)
+def send_third_party_notice(notice_id: int) -> None:
+    staff_emails.send_third_party_notice(notice_id)
+
+
+@shared_task
+def remind_source_owners() -> int:
+    """Periodic: remind owners of manual tasks that have waited too long."""
+    cutoff = timezone.now() - datetime.timedelta(days=settings.MANUAL_REMINDER_DAYS)
+    runs = SourceRun.objects.filter(state=SourceRun.State.WAITING, source__kind="manual").filter(
+        Q(reminded_at__lt=cutoff) | Q(reminded_at=None, heartbeat_at__lt=cutoff))
+    count = 0
+    for run_id in runs.values_list("pk", flat=True):
+        notify_source_owner.delay(run_id, reminder=True)
+        count += 1
+    return count
 
 
 @shared_task
@@ -89,6 +161,19 @@ def reconcile() -> dict:
         ).values_list("pk", flat=True):
             task.delay(request_id)
             counts[key] += 1
+    counts["runs"] = 0
+    for run_id in fulfilment.stuck_runs().values_list("pk", flat=True):
+        SourceRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
+        run_source.delay(run_id)
+        counts["runs"] += 1
+    # Requests whose runs are all settled but which did not move on (a lost check).
+    counts["checks"] = 0
+    for request_id in PrivacyRequest.objects.filter(
+        state__in=[State.FULFILLING, State.WAITING_MANUAL], updated_at__lte=stale
+    ).exclude(source_runs__state__in=[SourceRun.State.PENDING, SourceRun.State.RUNNING]
+              ).values_list("pk", flat=True):
+        check_fulfilment.delay(request_id)
+        counts["checks"] += 1
     if any(counts.values()):
         log.info("reconcile: re-sent %s", counts)
     return counts

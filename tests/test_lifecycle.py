@@ -29,6 +29,7 @@ INPUTS = {
     "deny_appeal": {"reason": "The claim is still pending."},
     "extend": {"notice": "Three of our systems need a manual search."},
     "flag_for_attention": {"reason": "crm: timed out after 5 tries"},
+    "reject_erasure_plan": {"reason": "The map misses the loyalty table."},
 }
 
 
@@ -48,6 +49,8 @@ EXPECTED_SOURCES = {
     "flag_for_attention": {"fulfilling", "waiting_manual"},
     "retry_fulfilment": {"needs_attention"},
     "release": {"results_ready"},
+    "approve_erasure": {"results_ready"},
+    "reject_erasure_plan": {"results_ready"},
     "close": {"completed", "denied", "appeal_denied"},
     "deny": {"pending_verification", "verified", "in_review", "needs_attention",
              "results_ready"},
@@ -76,10 +79,13 @@ def actor_for(name, manager):
     return Actor.consumer()
 
 
-def request_where_guards_hold(state, days_ago):
+def request_where_guards_hold(state, days_ago, name=""):
     # Virginia has an appeal process and an extension; received 40 days ago, the
     # verification window (30 days) has run out and the due date (day 45) is ahead.
-    return file_request(jurisdiction="VA", state=state, received_at=days_ago(40))
+    # The steps on a deletion's dry run need a deletion.
+    kind = "deletion" if "erasure" in name else "access"
+    return file_request(request_type=kind, jurisdiction="VA", state=state,
+                        received_at=days_ago(40))
 
 
 CASES = [(name, state) for name in sorted(TRANSITIONS) for state in State.values]
@@ -87,7 +93,7 @@ CASES = [(name, state) for name in sorted(TRANSITIONS) for state in State.values
 
 @pytest.mark.parametrize("name,state", CASES)
 def test_each_transition_from_each_state(name, state, alice, days_ago):
-    request = request_where_guards_hold(state, days_ago)
+    request = request_where_guards_hold(state, days_ago, name)
     events_before = AuditEvent.objects.count()
     allowed = state in sources_of(name)
     actor = actor_for(name, alice)

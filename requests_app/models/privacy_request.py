@@ -167,11 +167,25 @@ def _has_appeal_process(instance: "PrivacyRequest") -> bool:
     )
 
 
+def _erasure_plan_awaits_approval(instance: "PrivacyRequest") -> bool:
+    """a deletion whose dry run is ready and not yet approved"""
+    return instance.type_rules.is_deletion and instance.erasure_approved_at is None
+
+
+def _results_are_final(instance: "PrivacyRequest") -> bool:
+    """for a deletion: the erasure itself has run, not only its dry run"""
+    return not instance.type_rules.is_deletion or instance.erasure_approved_at is not None
+
+
 # What a refused step tells staff when its guard does not hold.
 _verification_window_elapsed.refusal = _("The time allowed for verification has not run out yet.")
 _may_extend.refusal = _(
     "The deadline can be extended only once, on or before the original due date."
 )
+_erasure_plan_awaits_approval.refusal = _(
+    "Only the dry run of a deletion that is not yet approved can be approved or rejected."
+)
+_results_are_final.refusal = _("Approve the deletion dry run first: nothing has been deleted yet.")
 _has_appeal_process.refusal = _(
     "No appeal is possible: the request was appealed already, or its jurisdiction has no appeal."
 )
@@ -212,6 +226,7 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     extended_at = models.DateTimeField(_("extended"), null=True, blank=True)
     extension_notice = models.TextField(_("extension notice"), blank=True)
     verified_at = models.DateTimeField(_("verified"), null=True, blank=True)
+    erasure_approved_at = models.DateTimeField(_("deletion approved"), null=True, blank=True)
     responded_at = models.DateTimeField(_("responded"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
 
@@ -327,7 +342,22 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     def retry_fulfilment(self):
         pass
 
+    @transition(state, source=State.RESULTS_READY, target=State.FULFILLING,
+                conditions=[_erasure_plan_awaits_approval],
+                permission=_perm("approve_deletion"), custom={"actors": (STAFF,)})
+    def approve_erasure(self):
+        """The dry run was right: now delete."""
+        self.erasure_approved_at = timezone.now()
+
+    @transition(state, source=State.RESULTS_READY, target=State.IN_REVIEW,
+                conditions=[_erasure_plan_awaits_approval],
+                permission=_perm("approve_deletion"), custom={"actors": (STAFF,)})
+    def reject_erasure_plan(self, reason=""):
+        """The dry run was wrong (a map to fix): back to review, nothing deleted."""
+        _required(reason, _("Say what is wrong with the dry run."))
+
     @transition(state, source=State.RESULTS_READY, target=State.COMPLETED,
+                conditions=[_results_are_final],
                 permission=_perm("release_results"), custom={"actors": (STAFF,)})
     def release(self):
         self.responded_at = timezone.now()

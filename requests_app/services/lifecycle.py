@@ -41,6 +41,7 @@ NOTICES = {
 FOLLOW_UPS = {
     "verify": "requests_app.tasks.begin_review",
     "approve": "requests_app.tasks.begin_fulfilment",
+    "approve_erasure": "requests_app.tasks.begin_fulfilment",
     "retry_fulfilment": "requests_app.tasks.begin_fulfilment",
 }
 

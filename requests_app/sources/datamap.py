@@ -202,6 +202,7 @@ def _parse_table(name, spec, line, errors):
             category, action = value, "null"
         elif isinstance(value, dict):
             category, action = value.get("category"), value.get("erase", "null")
+            action = "null" if action is None else action  # YAML reads `null` as None
         else:
             errors.append((col_line, f"{where}: column `{col}` needs a category"))
             continue

@@ -2,6 +2,7 @@
 MEDIA_ROOT/runs/<run id>/. Values of never-disclosed categories are replaced
 before anything is written, so they never reach our disk or a package."""
 
+import contextlib
 import json
 import shutil
 from pathlib import Path
@@ -21,12 +22,14 @@ class RecordSink:
         self.dir = run_dir(run_id)
         shutil.rmtree(self.dir, ignore_errors=True)  # a re-run starts afresh
         self._writers = {}
+        self._files = contextlib.ExitStack()
         self.collections: dict[str, dict] = {}
 
     def write(self, collection: str, record: dict, categories: dict[str, str]) -> None:
         if collection not in self._writers:
             filename = f"{len(self._writers):03d}.jsonl.enc"
-            self._writers[collection] = open_text_writer(self.dir / filename)
+            self._writers[collection] = self._files.enter_context(
+                open_text_writer(self.dir / filename))
             self.collections[collection] = {"file": filename, "count": 0,
                                             "columns": dict(categories)}
         clean = {
@@ -37,8 +40,7 @@ class RecordSink:
         self.collections[collection]["count"] += 1
 
     def close(self) -> dict[str, dict]:
-        for writer in self._writers.values():
-            writer.close()
+        self._files.close()
         self._writers = {}
         return self.collections
 
@@ -49,8 +51,7 @@ class RecordSink:
         if exc_type is None:
             self.close()
         else:
-            for writer in self._writers.values():
-                writer.__exit__(exc_type, exc, tb)
+            self._files.__exit__(exc_type, exc, tb)  # unpublished files are discarded
             shutil.rmtree(self.dir, ignore_errors=True)
 
 

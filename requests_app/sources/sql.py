@@ -51,6 +51,9 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
+_REFLECTED: dict[tuple, dict] = {}
+
+
 def _transient(exc: Exception) -> bool:
     return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError))
 
@@ -120,12 +123,16 @@ class SqlConnector(Connector):
         return _engine(engine_url(dsn))
 
     def tables(self, conn) -> dict[str, sa.Table]:
-        metadata = sa.MetaData()
-        try:
-            metadata.reflect(bind=conn, only=list(self.map.tables))
-        except sa_exc.InvalidRequestError as exc:
-            raise SourceError(f"{self.source.name}: {exc}") from None
-        return {name: metadata.tables[name] for name in self.map.tables}
+        """The map's tables as reflected from the database, once per process."""
+        key = (str(conn.engine.url), tuple(sorted(self.map.tables)))
+        if key not in _REFLECTED:
+            metadata = sa.MetaData()
+            try:
+                metadata.reflect(bind=conn, only=list(self.map.tables))
+            except sa_exc.InvalidRequestError as exc:
+                raise SourceError(f"{self.source.name}: {exc}") from None
+            _REFLECTED[key] = {name: metadata.tables[name] for name in self.map.tables}
+        return _REFLECTED[key]
 
     def check(self) -> list[str]:
         """Problems between the map and the real database (missing tables or
@@ -306,6 +313,7 @@ class SqlConnector(Connector):
             cleared[table].append(column)
 
         def work(conn, tables):
+            conn.commit()  # end the transaction reflection began: each batch has its own
             done = {}
             for name in self._order():
                 spec, table = self.map.tables[name], tables[name]

@@ -1,0 +1,268 @@
+"""Packages for the consumer, written as a stream into an encrypted file: no package
+is ever whole in memory, and none is ever on disk in clear.
+
+- access (and know, specific pieces): report.html, grouped by data category and
+  source, and data.json;
+- portability: one JSON and one CSV file per source and table, and manifest.json
+  (record counts, schema, SHA-256 of each file);
+- know (categories): report.html and categories.json, from the registry, no data;
+- deletion: report.html and deletion.json: what was deleted, what was kept and why.
+
+Values of never-disclosed categories were replaced when they were gathered
+(sources/records.py), so no package can hold them.
+"""
+
+import csv
+import datetime
+import hashlib
+import io
+import json
+import secrets
+from pathlib import Path
+
+from django.conf import settings
+from django.template.loader import render_to_string
+from django.utils import timezone
+from django.utils.html import escape
+from stream_zip import ZIP_64, stream_zip
+
+from requests_app.files import EncryptedWriter
+from requests_app.models import Package, SourceRun
+from requests_app.sources import categories as cats
+from requests_app.sources.records import read_records
+
+Action, RunState = SourceRun.Action, SourceRun.State
+
+
+def kind_for(request) -> str | None:
+    code = request.request_type
+    if code == "access":
+        return Package.Kind.ACCESS
+    if code == "portability":
+        return Package.Kind.PORTABILITY
+    if code == "know_categories":
+        return Package.Kind.CATEGORIES
+    if request.type_rules.is_deletion and request.erasure_approved_at:
+        return Package.Kind.DELETION
+    return None
+
+
+def build(request) -> Package | None:
+    """Build the request's package, once (a second call returns the first)."""
+    kind = kind_for(request)
+    if kind is None:
+        return None
+    existing = Package.objects.filter(request=request, kind=kind).first()
+    if existing:
+        return existing
+    members = {
+        Package.Kind.ACCESS: _access_members,
+        Package.Kind.PORTABILITY: _portability_members,
+        Package.Kind.CATEGORIES: _categories_members,
+        Package.Kind.DELETION: _deletion_members,
+    }[kind](request)
+    relative = f"packages/{request.reference}/{kind}-{secrets.token_hex(8)}.zip.enc"
+    path = Path(settings.MEDIA_ROOT) / relative
+    now = datetime.datetime.now(datetime.timezone.utc)
+    with EncryptedWriter(path) as out:
+        for chunk in stream_zip((name, now, 0o600, ZIP_64, body) for name, body in members):
+            out.write(chunk)
+    return Package.objects.create(
+        request=request, kind=kind, filename=f"{request.reference}-{kind}.zip",
+        path=relative, content_type="application/zip", size=out.plaintext_size,
+        sha256=out.sha256,
+    )
+
+
+def _runs(request, action=Action.GATHER):
+    return (SourceRun.objects.filter(request=request, action=action, state=RunState.DONE)
+            .select_related("source").order_by("source__name"))
+
+
+def _collections(request):
+    """(run, collection name, info) for every collection gathered for the request."""
+    for run in _runs(request):
+        for name, info in (run.result.get("collections") or {}).items():
+            yield run, name, info
+
+
+def _encode(text_chunks):
+    for text in text_chunks:
+        yield text.encode("utf-8")
+
+
+def _json_array(records):
+    yield "["
+    for i, record in enumerate(records):
+        yield ("," if i else "") + "\n" + json.dumps(record, ensure_ascii=False, default=str)
+    yield "\n]\n"
+
+
+# --- access ------------------------------------------------------------------
+
+
+def _registry_summary(request) -> list[dict]:
+    sources = {run.source for run in _runs(request)} or set()
+    return [
+        {"source": s.name, "purposes": s.purposes, "retention": s.retention,
+         "third_parties": [f"{t.name} ({t.get_kind_display()})" for t in s.third_parties.all()]}
+        for s in sorted(sources, key=lambda s: s.name)
+    ]
+
+
+def _access_members(request):
+    yield "report.html", _encode(_access_report(request))
+    yield "data.json", _encode(_access_json(request))
+
+
+def _access_report(request):
+    yield render_to_string("packages/report_head.html", {
+        "request": request, "title": "Your personal information",
+        "summary": _registry_summary(request)})
+    collections = list(_collections(request))
+    by_category: dict[str, list] = {}
+    for run, name, info in collections:
+        for column, category in info["columns"].items():
+            by_category.setdefault(category, []).append((run, name, info, column))
+    for category in sorted(by_category, key=cats.label):
+        yield f"<section><h2>{escape(cats.label(category))} <small>({escape(category)})</small></h2>"
+        if cats.never_disclosed(category):
+            yield ("<p>We hold information of this kind. The law does not allow us to "
+                   "disclose it, so it is not shown.</p></section>")
+            continue
+        groups: dict[tuple, tuple] = {}
+        for run, name, info, column in by_category[category]:
+            groups.setdefault((run.pk, name), (run, name, info, []))[3].append(column)
+        for run, name, info, columns in groups.values():
+            yield (f"<h3>{escape(run.source.name)}: {escape(name)}</h3>"
+                   "<table><thead><tr>"
+                   + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr></thead><tbody>")
+            for record in read_records(run.pk, info):
+                yield "<tr>" + "".join(
+                    f"<td>{escape(_text(record.get(c)))}</td>" for c in columns) + "</tr>"
+            yield "</tbody></table>"
+        yield "</section>"
+    yield "</main></body></html>\n"
+
+
+def _text(value) -> str:
+    return "" if value is None else str(value)
+
+
+def _access_json(request):
+    yield json.dumps({"request": request.reference,
+                      "generated_at": timezone.now().isoformat(),
+                      "sources": _registry_summary(request)})[:-1]
+    yield ', "records": {'
+    first = True
+    for run, name, info in _collections(request):
+        key = json.dumps(f"{run.source.name}/{name}")
+        yield ("" if first else ",") + f"\n{key}: "
+        first = False
+        yield from _json_array(read_records(run.pk, info))
+    yield "}}\n"
+
+
+# --- portability ----------------------------------------------------------------
+
+
+def _portability_members(request):
+    manifest = {"request": request.reference, "generated_at": timezone.now().isoformat(),
+                "files": []}
+    for run, name, info in list(_collections(request)):
+        base = f"{_safe(run.source.name)}/{_safe(name)}"
+        schema = info["columns"]
+        for suffix, body in (
+            ("json", _json_array(read_records(run.pk, info))),
+            ("csv", _csv(read_records(run.pk, info), list(schema))),
+        ):
+            entry = {"name": f"{base}.{suffix}", "records": info["count"], "schema": schema}
+            manifest["files"].append(entry)
+            yield entry["name"], _hashed(_encode(body), entry)
+    yield "manifest.json", _encode([json.dumps(manifest, indent=2, ensure_ascii=False)])
+
+
+def _hashed(chunks, entry: dict):
+    digest = hashlib.sha256()
+    size = 0
+    for chunk in chunks:
+        digest.update(chunk)
+        size += len(chunk)
+        yield chunk
+    entry["sha256"] = digest.hexdigest()
+    entry["bytes"] = size
+
+
+def _csv(records, columns):
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for i, record in enumerate(records, 1):
+        writer.writerow({k: _text(v) for k, v in record.items()})
+        if i % 500 == 0:
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+    yield buffer.getvalue()
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "unnamed"
+
+
+# --- know (categories) --------------------------------------------------------
+
+
+def registry_categories(sources) -> list[str]:
+    from requests_app.sources.datamap import DatasetMapError, parse
+
+    found = set()
+    for source in sources:
+        found.update(source.categories or [])
+        if source.kind == "sql":
+            try:
+                found.update(c.category for t in parse(source.dataset_map).tables.values()
+                             for c in t.columns.values())
+            except DatasetMapError:
+                pass
+    return sorted(found, key=cats.label)
+
+
+def _categories_members(request):
+    from requests_app.models import DataSource
+
+    sources = list(DataSource.objects.filter(enabled=True).prefetch_related("third_parties"))
+    data = {
+        "request": request.reference,
+        "categories": [{"key": c, "name": cats.label(c)} for c in registry_categories(sources)],
+        "sources": [{"name": s.name, "categories": s.categories, "purposes": s.purposes,
+                     "retention": s.retention} for s in sources],
+        "third_parties": sorted({(t.name, t.get_kind_display()) for s in sources
+                                 for t in s.third_parties.all()}),
+    }
+    html = render_to_string("packages/categories.html", {"request": request, "data": data})
+    yield "report.html", _encode([html])
+    yield "categories.json", _encode([json.dumps(data, indent=2, ensure_ascii=False)])
+
+
+# --- deletion -------------------------------------------------------------------
+
+
+def deletion_summary(request) -> dict:
+    plans = {r.source_id: r.result for r in _runs(request, Action.PLAN_ERASURE)}
+    sources = []
+    for run in _runs(request, Action.ERASE):
+        plan = plans.get(run.source_id, {})
+        sources.append({"source": run.source.name, "plan": plan.get("tables", plan),
+                        "outcome": run.result.get("tables", run.result)})
+    notices = [{"third_party": n.third_party.name, "state": n.get_state_display()}
+               for n in request.third_party_notices.select_related("third_party")]
+    return {"request": request.reference, "sources": sources, "third_parties": notices}
+
+
+def _deletion_members(request):
+    data = deletion_summary(request)
+    html = render_to_string("packages/deletion.html", {"request": request, "data": data})
+    yield "report.html", _encode([html])
+    yield "deletion.json", _encode([json.dumps(data, indent=2, ensure_ascii=False,
+                                               default=str)])

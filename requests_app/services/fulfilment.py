@@ -1,0 +1,321 @@
+"""Fulfilment: turning an approved request into the person's data, or its deletion,
+across every registered source.
+
+State lives in the database, never only in the broker:
+- `begin` creates one SourceRun per source (get_or_create: running it twice adds
+  nothing) and dispatches a task per run that is not finished;
+- `execute_run` claims its run with a conditional UPDATE (so two deliveries of the
+  same task cannot both work), asks the source's connector, and records the outcome;
+- `check` looks at all runs of the request and takes the next step of the machine:
+  wait on manual sources, flag for attention, or build the package and mark the
+  results ready;
+- the reconciler (tasks.reconcile) re-dispatches runs that nobody is working on.
+"""
+
+import datetime
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from requests_app.models import (
+    Actor,
+    DataSource,
+    PrivacyRequest,
+    SourceRun,
+    State,
+    Suppression,
+    ThirdParty,
+    ThirdPartyNotice,
+)
+from requests_app.services.audit import hash_value, record_event
+from requests_app.services.lifecycle import TransitionRefused, _apply
+from requests_app.services.tasks_queue import enqueue_on_commit
+from requests_app.sources.base import IdentityData, SourceError
+from requests_app.sources.records import RecordSink
+from requests_app.sources.registry import connector_for
+
+log = logging.getLogger(__name__)
+Action, RunState = SourceRun.Action, SourceRun.State
+
+# Which kinds of source take part in each action.
+KINDS = {
+    Action.GATHER: {"sql", "http", "manual"},
+    Action.PLAN_ERASURE: {"sql", "http", "manual"},
+    Action.ERASE: {"sql", "http", "manual"},
+    Action.CORRECT: {"http", "manual"},
+    Action.OPT_OUT: {"http", "manual"},
+}
+
+
+def stale_after() -> datetime.timedelta:
+    return datetime.timedelta(minutes=settings.SOURCE_RUN_STALE_MINUTES)
+
+
+def action_for(request: PrivacyRequest) -> str | None:
+    """The work fulfilment does now for this request (None: nothing to ask sources)."""
+    code = request.request_type
+    if request.type_rules.is_deletion:
+        return Action.ERASE if request.erasure_approved_at else Action.PLAN_ERASURE
+    if code in ("access", "portability"):
+        return Action.GATHER
+    if code == "correction":
+        return Action.CORRECT
+    if request.type_rules.is_opt_out:
+        return Action.OPT_OUT
+    return None  # know (categories): answered from the registry alone
+
+
+def begin(request_id: int) -> None:
+    """After approval (or a retry): move to fulfilling and dispatch the runs."""
+    from requests_app.tasks import check_fulfilment, run_source
+
+    with transaction.atomic(durable=True):
+        request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
+        if request.state == State.APPROVED:
+            _apply(request, "start_fulfilment", actor=Actor.system())
+        elif request.state != State.FULFILLING:
+            return
+        action = action_for(request)
+        runs = []
+        if action:
+            sources = DataSource.objects.filter(enabled=True, kind__in=KINDS[action])
+            for source in sources:
+                run, created = SourceRun.objects.get_or_create(
+                    request=request, source=source, action=action)
+                runs.append(run)
+            if action == Action.ERASE:
+                # An erasure re-plans nothing: it carries out the approved dry run.
+                pass
+        to_dispatch = [r for r in runs if r.state == RunState.PENDING]
+        SourceRun.objects.filter(pk__in=[r.pk for r in to_dispatch]).update(
+            dispatched_at=timezone.now())
+        for run in to_dispatch:
+            enqueue_on_commit(run_source, run.pk)
+        enqueue_on_commit(check_fulfilment, request.pk)
+
+
+def claim(run_id: int) -> bool:
+    """Take a run for this worker: a pending run, or a running one whose worker has
+    gone quiet (it died). One UPDATE, so exactly one claimant wins."""
+    now = timezone.now()
+    return bool(SourceRun.objects.filter(pk=run_id).filter(
+        Q(state=RunState.PENDING)
+        | Q(state=RunState.RUNNING, heartbeat_at__lt=now - stale_after())
+    ).filter(request__state=State.FULFILLING).update(
+        state=RunState.RUNNING, heartbeat_at=now, attempts=F("attempts") + 1,
+        started_at=now))
+
+
+def execute_run(run_id: int) -> bool:
+    """Do the run's work if it can be claimed; False when there was nothing to do."""
+    if not claim(run_id):
+        return False
+    run = SourceRun.objects.select_related("source", "request__identity").get(pk=run_id)
+    identity = IdentityData.of(run.request.identity)
+    connector = connector_for(run.source)
+    if run.action == Action.GATHER:
+        with RecordSink(run.pk) as sink:
+            outcome = connector.gather(run, identity, sink)
+        result = {**outcome.result, "collections": sink.collections}
+    elif run.action == Action.PLAN_ERASURE:
+        outcome = connector.plan_erasure(run, identity)
+        result = outcome.result
+    elif run.action == Action.ERASE:
+        plan = SourceRun.objects.filter(request=run.request, source=run.source,
+                                        action=Action.PLAN_ERASURE).first()
+        outcome = connector.erase(run, identity, plan.result if plan else {})
+        result = outcome.result
+        if not outcome.waiting:
+            remaining = connector.remaining(run, identity)
+            if remaining:
+                raise SourceError(f"{run.source.name}: {remaining} deletable records remain "
+                                  "after erasure (re-scan)")
+            result["remaining"] = 0
+    else:
+        outcome = connector.apply_change(run, identity, change_of(run.request))
+        result = outcome.result
+    finish_run(run.pk, outcome.records, result, waiting=outcome.waiting)
+    return True
+
+
+def change_of(request: PrivacyRequest) -> dict:
+    if request.type_rules.is_opt_out:
+        return {"opt_out": request.request_type}
+    return {"correction": request.details}
+
+
+def finish_run(run_id: int, records, result: dict, *, waiting: bool = False) -> None:
+    """Record a run's outcome and let the request take its next step."""
+    from requests_app.tasks import check_fulfilment
+
+    with transaction.atomic():
+        run = SourceRun.objects.select_for_update().select_related("source", "request").get(
+            pk=run_id)
+        if run.state == RunState.DONE:
+            return
+        now = timezone.now()
+        run.result = result
+        run.records_found = records
+        run.last_error = ""
+        if waiting:
+            run.state = RunState.WAITING
+            notify_owner = run.source.kind == "manual"
+        else:
+            run.state = RunState.DONE
+            run.finished_at = now
+            notify_owner = False
+        run.heartbeat_at = now
+        run.save()
+        record_event(
+            f"source.{run.action}." + ("waiting" if waiting else "done"),
+            actor=Actor.system(), request=run.request,
+            data={"source": run.source.name, "records": records,
+                  "tables": _counts(result)},
+        )
+        if notify_owner:
+            from requests_app.tasks import notify_source_owner
+
+            enqueue_on_commit(notify_source_owner, run.pk)
+        enqueue_on_commit(check_fulfilment, run.request_id)
+
+
+def _counts(result: dict) -> dict:
+    """Names and counts only, for the audit trail."""
+    tables = result.get("tables") or result.get("collections") or {}
+    return {k: (v.get("count", v.get("rows")) if isinstance(v, dict) else v)
+            for k, v in tables.items()}
+
+
+def note_error(run_id: int, error: str, *, final: bool) -> None:
+    """A failed attempt. `final`: the last retry is spent; the run fails and staff see why."""
+    from requests_app.tasks import check_fulfilment
+
+    with transaction.atomic():
+        run = SourceRun.objects.select_for_update().select_related("source", "request").get(
+            pk=run_id)
+        run.last_error = error
+        if final:
+            run.state = RunState.FAILED
+            run.finished_at = timezone.now()
+            record_event(f"source.{run.action}.failed", actor=Actor.system(),
+                         request=run.request, reason=error,
+                         data={"source": run.source.name, "attempts": run.attempts})
+            enqueue_on_commit(check_fulfilment, run.request_id)
+        else:
+            run.state = RunState.PENDING  # the retry will claim it again
+            run.dispatched_at = timezone.now()  # the reconciler leaves it to the retry
+        run.save()
+
+
+def check(request_id: int) -> None:
+    """Take the machine's next step from the runs' states."""
+    from requests_app.tasks import build_results
+
+    with transaction.atomic(durable=True):
+        request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
+        if request.state not in (State.FULFILLING, State.WAITING_MANUAL):
+            return
+        action = action_for(request)
+        runs = list(request.source_runs.filter(action=action).select_related("source"))
+        states = {r.state for r in runs}
+        if RunState.FAILED in states:
+            failed = [r for r in runs if r.state == RunState.FAILED]
+            reason = "; ".join(f"{r.source.name}: {r.last_error}" for r in failed)[:500]
+            _apply(request, "flag_for_attention", actor=Actor.system(), reason=reason)
+        elif states & {RunState.PENDING, RunState.RUNNING}:
+            return
+        elif RunState.WAITING in states:
+            if request.state == State.FULFILLING:
+                _apply(request, "wait_on_manual_source", actor=Actor.system())
+        else:
+            enqueue_on_commit(build_results, request.pk)
+
+
+def results_built(request_id: int) -> None:
+    """The package (or the dry-run summary) is ready: staff review it next."""
+    with transaction.atomic(durable=True):
+        request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
+        if request.state in (State.FULFILLING, State.WAITING_MANUAL):
+            _apply(request, "mark_results_ready", actor=Actor.system())
+
+
+def after_erasure(request: PrivacyRequest) -> None:
+    """Once every source has erased: suppress the person, tell the third parties."""
+    from requests_app.tasks import send_third_party_notice
+
+    Suppression.objects.get_or_create(
+        identity_hash=hash_value(request.identity.email),
+        defaults={"request_reference": request.reference})
+    parties = ThirdParty.objects.filter(sources__runs__request=request).distinct()
+    for party in parties:
+        notice, _ = ThirdPartyNotice.objects.get_or_create(request=request, third_party=party)
+        if notice.state == ThirdPartyNotice.State.PENDING:
+            enqueue_on_commit(send_third_party_notice, notice.pk)
+
+
+def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
+    """Staff: run one failed source again, leaving the others as they are."""
+    from requests_app.tasks import run_source
+
+    with transaction.atomic(durable=True):
+        run = SourceRun.objects.select_for_update().select_related("request", "source").get(
+            pk=run_id)
+        if run.state != RunState.FAILED:
+            raise TransitionRefused("Only a failed source can be retried.")
+        request = PrivacyRequest.objects.select_for_update().get(pk=run.request_id)
+        if request.state == State.NEEDS_ATTENTION:
+            _apply(request, "retry_fulfilment", actor=actor)
+        elif request.state != State.FULFILLING:
+            raise TransitionRefused("The request is not being fulfilled.")
+        run.state = RunState.PENDING
+        run.last_error = ""
+        run.dispatched_at = timezone.now()
+        run.save()
+        record_event("source.retried", actor=actor, request=request,
+                     data={"source": run.source.name, "action": run.action})
+        enqueue_on_commit(run_source, run.pk)
+    return run
+
+
+def stuck_runs():
+    """Runs nobody is working on: dispatched long ago and never claimed, or claimed
+    by a worker that stopped sending heartbeats."""
+    cutoff = timezone.now() - stale_after()
+    return SourceRun.objects.filter(request__state=State.FULFILLING).filter(
+        Q(state=RunState.PENDING, dispatched_at__lt=cutoff)
+        | Q(state=RunState.PENDING, dispatched_at=None)
+        | Q(state=RunState.RUNNING, heartbeat_at__lt=cutoff)
+    )
+
+
+def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: str = "",
+                        reason: str = "") -> None:
+    """The owner of a manual source finished their task: records uploaded, or the
+    deletion/correction confirmed done, or impossible (with the reason)."""
+    if run.state != RunState.WAITING:
+        raise SourceError("This task is not waiting for you any more.")
+    result = {}
+    count = None
+    if records is not None:
+        with RecordSink(run.pk) as sink:
+            for record in records:
+                sink.write(run.source.name, {k: v for k, v in record.items()},
+                           {k: _category_for(run.source) for k in record})
+        result = {"collections": sink.collections}
+        count = len(records)
+    else:
+        result = {"outcome": outcome, "reason": reason}
+    with transaction.atomic():
+        record_event(f"source.{run.action}.manual", actor=actor, request=run.request,
+                     data={"source": run.source.name, "outcome": outcome or "uploaded",
+                           "records": count})
+    finish_run(run.pk, count, result)
+
+
+def _category_for(source) -> str:
+    """Uploaded records carry no per-field categories: use the source's first
+    declared category, or the generic `user`."""
+    return (source.categories or ["user"])[0]
