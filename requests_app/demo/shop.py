@@ -813,6 +813,7 @@ def _load_fast(engine, plan: _Plan, subjects: int, bar):
         params = {**pools, "lo": lo, "hi": hi, "seed": str(plan.seed)}
         with engine.begin() as conn:
             conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
+            conn.exec_driver_sql("SET LOCAL work_mem = '64MB'")   # per-order totals in memory
             for statement in statements:
                 conn.execute(statement, params)
         bar.update(hi - lo + 1)

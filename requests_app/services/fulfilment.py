@@ -152,7 +152,7 @@ def finish_run(run_id: int, records, result: dict, *, waiting: bool = False) -> 
     from requests_app.tasks import check_fulfilment
 
     with transaction.atomic():
-        run = SourceRun.objects.select_for_update().select_related("source", "request").get(
+        run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
             pk=run_id)
         if run.state == RunState.DONE:
             return
@@ -194,7 +194,7 @@ def note_error(run_id: int, error: str, *, final: bool) -> None:
     from requests_app.tasks import check_fulfilment
 
     with transaction.atomic():
-        run = SourceRun.objects.select_for_update().select_related("source", "request").get(
+        run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
             pk=run_id)
         run.last_error = error
         if final:
@@ -261,7 +261,7 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
     from requests_app.tasks import run_source
 
     with transaction.atomic(durable=True):
-        run = SourceRun.objects.select_for_update().select_related("request", "source").get(
+        run = SourceRun.objects.select_for_update(of=("self",)).select_related("request", "source").get(
             pk=run_id)
         if run.state != RunState.FAILED:
             raise TransitionRefused("Only a failed source can be retried.")

@@ -33,7 +33,7 @@ def send_third_party_notice(notice_id: int) -> bool:
     """Pass a deletion on to a third party that received the person's data. Without
     a contact address the notice stays for staff to send by hand."""
     with transaction.atomic():
-        notice = ThirdPartyNotice.objects.select_for_update().select_related(
+        notice = ThirdPartyNotice.objects.select_for_update(of=("self",)).select_related(
             "third_party", "request__identity").get(pk=notice_id)
         party = notice.third_party
         if notice.state != ThirdPartyNotice.State.PENDING or not party.contact_email:

@@ -1,0 +1,241 @@
+"""Fulfilment from approval to package, across a real SQL source, a real local HTTP
+service and a manual source worked through the staff page."""
+
+import io
+import json
+import zipfile
+from hashlib import sha256
+
+import pytest
+from django.conf import settings
+from django.core import mail
+
+from requests_app.files import iter_decrypted
+from requests_app.models import (
+    Actor,
+    DataSource,
+    Package,
+    SourceRun,
+    State,
+    Suppression,
+    ThirdParty,
+    ThirdPartyNotice,
+)
+from requests_app.services import fulfilment
+from requests_app.services.lifecycle import TransitionRefused, do_transition
+from requests_app.sources.categories import WITHHELD
+from requests_app.sources.demo_http import DemoHttpService, seed
+from tests.conftest import committed, file_request
+from tests.test_sql_source import shop  # noqa: F401  (the SQLite shop fixture)
+
+pytestmark = pytest.mark.django_db
+
+PAT = "pat@example.com"
+
+
+@pytest.fixture
+def http_service(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_HTTP_SECRET", "s3cret")
+    data = tmp_path / "loyalty.json"
+    seed(data, [PAT, "someone@example.com"])
+    service = DemoHttpService(data, secret="s3cret")
+    port = service.start()
+    yield service, f"http://127.0.0.1:{port}/privacy"
+    service.stop()
+
+
+@pytest.fixture
+def sources(shop, http_service, alice, bob):  # noqa: F811
+    sql_source, engine = shop
+    sql_source.save()
+    partner = ThirdParty.objects.create(name="Northwind Resellers", kind="third_party",
+                                        contact_email="privacy@northwind.example")
+    sql_source.third_parties.add(partner)
+    service, url = http_service
+    http = DataSource.objects.create(name="Loyalty", kind="http", url=url,
+                                     secret_env="DEMO_HTTP_SECRET", verify_tls=False,
+                                     timeout_seconds=2)
+    manual = DataSource.objects.create(name="Paper archive", kind="manual", owner=bob,
+                                       categories=["user.contact.address"],
+                                       instructions="Search the cabinet by surname.")
+    return {"sql": sql_source, "http": http, "manual": manual, "engine": engine,
+            "service": service}
+
+
+def approved(kind, manager, **extra):
+    request = file_request(request_type=kind, state=State.IN_REVIEW, email=PAT, **extra)
+    with committed():
+        do_transition(request.pk, "approve", actor=Actor.staff(manager))
+    request.refresh_from_db()
+    return request
+
+
+def unzip(package: Package) -> zipfile.ZipFile:
+    data = b"".join(iter_decrypted(f"{settings.MEDIA_ROOT}/{package.path}"))
+    assert sha256(data).hexdigest() == package.sha256
+    return zipfile.ZipFile(io.BytesIO(data))
+
+
+def upload_as_owner(client, owner, run, name, content):
+    client.force_login(owner)
+    upload = io.BytesIO(content)
+    upload.name = name
+    with committed():
+        return client.post(f"/staff/tasks/{run.token}/", {"records": upload})
+
+
+def test_an_access_request_gathers_every_source_and_waits_for_the_manual_one(
+        sources, alice, bob, client):
+    request = approved("access", alice)
+    assert request.state == State.WAITING_MANUAL
+    runs = {r.source.kind: r for r in request.source_runs.select_related("source")}
+    assert runs["sql"].state == "done" and runs["sql"].records_found == 12
+    assert runs["http"].state == "done" and runs["http"].records_found > 0
+    assert runs["manual"].state == "waiting"
+    # The owner was told, with a link and no personal data.
+    (owner_mail,) = [m for m in mail.outbox if m.to == [bob.email]]
+    assert runs["manual"].token in owner_mail.body and PAT not in owner_mail.body
+
+    page = client.get(f"/staff/tasks/{runs['manual'].token}/")
+    assert client.get("/staff/tasks/").status_code == 302  # not logged in yet
+    response = upload_as_owner(client, bob, runs["manual"], "found.csv",
+                               b"box,note\nB-17,Warranty card signed by Pat\n")
+    assert response.status_code == 302, getattr(response, "context", None)
+    request.refresh_from_db()
+    assert request.state == State.RESULTS_READY
+    package = Package.objects.get(request=request)
+    archive = unzip(package)
+    report = archive.read("report.html").decode()
+    assert "User Contact Email" in report and "Pat Doe" in report
+    assert "123-45-6789" not in report and "The law does not allow us" in report
+    assert "Warranty card signed by Pat" in report
+    data = json.loads(archive.read("data.json"))
+    pat = next(r for r in data["records"]["Shop/customers"] if r["name"] == "Pat Doe")
+    assert pat["ssn"] == WITHHELD
+    assert page.status_code == 302
+
+
+def test_a_portability_package_is_a_zip_of_json_and_csv_with_a_manifest(sources, alice,
+                                                                         bob, client):
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    request = approved("portability", alice)
+    assert request.state == State.RESULTS_READY
+    archive = unzip(Package.objects.get(request=request))
+    manifest = json.loads(archive.read("manifest.json"))
+    names = {f["name"] for f in manifest["files"]}
+    assert {"Shop/customers.json", "Shop/customers.csv", "Shop/events.csv"} <= names
+    for entry in manifest["files"]:
+        body = archive.read(entry["name"])
+        assert sha256(body).hexdigest() == entry["sha256"]
+    assert len(json.loads(archive.read("Shop/orders.json"))) == manifest["files"][
+        [f["name"] for f in manifest["files"]].index("Shop/orders.json")]["records"]
+    assert archive.read("Shop/events.csv").decode().splitlines()[0] == "ip"
+
+
+def test_know_categories_is_answered_from_the_registry_without_touching_data(sources, alice):
+    request = approved("know_categories", alice)
+    assert request.state == State.RESULTS_READY
+    assert not request.source_runs.exists()
+    archive = unzip(Package.objects.get(request=request))
+    data = json.loads(archive.read("categories.json"))
+    keys = {c["key"] for c in data["categories"]}
+    assert {"user.contact.email", "user.device.ip_address", "user.contact.address"} <= keys
+    assert ["Northwind Resellers", "Third party"] in data["third_parties"]
+    assert "Pat Doe" not in archive.read("report.html").decode()
+
+
+def test_a_deletion_runs_a_dry_run_then_erases_after_a_managers_approval(sources, alice, bob,
+                                                                         client):
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    request = approved("deletion", alice)
+    assert request.state == State.RESULTS_READY  # the dry run, for review
+    plan = request.source_runs.get(source=sources["sql"], action="plan_erasure")
+    assert plan.result["tables"]["orders"]["action"] == "retain"
+    with sources["engine"].connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar() == 3
+    with pytest.raises(TransitionRefused):
+        do_transition(request.pk, "approve_erasure", actor=Actor.staff(bob))
+    with pytest.raises(TransitionRefused, match="dry run"):
+        do_transition(request.pk, "release", actor=Actor.staff(alice))
+    with committed():
+        do_transition(request.pk, "approve_erasure", actor=Actor.staff(alice))
+    request.refresh_from_db()
+    assert request.state == State.RESULTS_READY
+    erase = request.source_runs.get(source=sources["sql"], action="erase")
+    assert erase.state == "done" and erase.result["remaining"] == 0
+    with sources["engine"].connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar() == 0
+    assert sources["service"].answer(
+        {"action": "remaining", "identity": {"email": PAT}})["remaining"] == 0
+    assert Suppression.objects.filter(request_reference=request.reference).exists()
+    notice = ThirdPartyNotice.objects.get(request=request)
+    assert notice.state == "sent"
+    assert any(m.to == ["privacy@northwind.example"] for m in mail.outbox)
+    report = unzip(Package.objects.get(request=request, kind="deletion")).read("report.html")
+    assert b"Invoices kept seven years for tax law" in report
+    with committed():
+        do_transition(request.pk, "release", actor=Actor.staff(alice))
+    request.refresh_from_db()
+    assert request.state == State.COMPLETED
+
+
+def test_a_failing_http_source_needs_attention_and_one_retry_finishes_it(sources, alice):
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    sources["service"].set_mode("fail500")
+    request = approved("access", alice)
+    assert request.state == State.NEEDS_ATTENTION
+    failed = request.source_runs.get(source=sources["http"])
+    assert failed.state == "failed" and "500" in failed.last_error
+    assert failed.attempts == 6  # the first try and five retries
+    sql_run = request.source_runs.get(source=sources["sql"])
+    assert sql_run.state == "done"
+    sources["service"].set_mode("ok")
+    with committed():
+        fulfilment.do_retry_source(failed.pk, actor=Actor.staff(alice))
+    request.refresh_from_db()
+    assert request.state == State.RESULTS_READY
+    sql_run.refresh_from_db()
+    assert sql_run.attempts == 1  # the other source was not redone
+
+
+def test_running_a_source_task_twice_changes_nothing_more(sources, alice):
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    request = approved("access", alice)
+    run = request.source_runs.get(source=sources["sql"])
+    assert fulfilment.execute_run(run.pk) is False
+    run.refresh_from_db()
+    assert run.attempts == 1
+
+
+def test_a_source_map_problem_fails_the_run_with_a_message_for_staff(sources, alice):
+    DataSource.objects.filter(pk=sources["sql"].pk).update(connection_env="NO_SUCH_DSN")
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    request = approved("access", alice)
+    assert request.state == State.NEEDS_ATTENTION
+    run = request.source_runs.get(source=sources["sql"])
+    assert "NO_SUCH_DSN" in run.last_error
+
+
+def test_the_owner_of_another_source_cannot_open_the_task(sources, alice, charlie, client):
+    request = approved("access", alice)
+    run = request.source_runs.get(source=sources["manual"])
+    client.force_login(charlie)
+    assert client.get(f"/staff/tasks/{run.token}/").status_code == 403
+    assert client.get("/staff/tasks/").status_code == 200
+    assert run.token.encode() not in client.get("/staff/tasks/").content
+
+
+def test_a_bad_upload_is_refused_with_a_clear_message(sources, alice, bob, client):
+    request = approved("access", alice)
+    run = request.source_runs.get(source=sources["manual"])
+    response = upload_as_owner(client, bob, run, "found.pdf", b"%PDF-1.4")
+    assert response.status_code == 200 and b"Upload a .csv or a .json file." in response.content
+    response = upload_as_owner(client, bob, run, "found.json", b'{"not": "a list"}')
+    assert b"must be a list of objects" in response.content
+    run.refresh_from_db()
+    assert run.state == "waiting"
