@@ -234,7 +234,10 @@ VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
 
 # A source run claimed by a worker that has sent no heartbeat for this long is
 # taken to be orphaned (the worker died) and is dispatched again.
-SOURCE_RUN_STALE_MINUTES = envint("SOURCE_RUN_STALE_MINUTES", 10, minimum=1)
+SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 600, minimum=2)
+# Work the database says is due (an email, a follow-up step) that has waited this
+# long is sent again by the reconciler (the broker lost it, or was down).
+RECONCILE_AFTER_SECONDS = envint("RECONCILE_AFTER_SECONDS", 300, minimum=2)
 # Owners of manual sources are reminded of a waiting task this often.
 MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
 # Packages for consumers: how long a download link lives, how often it may be used.

@@ -85,7 +85,7 @@ def check_fulfilment(request_id: int) -> None:
 @shared_task
 def build_results(request_id: int) -> None:
     request = PrivacyRequest.objects.select_related("identity").get(pk=request_id)
-    if request.state not in (State.FULFILLING, State.WAITING_MANUAL):
+    if not fulfilment.all_done(request):
         return
     if request.type_rules.is_deletion and request.erasure_approved_at:
         with transaction.atomic():
@@ -136,9 +136,6 @@ def expire_unverified_requests() -> int:
     return count
 
 
-# How long work may sit unstarted before the reconciler sends it again.
-STALE_AFTER = datetime.timedelta(minutes=5)
-
 
 @shared_task
 def reconcile() -> dict:
@@ -146,7 +143,7 @@ def reconcile() -> dict:
     broker lost a message, a worker died, the broker was down when a step
     committed) and send it again. Every task is idempotent, so a duplicate is
     harmless."""
-    stale = timezone.now() - STALE_AFTER
+    stale = timezone.now() - datetime.timedelta(seconds=settings.RECONCILE_AFTER_SECONDS)
     counts = {"emails": 0, "reviews": 0, "fulfilments": 0}
     for email_id in OutgoingEmail.objects.filter(sent_at=None, created_at__lte=stale).values_list(
         "pk", flat=True

@@ -82,9 +82,16 @@ export DEBUG=0 SECURE_SSL_REDIRECT=0 SECURE_COOKIES=0
 export EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend
 export DATA_DIR="$TMP/data" STATIC_ROOT="$TMP/static"
 export PP_TEST_SERVICES=1   # conftest.py refuses to run on anything but PostgreSQL and Redis
-export PG_BIN TEST_TMP="$TMP"
+export PG_BIN TEST_TMP="$TMP" REDIS_PORT
 
 cd "$ROOT"
 "$BIN/python" manage.py collectstatic --noinput -v 0
 echo "make test: PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT"
-"$BIN/python" -m pytest "$@"
+if [ $# -gt 0 ]; then
+  "$BIN/python" -m pytest "$@"
+else
+  # The main suite, then the fault tests in a session of their own: they kill and
+  # restart workers and Redis, so no other worker may share the queue with them.
+  "$BIN/python" -m pytest --ignore=tests/faults
+  "$BIN/python" -m pytest tests/faults
+fi

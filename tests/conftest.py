@@ -1,5 +1,6 @@
 import datetime
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -133,52 +134,65 @@ def days_ago():
 # --- a real Celery worker ----------------------------------------------------------
 
 
-@pytest.fixture(scope="session")
-def celery_worker(django_db_setup, django_db_blocker):
-    """A real worker process on the test broker and the test database."""
+def test_database_url() -> str:
     settings_dict = connection.settings_dict
-    db_url = (
-        f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:{settings_dict['PORT']}/"
-        f"{settings_dict['NAME']}"
-    )
     if "postgresql" not in settings_dict["ENGINE"]:
         pytest.fail("integration tests need PostgreSQL: run them with `make test`")
-    log_path = Path(os.environ.get("TEST_TMP", "/tmp")) / f"worker-{os.getpid()}.log"
-    env = {**os.environ, "DATABASE_URL": db_url, "DATABASE_CONN_MAX_AGE": "0"}
+    return (f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:"
+            f"{settings_dict['PORT']}/{settings_dict['NAME']}")
+
+
+def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1):
+    """A real worker process on the test broker and the test database, in its own
+    process group (so that it and its pool can be killed together)."""
+    log_path = Path(os.environ.get("TEST_TMP", "/tmp")) / f"worker-{name}-{os.getpid()}.log"
+    env = {**os.environ, "DATABASE_URL": test_database_url(), "DATABASE_CONN_MAX_AGE": "0",
+           **(extra_env or {})}
     log = open(log_path, "w")
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "privacyportal", "worker", "--pool=prefork",
-         "--concurrency=1", "--loglevel=INFO", "--without-mingle", "--without-gossip",
-         "--hostname", f"test-{os.getpid()}@%h"],
+         f"--concurrency={concurrency}", "--loglevel=INFO", "--without-mingle",
+         "--without-gossip", "--hostname", f"{name}-{os.getpid()}@%h"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    process.log_path = log_path
+    process.log_file = log
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.close()
+            pytest.fail(f"the Celery worker exited: {log_path.read_text()[-2000:]}")
+        if "ready." in log_path.read_text():
+            return process
+        time.sleep(0.2)
+    stop_process_group(process)
+    pytest.fail("the Celery worker did not start within 60 s")
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker):
+    process = start_worker("test")
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                pytest.fail(f"the Celery worker exited: {log_path.read_text()[-2000:]}")
-            if "ready." in log_path.read_text():
-                break
-            time.sleep(0.2)
-        else:
-            pytest.fail("the Celery worker did not start within 60 s")
         yield process
     finally:
         stop_process_group(process)
-        log.close()
 
 
-def stop_process_group(process, timeout=20):
+def stop_process_group(process, timeout=20, sig=signal.SIGTERM):
     """Stop a process started with start_new_session=True, and all its children."""
-    import signal
-
     if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
+        os.killpg(process.pid, sig)
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait()
+    try:
+        os.killpg(process.pid, signal.SIGKILL)  # pool children left behind
+    except ProcessLookupError:
+        pass
+    if getattr(process, "log_file", None):
+        process.log_file.close()
 
 
 @pytest.fixture

@@ -14,9 +14,9 @@ from requests_app.sources.sql import SqlConnector, _engine, engine_url, keyed_ha
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT, phone TEXT,
                         ssn TEXT, referred_by INTEGER REFERENCES customers(id), since TEXT);
+CREATE TABLE addresses (id INTEGER PRIMARY KEY, line1 TEXT, city TEXT);
 CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id),
                      address_id INTEGER REFERENCES addresses(id), total REAL, ship_name TEXT);
-CREATE TABLE addresses (id INTEGER PRIMARY KEY, line1 TEXT, city TEXT);
 CREATE TABLE devices (id INTEGER PRIMARY KEY, cookie TEXT UNIQUE, customer_id INTEGER);
 CREATE TABLE events (id INTEGER PRIMARY KEY, cookie TEXT, ip TEXT);
 """
@@ -136,9 +136,19 @@ def test_gathering_follows_references_both_ways_over_several_hops(shop):
     outcome, rows = gather(source, "pat@example.com")
     tables = sorted({t for t, _ in rows})
     assert tables == ["addresses", "customers", "devices", "events", "orders"]
-    # Pat, and Sam through the referred_by cycle (1 -> 2 -> 1): each row once.
-    assert outcome.result["tables"] == {"customers": 2, "orders": 3, "addresses": 2,
-                                        "devices": 2, "events": 3}
+    # customers -> orders -> addresses (forward), customers <- devices <- events
+    # (backward, two hops); each row once.
+    assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
+                                        "devices": 1, "events": 2}
+
+
+def test_a_reference_between_people_is_never_followed(shop):
+    """Pat and Sam referred each other (a cycle through customers): finding Pat must
+    not find Sam, whose rows erasure would otherwise destroy."""
+    source, _ = shop
+    _, rows = gather(source, "pat@example.com")
+    assert [r["name"] for t, r in rows if t == "customers"] == ["Pat Doe"]
+    assert "Sam Roe" not in [r.get("ship_name") for t, r in rows if t == "orders"]
 
 
 def test_one_query_per_table_per_hop(shop):
@@ -148,9 +158,8 @@ def test_one_query_per_table_per_hop(shop):
     connector.gather(Run(), IdentityData(email="sam@example.com"), Sink())
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")
                and "sqlite_" not in s]
-    # hop 0 customers; hop 1 customers, orders, devices; hop 2 addresses, events,
-    # orders (from Pat); hop 3 ... bounded by tables x hops, never by rows.
-    assert len(selects) <= len(parse(MAP).tables) * 5
+    # hop 0: customers; hop 1: orders, devices; hop 2: addresses, events.
+    assert len(selects) == 5
     not_batched = [s for s in selects if " IN (" not in s]
     assert not not_batched
     assert not any("sam@example.com" in s for s in statements)  # values are bound
@@ -199,15 +208,19 @@ def test_erasure_deletes_masks_hashes_retains_and_leaves_nothing_to_find(shop):
     run.pk = 1
     connector.erase(run, identity, {})
     with engine.connect() as conn:
+        sam = conn.exec_driver_sql("SELECT email, name FROM customers WHERE id = 2").one()
+        assert tuple(sam) == ("sam@example.com", "Sam Roe")  # the referral did not spread
         pat = conn.exec_driver_sql("SELECT email, name, phone, ssn, since FROM customers "
                                    "WHERE id = 1").one()
         assert pat.email.startswith("~") and pat.name == "Pxx Dxx"
         assert pat.phone is None and pat.ssn is None and pat.since == "2020-01-01"
-        assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar() == 0
-        assert conn.exec_driver_sql("SELECT count(*) FROM addresses").scalar() == 0
+        assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar() == 1  # Sam's
+        # Address 10 was Pat's alone and is gone; address 11 is also on Sam's order,
+        # so it stays (Sam's data), and only Pat's orders stop pointing at it.
+        assert [r[0] for r in conn.exec_driver_sql("SELECT id FROM addresses")] == [11]
         assert conn.exec_driver_sql("SELECT count(*) FROM orders").scalar() == 3  # retained
-        assert conn.exec_driver_sql(
-            "SELECT count(*) FROM orders WHERE address_id IS NOT NULL").scalar() == 0
+        assert [r[0] for r in conn.exec_driver_sql(
+            "SELECT id FROM orders WHERE address_id IS NOT NULL")] == [102]
     assert connector.remaining(Run(), identity) == 0
 
 

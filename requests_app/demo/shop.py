@@ -389,8 +389,8 @@ PARTNERS = (
      "Order fulfilment through a reseller"),
     ("Ad network: Contoso Ads", "user.device.cookie_id,user.behavior.browsing_history",
      "Cross-context behavioural advertising"),
-    ("Analytics provider: Fabrikam Insights", "user.device.ip_address,user.behavior.browsing_history",
-     "Website analytics"),
+    ("Analytics provider: Fabrikam Insights",
+     "user.device.ip_address,user.behavior.browsing_history", "Website analytics"),
     ("Payment processor: Woodgrove Payments", "user.name,user.financial,user.contact.email",
      "Payment processing and fraud prevention"),
 )
@@ -761,10 +761,10 @@ def _fast_statements(plan: _Plan, pools: dict) -> list[str]:
         FROM {subjects}""",
 
         f"""WITH d AS (
-            SELECT n, k, (n - 1) * {DEVICE_SLOTS} + k + 1 AS id,
-                   md5(CAST(:seed AS text) || '-cookie-' || ((n - 1) * {DEVICE_SLOTS} + k + 1)) AS cookie_id,
+            SELECT n, k, x.id, md5(CAST(:seed AS text) || '-cookie-' || x.id) AS cookie_id,
                    {created} AS created
             FROM {subjects} CROSS JOIN generate_series(0, {DEVICE_SLOTS - 1}) AS k
+            CROSS JOIN LATERAL (SELECT (n - 1) * {DEVICE_SLOTS} + k + 1 AS id) AS x
             WHERE k < 1 + {m('n', K_DEVICES)} % 2 OR (k = 2 AND n % 10 = 0)
         ), dd AS (
             SELECT d.*, CASE WHEN k < 2 THEN created - {days('d.id', K_DEVICE_DAY, 30)}

@@ -51,7 +51,7 @@ KINDS = {
 
 
 def stale_after() -> datetime.timedelta:
-    return datetime.timedelta(minutes=settings.SOURCE_RUN_STALE_MINUTES)
+    return datetime.timedelta(seconds=settings.SOURCE_RUN_STALE_SECONDS)
 
 
 def action_for(request: PrivacyRequest) -> str | None:
@@ -68,6 +68,10 @@ def action_for(request: PrivacyRequest) -> str | None:
     return None  # know (categories): answered from the registry alone
 
 
+def _sources_for(action: str):
+    return DataSource.objects.filter(enabled=True, kind__in=KINDS[action])
+
+
 def begin(request_id: int) -> None:
     """After approval (or a retry): move to fulfilling and dispatch the runs."""
     from requests_app.tasks import check_fulfilment, run_source
@@ -81,14 +85,10 @@ def begin(request_id: int) -> None:
         action = action_for(request)
         runs = []
         if action:
-            sources = DataSource.objects.filter(enabled=True, kind__in=KINDS[action])
-            for source in sources:
+            for source in _sources_for(action):
                 run, created = SourceRun.objects.get_or_create(
                     request=request, source=source, action=action)
                 runs.append(run)
-            if action == Action.ERASE:
-                # An erasure re-plans nothing: it carries out the approved dry run.
-                pass
         to_dispatch = [r for r in runs if r.state == RunState.PENDING]
         SourceRun.objects.filter(pk__in=[r.pk for r in to_dispatch]).update(
             dispatched_at=timezone.now())
@@ -220,6 +220,13 @@ def check(request_id: int) -> None:
             return
         action = action_for(request)
         runs = list(request.source_runs.filter(action=action).select_related("source"))
+        if action and _sources_for(action).exclude(pk__in=[r.source_id for r in runs]).exists():
+            # A source has no run yet (the step that creates them was lost with a
+            # worker): create and dispatch them first.
+            from requests_app.tasks import begin_fulfilment
+
+            enqueue_on_commit(begin_fulfilment, request.pk)
+            return
         states = {r.state for r in runs}
         if RunState.FAILED in states:
             failed = [r for r in runs if r.state == RunState.FAILED]
@@ -234,11 +241,26 @@ def check(request_id: int) -> None:
             enqueue_on_commit(build_results, request.pk)
 
 
+def all_done(request: PrivacyRequest) -> bool:
+    """Every source of the current action has a run, and every run is done. Checked
+    again where results are built: a late duplicate of an earlier phase's task must
+    not finish a later phase (a deletion whose erasure has only just been approved)."""
+    if request.state not in (State.FULFILLING, State.WAITING_MANUAL):
+        return False
+    action = action_for(request)
+    if not action:
+        return True
+    runs = request.source_runs.filter(action=action)
+    return (not runs.exclude(state=RunState.DONE).exists()
+            and not _sources_for(action).exclude(
+                pk__in=runs.values_list("source_id", flat=True)).exists())
+
+
 def results_built(request_id: int) -> None:
     """The package (or the dry-run summary) is ready: staff review it next."""
     with transaction.atomic(durable=True):
         request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
-        if request.state in (State.FULFILLING, State.WAITING_MANUAL):
+        if all_done(request):
             _apply(request, "mark_results_ready", actor=Actor.system())
 
 

@@ -74,12 +74,16 @@ class Table:
 
 @dataclass(frozen=True)
 class Edge:
-    """Rows of `to_table` whose `to_column` equals `from_column` of rows of `from_table`."""
+    """Rows of `to_table` whose `to_column` equals `from_column` of rows of `from_table`.
+    `forward`: from the row holding a reference to the row it refers to (an order to
+    its address); backward: from a row to the rows that refer to it (a customer to
+    their orders)."""
 
     from_table: str
     from_column: str
     to_table: str
     to_column: str
+    forward: bool
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,8 @@ class DatasetMap:
         result = []
         for table in self.tables.values():
             for ref in table.references:
-                result.append(Edge(table.name, ref.column, ref.to_table, ref.to_column))
-                result.append(Edge(ref.to_table, ref.to_column, table.name, ref.column))
+                result.append(Edge(table.name, ref.column, ref.to_table, ref.to_column, True))
+                result.append(Edge(ref.to_table, ref.to_column, table.name, ref.column, False))
         return result
 
     def referenced_columns(self, table: str) -> set[str]:

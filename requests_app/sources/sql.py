@@ -2,7 +2,9 @@
 
 The DSN is read from the environment variable the source names; it is never stored.
 Traversal starts from the rows matching the person's identity and follows the map's
-references, both ways, hop by hop: one query per table per hop, with bound,
+references, both ways, hop by hop (never into another identity table's rows: those
+are other people, reached only by their own identity; cycles end where rows were
+seen already): one query per table per hop, with bound,
 batched IN-lists (SQLAlchemy Core quotes identifiers and binds every value; no SQL
 is built by formatting strings). Rows are streamed to the sink as they arrive;
 only primary keys and the values needed for the next hop are kept in memory.
@@ -17,7 +19,7 @@ import hmac
 import json
 import os
 import re
-from collections import defaultdict
+from collections import Counter, defaultdict
 from functools import lru_cache
 from pathlib import Path
 
@@ -52,6 +54,29 @@ def _engine(url: str) -> sa.Engine:
 
 
 _REFLECTED: dict[tuple, dict] = {}
+
+
+def _unique_columns(table: sa.Table) -> set[str]:
+    """Columns whose value names one row: the primary key and unique columns."""
+    names = {c.name for c in table.columns if c.primary_key or c.unique}
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint) and len(constraint.columns) == 1:
+            names.update(c.name for c in constraint.columns)
+    for index in table.indexes:
+        if index.unique and len(index.columns) == 1:
+            names.update(c.name for c in index.columns)
+    return names
+
+
+class Traversal:
+    """What a traversal found: every row's key, which rows are the person's own,
+    and, for rows that may be shared, the values other rows refer to them by."""
+
+    def __init__(self):
+        self.seen: dict[str, set] = defaultdict(set)
+        self.owned: dict[str, set] = defaultdict(set)
+        self.shared_values: dict[str, dict] = defaultdict(dict)
+        self.own_refs: dict[tuple, Counter] = defaultdict(Counter)
 
 
 def _transient(exc: Exception) -> bool:
@@ -163,11 +188,17 @@ class SqlConnector(Connector):
 
     # --- traversal ----------------------------------------------------------------
 
-    def _traverse(self, conn, tables, identity, on_row):
-        """Find the person's rows hop by hop; call on_row(table_name, row) once per row."""
-        seen: dict[str, set] = defaultdict(set)
-        # Hop 0: the identity tables. Hop n: rows joined to rows found at hop n-1.
+    def _traverse(self, conn, tables, identity, on_row) -> "Traversal":
+        """Find the person's rows hop by hop; call on_row(table_name, row) once per row.
+
+        A row is the person's own when their identity finds it, or when it refers
+        to a row of theirs (their orders). A row that one of theirs refers to (the
+        address an order was shipped to) may be shared with other people: it is
+        found, but the rows that refer to it are not followed, or traversal would
+        walk through a shared row into someone else's data."""
+        trav = Traversal()
         wanted: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+        owning: dict[str, set] = defaultdict(set)  # columns whose match makes a row theirs
         lookups = identity.lookup_values()
         for name, spec in self.map.tables.items():
             for field_name, column in spec.identity.items():
@@ -175,26 +206,83 @@ class SqlConnector(Connector):
                 if value:
                     wanted[name][column].update({value, value.lower()} if field_name == "email"
                                                 else {value})
+                    owning[name].add(column)
+        edges = self.map.edges()
+        unique = {name: _unique_columns(tables[name]) for name in self.map.tables}
+        known: dict[tuple, set] = defaultdict(set)  # values of unique columns of seen rows
         while wanted:
-            found_now: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
+            owned_now = defaultdict(lambda: defaultdict(set))
+            shared_now = defaultdict(lambda: defaultdict(set))
             for name, conditions in wanted.items():
                 spec, table = self.map.tables[name], tables[name]
                 follow = self.map.referenced_columns(name)
+                forward_cols = {e.from_column for e in edges if e.from_table == name and e.forward}
                 for row in self._select(conn, table, conditions):
                     key = row[spec.primary_key]
-                    if key in seen[name]:
+                    if key in trav.seen[name]:
                         continue
-                    seen[name].add(key)
+                    trav.seen[name].add(key)
+                    owned = any(row[c] in conditions.get(c, ()) for c in owning[name])
+                    if owned:
+                        trav.owned[name].add(key)
+                    else:
+                        trav.shared_values[name][key] = {c: row[c] for c in follow}
+                    for column in forward_cols:
+                        trav.own_refs[(name, column)][row[column]] += 1
                     on_row(name, row)
+                    for column in unique[name]:
+                        known[(name, column)].add(row[column])
+                    target = owned_now if owned else shared_now
                     for column in follow:
                         if row[column] is not None:
-                            found_now[name][column].add(row[column])
+                            target[name][column].add(row[column])
             wanted = defaultdict(lambda: defaultdict(set))
-            for edge in self.map.edges():
-                values = found_now.get(edge.from_table, {}).get(edge.to_column and edge.from_column)
+            owning = defaultdict(set)
+            for edge in edges:
+                if self.map.tables[edge.to_table].identity:
+                    # Rows of an identity table are people: only the person's own
+                    # identity finds theirs. Following a reference into one (a
+                    # "referred by" link, a household) would reach someone else.
+                    continue
+                values = set(owned_now.get(edge.from_table, {}).get(edge.from_column, ()))
+                if edge.forward:
+                    values |= shared_now.get(edge.from_table, {}).get(edge.from_column, set())
+                    # A unique column's rows seen already need no second look.
+                    values -= known.get((edge.to_table, edge.to_column), set())
+                else:
+                    owning[edge.to_table].add(edge.to_column)
                 if values:
                     wanted[edge.to_table][edge.to_column].update(values)
-        return seen
+        return trav
+
+    def _erasable(self, conn, tables, trav: "Traversal") -> tuple[dict, dict]:
+        """The keys erasure may touch, per table: the person's own rows, and shared
+        rows that no one else's rows refer to. Also how many shared rows are kept."""
+        keys, kept = {}, {}
+        for name in self.map.tables:
+            shared = trav.shared_values.get(name, {})
+            still_used = set()
+            for edge in self.map.edges():
+                if not edge.forward or edge.to_table != name or not shared:
+                    continue
+                values = {v[edge.to_column] for v in shared.values()
+                          if v.get(edge.to_column) is not None}
+                referrer = tables[edge.from_table].c[edge.from_column]
+                mine = trav.own_refs[(edge.from_table, edge.from_column)]
+                ordered = sorted(values, key=repr)
+                for i in range(0, len(ordered), BATCH):
+                    query = (sa.select(referrer, sa.func.count()).where(
+                        referrer.in_(ordered[i:i + BATCH])).group_by(referrer))
+                    for value, total in conn.execute(query):
+                        if total > mine.get(value, 0):
+                            still_used.add(value)
+                for key, v in shared.items():
+                    if v.get(edge.to_column) in still_used:
+                        kept[name] = kept.get(name, 0) + 1
+            erasable = trav.owned.get(name, set()) | {
+                k for k, v in shared.items() if not (set(v.values()) & still_used)}
+            keys[name] = sorted(erasable, key=repr)
+        return keys, kept
 
     def _select(self, conn, table, conditions: dict[str, set]):
         """One query per table per hop: OR of IN-lists, batched at BATCH values."""
@@ -236,8 +324,8 @@ class SqlConnector(Connector):
                 categories = {c.name: c.category for c in spec.columns.values()}
                 sink.write(name, {c: row[c] for c in spec.columns}, categories)
 
-            seen = self._traverse(conn, tables, identity, on_row)
-            return {name: len(keys) for name, keys in seen.items()}
+            trav = self._traverse(conn, tables, identity, on_row)
+            return {name: len(keys) for name, keys in trav.seen.items()}
 
         counts = self._run(work)
         return Outcome(records=sum(counts.values()), result={"tables": counts})
@@ -255,18 +343,20 @@ class SqlConnector(Connector):
                     cleared.append((source.name, edge.from_column))
         return cleared
 
-    def _keys(self, conn, tables, identity) -> dict[str, list]:
-        return {name: sorted(keys, key=repr) for name, keys in
-                self._traverse(conn, tables, identity, lambda n, r: None).items()}
+    def _keys(self, conn, tables, identity) -> tuple[dict, dict]:
+        return self._erasable(conn, tables,
+                              self._traverse(conn, tables, identity, lambda n, r: None))
 
     def plan_erasure(self, run, identity) -> Outcome:
-        keys = self._run(lambda conn, tables: self._keys(conn, tables, identity))
+        keys, kept = self._run(lambda conn, tables: self._keys(conn, tables, identity))
         plan = {}
         for name, spec in self.map.tables.items():
             count = len(keys.get(name, []))
-            if not count:
+            if not count and not kept.get(name):
                 continue
             entry = {"rows": count, "action": spec.erase}
+            if kept.get(name):
+                entry["kept_shared"] = kept[name]  # still used by other people's records
             if spec.erase == "update":
                 entry["columns"] = {c.name: c.erase for c in spec.columns.values()}
             if spec.legal_basis:
@@ -305,7 +395,7 @@ class SqlConnector(Connector):
             with open_text_reader(keys_path) as f:
                 keys = json.load(f)
         else:
-            keys = self._run(lambda conn, tables: self._keys(conn, tables, identity))
+            keys, _kept = self._run(lambda conn, tables: self._keys(conn, tables, identity))
             with open_text_writer(keys_path) as f:
                 json.dump(keys, f, default=str)
         cleared = defaultdict(list)
@@ -367,20 +457,18 @@ class SqlConnector(Connector):
         """Rows still found from the identity that hold a value erasure should have removed."""
 
         def work(conn, tables):
-            count = 0
+            left = set()
 
             def on_row(name, row):
-                nonlocal count
                 spec = self.map.tables[name]
-                if spec.erase == "delete":
-                    count += 1
-                elif spec.erase == "update" and any(
+                if spec.erase == "delete" or (spec.erase == "update" and any(
                     c.erase != "retain" and not _erased(row[c.name], c.erase)
                     for c in spec.columns.values()
-                ):
-                    count += 1
+                )):
+                    left.add((name, row[spec.primary_key]))
 
-            self._traverse(conn, tables, identity, on_row)
-            return count
+            keys, _kept = self._erasable(conn, tables,
+                                         self._traverse(conn, tables, identity, on_row))
+            return sum(1 for name, key in left if key in set(keys.get(name, ())))
 
         return self._run(work)

@@ -1,0 +1,173 @@
+"""Faults, with real processes: a worker killed with SIGKILL in the middle of
+fulfilment, and the broker stopped and restarted during a run. Nothing may be
+lost, and every deletion is applied once.
+
+These run in their own pytest session (scripts/test.sh), with no other worker
+running, so that the worker they kill is the one doing the work.
+"""
+
+import os
+import signal
+from collections import Counter
+import subprocess
+import time
+
+import psycopg
+import pytest
+from django.db import connection
+
+from privacyportal.celery import app as celery_app
+from requests_app.models import Actor, AuditEvent, DataSource, PrivacyRequest, SourceRun, State
+from requests_app.services.lifecycle import do_transition
+from requests_app.tasks import reconcile
+from tests.conftest import file_request, start_worker, stop_process_group, wait_for
+from tests.test_sql_source import MAP, SCHEMA
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CUSTOMERS = 40
+EVENTS = 2000  # per customer: enough work per run to kill a worker in the middle
+FAST = {"SOURCE_RUN_STALE_SECONDS": "3", "RECONCILE_AFTER_SECONDS": "2"}
+
+
+@pytest.fixture
+def shop_dsn():
+    """A customer database of its own on the test PostgreSQL server."""
+    s = connection.settings_dict
+    server = f"postgresql://{s['USER']}@{s['HOST']}:{s['PORT']}"
+    name = f"faults_shop_{os.getpid()}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = f"{server}/{name}"
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute(SCHEMA)
+        conn.execute("INSERT INTO customers (id, email, name, phone, since) SELECT n, "
+                     "'c' || n || '@example.com', 'Customer ' || n, '555-' || n, '2020-01-01' "
+                     "FROM generate_series(1, %s) n", (CUSTOMERS,))
+        conn.execute("INSERT INTO addresses SELECT n, n || ' Main St', 'Austin' "
+                     "FROM generate_series(1, %s) n", (CUSTOMERS,))
+        conn.execute("INSERT INTO orders SELECT n * 10 + k, n, n, 10.0 * k, 'Customer ' || n "
+                     "FROM generate_series(1, %s) n, generate_series(1, 3) k", (CUSTOMERS,))
+        conn.execute("INSERT INTO devices SELECT n, 'ck-' || n, n FROM generate_series(1, %s) n",
+                     (CUSTOMERS,))
+        conn.execute("INSERT INTO events SELECT n * 10000 + k, 'ck-' || n, '10.0.0.' || (k %% 250) "
+                     "FROM generate_series(1, %s) n, generate_series(1, %s) k",
+                     (CUSTOMERS, EVENTS))
+        conn.execute("CREATE INDEX ON events (cookie)")
+        conn.execute("CREATE INDEX ON orders (customer_id)")
+        conn.execute("ANALYZE")
+    os.environ["FAULTS_SHOP_DSN"] = dsn
+    yield dsn
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def shop_source(shop_dsn):
+    return DataSource.objects.create(name="Shop", kind="sql", connection_env="FAULTS_SHOP_DSN",
+                                     dataset_map=MAP)
+
+
+@pytest.fixture
+def broker_is_real(settings):
+    celery_app.conf.task_always_eager = False
+    settings.SOURCE_RUN_STALE_SECONDS = 3
+    settings.RECONCILE_AFTER_SECONDS = 2
+
+
+def shop_count(dsn, table):
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+
+def states(requests):
+    return list(PrivacyRequest.objects.filter(pk__in=[r.pk for r in requests])
+                .values_list("state", flat=True))
+
+
+def reconcile_until(predicate, timeout=120):
+    """Play beat: run the reconciler every couple of seconds until done."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        reconcile()
+        time.sleep(2)
+    raise AssertionError("work did not complete")
+
+
+def test_a_worker_killed_mid_fulfilment_loses_nothing_and_deletes_once(
+        broker_is_real, shop_source, shop_dsn, alice):
+    requests = [file_request(request_type="deletion", state=State.IN_REVIEW,
+                             email=f"c{n}@example.com") for n in range(1, CUSTOMERS + 1)]
+    worker = start_worker("doomed", FAST)
+    try:
+        for request in requests:
+            do_transition(request.pk, "approve", actor=Actor.staff(alice))
+        wait_for(lambda: set(states(requests)) == {State.RESULTS_READY}, timeout=120)
+        for request in requests:
+            do_transition(request.pk, "approve_erasure", actor=Actor.staff(alice))
+        erase_runs = SourceRun.objects.filter(action="erase")
+        wait_for(lambda: erase_runs.filter(state="done").count() >= 3, timeout=60,
+                 interval=0.02)
+    finally:
+        stop_process_group(worker, sig=signal.SIGKILL)
+    unfinished = erase_runs.exclude(state="done").count()
+    assert unfinished > 0, "the worker finished before it was killed: make the work longer"
+
+    worker = start_worker("survivor", FAST)
+    try:
+        reconcile_until(lambda: set(states(requests)) == {State.RESULTS_READY})
+    finally:
+        stop_process_group(worker)
+    summary = Counter(erase_runs.values_list("state", flat=True))
+    assert erase_runs.filter(state="done").count() == CUSTOMERS, summary
+    # Each deletion applied once: one "done" record per run, nothing left, and the
+    # rows of every customer gone exactly (retained orders are kept and unlinked).
+    for run in erase_runs:
+        assert AuditEvent.objects.filter(request=run.request, action="source.erase.done",
+                                         data__source="Shop").count() == 1
+        assert run.result["remaining"] == 0
+    assert shop_count(shop_dsn, "events") == 0
+    assert shop_count(shop_dsn, "addresses") == 0
+    assert shop_count(shop_dsn, "orders") == CUSTOMERS * 3
+
+
+def restart_redis():
+    port = os.environ["REDIS_PORT"]
+    tmp = os.environ["TEST_TMP"]
+    subprocess.run(["redis-cli", "-p", port, "shutdown", "nosave"], check=False,
+                   capture_output=True)
+    time.sleep(1)
+    subprocess.run(["redis-server", "--port", port, "--bind", "127.0.0.1", "--daemonize", "yes",
+                    "--save", "", "--appendonly", "no", "--dir", tmp,
+                    "--pidfile", f"{tmp}/redis.pid", "--logfile", f"{tmp}/redis.log"],
+                   check=True)
+    wait_for(lambda: subprocess.run(["redis-cli", "-p", port, "ping"],
+                                    capture_output=True).returncode == 0, timeout=10)
+
+
+def test_redis_stopped_and_restarted_during_a_run_loses_nothing(
+        broker_is_real, shop_source, shop_dsn, alice):
+    requests = [file_request(request_type="access", state=State.IN_REVIEW,
+                             email=f"c{n}@example.com") for n in range(1, CUSTOMERS + 1)]
+    worker = start_worker("steady", FAST)
+    try:
+        half = CUSTOMERS // 2
+        for request in requests[:half]:
+            do_transition(request.pk, "approve", actor=Actor.staff(alice))
+        # The broker goes away, and everything queued in it with it (no persistence).
+        restart_port = os.environ["REDIS_PORT"]
+        subprocess.run(["redis-cli", "-p", restart_port, "shutdown", "nosave"],
+                       capture_output=True)
+        # Approvals while it is down still commit: the work waits in the database.
+        for request in requests[half:]:
+            do_transition(request.pk, "approve", actor=Actor.staff(alice))
+        restart_redis()
+        reconcile_until(lambda: set(states(requests)) == {State.RESULTS_READY})
+    finally:
+        stop_process_group(worker)
+    gathered = SourceRun.objects.filter(action="gather", state="done")
+    assert gathered.count() == CUSTOMERS
+    assert all(run.records_found > 0 for run in gathered)
