@@ -8,6 +8,7 @@ SECRET_KEY, FILE_ENCRYPTION_KEY and the email settings.
 
 import base64
 import binascii
+import os
 import secrets
 import zoneinfo
 from pathlib import Path
@@ -243,6 +244,10 @@ MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
 # Packages for consumers: how long a download link lives, how often it may be used.
 DOWNLOAD_LINK_DAYS = envint("DOWNLOAD_LINK_DAYS", 7, minimum=1)
 DOWNLOAD_MAX_COUNT = envint("DOWNLOAD_MAX_COUNT", 5, minimum=1)
+
+# The demo company's sources (`make run`): their secrets, for development only.
+if DEBUG:
+    os.environ.setdefault("DEMO_HTTP_SECRET", "demo-http-secret")
 
 LOG_LEVEL = envstr("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

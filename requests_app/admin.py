@@ -6,7 +6,14 @@ and audit trail right), never by editing fields here.
 
 from django.contrib import admin
 
-from requests_app.models import AuditEvent, Identity, PrivacyRequest
+from requests_app.models import (
+    AuditEvent,
+    DataSource,
+    Identity,
+    PrivacyRequest,
+    SourceRun,
+    ThirdParty,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -62,3 +69,38 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_filter = ["action", "actor_kind"]
     search_fields = ["request__reference", "action"]
     list_select_related = ["request"]
+
+
+@admin.register(DataSource)
+class DataSourceAdmin(admin.ModelAdmin):
+    """Privacy Managers keep the registry here. Saving validates the source: the
+    dataset map's syntax and categories (with line numbers), and against the real
+    database its tables and columns; an HTTP source's URL and secret variable."""
+
+    list_display = ["name", "kind", "enabled", "owner"]
+    list_filter = ["kind", "enabled"]
+    filter_horizontal = ["third_parties"]
+    fieldsets = [
+        (None, {"fields": ["name", "kind", "owner", "enabled"]}),
+        ("What it holds", {"fields": ["categories", "purposes", "third_parties", "retention"]}),
+        ("SQL database", {"fields": ["connection_env", "dataset_map"]}),
+        ("HTTP service", {"fields": ["url", "secret_env", "timeout_seconds", "verify_tls"]}),
+        ("Manual", {"fields": ["instructions"]}),
+    ]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # disable a source instead: its runs are part of the record
+
+
+@admin.register(ThirdParty)
+class ThirdPartyAdmin(admin.ModelAdmin):
+    list_display = ["name", "kind", "contact_email"]
+
+
+@admin.register(SourceRun)
+class SourceRunAdmin(ReadOnlyAdmin):
+    list_display = ["request", "source", "action", "state", "attempts", "records_found",
+                    "started_at", "finished_at"]
+    list_filter = ["state", "action", "source"]
+    search_fields = ["request__reference"]
+    exclude = ["token"]

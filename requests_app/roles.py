@@ -1,5 +1,6 @@
-"""Staff roles, as groups with permissions. The migration 0002_roles creates them
-from this table; tests read it to build the role matrix."""
+"""Staff roles, as groups with permissions. After every `migrate` (post_migrate,
+see apps.py) the groups are made to hold exactly the permissions listed here, so
+changing a role is an edit of this table; tests read it to build the role matrix."""
 
 ROLES: dict[str, list[str]] = {
     "Privacy Analyst": [
@@ -15,6 +16,13 @@ ROLES: dict[str, list[str]] = {
         "requests_app.extend_deadline",
         "requests_app.decide_appeal",
         "requests_app.view_auditevent",
+        "requests_app.manage_sources",
+        "requests_app.view_datasource",
+        "requests_app.add_datasource",
+        "requests_app.change_datasource",
+        "requests_app.view_thirdparty",
+        "requests_app.add_thirdparty",
+        "requests_app.change_thirdparty",
     ],
     "Auditor": [
         "requests_app.view_auditevent",
@@ -38,7 +46,9 @@ def sync_roles(apps=None) -> None:
         wanted = []
         for perm in perms:
             app_label, codename = perm.split(".")
-            wanted.append(
-                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            # In a migration's historical state a later model's permissions may not
+            # exist yet; the post_migrate sync adds them.
+            wanted.extend(
+                Permission.objects.filter(content_type__app_label=app_label, codename=codename)
             )
         group.permissions.set(wanted)

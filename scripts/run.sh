@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make run`: migrate, load the demo, print the demo login, then run web server,
-# Celery worker and beat under honcho (Ctrl-C stops all three).
+# Celery worker, beat and the demo HTTP source under honcho (Ctrl-C stops all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBUG="${DEBUG:-1}"
@@ -8,7 +8,11 @@ export WEB_ADDRESS="${WEB_ADDRESS:-127.0.0.1:8000}"
 BIN=.venv/bin
 
 $BIN/python manage.py migrate --noinput
-$BIN/python manage.py seed_demo
+$BIN/python manage.py seed_demo --subjects "${DEMO_SUBJECTS:-500}"
 $BIN/python manage.py demo_staff
+# The demo company's customer database, for the worker's SQL source.
+DEMO_SHOP_DSN="$($BIN/python manage.py shell -v 0 -c \
+  'from requests_app.demo.setup import demo_shop_dsn; print(demo_shop_dsn())')"
+export DEMO_SHOP_DSN DATA_DIR="${DATA_DIR:-var}"
 echo "Privacy Portal: http://${WEB_ADDRESS}/  (staff: http://${WEB_ADDRESS}/admin/)"
 exec $BIN/honcho start -f Procfile.dev

@@ -1,0 +1,285 @@
+"""(c) Deleting 200,000 rows with SqlConnector.erase.
+
+    .venv/bin/python bench/bench_erase.py [--subjects 1000000] [--events 200000] [--repeat 3]
+
+Adds to the demo shop (loaded with --subjects customers if it does not hold that
+many) three identical customers, each with marketing preferences, 2 devices and
+--events web_events (half per device): 200,003 deletable rows each (web_events,
+devices and marketing_preferences are `erase: delete`; the customer row is updated).
+
+* erase: SqlConnector.erase for an erase SourceRun of a deletion request, as
+  fulfilment.execute_run calls it (it finds the keys by traversal, keeps them in an
+  encrypted file, then deletes in batches of BATCH keys, one transaction each,
+  saving its progress on the run after each). plan_erasure (the dry run before
+  approval) and remaining() (the re-scan after erasure) are timed too.
+* raw DELETE (the second customer, a copy): the same number of rows deleted by
+  three hand-written statements in one transaction (web_events by the customer's
+  devices, devices, marketing preferences).
+* raw batched (the third copy): the same rows deleted by primary key, 1,000 per
+  DELETE, one transaction each, from psycopg: what batching itself costs.
+
+Locks: every transaction of the connector's engine is timed with SQLAlchemy
+`begin` / `commit` / `rollback` events (and classified by whether it wrote), and a
+thread polls pg_stat_activity + pg_locks every 10 ms for the oldest open
+transaction in the shop database holding a RowExclusiveLock (the write batches) or
+only AccessShareLocks (reads).
+
+Targets: no lock held longer than 1 s; throughput >= 0.5 x raw DELETE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import _common as c
+from bench_package import make_subject
+
+EMAILS = {"erase": "bench-erase@example.com", "raw": "bench-erase-raw@example.com",
+          "batched": "bench-erase-batched@example.com"}
+
+
+class TransactionClock:
+    """Durations of the connector engine's transactions, split by whether they wrote."""
+
+    def __init__(self, engine):
+        import sqlalchemy as sa
+
+        self.engine, self.sa = engine, sa
+        self.open: dict[int, tuple[float, bool]] = {}
+        self.write: list[float] = []
+        self.read: list[float] = []
+        self.hooks = {"begin": self._begin, "commit": self._end, "rollback": self._end,
+                      "before_cursor_execute": self._statement}
+        for name, fn in self.hooks.items():
+            sa.event.listen(engine, name, fn)
+
+    def _begin(self, conn):
+        self.open[id(conn)] = (time.perf_counter(), False)
+
+    def _statement(self, conn, cursor, statement, parameters, context, executemany):
+        started, wrote = self.open.get(id(conn), (None, False))
+        if started is not None and statement.lstrip()[:6].upper() in ("DELETE", "UPDATE"):
+            self.open[id(conn)] = (started, True)
+
+    def _end(self, conn):
+        started, wrote = self.open.pop(id(conn), (None, False))
+        if started is not None:
+            (self.write if wrote else self.read).append(time.perf_counter() - started)
+
+    def close(self):
+        for name, fn in self.hooks.items():
+            self.sa.event.remove(self.engine, name, fn)
+
+
+class LockPoller(threading.Thread):
+    """The oldest open transaction of other sessions in the shop database, by the
+    locks it holds, polled every `interval` seconds."""
+
+    SQL = """
+        SELECT a.pid, extract(epoch FROM clock_timestamp() - a.xact_start),
+               bool_or(l.mode IN ('RowExclusiveLock', 'ShareRowExclusiveLock',
+                                  'ExclusiveLock', 'AccessExclusiveLock')
+                       AND l.locktype = 'relation')
+        FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+        WHERE a.datname = %s AND a.pid <> pg_backend_pid() AND a.xact_start IS NOT NULL
+          AND l.granted
+        GROUP BY a.pid, a.xact_start"""
+
+    def __init__(self, interval=0.01):
+        super().__init__(daemon=True)
+        self.interval = interval
+        self.stop = threading.Event()
+        self.max_write = 0.0
+        self.max_read = 0.0
+        self.samples = 0
+
+    def run(self):
+        import psycopg
+
+        with psycopg.connect(f"{c.SERVER}/postgres", autocommit=True) as conn:
+            while not self.stop.is_set():
+                for _pid, age, writes in conn.execute(self.SQL, (c.SHOP_DB,)):
+                    if writes:
+                        self.max_write = max(self.max_write, float(age))
+                    else:
+                        self.max_read = max(self.max_read, float(age))
+                self.samples += 1
+                time.sleep(self.interval)
+
+
+def raw_delete(email: str) -> tuple[float, int]:
+    import psycopg
+
+    with psycopg.connect(c.shop_dsn()) as conn:
+        cid = conn.execute("SELECT id FROM customers WHERE email = %s", (email,)).fetchone()[0]
+        started = time.perf_counter()
+        with conn.transaction():
+            n = conn.execute("DELETE FROM web_events WHERE cookie_id IN (SELECT cookie_id "
+                             "FROM devices WHERE customer_id = %s)", (cid,)).rowcount
+            n += conn.execute("DELETE FROM devices WHERE customer_id = %s", (cid,)).rowcount
+            n += conn.execute("DELETE FROM marketing_preferences WHERE customer_id = %s",
+                              (cid,)).rowcount
+        return time.perf_counter() - started, n
+
+
+def raw_batched(email: str, batch: int) -> tuple[float, int, float]:
+    """Keys first (not timed), then DELETE ... WHERE id = ANY(batch), one transaction
+    each: (seconds, rows, longest transaction)."""
+    import psycopg
+
+    with psycopg.connect(c.shop_dsn()) as conn:
+        cid = conn.execute("SELECT id FROM customers WHERE email = %s", (email,)).fetchone()[0]
+        keys = {
+            "web_events": [r[0] for r in conn.execute(
+                "SELECT w.id FROM web_events w JOIN devices d ON d.cookie_id = w.cookie_id "
+                "WHERE d.customer_id = %s ORDER BY w.id", (cid,))],
+            "devices": [r[0] for r in conn.execute(
+                "SELECT id FROM devices WHERE customer_id = %s ORDER BY id", (cid,))],
+            "marketing_preferences": [r[0] for r in conn.execute(
+                "SELECT id FROM marketing_preferences WHERE customer_id = %s", (cid,))],
+        }
+        conn.commit()
+        n, longest = 0, 0.0
+        started = time.perf_counter()
+        for table, ids in keys.items():
+            for i in range(0, len(ids), batch):
+                t0 = time.perf_counter()
+                with conn.transaction():
+                    n += conn.execute(f"DELETE FROM {table} WHERE id = ANY(%s)",
+                                      (ids[i:i + batch],)).rowcount
+                longest = max(longest, time.perf_counter() - t0)
+        return time.perf_counter() - started, n, longest
+
+
+def left_of(email: str) -> int:
+    import psycopg
+
+    with psycopg.connect(c.shop_dsn()) as conn:
+        return conn.execute(
+            "SELECT (SELECT count(*) FROM web_events w JOIN devices d "
+            "ON d.cookie_id = w.cookie_id JOIN customers c ON c.id = d.customer_id "
+            "WHERE c.email = %s) + (SELECT count(*) FROM devices d JOIN customers c "
+            "ON c.id = d.customer_id WHERE c.email = %s)", (email, email)).fetchone()[0]
+
+
+def one_round(events: int, source) -> dict:
+    from requests_app.models import SourceRun, State
+    from requests_app.sources.base import IdentityData
+    from requests_app.sources.sql import BATCH, SqlConnector
+
+    rows = {}
+    for key, email in EMAILS.items():
+        rows[key] = make_subject(email, events, key)
+    deletable = sum(v for k, v in rows["erase"].items() if k != "customers")
+
+    connector = SqlConnector(source)
+    identity = IdentityData(email=EMAILS["erase"])
+    request = c.file_request(EMAILS["erase"], "deletion", state=State.FULFILLING)
+    plan_run = SourceRun.objects.create(request=request, source=source,
+                                        action=SourceRun.Action.PLAN_ERASURE,
+                                        state=SourceRun.State.RUNNING)
+    t0 = time.perf_counter()
+    plan = connector.plan_erasure(plan_run, identity)
+    plan_seconds = time.perf_counter() - t0
+    if plan.records != deletable:
+        raise SystemExit(f"plan_erasure says {plan.records} deletable rows, expected {deletable}")
+    run = SourceRun.objects.create(request=request, source=source, action=SourceRun.Action.ERASE,
+                                   state=SourceRun.State.RUNNING)
+
+    engine = c.shop_engine()
+    clock = TransactionClock(engine)
+    poller = LockPoller()
+    poller.start()
+    t0 = time.perf_counter()
+    outcome = connector.erase(run, identity, plan.result)
+    erase_seconds = time.perf_counter() - t0
+    poller.stop.set()
+    poller.join()
+    clock.close()
+    t0 = time.perf_counter()
+    remaining = connector.remaining(run, identity)
+    remaining_seconds = time.perf_counter() - t0
+    if remaining or left_of(EMAILS["erase"]):
+        raise SystemExit(f"rows remain after erasure: {remaining}")
+
+    raw_seconds, raw_rows = raw_delete(EMAILS["raw"])
+    batched_seconds, batched_rows, batched_longest = raw_batched(EMAILS["batched"], BATCH)
+    if raw_rows != deletable or batched_rows != deletable:
+        raise SystemExit(f"raw deletes removed {raw_rows} / {batched_rows} rows")
+    # Time to the first write: the traversal that finds the keys (one read transaction).
+    return {
+        "deletable_rows": deletable, "erased_records": outcome.records,
+        "plan_seconds": plan_seconds, "erase_seconds": erase_seconds,
+        "remaining_seconds": remaining_seconds,
+        "write_transactions": len(clock.write),
+        "longest_write_transaction_s": max(clock.write),
+        "median_write_transaction_s": c.median(clock.write),
+        "write_transactions_total_s": sum(clock.write),
+        "read_transactions": len(clock.read),
+        "longest_read_transaction_s": max(clock.read) if clock.read else 0.0,
+        "polled_longest_write_xact_s": poller.max_write,
+        "polled_longest_read_xact_s": poller.max_read, "poll_samples": poller.samples,
+        "raw_delete_seconds": raw_seconds, "raw_batched_seconds": batched_seconds,
+        "raw_batched_longest_s": batched_longest,
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--subjects", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    c.setup_django()
+    c.ensure_shop(args.subjects)
+    source = c.shop_source()
+    rounds = []
+    for i in range(args.repeat):
+        r = one_round(args.events, source)
+        rounds.append(r)
+        print(f"round {i + 1}: erase {r['erase_seconds']:.2f} s ({r['write_transactions']} "
+              f"write transactions, longest {r['longest_write_transaction_s'] * 1000:.0f} ms), "
+              f"raw DELETE {r['raw_delete_seconds']:.2f} s, raw batched "
+              f"{r['raw_batched_seconds']:.2f} s", flush=True)
+    keys = [k for k in rounds[0] if isinstance(rounds[0][k], (int, float))]
+    med = {k: c.median([r[k] for r in rounds]) for k in keys}
+    worst = {k: max(r[k] for r in rounds) for k in (
+        "longest_write_transaction_s", "polled_longest_write_xact_s",
+        "longest_read_transaction_s", "polled_longest_read_xact_s")}
+    rows = med["deletable_rows"]
+    result = {
+        "machine": c.machine(), "subjects": args.subjects, "repeat": args.repeat,
+        "rounds": rounds, "median": med, "worst": worst,
+        "erase_rows_per_s": rows / med["erase_seconds"],
+        "erase_batches_rows_per_s": rows / med["write_transactions_total_s"],
+        "raw_rows_per_s": rows / med["raw_delete_seconds"],
+        "raw_batched_rows_per_s": rows / med["raw_batched_seconds"],
+    }
+    result["throughput_vs_raw"] = result["erase_rows_per_s"] / result["raw_rows_per_s"]
+    lock_ok = max(worst["longest_write_transaction_s"], worst["polled_longest_write_xact_s"]) <= 1
+    print(f"\n== erasure of {rows:,.0f} rows (median of {args.repeat}) ==")
+    print(f"plan_erasure (dry run)        {med['plan_seconds']:8.2f} s")
+    print(f"erase                         {med['erase_seconds']:8.2f} s  "
+          f"{result['erase_rows_per_s']:10,.0f} rows/s")
+    print(f"  of which write transactions {med['write_transactions_total_s']:8.2f} s  "
+          f"({med['write_transactions']:.0f} batches)")
+    print(f"remaining() re-scan           {med['remaining_seconds']:8.2f} s")
+    print(f"raw DELETE, one transaction   {med['raw_delete_seconds']:8.2f} s  "
+          f"{result['raw_rows_per_s']:10,.0f} rows/s")
+    print(f"raw DELETE by key, batches    {med['raw_batched_seconds']:8.2f} s  "
+          f"{result['raw_batched_rows_per_s']:10,.0f} rows/s")
+    print(f"longest write transaction     {worst['longest_write_transaction_s'] * 1000:8.0f} ms "
+          f"(events), {worst['polled_longest_write_xact_s'] * 1000:.0f} ms (pg_locks poll); "
+          f"target <= 1 s: {c.verdict(lock_ok)}")
+    print(f"longest read transaction      {worst['longest_read_transaction_s'] * 1000:8.0f} ms "
+          f"(events), {worst['polled_longest_read_xact_s'] * 1000:.0f} ms (poll): "
+          "AccessShareLock only")
+    print(f"erase / raw DELETE            {result['throughput_vs_raw']:8.3f}x   target >= 0.5x: "
+          f"{c.verdict(result['throughput_vs_raw'] >= 0.5)}")
+    c.report("erase", result)
+
+
+if __name__ == "__main__":
+    main()

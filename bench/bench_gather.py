@@ -1,0 +1,280 @@
+"""(a) Gathering one subject from the demo shop source.
+
+    .venv/bin/python bench/bench_gather.py [--sizes 1000 1000000] [--runs 50] [--subject 196]
+
+For each shop size (the shop is (re)loaded with requests_app.demo.shop.populate(...,
+fast=True) when it does not hold that many subjects), the same subject (customer n,
+user<n>@example.com: 21 rows in all 12 mapped tables for n = 196) is gathered with
+SqlConnector.gather:
+
+* warm-up: one call (reflection of the 12 tables, once per process) and two more;
+* then --runs timed calls, into a sink that drops the records (the traversal alone)
+  and into a real RecordSink (encrypted JSONL files, as a worker writes them);
+* statements: counted with a SQLAlchemy before_cursor_execute listener on the
+  connector's engine, and on the server with pg_stat_statements (which also sees
+  what the driver sends by itself: BEGIN, the pool's ping, the DECLARE / FETCH /
+  CLOSE of server-side cursors, ROLLBACK).
+
+The floor is the same rows fetched by one hand-written SQL script: one SELECT per
+table, joined from the customer's email, sent with psycopg as one script (one round
+trip, results read with nextset()), on an open connection. The same 12 SELECTs sent
+one by one are reported too.
+
+Targets: gather <= 1.5 x floor; the 1,000,000-subject median within 1.3 x of the
+1,000-subject median.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from collections import Counter
+
+import _common as c
+
+FLOOR_QUERIES = {
+    "customers": "SELECT c.* FROM customers c WHERE c.email = %(e)s",
+    "addresses": "SELECT a.* FROM addresses a JOIN customers c ON c.id = a.customer_id "
+                 "WHERE c.email = %(e)s",
+    "orders": "SELECT o.* FROM orders o JOIN customers c ON c.id = o.customer_id "
+              "WHERE c.email = %(e)s",
+    "order_items": "SELECT i.* FROM order_items i JOIN orders o ON o.id = i.order_id "
+                   "JOIN customers c ON c.id = o.customer_id WHERE c.email = %(e)s",
+    "payments": "SELECT p.* FROM payments p JOIN orders o ON o.id = p.order_id "
+                "JOIN customers c ON c.id = o.customer_id WHERE c.email = %(e)s",
+    "support_tickets": "SELECT t.* FROM support_tickets t JOIN customers c "
+                       "ON c.id = t.customer_id WHERE c.email = %(e)s",
+    "chat_messages": "SELECT m.* FROM chat_messages m JOIN support_tickets t "
+                     "ON t.id = m.ticket_id JOIN customers c ON c.id = t.customer_id "
+                     "WHERE c.email = %(e)s",
+    "marketing_preferences": "SELECT m.* FROM marketing_preferences m JOIN customers c "
+                             "ON c.id = m.customer_id WHERE c.email = %(e)s",
+    "devices": "SELECT d.* FROM devices d JOIN customers c ON c.id = d.customer_id "
+               "WHERE c.email = %(e)s",
+    "web_events": "SELECT w.* FROM web_events w JOIN devices d ON d.cookie_id = w.cookie_id "
+                  "JOIN customers c ON c.id = d.customer_id WHERE c.email = %(e)s",
+    "product_reviews": "SELECT r.* FROM product_reviews r JOIN customers c "
+                       "ON c.id = r.customer_id WHERE c.email = %(e)s",
+    "partner_shares": "SELECT s.* FROM partner_shares s JOIN customers c "
+                      "ON c.id = s.customer_id WHERE c.email = %(e)s",
+}
+
+
+class DropSink:
+    """A sink that keeps nothing: the cost of the traversal alone."""
+
+    def __init__(self):
+        self.counts = Counter()
+
+    def write(self, collection, record, categories):
+        self.counts[collection] += 1
+
+
+def floor_script(conn, email) -> tuple[float, dict]:
+    """All 12 SELECTs in one script, one round trip (client-side binding)."""
+    import psycopg
+
+    script = ";\n".join(FLOOR_QUERIES.values())
+    started = time.perf_counter()
+    with psycopg.ClientCursor(conn) as cur:
+        cur.execute(script, {"e": email})
+        counts = {}
+        names = iter(FLOOR_QUERIES)
+        while True:
+            counts[next(names)] = len(cur.fetchall())
+            if not cur.nextset():
+                break
+    return time.perf_counter() - started, counts
+
+
+def floor_one_by_one(conn, email) -> tuple[float, dict]:
+    started = time.perf_counter()
+    counts = {}
+    with conn.cursor() as cur:
+        for name, sql in FLOOR_QUERIES.items():
+            cur.execute(sql, {"e": email})
+            counts[name] = len(cur.fetchall())
+    return time.perf_counter() - started, counts
+
+
+class ServerStatements:
+    """Statements the server ran in one database (pg_stat_statements), by first word."""
+
+    def __init__(self):
+        import psycopg
+
+        self.conn = psycopg.connect(f"{c.SERVER}/postgres", autocommit=True)
+        self.conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+
+    def reset(self):
+        self.conn.execute("SELECT pg_stat_statements_reset()")
+
+    def read(self, db: str) -> dict[str, int]:
+        rows = self.conn.execute(
+            "SELECT query, calls FROM pg_stat_statements WHERE dbid = "
+            "(SELECT oid FROM pg_database WHERE datname = %s)", (db,)).fetchall()
+        kinds = Counter()
+        for query, calls in rows:
+            word = query.split(None, 1)[0].upper() if query.strip() else "?"
+            kinds[word] += calls
+        return dict(kinds)
+
+
+def db_for(size: int) -> str:
+    """shop_bench holds the 1,000,000-subject shop (which bench_package and
+    bench_erase use too); other sizes get a database of their own."""
+    return c.SHOP_DB if size == c.BIG_SHOP else f"{c.SHOP_DB}_{size}"
+
+
+class Size:
+    """One shop size: its database, a connector reading it, and the timings."""
+
+    def __init__(self, size: int):
+        import sqlalchemy as sa
+
+        from requests_app.sources.sql import SqlConnector
+
+        self.size, self.db = size, db_for(size)
+        self.env = c.SHOP_ENV if self.db == c.SHOP_DB else f"SHOP_BENCH_{size}_DSN"
+        self.dsn = c.shop_dsn(self.db)
+        os.environ[self.env] = self.dsn
+        self.loaded = c.ensure_shop(size, self.db)
+        self.connector = SqlConnector(c.shop_source(save=False, env=self.env))
+        self.engine = c.shop_engine(self.dsn)
+        self.statements = 0
+
+        def count(*args, **kwargs):
+            self.statements += 1
+
+        sa.event.listen(self.engine, "before_cursor_execute", count)
+        self.times = {"drop": [], "sink": [], "script": [], "one_by_one": []}
+
+
+def measure(sizes: list[int], subject: int, runs: int) -> list[dict]:
+    import psycopg
+
+    from requests_app.sources.base import IdentityData
+    from requests_app.sources.records import RecordSink
+
+    email = f"user{subject}@example.com"
+    identity = IdentityData(email=email)
+    shops = [Size(size) for size in sizes]
+    stats = ServerStatements()
+    found = {}
+    for shop in shops:
+        # Warm-up: the first call reflects the map's tables (once per process).
+        t0 = time.perf_counter()
+        shop.connector.gather(None, identity, DropSink())
+        shop.first_call = time.perf_counter() - t0
+        for _ in range(3):
+            shop.connector.gather(None, identity, DropSink())
+        # Statements of one call, from both ends.
+        shop.statements = 0
+        stats.reset()
+        sink = DropSink()
+        shop.connector.gather(None, identity, sink)
+        shop.client_statements = shop.statements
+        shop.server = stats.read(shop.db)
+        found[shop.size] = dict(sink.counts)
+
+    # Interleaved, so that drift on a shared machine hits every size alike.
+    for _ in range(runs):
+        for shop in shops:
+            t0 = time.perf_counter()
+            shop.connector.gather(None, identity, DropSink())
+            shop.times["drop"].append(time.perf_counter() - t0)
+    for i in range(runs):
+        for shop in shops:
+            t0 = time.perf_counter()
+            with RecordSink(900_000_000 + i) as record_sink:
+                shop.connector.gather(None, identity, record_sink)
+            shop.times["sink"].append(time.perf_counter() - t0)
+    conns = {shop.size: psycopg.connect(shop.dsn, autocommit=True) for shop in shops}
+    for shop in shops:
+        for _ in range(5):  # psycopg prepares a statement on its 5th execution
+            floor_script(conns[shop.size], email)
+            floor_one_by_one(conns[shop.size], email)
+    for _ in range(runs):
+        for shop in shops:
+            t, floor_counts = floor_script(conns[shop.size], email)
+            shop.times["script"].append(t)
+            t, counts2 = floor_one_by_one(conns[shop.size], email)
+            shop.times["one_by_one"].append(t)
+            mine = found[shop.size]
+            if ({k: v for k, v in floor_counts.items() if v} != mine
+                    or counts2 != {**dict.fromkeys(FLOOR_QUERIES, 0), **mine}):
+                raise SystemExit(f"the floor found other rows than gather: {floor_counts} "
+                                 f"vs {mine}")
+    for conn in conns.values():
+        conn.close()
+
+    results = []
+    for shop in shops:
+        med = {k: c.median(v) * 1000 for k, v in shop.times.items()}
+        r = {
+            "subjects": shop.size, "database": shop.db, "subject": subject,
+            "load": shop.loaded, "rows": sum(found[shop.size].values()),
+            "tables": len(found[shop.size]), "rows_by_table": found[shop.size],
+            "first_call_ms": shop.first_call * 1000,
+            "gather_drop_ms": med["drop"], "gather_drop_min_ms": min(shop.times["drop"]) * 1000,
+            "gather_drop_p90_ms": sorted(shop.times["drop"])[int(0.9 * runs)] * 1000,
+            "gather_recordsink_ms": med["sink"],
+            "floor_script_ms": med["script"],
+            "floor_script_min_ms": min(shop.times["script"]) * 1000,
+            "floor_one_by_one_ms": med["one_by_one"],
+            "client_statements": shop.client_statements,
+            "server_statements": shop.server,
+            "server_statements_total": sum(shop.server.values()),
+            "floor_statements": len(FLOOR_QUERIES),
+        }
+        r["ratio_drop_vs_floor"] = r["gather_drop_ms"] / r["floor_script_ms"]
+        r["ratio_recordsink_vs_floor"] = r["gather_recordsink_ms"] / r["floor_script_ms"]
+        r["ratio_drop_vs_one_by_one"] = r["gather_drop_ms"] / r["floor_one_by_one_ms"]
+        results.append(r)
+    return results
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, c.BIG_SHOP])
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--subject", type=int, default=196,
+                        help="customer number n (email user<n>@example.com), <= min(sizes)")
+    args = parser.parse_args()
+    if args.subject > min(args.sizes) or args.subject <= 8:
+        raise SystemExit("--subject must be in 9 .. min(sizes)")
+    c.setup_django()
+    results = measure(args.sizes, args.subject, args.runs)
+    for r in results:
+        print(f"\n== {r['subjects']:,} subjects, database {r['database']} ({r['rows']} rows of "
+              f"subject {args.subject} in {r['tables']} tables) ==")
+        print(f"first call (reflection)      {r['first_call_ms']:8.2f} ms")
+        print(f"gather, records dropped      {r['gather_drop_ms']:8.2f} ms  (median of "
+              f"{args.runs}; min {r['gather_drop_min_ms']:.2f}, p90 {r['gather_drop_p90_ms']:.2f})")
+        print(f"gather, into a RecordSink    {r['gather_recordsink_ms']:8.2f} ms")
+        print(f"floor: one script            {r['floor_script_ms']:8.2f} ms  (min "
+              f"{r['floor_script_min_ms']:.2f})")
+        print(f"floor: 12 SELECTs one by one {r['floor_one_by_one_ms']:8.2f} ms")
+        print(f"statements per gather        {r['client_statements']} (SQLAlchemy), "
+              f"{r['server_statements_total']} on the server {r['server_statements']}; "
+              f"floor: {r['floor_statements']} in 1 round trip")
+        print(f"gather / floor               {r['ratio_drop_vs_floor']:.2f}x (records "
+              f"dropped), {r['ratio_recordsink_vs_floor']:.2f}x (RecordSink); target <= 1.5x: "
+              f"{c.verdict(r['ratio_drop_vs_floor'] <= 1.5)}")
+    summary = {"machine": c.machine(), "runs": args.runs, "sizes": results}
+    if len(results) >= 2:
+        small, big = results[0], results[-1]
+        scale = big["gather_drop_ms"] / small["gather_drop_ms"]
+        scale_sink = big["gather_recordsink_ms"] / small["gather_recordsink_ms"]
+        summary["scale_ratio"] = scale
+        summary["scale_ratio_recordsink"] = scale_sink
+        ok = 1 / 1.3 <= scale <= 1.3
+        print(f"\n{big['subjects']:,} vs {small['subjects']:,} subjects: {scale:.2f}x "
+              f"(records dropped), {scale_sink:.2f}x (RecordSink); target within 1.3x: "
+              f"{c.verdict(ok)}")
+    c.report("gather", summary)
+
+
+if __name__ == "__main__":
+    main()
