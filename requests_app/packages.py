@@ -137,7 +137,7 @@ def _access_report(request):
             yield (f"<h3>{escape(run.source.name)}: {escape(name)}</h3>"
                    "<table><thead><tr>"
                    + "".join(f"<th>{escape(c)}</th>" for c in columns) + "</tr></thead><tbody>")
-            for record in read_records(run.pk, info):
+            for record in read_records(run, info):
                 yield "<tr>" + "".join(
                     f"<td>{escape(_text(record.get(c)))}</td>" for c in columns) + "</tr>"
             yield "</tbody></table>"
@@ -159,7 +159,7 @@ def _access_json(request):
         key = json.dumps(f"{run.source.name}/{name}")
         yield ("" if first else ",") + f"\n{key}: "
         first = False
-        yield from _json_array(read_records(run.pk, info))
+        yield from _json_array(read_records(run, info))
     yield "}}\n"
 
 
@@ -173,8 +173,8 @@ def _portability_members(request):
         base = f"{_safe(run.source.name)}/{_safe(name)}"
         schema = info["columns"]
         for suffix, body in (
-            ("json", _json_array(read_records(run.pk, info))),
-            ("csv", _csv(read_records(run.pk, info), list(schema))),
+            ("json", _json_array(read_records(run, info))),
+            ("csv", _csv(read_records(run, info), list(schema))),
         ):
             entry = {"name": f"{base}.{suffix}", "records": info["count"], "schema": schema}
             manifest["files"].append(entry)

@@ -240,3 +240,85 @@ def test_a_bad_upload_is_refused_with_a_clear_message(sources, alice, bob, clien
     assert b"must be a list of objects" in response.content
     run.refresh_from_db()
     assert run.state == "waiting"
+
+
+def test_an_asynchronous_reply_is_accepted_only_with_a_valid_signature(sources, alice,
+                                                                        client):
+    from requests_app.sources.http import sign
+
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    sources["service"].set_mode("async")
+    request = approved("access", alice)
+    run = request.source_runs.get(source=sources["http"])
+    assert run.state == "waiting" and request.state == State.WAITING_MANUAL
+    body = json.dumps({"collections": {"points": {
+        "categories": {"points": "user.behavior.purchase_history"},
+        "records": [{"points": 120}]}}}).encode()
+    url = f"/api/sources/callback/{run.token}/"
+    stamp = str(int(__import__("time").time()))
+    bad = client.post(url, body, content_type="application/json",
+                      HTTP_X_PRIVACYPORTAL_TIMESTAMP=stamp,
+                      HTTP_X_PRIVACYPORTAL_SIGNATURE=sign(b"wrong", stamp, body))
+    assert bad.status_code == 403
+    assert client.post("/api/sources/callback/nope/", body,
+                       content_type="application/json").status_code == 403
+    with committed():
+        good = client.post(url, body, content_type="application/json",
+                           HTTP_X_PRIVACYPORTAL_TIMESTAMP=stamp,
+                           HTTP_X_PRIVACYPORTAL_SIGNATURE=sign(b"s3cret", stamp, body))
+    assert good.status_code == 200
+    run.refresh_from_db()
+    request.refresh_from_db()
+    assert run.state == "done" and run.records_found == 1
+    assert request.state == State.RESULTS_READY
+    # A replayed callback changes nothing.
+    assert client.post(url, body, content_type="application/json",
+                       HTTP_X_PRIVACYPORTAL_TIMESTAMP=stamp,
+                       HTTP_X_PRIVACYPORTAL_SIGNATURE=sign(b"s3cret", stamp, body)
+                       ).json() == {"status": "already recorded"}
+
+
+def test_staff_preview_a_package_before_release_and_the_view_is_audited(sources, alice,
+                                                                         charlie, client):
+    from requests_app.models import AuditEvent
+
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    request = approved("portability", alice)
+    url = f"/staff/requests/{request.reference}/package/portability/"
+    client.force_login(charlie)
+    assert client.get(url).status_code == 403
+    client.force_login(alice)
+    response = client.get(url)
+    assert response.status_code == 200
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
+    assert "manifest.json" in archive.namelist()
+    assert AuditEvent.objects.filter(request=request, action="package.previewed").exists()
+
+
+def test_a_deleted_person_is_suppressed_by_a_keyed_hash_not_their_address(sources, alice):
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    request = approved("deletion", alice)
+    with committed():
+        do_transition(request.pk, "approve_erasure", actor=Actor.staff(alice))
+    assert fulfilment.is_suppressed("PAT@example.com ")
+    assert not fulfilment.is_suppressed("sam@example.com")
+    assert not Suppression.objects.filter(identity_hash__contains="pat").exists()
+
+
+def test_owners_of_waiting_manual_tasks_are_reminded(sources, alice, bob):
+    import datetime
+
+    import time_machine
+    from django.utils import timezone
+
+    from requests_app.tasks import remind_source_owners
+
+    approved("access", alice)
+    mail.outbox.clear()
+    assert remind_source_owners() == 0
+    with time_machine.travel(timezone.now() + datetime.timedelta(days=3)):
+        assert remind_source_owners() == 1
+    assert mail.outbox[0].subject.startswith("Reminder:") and mail.outbox[0].to == [bob.email]

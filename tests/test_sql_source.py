@@ -114,6 +114,11 @@ class Run:
     pk = 0
     result: dict = {}
 
+    def __init__(self):
+        import secrets
+
+        self.token = secrets.token_urlsafe(8)
+
     def save(self, **kwargs):
         pass
 

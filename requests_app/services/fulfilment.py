@@ -117,7 +117,7 @@ def execute_run(run_id: int) -> bool:
     identity = IdentityData.of(run.request.identity)
     connector = connector_for(run.source)
     if run.action == Action.GATHER:
-        with RecordSink(run.pk) as sink:
+        with RecordSink(run) as sink:
             outcome = connector.gather(run, identity, sink)
         result = {**outcome.result, "collections": sink.collections}
     elif run.action == Action.PLAN_ERASURE:
@@ -278,6 +278,12 @@ def after_erasure(request: PrivacyRequest) -> None:
             enqueue_on_commit(send_third_party_notice, notice.pk)
 
 
+def is_suppressed(email: str) -> bool:
+    """For importers: was this person's data deleted at their request? Then a record
+    from an old copy or a partner feed must not be brought back."""
+    return Suppression.objects.filter(identity_hash=hash_value(email)).exists()
+
+
 def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
     """Staff: run one failed source again, leaving the others as they are."""
     from requests_app.tasks import run_source
@@ -322,7 +328,7 @@ def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: 
     result = {}
     count = None
     if records is not None:
-        with RecordSink(run.pk) as sink:
+        with RecordSink(run) as sink:
             for record in records:
                 sink.write(run.source.name, {k: v for k, v in record.items()},
                            {k: _category_for(run.source) for k in record})

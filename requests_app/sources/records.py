@@ -13,13 +13,15 @@ from requests_app.files import open_text_reader, open_text_writer
 from requests_app.sources.categories import WITHHELD, never_disclosed
 
 
-def run_dir(run_id: int) -> Path:
-    return Path(settings.MEDIA_ROOT) / "runs" / str(run_id)
+def run_dir(run) -> Path:
+    """A run's own folder, named by its unguessable token: never reused, even if a
+    database is restored or recreated while old files remain."""
+    return Path(settings.MEDIA_ROOT) / "runs" / run.token
 
 
 class RecordSink:
-    def __init__(self, run_id: int):
-        self.dir = run_dir(run_id)
+    def __init__(self, run):
+        self.dir = run_dir(run)
         shutil.rmtree(self.dir, ignore_errors=True)  # a re-run starts afresh
         self._writers = {}
         self._files = contextlib.ExitStack()
@@ -55,8 +57,8 @@ class RecordSink:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def read_records(run_id: int, collection_info: dict):
+def read_records(run, collection_info: dict):
     """Yield the records of one collection written by a RecordSink."""
-    with open_text_reader(run_dir(run_id) / collection_info["file"]) as lines:
+    with open_text_reader(run_dir(run) / collection_info["file"]) as lines:
         for line in lines:
             yield json.loads(line)

@@ -389,7 +389,7 @@ class SqlConnector(Connector):
         return order
 
     def erase(self, run, identity, plan: dict) -> Outcome:
-        keys_path = run_dir(run.pk) / "erase-keys.json.enc"
+        keys_path = run_dir(run) / "erase-keys.json.enc"
         progress = dict(run.result.get("progress", {}))
         if keys_path.exists():
             with open_text_reader(keys_path) as f:

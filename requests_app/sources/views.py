@@ -47,7 +47,7 @@ def source_callback(request, token):
         reply = json.loads(body)
         identity = IdentityData.of(run.request.identity)
         if run.action == SourceRun.Action.GATHER:
-            with RecordSink(run.pk) as sink:
+            with RecordSink(run) as sink:
                 outcome = apply_reply(run, identity, reply, sink)
             result = {**outcome.result, "collections": sink.collections}
         else:
