@@ -30,6 +30,7 @@ import argparse
 import os
 import time
 from collections import Counter
+from types import SimpleNamespace
 
 import _common as c
 
@@ -187,7 +188,7 @@ def measure(sizes: list[int], subject: int, runs: int) -> list[dict]:
     for i in range(runs):
         for shop in shops:
             t0 = time.perf_counter()
-            with RecordSink(900_000_000 + i) as record_sink:
+            with RecordSink(SimpleNamespace(token=f"bench-gather-{i}")) as record_sink:
                 shop.connector.gather(None, identity, record_sink)
             shop.times["sink"].append(time.perf_counter() - t0)
     conns = {shop.size: psycopg.connect(shop.dsn, autocommit=True) for shop in shops}

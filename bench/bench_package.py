@@ -154,7 +154,7 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool) -> None:
     if phases:
         out["hwm_reset"] = c.reset_peak_rss()
     t0 = time.perf_counter()
-    with RecordSink(run.pk) as sink:
+    with RecordSink(run) as sink:
         outcome = connector.gather(run, identity, sink)
     run.result = {**outcome.result, "collections": sink.collections}
     run.records_found = outcome.records

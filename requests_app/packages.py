@@ -253,8 +253,15 @@ def deletion_summary(request) -> dict:
     sources = []
     for run in _runs(request, Action.ERASE):
         plan = plans.get(run.source_id, {})
-        sources.append({"source": run.source.name, "plan": plan.get("tables", plan),
-                        "outcome": run.result.get("tables", run.result)})
+        entry = {"source": run.source.name, "tables": plan.get("tables", {})}
+        if run.source.kind == "manual":
+            entry["outcome"] = run.result.get("outcome", "")
+            entry["reason"] = run.result.get("reason", "")
+        elif run.source.kind == "http":
+            entry["outcome"] = "done"
+            entry["deleted"] = run.result.get("deleted")
+            entry["reason"] = plan.get("legal_basis", "")
+        sources.append(entry)
     notices = [{"third_party": n.third_party.name, "state": n.get_state_display()}
                for n in request.third_party_notices.select_related("third_party")]
     return {"request": request.reference, "sources": sources, "third_parties": notices}

@@ -322,3 +322,24 @@ def test_owners_of_waiting_manual_tasks_are_reminded(sources, alice, bob):
     with time_machine.travel(timezone.now() + datetime.timedelta(days=3)):
         assert remind_source_owners() == 1
     assert mail.outbox[0].subject.startswith("Reminder:") and mail.outbox[0].to == [bob.email]
+
+
+def test_a_deletion_waits_for_the_manual_owner_only_once_and_reports_what_they_said(
+        sources, alice, bob, client):
+    request = approved("deletion", alice)
+    assert request.state == State.RESULTS_READY  # the dry run needs nobody by hand
+    with committed():
+        do_transition(request.pk, "approve_erasure", actor=Actor.staff(alice))
+    request.refresh_from_db()
+    assert request.state == State.WAITING_MANUAL
+    run = request.source_runs.get(source=sources["manual"], action="erase")
+    client.force_login(bob)
+    response = client.post(f"/staff/tasks/{run.token}/", {"outcome": "impossible"})
+    assert b"Say why it is impossible." in response.content
+    with committed():
+        client.post(f"/staff/tasks/{run.token}/",
+                    {"outcome": "impossible", "reason": "The cards were destroyed in 2021."})
+    request.refresh_from_db()
+    assert request.state == State.RESULTS_READY
+    report = unzip(Package.objects.get(request=request, kind="deletion")).read("report.html")
+    assert b"The cards were destroyed in 2021." in report

@@ -20,7 +20,10 @@ class ManualConnector(Connector):
         return Outcome(waiting=True)
 
     def plan_erasure(self, run, identity) -> Outcome:
-        return Outcome(waiting=True)
+        # Nothing to look at before approval: the owner deletes by hand afterwards
+        # (one task for them, not two), confirming it done or saying why it is not.
+        return Outcome(result={"manual": True,
+                               "action": f"the owner of {self.source.name} deletes by hand"})
 
     def erase(self, run, identity, plan) -> Outcome:
         return Outcome(waiting=True)
