@@ -7,7 +7,6 @@ import datetime
 import logging
 import random
 import smtplib
-import traceback
 
 from celery import shared_task
 from django.conf import settings
@@ -18,7 +17,6 @@ from django.utils import timezone
 from requests_app import packages
 from requests_app.models import Actor, OutgoingEmail, PrivacyRequest, SourceRun, State
 from requests_app.services import fulfilment, notices, staff_emails
-from requests_app.sources.base import SourceError, TransientSourceError
 from requests_app.services.lifecycle import TransitionRefused, do_transition
 
 log = logging.getLogger(__name__)
@@ -60,21 +58,9 @@ def _backoff(retries: int) -> float:
 
 @shared_task(bind=True, max_retries=5)
 def run_source(self, run_id: int) -> None:
-    try:
-        fulfilment.execute_run(run_id)
-    except TransientSourceError as exc:
-        final = self.request.retries >= self.max_retries
-        fulfilment.note_error(run_id, str(exc), final=final)
-        if not final:
-            raise self.retry(countdown=_backoff(self.request.retries)) from None
-    except SourceError as exc:
-        fulfilment.note_error(run_id, str(exc), final=True)
-    except Exception as exc:
-        # Messages of unexpected errors (a database's DETAIL, say) may hold personal
-        # values: log where it happened, not what it said.
-        log.error("run %s failed with %s at\n%s", run_id, type(exc).__name__,
-                  "".join(traceback.format_tb(exc.__traceback__)))
-        fulfilment.note_error(run_id, f"internal error ({type(exc).__name__})", final=True)
+    final = self.request.retries >= self.max_retries
+    if fulfilment.execute_run(run_id, final_attempt=final) == "retry":
+        raise self.retry(countdown=_backoff(self.request.retries))
 
 
 @shared_task

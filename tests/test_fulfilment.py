@@ -207,7 +207,7 @@ def test_running_a_source_task_twice_changes_nothing_more(sources, alice):
     sources["manual"].save()
     request = approved("access", alice)
     run = request.source_runs.get(source=sources["sql"])
-    assert fulfilment.execute_run(run.pk) is False
+    assert fulfilment.execute_run(run.pk) == "skipped"
     run.refresh_from_db()
     assert run.attempts == 1
 

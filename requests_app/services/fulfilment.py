@@ -14,6 +14,7 @@ State lives in the database, never only in the broker:
 
 import datetime
 import logging
+import traceback
 
 from django.conf import settings
 from django.db import transaction
@@ -33,7 +34,7 @@ from requests_app.models import (
 from requests_app.services.audit import hash_value, record_event
 from requests_app.services.lifecycle import TransitionRefused, _apply
 from requests_app.services.tasks_queue import enqueue_on_commit
-from requests_app.sources.base import IdentityData, SourceError
+from requests_app.sources.base import IdentityData, SourceError, TransientSourceError
 from requests_app.sources.records import RecordSink
 from requests_app.sources.registry import connector_for
 
@@ -97,27 +98,73 @@ def begin(request_id: int) -> None:
         enqueue_on_commit(check_fulfilment, request.pk)
 
 
-def claim(run_id: int) -> bool:
-    """Take a run for this worker: a pending run, or a running one whose worker has
-    gone quiet (it died). One UPDATE, so exactly one claimant wins."""
+def claim(run_id: int, *, waiting: bool = False) -> int | None:
+    """Take a run for this worker and return its attempt number (None: not ours).
+
+    A worker takes a pending run, or a running one whose worker has gone quiet (it
+    died); a callback or a manual owner takes a waiting one (a callback also a
+    running one: the service may answer before its worker has recorded "waiting").
+    Every later write names the attempt and is ignored once another has taken over.
+    """
     now = timezone.now()
-    return bool(SourceRun.objects.filter(pk=run_id).filter(
-        Q(state=RunState.PENDING)
-        | Q(state=RunState.RUNNING, heartbeat_at__lt=now - stale_after())
-    ).filter(request__state=State.FULFILLING).update(
-        state=RunState.RUNNING, heartbeat_at=now, attempts=F("attempts") + 1,
-        started_at=now))
+    with transaction.atomic():
+        run = (SourceRun.objects.select_for_update(of=("self",)).select_related("request")
+               .filter(pk=run_id).first())
+        if run is None:
+            return None
+        if waiting:
+            ours = run.state == RunState.WAITING or (
+                run.state == RunState.RUNNING and run.source.kind == "http")
+        else:
+            ours = run.state == RunState.PENDING or (
+                run.state == RunState.RUNNING and run.heartbeat_at < now - stale_after())
+            ours = ours and run.request.state == State.FULFILLING
+        if not ours:
+            return None
+        run.state = RunState.RUNNING
+        run.attempts += 1
+        run.heartbeat_at = now
+        run.started_at = run.started_at or now
+        run.save(update_fields=["state", "attempts", "heartbeat_at", "started_at"])
+        return run.attempts
 
 
-def execute_run(run_id: int) -> bool:
-    """Do the run's work if it can be claimed; False when there was nothing to do."""
-    if not claim(run_id):
-        return False
+def heartbeat(run_id: int, attempt: int) -> None:
+    SourceRun.objects.filter(pk=run_id, attempts=attempt, state=RunState.RUNNING).update(
+        heartbeat_at=timezone.now())
+
+
+def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
+    """Do the run's work if it can be claimed. Returns "skipped" (not ours), "done",
+    "retry" (a transient error, retries left) or "failed"."""
+    attempt = claim(run_id)
+    if attempt is None:
+        return "skipped"
+    try:
+        _work(run_id, attempt)
+        return "done"
+    except TransientSourceError as exc:
+        note_error(run_id, str(exc), final=final_attempt, attempt=attempt)
+        return "failed" if final_attempt else "retry"
+    except SourceError as exc:
+        note_error(run_id, str(exc), final=True, attempt=attempt)
+        return "failed"
+    except Exception as exc:
+        # Messages of unexpected errors (a database's DETAIL, say) may hold personal
+        # values: log where it happened, not what it said.
+        log.error("run %s failed with %s at\n%s", run_id, type(exc).__name__,
+                  "".join(traceback.format_tb(exc.__traceback__)))
+        note_error(run_id, f"internal error ({type(exc).__name__})", final=True,
+                   attempt=attempt)
+        return "failed"
+
+
+def _work(run_id: int, attempt: int) -> None:
     run = SourceRun.objects.select_related("source", "request__identity").get(pk=run_id)
     identity = IdentityData.of(run.request.identity)
     connector = connector_for(run.source)
     if run.action == Action.GATHER:
-        with RecordSink(run) as sink:
+        with RecordSink(run, attempt, on_progress=lambda: heartbeat(run_id, attempt)) as sink:
             outcome = connector.gather(run, identity, sink)
         result = {**outcome.result, "collections": sink.collections}
     elif run.action == Action.PLAN_ERASURE:
@@ -126,7 +173,14 @@ def execute_run(run_id: int) -> bool:
     elif run.action == Action.ERASE:
         plan = SourceRun.objects.filter(request=run.request, source=run.source,
                                         action=Action.PLAN_ERASURE).first()
-        outcome = connector.erase(run, identity, plan.result if plan else {})
+        def on_batch(progress):
+            if not SourceRun.objects.filter(
+                pk=run_id, attempts=attempt, state=RunState.RUNNING
+            ).update(result={**run.result, "progress": progress},
+                     heartbeat_at=timezone.now()):
+                raise SourceError(f"{run.source.name}: erasure taken over by another attempt")
+
+        outcome = connector.erase(run, identity, plan.result if plan else {}, on_batch=on_batch)
         result = outcome.result
         if not outcome.waiting:
             remaining = connector.remaining(run, identity)
@@ -137,8 +191,7 @@ def execute_run(run_id: int) -> bool:
     else:
         outcome = connector.apply_change(run, identity, change_of(run.request))
         result = outcome.result
-    finish_run(run.pk, outcome.records, result, waiting=outcome.waiting)
-    return True
+    finish_run(run.pk, outcome.records, result, waiting=outcome.waiting, attempt=attempt)
 
 
 def change_of(request: PrivacyRequest) -> dict:
@@ -147,15 +200,17 @@ def change_of(request: PrivacyRequest) -> dict:
     return {"correction": request.details}
 
 
-def finish_run(run_id: int, records, result: dict, *, waiting: bool = False) -> None:
-    """Record a run's outcome and let the request take its next step."""
+def finish_run(run_id: int, records, result: dict, *, attempt: int,
+               waiting: bool = False) -> bool:
+    """Record a run's outcome and let the request take its next step. False when the
+    run was taken over by another attempt (then this outcome is not recorded)."""
     from requests_app.tasks import check_fulfilment
 
     with transaction.atomic():
         run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
             pk=run_id)
-        if run.state == RunState.DONE:
-            return
+        if run.state != RunState.RUNNING or run.attempts != attempt:
+            return False
         now = timezone.now()
         run.result = result
         run.records_found = records
@@ -180,6 +235,7 @@ def finish_run(run_id: int, records, result: dict, *, waiting: bool = False) -> 
 
             enqueue_on_commit(notify_source_owner, run.pk)
         enqueue_on_commit(check_fulfilment, run.request_id)
+    return True
 
 
 def _counts(result: dict) -> dict:
@@ -189,13 +245,15 @@ def _counts(result: dict) -> dict:
             for k, v in tables.items()}
 
 
-def note_error(run_id: int, error: str, *, final: bool) -> None:
+def note_error(run_id: int, error: str, *, final: bool, attempt: int) -> None:
     """A failed attempt. `final`: the last retry is spent; the run fails and staff see why."""
     from requests_app.tasks import check_fulfilment
 
     with transaction.atomic():
         run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
             pk=run_id)
+        if run.state != RunState.RUNNING or run.attempts != attempt:
+            return  # another attempt has taken the run over
         run.last_error = error
         if final:
             run.state = RunState.FAILED
@@ -323,15 +381,16 @@ def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: 
                         reason: str = "") -> None:
     """The owner of a manual source finished their task: records uploaded, or the
     deletion/correction confirmed done, or impossible (with the reason)."""
-    if run.state != RunState.WAITING:
+    attempt = claim(run.pk, waiting=True)
+    if attempt is None:
         raise SourceError("This task is not waiting for you any more.")
     result = {}
     count = None
     if records is not None:
-        with RecordSink(run) as sink:
+        category = _category_for(run.source)
+        with RecordSink(run, attempt) as sink:
             for record in records:
-                sink.write(run.source.name, {k: v for k, v in record.items()},
-                           {k: _category_for(run.source) for k in record})
+                sink.write(run.source.name, dict(record), {k: category for k in record})
         result = {"collections": sink.collections}
         count = len(records)
     else:
@@ -340,10 +399,14 @@ def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: 
         record_event(f"source.{run.action}.manual", actor=actor, request=run.request,
                      data={"source": run.source.name, "outcome": outcome or "uploaded",
                            "records": count})
-    finish_run(run.pk, count, result)
+    finish_run(run.pk, count, result, attempt=attempt)
 
 
 def _category_for(source) -> str:
-    """Uploaded records carry no per-field categories: use the source's first
-    declared category, or the generic `user`."""
-    return (source.categories or ["user"])[0]
+    """Uploaded records carry no per-field categories. If the source holds anything
+    that must never be disclosed, every uploaded value is treated as such (withheld):
+    we cannot tell which field it is in. Otherwise the source's first category."""
+    from requests_app.sources.categories import never_disclosed
+
+    sensitive = [c for c in source.categories or [] if never_disclosed(c)]
+    return sensitive[0] if sensitive else (source.categories or ["user"])[0]

@@ -76,8 +76,10 @@ class Connector:
         """Say what erasure would delete, mask and retain (and why), changing nothing."""
         raise SourceError(f"{self.source.kind} sources cannot plan an erasure")
 
-    def erase(self, run, identity: IdentityData, plan: dict) -> Outcome:
-        """Carry out the plan approved by a Privacy Manager."""
+    def erase(self, run, identity: IdentityData, plan: dict, on_batch=None) -> Outcome:
+        """Carry out the plan approved by a Privacy Manager. A connector that works in
+        batches calls on_batch(progress) after each: it records how far it got (a
+        dict of counts, read back from run.result["progress"] on a resumed run)."""
         raise SourceError(f"{self.source.kind} sources cannot erase")
 
     def remaining(self, run, identity: IdentityData) -> int:

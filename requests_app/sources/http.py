@@ -211,7 +211,7 @@ class HttpConnector(Connector):
     def plan_erasure(self, run, identity: IdentityData) -> Outcome:
         return self._act(run, "plan_erasure", identity)
 
-    def erase(self, run, identity: IdentityData, plan: dict) -> Outcome:
+    def erase(self, run, identity: IdentityData, plan: dict, on_batch=None) -> Outcome:
         return self._act(run, "erase", identity)
 
     def remaining(self, run, identity: IdentityData) -> int:

@@ -25,7 +25,7 @@ class ManualConnector(Connector):
         return Outcome(result={"manual": True,
                                "action": f"the owner of {self.source.name} deletes by hand"})
 
-    def erase(self, run, identity, plan) -> Outcome:
+    def erase(self, run, identity, plan, on_batch=None) -> Outcome:
         return Outcome(waiting=True)
 
     def apply_change(self, run, identity, change) -> Outcome:

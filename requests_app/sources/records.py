@@ -20,9 +20,15 @@ def run_dir(run) -> Path:
 
 
 class RecordSink:
-    def __init__(self, run):
-        self.dir = run_dir(run)
-        shutil.rmtree(self.dir, ignore_errors=True)  # a re-run starts afresh
+    """Writes one attempt's records into a folder of its own (runs/<token>/a<n>/), so
+    two attempts at the same run never touch each other's files."""
+
+    def __init__(self, run, attempt: int, on_progress=None):
+        self.prefix = f"a{attempt}"
+        self.dir = run_dir(run) / self.prefix
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self._on_progress = on_progress
+        self._count = 0
         self._writers = {}
         self._files = contextlib.ExitStack()
         self.collections: dict[str, dict] = {}
@@ -32,7 +38,7 @@ class RecordSink:
             filename = f"{len(self._writers):03d}.jsonl.enc"
             self._writers[collection] = self._files.enter_context(
                 open_text_writer(self.dir / filename))
-            self.collections[collection] = {"file": filename, "count": 0,
+            self.collections[collection] = {"file": f"{self.prefix}/{filename}", "count": 0,
                                             "columns": dict(categories)}
         clean = {
             key: WITHHELD if never_disclosed(categories.get(key, "")) else value
@@ -40,6 +46,9 @@ class RecordSink:
         }
         self._writers[collection].write(json.dumps(clean, default=str, ensure_ascii=False) + "\n")
         self.collections[collection]["count"] += 1
+        self._count += 1
+        if self._on_progress and self._count % 1000 == 0:
+            self._on_progress()  # a heartbeat: this attempt is alive
 
     def close(self) -> dict[str, dict]:
         self._files.close()

@@ -25,7 +25,6 @@ from pathlib import Path
 
 import sqlalchemy as sa
 from django.conf import settings
-from django.utils import timezone
 from sqlalchemy import exc as sa_exc
 
 from requests_app.files import open_text_reader, open_text_writer
@@ -388,7 +387,7 @@ class SqlConnector(Connector):
             visit(name)
         return order
 
-    def erase(self, run, identity, plan: dict) -> Outcome:
+    def erase(self, run, identity, plan: dict, on_batch=None) -> Outcome:
         keys_path = run_dir(run) / "erase-keys.json.enc"
         progress = dict(run.result.get("progress", {}))
         if keys_path.exists():
@@ -414,9 +413,8 @@ class SqlConnector(Connector):
                     with conn.begin():
                         self._erase_batch(conn, spec, table, batch, cleared.get(name, []))
                     progress[name] = i + len(batch)
-                    run.result = {**run.result, "progress": progress}
-                    run.heartbeat_at = timezone.now()
-                    run.save(update_fields=["result", "heartbeat_at"])
+                    if on_batch:
+                        on_batch(progress)  # records the cursor; a heartbeat
                 done[name] = len(rows) if spec.erase != "retain" else 0
             return done
 
