@@ -239,6 +239,8 @@ SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 600, minimum=2)
 # Work the database says is due (an email, a follow-up step) that has waited this
 # long is sent again by the reconciler (the broker lost it, or was down).
 RECONCILE_AFTER_SECONDS = envint("RECONCILE_AFTER_SECONDS", 300, minimum=2)
+# An HTTP source that answered 202 and has not called back after this long fails.
+HTTP_REPLY_TIMEOUT_HOURS = envint("HTTP_REPLY_TIMEOUT_HOURS", 24, minimum=1)
 # Owners of manual sources are reminded of a waiting task this often.
 MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
 # Packages for consumers: how long a download link lives, how often it may be used.

@@ -53,8 +53,10 @@ def build(request) -> Package | None:
     if kind is None:
         return None
     existing = Package.objects.filter(request=request, kind=kind).first()
-    if existing:
+    if existing and existing.purged_at is None:
         return existing
+    if existing:  # a purged package of an earlier round: make room for the new one
+        existing.delete()
     members = {
         Package.Kind.ACCESS: _access_members,
         Package.Kind.PORTABILITY: _portability_members,
@@ -72,6 +74,22 @@ def build(request) -> Package | None:
         path=relative, content_type="application/zip", size=out.plaintext_size,
         sha256=out.sha256,
     )
+
+
+def discard(package: Package) -> None:
+    """Delete a package's file and mark it purged (the row stays, for the record)."""
+    (Path(settings.MEDIA_ROOT) / package.path).unlink(missing_ok=True)
+    Package.objects.filter(pk=package.pk).update(purged_at=timezone.now())
+
+
+def discard_run_files(request) -> None:
+    """Once the package is built, the gathered records it was built from go."""
+    import shutil
+
+    from requests_app.sources.records import run_dir
+
+    for run in SourceRun.objects.filter(request=request):
+        shutil.rmtree(run_dir(run), ignore_errors=True)
 
 
 def _runs(request, action=Action.GATHER):
@@ -169,8 +187,12 @@ def _access_json(request):
 def _portability_members(request):
     manifest = {"request": request.reference, "generated_at": timezone.now().isoformat(),
                 "files": []}
+    used = set()
     for run, name, info in list(_collections(request)):
         base = f"{_safe(run.source.name)}/{_safe(name)}"
+        while base in used:  # "a b" and "a_b" must not overwrite each other
+            base += "_"
+        used.add(base)
         schema = info["columns"]
         for suffix, body in (
             ("json", _json_array(read_records(run, info))),
@@ -207,7 +229,9 @@ def _csv(records, columns):
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "unnamed"
+    """A file name from a source or table name: no path separators, no leading dots."""
+    cleaned = "".join(c if c.isalnum() or c in "-_." else "_" for c in name).lstrip(".")
+    return cleaned or "unnamed"
 
 
 # --- know (categories) --------------------------------------------------------

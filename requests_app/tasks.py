@@ -78,6 +78,7 @@ def build_results(request_id: int) -> None:
             fulfilment.after_erasure(request)
     packages.build(request)
     fulfilment.results_built(request_id)
+    packages.discard_run_files(request)
 
 
 @shared_task(autoretry_for=_EMAIL_ERRORS, retry_backoff=30, retry_backoff_max=600,
@@ -149,6 +150,11 @@ def reconcile() -> dict:
         SourceRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
         run_source.delay(run_id)
         counts["runs"] += 1
+    # HTTP sources that answered 202 and never called back.
+    counts["timeouts"] = 0
+    for run_id in fulfilment.silent_http_runs().values_list("pk", flat=True):
+        fulfilment.fail_silent_run(run_id)
+        counts["timeouts"] += 1
     # Requests whose runs are all settled but which did not move on (a lost check).
     counts["checks"] = 0
     for request_id in PrivacyRequest.objects.filter(

@@ -255,9 +255,11 @@ def test_a_malformed_map_is_refused_with_line_numbers(shop):
 @pytest.mark.django_db
 def test_a_map_naming_a_missing_table_or_column_is_refused(shop):
     source, _ = shop
-    source.dataset_map = MAP.replace("  events:", "  evnts:").replace("to: devices.cookie",
-                                                                       "to: devices.cookie")
+    source.dataset_map = MAP.replace("  events:", "  evnts:")
     with pytest.raises(ValidationError, match="table `evnts` does not exist"):
+        source.full_clean()
+    source.dataset_map = MAP.replace("to: addresses.id", "to: addresses.idx")
+    with pytest.raises(ValidationError, match="refers to `addresses.idx`, which does not exist"):
         source.full_clean()
     source.dataset_map = MAP.replace("ip: user.device.ip_address", "ipv6: user.device.ip_address")
     with pytest.raises(ValidationError, match="no column `ipv6`"):
@@ -298,3 +300,53 @@ dataset:
     assert mapped.tables["customer"].identity == {"email": "email"}
     assert mapped.tables["address"].references[0].to_table == "customer"
     assert mapped.tables["address"].columns["city"].category == "user.contact.address.city"
+
+
+PEOPLE_MAP = """
+tables:
+  customers:
+    primary_key: id
+    identity: {email: email}
+    columns: {email: {category: user.contact.email, erase: hash}}
+    erase: update
+  orders:
+    primary_key: id
+    references:
+      - {column: customer_id, to: customers.id}
+      - {column: address_id, to: addresses.id}
+    columns: {total: user.financial}
+    erase: retain
+    legal_basis: "tax law"
+  addresses:
+    primary_key: id
+    references:
+      - {column: customer_id, to: customers.id}
+    columns: {line1: user.contact.address.street}
+    erase: delete
+"""
+
+
+def test_a_shared_row_that_belongs_to_someone_else_is_neither_shown_nor_erased(
+        tmp_path, monkeypatch):
+    """Pat's order was shipped to Sam's address: it is Sam's data, not Pat's."""
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'people.sqlite3'}")
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT)")
+        conn.exec_driver_sql("CREATE TABLE addresses (id INTEGER PRIMARY KEY, "
+                             "customer_id INTEGER, line1 TEXT)")
+        conn.exec_driver_sql("CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER, "
+                             "address_id INTEGER, total REAL)")
+        conn.exec_driver_sql("INSERT INTO customers VALUES (1, 'pat@example.com'), "
+                             "(2, 'sam@example.com')")
+        conn.exec_driver_sql("INSERT INTO addresses VALUES (10, 1, 'Pat St'), (20, 2, 'Sam St')")
+        conn.exec_driver_sql("INSERT INTO orders VALUES (100, 1, 20, 9.5)")
+    monkeypatch.setenv("PEOPLE_DSN", f"sqlite:///{tmp_path / 'people.sqlite3'}")
+    source = DataSource(name="People", kind="sql", connection_env="PEOPLE_DSN",
+                        dataset_map=PEOPLE_MAP)
+    _, rows = gather(source, "pat@example.com")
+    assert [r["line1"] for t, r in rows if t == "addresses"] == ["Pat St"]
+    connector, run = SqlConnector(source), Run()
+    connector.erase(run, IdentityData(email="pat@example.com"), {})
+    assert connector.remaining(run, IdentityData(email="pat@example.com")) == 0
+    with engine.connect() as conn:
+        assert [r[0] for r in conn.exec_driver_sql("SELECT line1 FROM addresses")] == ["Sam St"]

@@ -35,7 +35,7 @@ from requests_app.services.audit import hash_value, record_event
 from requests_app.services.lifecycle import TransitionRefused, _apply
 from requests_app.services.tasks_queue import enqueue_on_commit
 from requests_app.sources.base import IdentityData, SourceError, TransientSourceError
-from requests_app.sources.records import RecordSink
+from requests_app.sources.records import RecordSink, run_dir
 from requests_app.sources.registry import connector_for
 
 log = logging.getLogger(__name__)
@@ -69,8 +69,26 @@ def action_for(request: PrivacyRequest) -> str | None:
     return None  # know (categories): answered from the registry alone
 
 
-def _sources_for(action: str):
+def _sources_for(action: str, request: PrivacyRequest):
+    """The sources an action asks. An erasure asks exactly the sources whose dry run
+    was approved, never one enabled since (it had no dry run)."""
+    if action == Action.ERASE:
+        return DataSource.objects.filter(runs__request=request, runs__action=Action.PLAN_ERASURE,
+                                         runs__state=RunState.DONE).distinct()
     return DataSource.objects.filter(enabled=True, kind__in=KINDS[action])
+
+
+def _start_afresh(request: PrivacyRequest) -> None:
+    """A request approved again (after a rejected dry run, or a granted appeal) is
+    fulfilled again: earlier runs and packages of the same work are reset, so
+    that nobody reviews or releases results of the previous round."""
+    request.source_runs.filter(action__in=[Action.GATHER, Action.PLAN_ERASURE]).update(
+        state=RunState.PENDING, result={}, records_found=None, last_error="",
+        finished_at=None)
+    for package in request.packages.filter(purged_at=None):
+        from requests_app.packages import discard
+
+        discard(package)
 
 
 def begin(request_id: int) -> None:
@@ -81,12 +99,15 @@ def begin(request_id: int) -> None:
         request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
         if request.state == State.APPROVED:
             _apply(request, "start_fulfilment", actor=Actor.system())
+            _start_afresh(request)
+        elif request.state == State.WAITING_MANUAL:
+            _apply(request, "resume_fulfilment", actor=Actor.system())
         elif request.state != State.FULFILLING:
             return
         action = action_for(request)
         runs = []
         if action:
-            for source in _sources_for(action):
+            for source in _sources_for(action, request):
                 run, created = SourceRun.objects.get_or_create(
                     request=request, source=source, action=action)
                 runs.append(run)
@@ -278,7 +299,8 @@ def check(request_id: int) -> None:
             return
         action = action_for(request)
         runs = list(request.source_runs.filter(action=action).select_related("source"))
-        if action and _sources_for(action).exclude(pk__in=[r.source_id for r in runs]).exists():
+        if action and _sources_for(action, request).exclude(
+                pk__in=[r.source_id for r in runs]).exists():
             # A source has no run yet (the step that creates them was lost with a
             # worker): create and dispatch them first.
             from requests_app.tasks import begin_fulfilment
@@ -310,7 +332,7 @@ def all_done(request: PrivacyRequest) -> bool:
         return True
     runs = request.source_runs.filter(action=action)
     return (not runs.exclude(state=RunState.DONE).exists()
-            and not _sources_for(action).exclude(
+            and not _sources_for(action, request).exclude(
                 pk__in=runs.values_list("source_id", flat=True)).exists())
 
 
@@ -329,7 +351,11 @@ def after_erasure(request: PrivacyRequest) -> None:
     Suppression.objects.get_or_create(
         identity_hash=hash_value(request.identity.email),
         defaults={"request_reference": request.reference})
-    parties = ThirdParty.objects.filter(sources__runs__request=request).distinct()
+    # Only the third parties of sources that held something of this person's.
+    erased = [run.source_id for run in
+              request.source_runs.filter(action=Action.ERASE, state=RunState.DONE)
+              if run.records_found != 0 and run.result.get("outcome") != "impossible"]
+    parties = ThirdParty.objects.filter(sources__in=erased).distinct()
     for party in parties:
         notice, _ = ThirdPartyNotice.objects.get_or_create(request=request, third_party=party)
         if notice.state == ThirdPartyNotice.State.PENDING:
@@ -359,6 +385,11 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
         run.state = RunState.PENDING
         run.last_error = ""
         run.dispatched_at = timezone.now()
+        if run.action == Action.ERASE:
+            # Look again: rows may have been added since the key list was taken
+            # (the re-scan that failed found them).
+            run.result = {}
+            (run_dir(run) / "erase-keys.json.enc").unlink(missing_ok=True)
         run.save()
         record_event("source.retried", actor=actor, request=request,
                      data={"source": run.source.name, "action": run.action})
@@ -375,6 +406,21 @@ def stuck_runs():
         | Q(state=RunState.PENDING, dispatched_at=None)
         | Q(state=RunState.RUNNING, heartbeat_at__lt=cutoff)
     )
+
+
+def silent_http_runs():
+    cutoff = timezone.now() - datetime.timedelta(hours=settings.HTTP_REPLY_TIMEOUT_HOURS)
+    return SourceRun.objects.filter(state=RunState.WAITING, source__kind="http",
+                                    heartbeat_at__lt=cutoff)
+
+
+def fail_silent_run(run_id: int) -> None:
+    """An HTTP source promised a reply (202) and none came: the run fails, so staff
+    see it and can retry it."""
+    attempt = claim(run_id, waiting=True)
+    if attempt is not None:
+        note_error(run_id, f"no reply within {settings.HTTP_REPLY_TIMEOUT_HOURS} hours "
+                           "of a 202 answer", final=True, attempt=attempt)
 
 
 def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: str = "",

@@ -2,6 +2,7 @@
 save time (so that nothing runs on a broken configuration)."""
 
 import os
+from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 
@@ -17,6 +18,21 @@ def connector_for(source):
         source.kind](source)
 
 
+# The portal's own secrets: a source may not name them as its DSN or HMAC secret.
+PORTAL_VARIABLES = {
+    "SECRET_KEY", "FILE_ENCRYPTION_KEY", "IDENTITY_HASH_KEY", "DATABASE_URL",
+    "CELERY_BROKER_URL", "EMAIL_HOST_PASSWORD", "EMAIL_HOST_USER",
+}
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def _variable_problem(name: str) -> str | None:
+    base = name.removesuffix("_FILE")
+    if base in PORTAL_VARIABLES:
+        return f"{name} holds one of the portal's own secrets; use a variable of the source's own."
+    return None
+
+
 def validate_source(source) -> None:
     """Raise ValidationError naming each problem (with map line numbers)."""
     from requests_app.sources.datamap import DatasetMapError, parse
@@ -27,7 +43,11 @@ def validate_source(source) -> None:
     if bad:
         errors["categories"] = [f"`{c}` is not a data category of the fideslang taxonomy"
                                 for c in bad]
-    if source.kind == "sql":
+    for field in ("connection_env", "secret_env"):
+        problem = _variable_problem(getattr(source, field) or "")
+        if problem:
+            errors[field] = [problem]
+    if source.kind == "sql" and "connection_env" not in errors:
         if not source.connection_env:
             errors.setdefault("connection_env", []).append(
                 "Name the environment variable that holds the DSN.")
@@ -46,9 +66,11 @@ def validate_source(source) -> None:
     elif source.kind == "http":
         if not source.url:
             errors["url"] = ["An HTTP source needs a URL."]
-        elif not source.url.startswith("https://") and source.verify_tls:
-            errors["url"] = ["Use https://, or turn off TLS verification for a local service."]
-        if not source.secret_env:
+        elif not source.url.startswith("https://") and (
+                source.verify_tls or urlsplit(source.url).hostname not in LOOPBACK):
+            errors["url"] = ["Use https://. Plain http:// is allowed only for a service on "
+                             "this host (127.0.0.1), with TLS verification off."]
+        if not source.secret_env and "secret_env" not in errors:
             errors["secret_env"] = ["Name the environment variable that holds the HMAC secret."]
     elif source.kind == "manual" and source.owner_id is None:
         errors["owner"] = ["A manual source needs an owner to do the work."]

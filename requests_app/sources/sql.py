@@ -175,6 +175,12 @@ class SqlConnector(Connector):
                     columns[name] = {c["name"]: c for c in inspector.get_columns(name)}
                     for col in sorted(table.column_names() - set(columns[name])):
                         problems.append(f"line {line}: table `{name}` has no column `{col}`")
+                for name, table in self.map.tables.items():
+                    for ref in table.references:
+                        if ref.to_table in columns and ref.to_column not in columns[ref.to_table]:
+                            problems.append(
+                                f"line {self.map.lines.get(name)}: table `{name}` refers to "
+                                f"`{ref.to_table}.{ref.to_column}`, which does not exist")
                 for table, column in self._cleared_references():
                     info = columns.get(table, {}).get(column)
                     if info is not None and not info["nullable"]:
@@ -208,6 +214,12 @@ class SqlConnector(Connector):
                     owning[name].add(column)
         edges = self.map.edges()
         unique = {name: _unique_columns(tables[name]) for name in self.map.tables}
+        # References into identity tables: a shared row that points at a person who
+        # is not this one (an address whose customer_id is someone else's) is theirs.
+        to_people = {name: [(r.column, r.to_table, r.to_column) for r in spec.references
+                            if self.map.tables[r.to_table].identity]
+                     for name, spec in self.map.tables.items()}
+        mine: dict[tuple, set] = defaultdict(set)  # values of the person's identity rows
         known: dict[tuple, set] = defaultdict(set)  # values of unique columns of seen rows
         while wanted:
             owned_now = defaultdict(lambda: defaultdict(set))
@@ -222,12 +234,22 @@ class SqlConnector(Connector):
                         continue
                     trav.seen[name].add(key)
                     owned = any(row[c] in conditions.get(c, ()) for c in owning[name])
+                    if not owned and any(
+                        row[col] is not None and row[col] not in mine[(person, pcol)]
+                        for col, person, pcol in to_people[name]
+                    ):
+                        continue  # someone else's row: neither shown nor erased
                     if owned:
                         trav.owned[name].add(key)
+                        if spec.identity:
+                            for column in row.keys():
+                                mine[(name, column)].add(row[column])
+                        # Only the person's own rows count as their references to a
+                        # shared row (a kept shared row's links are not theirs).
+                        for column in forward_cols:
+                            trav.own_refs[(name, column)][row[column]] += 1
                     else:
                         trav.shared_values[name][key] = {c: row[c] for c in follow}
-                    for column in forward_cols:
-                        trav.own_refs[(name, column)][row[column]] += 1
                     on_row(name, row)
                     for column in unique[name]:
                         known[(name, column)].add(row[column])
@@ -451,22 +473,43 @@ class SqlConnector(Connector):
                         .values({c.name: sa.bindparam(c.name) for c in computed}))
                 conn.execute(stmt, params)
 
+    def _left(self, name: str, row) -> bool:
+        """Does this row still hold something erasure should have removed?"""
+        spec = self.map.tables[name]
+        return spec.erase == "delete" or (spec.erase == "update" and any(
+            c.erase != "retain" and not _erased(row[c.name], c.erase)
+            for c in spec.columns.values()))
+
     def remaining(self, run, identity) -> int:
-        """Rows still found from the identity that hold a value erasure should have removed."""
+        """Rows that still hold a value erasure should have removed: the rows erasure
+        worked on, looked up again by primary key (their identity columns may be
+        hashed now, so the identity alone would find nothing), and any row the
+        identity still finds (added since, say)."""
+        keys_path = run_dir(run) / "erase-keys.json.enc"
+        stored = {}
+        if keys_path.exists():
+            with open_text_reader(keys_path) as f:
+                stored = json.load(f)
 
         def work(conn, tables):
             left = set()
+            for name, keys in stored.items():
+                spec, table = self.map.tables[name], tables[name]
+                pk = table.c[spec.primary_key]
+                for i in range(0, len(keys), BATCH):
+                    for row in conn.execute(sa.select(table).where(
+                            pk.in_(keys[i:i + BATCH]))).mappings():
+                        if self._left(name, row):
+                            left.add((name, row[spec.primary_key]))
+            found = set()
 
             def on_row(name, row):
-                spec = self.map.tables[name]
-                if spec.erase == "delete" or (spec.erase == "update" and any(
-                    c.erase != "retain" and not _erased(row[c.name], c.erase)
-                    for c in spec.columns.values()
-                )):
-                    left.add((name, row[spec.primary_key]))
+                if self._left(name, row):
+                    found.add((name, row[self.map.tables[name].primary_key]))
 
             keys, _kept = self._erasable(conn, tables,
                                          self._traverse(conn, tables, identity, on_row))
-            return sum(1 for name, key in left if key in set(keys.get(name, ())))
+            left |= {(n, k) for n, k in found if k in set(keys.get(n, ()))}
+            return len(left)
 
         return self._run(work)
