@@ -31,6 +31,10 @@ app.conf.update(
             "task": "requests_app.tasks.reconcile",
             "schedule": 60.0,
         },
+        "note-audit-chain-head": {
+            "task": "requests_app.tasks.note_audit_chain_head",
+            "schedule": crontab(hour=0, minute=5),
+        },
         "remind-source-owners": {
             "task": "requests_app.tasks.remind_source_owners",
             "schedule": crontab(hour=8, minute=0),

@@ -166,3 +166,14 @@ def reconcile() -> dict:
     if any(counts.values()):
         log.info("reconcile: re-sent %s", counts)
     return counts
+
+
+@shared_task
+def note_audit_chain_head() -> str:
+    """Daily: verify the chain and record its head (and whether it is intact)."""
+    from requests_app.services.audit_chain import record_chain_head
+
+    event = record_chain_head()
+    if not event.data["intact"]:
+        log.error("audit trail broken at event %s", event.data["broken_at"])
+    return event.data["head"]

@@ -1,9 +1,16 @@
 """The audit trail: append-only events, one per thing the system did.
 
 Events are written by services in the same transaction as the change they record.
-Rows are never updated or deleted through the ORM; a database trigger adds the
-same guarantee below the ORM (see the audit-trail issue).
+Each event stores the SHA-256 of its canonical content, which includes the hash
+of the event before it: changing, removing or reordering any event breaks the
+chain from there on (`manage.py verify_audit_log` finds where). Rows are never
+updated or deleted through the ORM, and on PostgreSQL a trigger refuses UPDATE and
+DELETE on the table.
 """
+
+import datetime
+import hashlib
+import json
 
 from django.conf import settings
 from django.db import models
@@ -45,6 +52,8 @@ class AuditEvent(models.Model):
     reason = models.TextField(_("reason"), blank=True)
     # Extra facts; never personal values in clear (mask or hash them first).
     data = models.JSONField(_("data"), default=dict, blank=True)
+    prev_hash = models.CharField(_("previous hash"), max_length=64, blank=True)
+    hash = models.CharField(_("hash"), max_length=64, blank=True, db_index=True)
 
     objects = AuditEventQuerySet.as_manager()
 
@@ -54,6 +63,28 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.action} {self.actor_label}"
+
+    def canonical(self, reference: str) -> bytes:
+        """The bytes the hash covers: every field but the id, in a fixed form."""
+        return json.dumps(
+            {
+                "at": self.at.astimezone(datetime.timezone.utc).isoformat(),
+                "actor_kind": self.actor_kind,
+                "actor_id": self.actor_id,
+                "actor": self.actor_label,
+                "action": self.action,
+                "request": reference,
+                "from": self.from_state,
+                "to": self.to_state,
+                "reason": self.reason,
+                "data": self.data,
+                "prev": self.prev_hash,
+            },
+            sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str,
+        ).encode()
+
+    def compute_hash(self, reference: str) -> str:
+        return hashlib.sha256(self.canonical(reference)).hexdigest()
 
     def save(self, *args, **kwargs):
         if self.pk is not None:

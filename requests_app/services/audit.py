@@ -1,6 +1,8 @@
 import hashlib
+import json
 
 from django.conf import settings
+from django.db import connection, transaction
 
 from requests_app.models import Actor, AuditEvent
 
@@ -15,19 +17,41 @@ def record_event(
     reason: str = "",
     data: dict | None = None,
 ) -> AuditEvent:
-    """Append one audit event. Call it inside the transaction that makes the change,
-    so the change and its record commit or roll back together."""
-    return AuditEvent.objects.create(
-        actor_kind=str(actor.kind),
-        actor=actor.user if actor.user is not None else None,
-        actor_label=actor.label,
-        action=action,
-        request=request,
-        from_state=from_state,
-        to_state=to_state,
-        reason=reason,
-        data=data or {},
-    )
+    """Append one audit event, chained to the one before. Call it inside the
+    transaction that makes the change, so the change and its record commit or roll
+    back together."""
+    with transaction.atomic():
+        _lock_the_chain()
+        event = AuditEvent(
+            actor_kind=str(actor.kind),
+            actor=actor.user if actor.user is not None else None,
+            actor_label=actor.label,
+            action=action,
+            request=request,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason,
+            data=json.loads(json.dumps(data or {}, default=str)),
+            prev_hash=AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
+            or "",
+        )
+        event.hash = event.compute_hash(request.reference if request else "")
+        event.save()
+    return event
+
+
+# Any constant: the key of the advisory lock that lets one transaction at a time
+# append to the chain (held until that transaction ends).
+_CHAIN_LOCK = 7_261_017
+
+
+def _lock_the_chain() -> None:
+    """Appends must be serialised, or two events could chain to the same parent.
+    PostgreSQL: a transaction-scoped advisory lock. SQLite serialises writers itself
+    (transactions are IMMEDIATE)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK])
 
 
 def hash_value(value: str) -> str:
