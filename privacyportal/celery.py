@@ -35,6 +35,10 @@ app.conf.update(
             "task": "requests_app.tasks.note_audit_chain_head",
             "schedule": crontab(hour=0, minute=5),
         },
+        "purge-expired-identities": {
+            "task": "requests_app.tasks.purge_expired_identities",
+            "schedule": crontab(hour=2, minute=30),
+        },
         "remind-source-owners": {
             "task": "requests_app.tasks.remind_source_owners",
             "schedule": crontab(hour=8, minute=0),

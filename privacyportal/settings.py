@@ -239,6 +239,8 @@ SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 600, minimum=2)
 # Work the database says is due (an email, a follow-up step) that has waited this
 # long is sent again by the reconciler (the broker lost it, or was down).
 RECONCILE_AFTER_SECONDS = envint("RECONCILE_AFTER_SECONDS", 300, minimum=2)
+# Months after closure when a request's identity and material are purged (§7101: 24).
+RETENTION_MONTHS = envint("RETENTION_MONTHS", 24, minimum=1)
 # An HTTP source that answered 202 and has not called back after this long fails.
 HTTP_REPLY_TIMEOUT_HOURS = envint("HTTP_REPLY_TIMEOUT_HOURS", 24, minimum=1)
 # Owners of manual sources are reminded of a waiting task this often.

@@ -9,5 +9,6 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("staff/", include("requests_app.staff.urls")),
+    path("audit/", include("requests_app.audit.urls")),
     path("api/sources/callback/<str:token>/", source_callback, name="source_callback"),
 ]

@@ -177,3 +177,11 @@ def note_audit_chain_head() -> str:
     if not event.data["intact"]:
         log.error("audit trail broken at event %s", event.data["broken_at"])
     return event.data["head"]
+
+
+@shared_task
+def purge_expired_identities() -> int:
+    """Daily: retention (see audit/retention.py)."""
+    from requests_app.audit.retention import purge_all
+
+    return purge_all()

@@ -239,6 +239,9 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     appeal_due_on = models.DateField(_("appeal due"), null=True, blank=True)
     appeal_text = models.TextField(_("appeal"), blank=True)
     appeal_decision = models.TextField(_("appeal decision"), blank=True)
+    appeal_outcome = models.CharField(_("appeal outcome"), max_length=8, blank=True,
+                                      choices=[("granted", _("Granted")),
+                                               ("denied", _("Denied"))])
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -400,6 +403,7 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
                 permission=_perm("decide_appeal"), custom={"actors": (STAFF,)})
     def grant_appeal(self, reason=""):
         self.appeal_decision = _required(reason, _("Give the reasons for the decision."))
+        self.appeal_outcome = "granted"
         self.denial_reason = ""
         self.denial_detail = ""
         self.responded_at = None
@@ -408,6 +412,7 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
                 permission=_perm("decide_appeal"), custom={"actors": (STAFF,)})
     def deny_appeal(self, reason=""):
         self.appeal_decision = _required(reason, _("Give the reasons for the decision."))
+        self.appeal_outcome = "denied"
 
     @transition(state, source=OPEN_STATES, target=None, conditions=[_may_extend],
                 permission=_perm("extend_deadline"), custom={"actors": (STAFF,)})

@@ -1,0 +1,130 @@
+"""The auditor area: request log, event log, metrics report. Read-only, no personal
+data beyond what the log holds; every export is itself audited."""
+
+import datetime
+import json
+
+from django import forms
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, StreamingHttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from stream_zip import ZIP_64, stream_zip
+
+from requests_app.audit import reports
+from requests_app.models import Actor, AuditEvent
+from requests_app.rules import request_type_choices
+from requests_app.services.audit import record_event
+
+AUDITOR_PERMISSION = "requests_app.view_auditevent"
+
+
+def auditor_required(view):
+    @login_required(login_url="/staff/login/")
+    def wrapped(request, *args, **kwargs):
+        if not (request.user.is_staff and request.user.has_perm(AUDITOR_PERMISSION)):
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+class ExportForm(forms.Form):
+    start = forms.DateField(label=_("Received from"), required=False,
+                            widget=forms.DateInput(attrs={"type": "date"}))
+    end = forms.DateField(label=_("Received until"), required=False,
+                          widget=forms.DateInput(attrs={"type": "date"}))
+    type = forms.ChoiceField(label=_("Type"), required=False,
+                             choices=lambda: [("", _("All"))] + request_type_choices())
+    outcome = forms.ChoiceField(label=_("Outcome"), required=False,
+                                choices=[("", _("All"))] + [(o, o) for o in reports.OUTCOMES])
+    format = forms.ChoiceField(label=_("Format"), choices=[("csv", "CSV"),
+                                                           ("jsonl", "JSON Lines")],
+                               initial="csv")
+
+    def clean(self):
+        data = super().clean()
+        if data.get("start") and data.get("end") and data["start"] > data["end"]:
+            raise forms.ValidationError(_("The start date is after the end date."))
+        return data
+
+
+@auditor_required
+def home(request):
+    head = AuditEvent.objects.filter(action="audit.chain_head").order_by("-id").first()
+    year = timezone.localdate().year
+    return render(request, "audit/home.html", {
+        "form": ExportForm(), "head": head, "years": range(year, year - 4, -1)})
+
+
+def _export(request, kind: str, rows, columns, filters: dict, fmt: str):
+    stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+    name = f"{kind}-{stamp}.{fmt}"
+    manifest = {"file": name, "kind": kind, "filters": filters,
+                "generated_at": timezone.now().isoformat(), "generated_by": request.user.username}
+    body = reports.as_csv(rows, columns) if fmt == "csv" else reports.as_jsonl(rows)
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def members():
+        yield name, now, 0o600, ZIP_64, reports.hashed(body, manifest)
+        yield "manifest.json", now, 0o600, ZIP_64, [json.dumps(manifest, indent=2).encode()]
+
+    record_event("audit.exported", actor=Actor.staff(request.user),
+                 data={"kind": kind, "format": fmt, "filters": filters})
+    response = StreamingHttpResponse(stream_zip(members()), content_type="application/zip")
+    response["Content-Disposition"] = f'attachment; filename="{kind}-{stamp}.zip"'
+    return response
+
+
+def _filters(request):
+    form = ExportForm(request.GET or None)
+    if not form.is_valid():
+        return form, None
+    data = form.cleaned_data
+    return form, {k: (v.isoformat() if isinstance(v, datetime.date) else v)
+                  for k, v in data.items() if v and k != "format"}
+
+
+@auditor_required
+def export_requests(request):
+    form, filters = _filters(request)
+    if filters is None:
+        return render(request, "audit/home.html", {"form": form}, status=400)
+    d = form.cleaned_data
+    rows = reports.request_log(d.get("start"), d.get("end"), d.get("type") or None,
+                               d.get("outcome") or None)
+    return _export(request, "request-log", rows, reports.REQUEST_LOG_COLUMNS, filters,
+                   d["format"])
+
+
+@auditor_required
+def export_events(request):
+    form, filters = _filters(request)
+    if filters is None:
+        return render(request, "audit/home.html", {"form": form}, status=400)
+    d = form.cleaned_data
+    rows = reports.event_log(d.get("start"), d.get("end"))
+    return _export(request, "event-log", rows, reports.EVENT_LOG_COLUMNS, filters, d["format"])
+
+
+@auditor_required
+def metrics(request, year: int):
+    if not 2000 <= year <= 2100:
+        return render(request, "audit/home.html", {"form": ExportForm(),
+                                                   "error": _("No such year.")}, status=404)
+    report = reports.metrics(year)
+    if request.GET.get("format") == "csv":
+        record_event("audit.exported", actor=Actor.staff(request.user),
+                     data={"kind": "metrics", "year": year, "format": "csv"})
+        text = "".join(reports.as_csv(reports.metrics_csv_rows(report),
+                                      reports.METRICS_COLUMNS))
+        response = HttpResponse(text, content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="metrics-{year}.csv"'
+        return response
+    groups = reports.grouped(report)
+    for g in groups:
+        g["on_time_percent"] = round(100 * g["on_time_rate"]) if g["on_time_rate"] else 0
+    return render(request, "audit/metrics.html", {
+        "report": report, "groups": groups, "months": reports.monthly_bars(report)})
