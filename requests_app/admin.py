@@ -6,7 +6,10 @@ and audit trail right), never by editing fields here.
 
 from django.contrib import admin
 
+from requests_app.services.audit import record_event
+
 from requests_app.models import (
+    Actor,
     AuditEvent,
     DataSource,
     Identity,
@@ -71,8 +74,21 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_select_related = ["request"]
 
 
+class AuditedAdmin(admin.ModelAdmin):
+    """Configuration changes are audited: who changed which record, and which fields
+    (names only: a dataset map or a URL is configuration, not personal data)."""
+
+    def save_model(self, request, obj, form, change):
+        super().save_model(request, obj, form, change)
+        record_event(
+            f"config.{obj._meta.model_name}.{'changed' if change else 'added'}",
+            actor=Actor.staff(request.user),
+            data={"id": obj.pk, "name": str(obj), "fields": sorted(form.changed_data)},
+        )
+
+
 @admin.register(DataSource)
-class DataSourceAdmin(admin.ModelAdmin):
+class DataSourceAdmin(AuditedAdmin):
     """Privacy Managers keep the registry here. Saving validates the source: the
     dataset map's syntax and categories (with line numbers), and against the real
     database its tables and columns; an HTTP source's URL and secret variable."""
@@ -93,7 +109,7 @@ class DataSourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(ThirdParty)
-class ThirdPartyAdmin(admin.ModelAdmin):
+class ThirdPartyAdmin(AuditedAdmin):
     list_display = ["name", "kind", "contact_email"]
 
 

@@ -14,8 +14,28 @@ class RequestsAppConfig(AppConfig):
         ensure_broker_folders()
         post_migrate.connect(_sync_roles, sender=self)
 
+        from django.contrib.auth.models import User
+        from django.db.models.signals import m2m_changed
+
+        m2m_changed.connect(_audit_role_change, sender=User.groups.through)
+
 
 def _sync_roles(sender, **kwargs):
     from requests_app.roles import sync_roles
 
     sync_roles()
+
+
+def _audit_role_change(sender, instance, action, pk_set, **kwargs):
+    """Who holds which role is configuration an auditor must be able to follow."""
+    if action not in ("post_add", "post_remove", "post_clear"):
+        return
+    from django.contrib.auth.models import Group
+
+    from requests_app.models import Actor
+    from requests_app.services.audit import record_event
+
+    groups = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
+    record_event("config.roles_changed", actor=Actor.system(),
+                 data={"user": instance.get_username(), "change": action.removeprefix("post_"),
+                       "roles": groups})
