@@ -190,3 +190,22 @@ def test_configuration_changes_are_audited(client, alice, bob):
     bob.groups.add(Group.objects.get(name="Auditor"))
     change = AuditEvent.objects.filter(action="config.roles_changed").last()
     assert change.data == {"user": "bob", "change": "add", "roles": ["Auditor"]}
+
+
+def test_the_event_log_is_the_same_through_the_database_and_through_python():
+    """On PostgreSQL the server writes the export (COPY); elsewhere Python does."""
+    file_request()
+    from_python = list(csv.DictReader(io.StringIO("".join(
+        reports.as_csv(reports.event_log(), reports.EVENT_LOG_COLUMNS)))))
+    text = b"".join(c if isinstance(c, bytes) else c.encode()
+                    for c in reports.event_log_text("csv")).decode()
+    from_database = list(csv.DictReader(io.StringIO(text)))
+    assert [r["hash"] for r in from_database] == [r["hash"] for r in from_python]
+    assert list(from_database[0]) == reports.EVENT_LOG_COLUMNS
+    for db_row, py_row in zip(from_database, from_python):
+        assert json.loads(db_row["data"]) == json.loads(py_row["data"])
+        assert datetime.datetime.fromisoformat(db_row["time"]) == \
+            datetime.datetime.fromisoformat(py_row["time"])
+    lines = b"".join(c if isinstance(c, bytes) else c.encode()
+                     for c in reports.event_log_text("jsonl")).decode().splitlines()
+    assert [json.loads(line)["hash"] for line in lines] == [r["hash"] for r in from_python]
