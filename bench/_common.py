@@ -104,14 +104,18 @@ def shop_engine(dsn: str | None = None):
 
 
 def shop_subjects(dsn: str | None = None) -> int:
-    """Customers loaded by populate() (bench-added subjects excluded), 0 if none."""
+    """Subjects populate() loaded into the shop (kept in a table of ours, bench_meta,
+    which populate() does not drop: counting customers would be fooled by the
+    subjects the benchmarks add and erase), 0 if none."""
     import psycopg
 
     with psycopg.connect(dsn or shop_dsn()) as conn:
+        if not conn.execute("SELECT to_regclass('public.bench_meta')").fetchone()[0]:
+            return 0
         if not conn.execute("SELECT to_regclass('public.customers')").fetchone()[0]:
             return 0
-        return conn.execute(
-            "SELECT count(*) FROM customers WHERE email NOT LIKE 'bench-%%'").fetchone()[0]
+        row = conn.execute("SELECT subjects FROM bench_meta").fetchone()
+        return row[0] if row else 0
 
 
 def ensure_shop(subjects: int, db: str | None = None, force: bool = False) -> dict | None:
@@ -131,6 +135,10 @@ def ensure_shop(subjects: int, db: str | None = None, force: bool = False) -> di
     if not force and shop_subjects(dsn) == subjects:
         return None
     print(f"loading the demo shop into {name}: {subjects:,} subjects ...", flush=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (subjects integer NOT NULL, "
+                     "loaded_at timestamptz NOT NULL DEFAULT now())")
+        conn.execute("DELETE FROM bench_meta")
     engine = sa.create_engine(sql.engine_url(dsn))
     started = time.perf_counter()
     try:
@@ -140,6 +148,7 @@ def ensure_shop(subjects: int, db: str | None = None, force: bool = False) -> di
     loaded = time.perf_counter() - started
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("VACUUM (ANALYZE) " + ", ".join(shop.TABLES))
+        conn.execute("INSERT INTO bench_meta (subjects) VALUES (%s)", (subjects,))
     vacuumed = time.perf_counter() - started - loaded
     print(f"loaded in {loaded:.1f} s, vacuumed in {vacuumed:.1f} s", flush=True)
     # The connector caches reflected tables per process: a reload recreates them.
@@ -221,7 +230,124 @@ def file_request(email: str, request_type: str, state: str | None = None,
     return request
 
 
+def record_sink(run):
+    """A RecordSink for `run` (anything with a .token), whichever of its signatures
+    the tree has: RecordSink(run) or RecordSink(run, attempt, on_progress=None)."""
+    import inspect
+
+    from requests_app.sources.records import RecordSink
+
+    if "attempt" in inspect.signature(RecordSink).parameters:
+        return RecordSink(run, 1)
+    return RecordSink(run)
+
+
+# --- bench subjects -------------------------------------------------------------
+
+
+def make_subject(email: str, events: int, tag: str) -> dict:
+    """A customer with 2 devices and `events` web events (plus marketing preferences).
+    Replaces an earlier one with the same email. Returns row counts."""
+    import psycopg
+
+    with psycopg.connect(shop_dsn()) as conn:
+        old = conn.execute("SELECT id FROM customers WHERE email = %s", (email,)).fetchone()
+        if old:
+            cid = old[0]
+            conn.execute("DELETE FROM web_events WHERE cookie_id IN "
+                         "(SELECT cookie_id FROM devices WHERE customer_id = %s)", (cid,))
+            for table in ("devices", "marketing_preferences", "addresses", "support_tickets",
+                          "product_reviews", "partner_shares"):
+                conn.execute(f"DELETE FROM {table} WHERE customer_id = %s", (cid,))
+            conn.execute("DELETE FROM customers WHERE id = %s", (cid,))
+        cid = conn.execute(
+            "INSERT INTO customers (customer_number, email, first_name, last_name, phone, "
+            "created_at) VALUES (%s, %s, 'Bench', 'Subject', NULL, now()) RETURNING id",
+            ("B-" + hashlib.md5(tag.encode()).hexdigest()[:16], email)).fetchone()[0]
+        conn.execute("INSERT INTO marketing_preferences (customer_id, email_opt_in, sms_opt_in, "
+                     "updated_at) VALUES (%s, true, false, now())", (cid,))
+        cookies = [f"bench-{tag}-cookie-{k}" for k in (1, 2)]
+        for cookie in cookies:
+            conn.execute("INSERT INTO devices (cookie_id, customer_id, user_agent, first_seen) "
+                         "VALUES (%s, %s, 'Mozilla/5.0 (X11; Linux x86_64) Bench/1.0', now())",
+                         (cookie, cid))
+        per_device = [events // 2, events - events // 2]
+        for cookie, n in zip(cookies, per_device):
+            conn.execute(
+                "INSERT INTO web_events (cookie_id, ip_address, url, occurred_at) "
+                "SELECT %s, '203.0.113.' || (g %% 250 + 1), "
+                "'https://shop.example.com/products/' || (g %% 250 + 1) || '?ref=bench', "
+                "now() - g * interval '1 minute' FROM generate_series(1, %s) g",
+                (cookie, n))
+    with psycopg.connect(shop_dsn(), autocommit=True) as conn:
+        conn.execute("ANALYZE customers, devices, web_events, marketing_preferences")
+    return {"customers": 1, "marketing_preferences": 1, "devices": 2, "web_events": events}
+
+
 # --- measuring ---------------------------------------------------------------------
+
+
+class TransactionClock:
+    """Durations of the connector engine's transactions, split by whether they wrote."""
+
+    def __init__(self, engine):
+        import sqlalchemy as sa
+
+        self.engine, self.sa = engine, sa
+        self.open: dict[int, tuple[float, bool]] = {}
+        self.write: list[float] = []
+        self.read: list[float] = []
+        self.hooks = {"begin": self._begin, "commit": self._end, "rollback": self._end,
+                      "before_cursor_execute": self._statement}
+        for name, fn in self.hooks.items():
+            sa.event.listen(engine, name, fn)
+
+    def _begin(self, conn):
+        self.open[id(conn)] = (time.perf_counter(), False)
+
+    def _statement(self, conn, cursor, statement, parameters, context, executemany):
+        started, wrote = self.open.get(id(conn), (None, False))
+        if started is not None and statement.lstrip()[:6].upper() in ("DELETE", "UPDATE"):
+            self.open[id(conn)] = (started, True)
+
+    def _end(self, conn):
+        started, wrote = self.open.pop(id(conn), (None, False))
+        if started is not None:
+            (self.write if wrote else self.read).append(time.perf_counter() - started)
+
+    def close(self):
+        for name, fn in self.hooks.items():
+            self.sa.event.remove(self.engine, name, fn)
+
+
+class timed_methods:
+    """`with timed_methods(SqlConnector, "gather", "erase") as times:` records how long
+    each call of those methods took (times["erase"] == [seconds, ...]), without
+    changing what they do: the benchmarks go through the worker's own code path
+    (fulfilment.execute_run) and time the connector's part from the outside."""
+
+    def __init__(self, cls, *names):
+        self.cls, self.names = cls, names
+        self.times: dict[str, list[float]] = {n: [] for n in names}
+        self.originals = {}
+
+    def __enter__(self):
+        for name in self.names:
+            original = self.originals[name] = self.cls.__dict__[name]
+
+            def wrapper(*args, _original=original, _name=name, **kwargs):
+                started = time.perf_counter()
+                try:
+                    return _original(*args, **kwargs)
+                finally:
+                    self.times[_name].append(time.perf_counter() - started)
+
+            setattr(self.cls, name, wrapper)
+        return self.times
+
+    def __exit__(self, *exc):
+        for name, original in self.originals.items():
+            setattr(self.cls, name, original)
 
 
 def rss_mb() -> float:
@@ -277,9 +403,14 @@ def machine() -> dict:
                 break
     with psycopg.connect(f"{SERVER}/postgres") as conn:
         pg = conn.execute("SHOW server_version").fetchone()[0]
+    try:
+        commit = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                                capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = ""
     return {"nproc": os.cpu_count(), "ram_gib": round(mem_kb / 1024 / 1024, 1), "cpu": cpu,
             "postgresql": pg, "python": platform.python_version(),
-            "load_average": load_average(),
+            "load_average": load_average(), "commit": commit,
             "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
 
 

@@ -111,15 +111,28 @@ class ServerStatements:
     def reset(self):
         self.conn.execute("SELECT pg_stat_statements_reset()")
 
-    def read(self, db: str) -> dict[str, int]:
+    def read(self, db: str) -> tuple[dict[str, int], float]:
+        """(statements by first word, total execution time in ms)."""
         rows = self.conn.execute(
-            "SELECT query, calls FROM pg_stat_statements WHERE dbid = "
+            "SELECT query, calls, total_exec_time FROM pg_stat_statements WHERE dbid = "
             "(SELECT oid FROM pg_database WHERE datname = %s)", (db,)).fetchall()
         kinds = Counter()
-        for query, calls in rows:
+        total = 0.0
+        for query, calls, exec_ms in rows:
             word = query.split(None, 1)[0].upper() if query.strip() else "?"
             kinds[word] += calls
-        return dict(kinds)
+            total += exec_ms
+        return dict(kinds), total
+
+
+LOADED: dict[int, dict | None] = {}
+
+
+def load(sizes: list[int]) -> None:
+    """Load every shop first: a load clears the connector's engine cache, which would
+    drop the statement counters set on engines before it."""
+    for size in sizes:
+        LOADED[size] = c.ensure_shop(size, db_for(size))
 
 
 def db_for(size: int) -> str:
@@ -140,7 +153,7 @@ class Size:
         self.env = c.SHOP_ENV if self.db == c.SHOP_DB else f"SHOP_BENCH_{size}_DSN"
         self.dsn = c.shop_dsn(self.db)
         os.environ[self.env] = self.dsn
-        self.loaded = c.ensure_shop(size, self.db)
+        self.loaded = LOADED.get(size)
         self.connector = SqlConnector(c.shop_source(save=False, env=self.env))
         self.engine = c.shop_engine(self.dsn)
         self.statements = 0
@@ -156,10 +169,10 @@ def measure(sizes: list[int], subject: int, runs: int) -> list[dict]:
     import psycopg
 
     from requests_app.sources.base import IdentityData
-    from requests_app.sources.records import RecordSink
 
     email = f"user{subject}@example.com"
     identity = IdentityData(email=email)
+    load(sizes)
     shops = [Size(size) for size in sizes]
     stats = ServerStatements()
     found = {}
@@ -170,13 +183,17 @@ def measure(sizes: list[int], subject: int, runs: int) -> list[dict]:
         shop.first_call = time.perf_counter() - t0
         for _ in range(3):
             shop.connector.gather(None, identity, DropSink())
-        # Statements of one call, from both ends.
+        # Statements of one call, from both ends, and the server's execution time
+        # (mean of 10 calls).
         shop.statements = 0
         stats.reset()
-        sink = DropSink()
-        shop.connector.gather(None, identity, sink)
-        shop.client_statements = shop.statements
-        shop.server = stats.read(shop.db)
+        for _ in range(10):
+            sink = DropSink()
+            shop.connector.gather(None, identity, sink)
+        shop.client_statements = shop.statements // 10
+        kinds, exec_ms = stats.read(shop.db)
+        shop.server = {k: v // 10 for k, v in kinds.items()}
+        shop.server_exec_ms = exec_ms / 10
         found[shop.size] = dict(sink.counts)
 
     # Interleaved, so that drift on a shared machine hits every size alike.
@@ -188,7 +205,7 @@ def measure(sizes: list[int], subject: int, runs: int) -> list[dict]:
     for i in range(runs):
         for shop in shops:
             t0 = time.perf_counter()
-            with RecordSink(SimpleNamespace(token=f"bench-gather-{i}")) as record_sink:
+            with c.record_sink(SimpleNamespace(token=f"bench-gather-{i}")) as record_sink:
                 shop.connector.gather(None, identity, record_sink)
             shop.times["sink"].append(time.perf_counter() - t0)
     conns = {shop.size: psycopg.connect(shop.dsn, autocommit=True) for shop in shops}
@@ -227,6 +244,7 @@ def measure(sizes: list[int], subject: int, runs: int) -> list[dict]:
             "client_statements": shop.client_statements,
             "server_statements": shop.server,
             "server_statements_total": sum(shop.server.values()),
+            "server_exec_ms": shop.server_exec_ms,
             "floor_statements": len(FLOOR_QUERIES),
         }
         r["ratio_drop_vs_floor"] = r["gather_drop_ms"] / r["floor_script_ms"]
@@ -236,12 +254,46 @@ def measure(sizes: list[int], subject: int, runs: int) -> list[dict]:
     return results
 
 
+def what_if(size: int, subject: int, runs: int) -> dict:
+    """NOT the shipped code: SqlConnector._run_select patched to a client-side cursor
+    (one round trip per query instead of DECLARE / FETCH ... / CLOSE), timed
+    alternately with the shipped one on the same shop, to size the fix."""
+    import sqlalchemy as sa
+
+    from requests_app.sources.base import IdentityData
+    from requests_app.sources.sql import SqlConnector
+
+    load([size])
+    shop = Size(size)
+    identity = IdentityData(email=f"user{subject}@example.com")
+    shipped = SqlConnector._run_select
+
+    def client_side(self, conn, table, parts):
+        query = sa.select(table).where(sa.or_(*(table.c[col].in_(vals) for col, vals in parts)))
+        yield from conn.execute(query).mappings()
+
+    times = {"shipped": [], "client_cursor": []}
+    try:
+        for i in range(runs + 3):
+            for label, impl in (("shipped", shipped), ("client_cursor", client_side)):
+                SqlConnector._run_select = impl
+                t0 = time.perf_counter()
+                shop.connector.gather(None, identity, DropSink())
+                if i >= 3:
+                    times[label].append(time.perf_counter() - t0)
+    finally:
+        SqlConnector._run_select = shipped
+    return {k: c.median(v) * 1000 for k, v in times.items()}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1_000, c.BIG_SHOP])
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--subject", type=int, default=196,
                         help="customer number n (email user<n>@example.com), <= min(sizes)")
+    parser.add_argument("--what-if", action="store_true",
+                        help="also time a client-side-cursor variant (not the shipped code)")
     args = parser.parse_args()
     if args.subject > min(args.sizes) or args.subject <= 8:
         raise SystemExit("--subject must be in 9 .. min(sizes)")
@@ -260,6 +312,7 @@ def main():
         print(f"statements per gather        {r['client_statements']} (SQLAlchemy), "
               f"{r['server_statements_total']} on the server {r['server_statements']}; "
               f"floor: {r['floor_statements']} in 1 round trip")
+        print(f"server execution per gather  {r['server_exec_ms']:8.2f} ms  (pg_stat_statements)")
         print(f"gather / floor               {r['ratio_drop_vs_floor']:.2f}x (records "
               f"dropped), {r['ratio_recordsink_vs_floor']:.2f}x (RecordSink); target <= 1.5x: "
               f"{c.verdict(r['ratio_drop_vs_floor'] <= 1.5)}")
@@ -274,6 +327,11 @@ def main():
         print(f"\n{big['subjects']:,} vs {small['subjects']:,} subjects: {scale:.2f}x "
               f"(records dropped), {scale_sink:.2f}x (RecordSink); target within 1.3x: "
               f"{c.verdict(ok)}")
+    if args.what_if:
+        w = what_if(max(args.sizes), args.subject, args.runs)
+        summary["what_if_ms"] = w
+        print(f"\nwhat-if (not shipped), {max(args.sizes):,} subjects: shipped "
+              f"{w['shipped']:.2f} ms, client-side cursor {w['client_cursor']:.2f} ms")
     c.report("gather", summary)
 
 

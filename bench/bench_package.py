@@ -6,13 +6,15 @@ Adds to the demo shop (loaded with --subjects customers if it does not hold that
 many) one customer, bench-package@example.com, with 2 devices and --events
 web_events (half per device): events are found through devices.cookie_id, two hops
 from the customer. Then, in a fresh child process started for the purpose (a
-worker-like process: Django set up, the connector and packages modules imported):
+worker-like process: Django set up, the Celery app, tasks, connector and packages
+modules imported):
 
 1. baseline RSS after imports;
-2. SqlConnector.gather into a RecordSink for a gather SourceRun of a portability
-   request (as fulfilment.execute_run does), the run marked done with its
-   collections;
-3. packages.build(request): the streamed, encrypted zip of JSON + CSV per table.
+2. fulfilment.execute_run for the gather SourceRun of a portability request (what
+   the run_source task calls: claim, SqlConnector.gather into a RecordSink, the
+   outcome recorded); the time inside SqlConnector.gather is reported too;
+3. packages.build(request) (what build_results calls): the streamed, encrypted
+   zip of JSON + CSV per table and a manifest.
 
 Peak RSS: ru_maxrss of the child (whole life), and per phase VmHWM (reset between
 phases through /proc/self/clear_refs). Throughput: rows / (gather + build), against
@@ -35,45 +37,6 @@ from pathlib import Path
 import _common as c
 
 EMAIL = "bench-package@example.com"
-
-
-def make_subject(email: str, events: int, tag: str) -> dict:
-    """A customer with 2 devices and `events` web events (plus marketing preferences).
-    Replaces an earlier one with the same email. Returns row counts."""
-    import psycopg
-
-    with psycopg.connect(c.shop_dsn()) as conn:
-        old = conn.execute("SELECT id FROM customers WHERE email = %s", (email,)).fetchone()
-        if old:
-            cid = old[0]
-            conn.execute("DELETE FROM web_events WHERE cookie_id IN "
-                         "(SELECT cookie_id FROM devices WHERE customer_id = %s)", (cid,))
-            for table in ("devices", "marketing_preferences", "addresses", "support_tickets",
-                          "product_reviews", "partner_shares"):
-                conn.execute(f"DELETE FROM {table} WHERE customer_id = %s", (cid,))
-            conn.execute("DELETE FROM customers WHERE id = %s", (cid,))
-        cid = conn.execute(
-            "INSERT INTO customers (customer_number, email, first_name, last_name, phone, "
-            "created_at) VALUES (%s, %s, 'Bench', 'Subject', NULL, now()) RETURNING id",
-            (f"B-{tag}", email)).fetchone()[0]
-        conn.execute("INSERT INTO marketing_preferences (customer_id, email_opt_in, sms_opt_in, "
-                     "updated_at) VALUES (%s, true, false, now())", (cid,))
-        cookies = [f"bench-{tag}-cookie-{k}" for k in (1, 2)]
-        for cookie in cookies:
-            conn.execute("INSERT INTO devices (cookie_id, customer_id, user_agent, first_seen) "
-                         "VALUES (%s, %s, 'Mozilla/5.0 (X11; Linux x86_64) Bench/1.0', now())",
-                         (cookie, cid))
-        per_device = [events // 2, events - events // 2]
-        for cookie, n in zip(cookies, per_device):
-            conn.execute(
-                "INSERT INTO web_events (cookie_id, ip_address, url, occurred_at) "
-                "SELECT %s, '203.0.113.' || (g %% 250 + 1), "
-                "'https://shop.example.com/products/' || (g %% 250 + 1) || '?ref=bench', "
-                "now() - g * interval '1 minute' FROM generate_series(1, %s) g",
-                (cookie, n))
-    with psycopg.connect(c.shop_dsn(), autocommit=True) as conn:
-        conn.execute("ANALYZE customers, devices, web_events, marketing_preferences")
-    return {"customers": 1, "marketing_preferences": 1, "devices": 2, "web_events": events}
 
 
 COPY_QUERIES = [
@@ -106,10 +69,82 @@ def copy_out(email: str, path) -> tuple[float, int, int]:
     return time.perf_counter() - started, rows, size
 
 
+def breakdown(email: str) -> dict:
+    """Where gathering time goes, step by step, for the same rows (seconds, median
+    of 3): the rows read by psycopg (server-side cursor, 1,000 per FETCH, as the
+    connector's SQLAlchemy setting does), read by SQLAlchemy as mappings, then
+    SqlConnector.gather into a sink that drops them (the traversal's own work)."""
+    import psycopg
+    import sqlalchemy as sa
+
+    from bench_gather import DropSink
+    from requests_app.sources.base import IdentityData
+    from requests_app.sources.sql import SqlConnector
+
+    query = " UNION ALL ".join(
+        f"SELECT count(*) FROM ({q}) AS x" for q in COPY_QUERIES)  # warms the same pages
+    steps = {"psycopg_server_cursor": [], "sqlalchemy_stream": [], "gather_drop_sink": []}
+    connector = SqlConnector(c.shop_source(save=False))
+    engine = c.shop_engine()
+    identity = IdentityData(email=email)
+    with psycopg.connect(c.shop_dsn()) as conn:
+        conn.execute(query, {"e": email})
+    for _ in range(3):
+        with psycopg.connect(c.shop_dsn()) as conn:
+            t = time.perf_counter()
+            for q in COPY_QUERIES:
+                with conn.cursor(name="bench") as cur:
+                    cur.itersize = 1000
+                    cur.execute(q, {"e": email})
+                    for _row in cur:
+                        pass
+            steps["psycopg_server_cursor"].append(time.perf_counter() - t)
+        with engine.connect() as conn:
+            t = time.perf_counter()
+            for q in COPY_QUERIES:
+                text = sa.text(q.replace("%(e)s", ":e"))
+                result = conn.execution_options(stream_results=True, yield_per=1000).execute(
+                    text, {"e": email})
+                for _row in result.mappings():
+                    pass
+            steps["sqlalchemy_stream"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        connector.gather(None, identity, DropSink())
+        steps["gather_drop_sink"].append(time.perf_counter() - t)
+    return {k: c.median(v) for k, v in steps.items()}
+
+
 # --- the worker-like child ------------------------------------------------------
 
 
-def child(request_id: int, run_id: int, profile: bool, phases: bool) -> None:
+def apply_what_if() -> None:
+    """NOT the shipped code: two small changes, patched in, to size their effect
+    (see docs/benchmarks.md). 1. never_disclosed() answered once per category, not
+    once per value; 2. the package's text chunks (one per record) coalesced into
+    ~64 KiB before stream_zip, which otherwise deflates every record separately."""
+    import functools
+
+    from requests_app import packages
+    from requests_app.sources import records
+
+    records.never_disclosed = functools.cache(records.never_disclosed)
+
+    def _encode(text_chunks, size=64 * 1024):
+        buffer, length = [], 0
+        for text in text_chunks:
+            buffer.append(text)
+            length += len(text)
+            if length >= size:
+                yield "".join(buffer).encode("utf-8")
+                buffer, length = [], 0
+        if buffer:
+            yield "".join(buffer).encode("utf-8")
+
+    packages._encode = _encode
+
+
+def child(request_id: int, run_id: int, profile: bool, phases: bool,
+          what_if: bool = False) -> None:
     """Gather and build as a worker would, measuring this process. With `phases`,
     VmHWM is reset between gather and build to get each one's peak (that reset also
     resets what ru_maxrss reports, so rounds without it give the true ru_maxrss)."""
@@ -122,11 +157,12 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool) -> None:
     from privacyportal.celery import app
     from requests_app import packages
     from requests_app.models import PrivacyRequest, SourceRun
-    from requests_app.sources.base import IdentityData
-    from requests_app.sources.records import RecordSink
-    from requests_app.sources.registry import connector_for
+    from requests_app.services import fulfilment
+    from requests_app.sources.sql import SqlConnector
 
     app.loader.import_default_modules()
+    if what_if:
+        apply_what_if()
     out = {"baseline_rss_mb": c.rss_mb(), "baseline_peak_mb": c.peak_rss_mb(),
            "phases": phases}
 
@@ -142,9 +178,11 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool) -> None:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
 
-    run = SourceRun.objects.select_related("source", "request__identity").get(pk=run_id)
-    identity = IdentityData.of(run.request.identity)
-    connector = connector_for(run.source)
+    # The worker's own path: fulfilment.execute_run claims the run, gathers into a
+    # RecordSink and records the outcome (its check_fulfilment message goes to
+    # Redis, where no worker takes it; bench scripts purge the queue). The time
+    # spent inside SqlConnector.gather is taken by wrapping it.
+    clock = c.TransactionClock(c.shop_engine())
     profiler = None
     if profile:
         import cProfile
@@ -154,18 +192,20 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool) -> None:
     if phases:
         out["hwm_reset"] = c.reset_peak_rss()
     t0 = time.perf_counter()
-    with RecordSink(run) as sink:
-        outcome = connector.gather(run, identity, sink)
-    run.result = {**outcome.result, "collections": sink.collections}
-    run.records_found = outcome.records
-    run.state = SourceRun.State.DONE
-    run.save()
+    with c.timed_methods(SqlConnector, "gather") as inner:
+        status = fulfilment.execute_run(run_id)
     t1 = time.perf_counter()
+    run = SourceRun.objects.get(pk=run_id)
+    if run.state != SourceRun.State.DONE:
+        raise SystemExit(f"the run ended {status!r} / {run.state}: {run.last_error}")
     out["gather_seconds"] = t1 - t0
+    out["connector_gather_seconds"] = inner["gather"][0]
+    out["gather_longest_transaction_s"] = max(clock.read + clock.write)
+    clock.close()
     out["gather_hwm_mb"] = c.hwm_mb()
     out["rss_after_gather_mb"] = c.rss_mb()
-    out["records"] = outcome.records
-    out["collections"] = {k: v["count"] for k, v in sink.collections.items()}
+    out["records"] = run.records_found
+    out["collections"] = {k: v["count"] for k, v in run.result["collections"].items()}
     if phases:
         c.reset_peak_rss()
     request = PrivacyRequest.objects.select_related("identity").get(pk=request_id)
@@ -211,16 +251,17 @@ def check_package(package_id: int) -> dict:
             "records": {f["name"]: f["records"] for f in manifest["files"]}}
 
 
-def one_round(email: str, source, profile: bool = False, phases: bool = False) -> dict:
+def one_round(email: str, source, profile: bool = False, phases: bool = False,
+              what_if: bool = False) -> dict:
     from requests_app.models import SourceRun, State
 
     request = c.file_request(email, "portability", state=State.FULFILLING)
     run = SourceRun.objects.create(request=request, source=source,
-                                   action=SourceRun.Action.GATHER,
-                                   state=SourceRun.State.RUNNING)
+                                   action=SourceRun.Action.GATHER)
     proc = subprocess.run([sys.executable, __file__, "--child", str(request.pk), str(run.pk)]
                           + (["--profile"] if profile else [])
-                          + (["--phases"] if phases else []),
+                          + (["--phases"] if phases else [])
+                          + (["--what-if"] if what_if else []),
                           capture_output=True, text=True)
     if profile:
         print(proc.stderr[-6000:])
@@ -235,20 +276,23 @@ def main():
     parser.add_argument("--subjects", type=int, default=1_000_000)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--name", default="package", help="name of the results file")
     parser.add_argument("--profile", action="store_true",
                         help="also run once under cProfile and print the top functions")
     parser.add_argument("--child", nargs=2, type=int, metavar=("REQUEST", "RUN"))
     parser.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--what-if", action="store_true",
+                        help="also time the pipeline with two small fixes patched in")
     args = parser.parse_args()
     if args.child:
-        child(*args.child, profile=args.profile, phases=args.phases)
+        child(*args.child, profile=args.profile, phases=args.phases, what_if=args.what_if)
         return
 
     c.setup_django()
     c.ensure_shop(args.subjects)
     source = c.shop_source()
     t = time.perf_counter()
-    rows = make_subject(EMAIL, args.events, "package")
+    rows = c.make_subject(EMAIL, args.events, "package")
     print(f"subject created: {rows} in {time.perf_counter() - t:.1f} s", flush=True)
     total_rows = sum(rows.values())
 
@@ -260,6 +304,7 @@ def main():
     copy_path.unlink()
     if copy_rows != total_rows:
         raise SystemExit(f"COPY wrote {copy_rows} rows, expected {total_rows}")
+    steps = breakdown(EMAIL)
 
     rounds = []
     for i in range(args.repeat + 1):
@@ -280,13 +325,19 @@ def main():
                   f"{r['sampled_max_rss_mb']:.0f} MB", flush=True)
     if args.profile:
         one_round(EMAIL, source, profile=True)
+    what_if = None
+    if args.what_if:
+        tries = [one_round(EMAIL, source, what_if=True) for _ in range(args.repeat)]
+        what_if = {k: c.median([r[k] for r in tries]) for k in (
+            "gather_seconds", "build_seconds", "ru_maxrss_mb")}
+        what_if["total_seconds"] = what_if["gather_seconds"] + what_if["build_seconds"]
     checked = check_package(rounds[-1]["package_id"])
     web = [v for k, v in checked["records"].items() if k.endswith("web_events.json")]
     if web != [args.events]:
         raise SystemExit(f"the package's manifest says {checked['records']}")
 
     med = {k: c.median([r[k] for r in rounds]) for k in (
-        "baseline_rss_mb", "gather_seconds", "build_seconds", "total_seconds", "ru_maxrss_mb",
+        "baseline_rss_mb", "gather_seconds", "connector_gather_seconds", "build_seconds", "total_seconds", "ru_maxrss_mb",
         "sampled_max_rss_mb", "package_bytes")}
     med["gather_hwm_mb"], med["build_hwm_mb"] = split["gather_hwm_mb"], split["build_hwm_mb"]
     worst_rss = max(r["ru_maxrss_mb"] for r in rounds)
@@ -299,9 +350,13 @@ def main():
         "gather_rows_per_s": total_rows / med["gather_seconds"],
         "build_rows_per_s": total_rows / med["build_seconds"],
         "pipeline_rows_per_s": total_rows / med["total_seconds"],
-        "package_files": checked["files"],
+        "package_files": checked["files"], "breakdown_seconds": steps,
     }
     result["throughput_vs_copy"] = result["pipeline_rows_per_s"] / result["copy_rows_per_s"]
+    if what_if:
+        what_if["rows_per_s"] = total_rows / what_if["total_seconds"]
+        what_if["vs_copy"] = what_if["rows_per_s"] / result["copy_rows_per_s"]
+        result["what_if"] = what_if
     print(f"\n== portability package, {total_rows:,} rows (median of {args.repeat} "
           f"fresh processes) ==")
     print(f"baseline RSS after imports   {med['baseline_rss_mb']:8.1f} MB")
@@ -309,19 +364,32 @@ def main():
           f"target <= 150 MB: {c.verdict(worst_rss <= 150)}")
     print(f"  peak during gather (VmHWM) {med['gather_hwm_mb']:8.1f} MB")
     print(f"  peak during build (VmHWM)  {med['build_hwm_mb']:8.1f} MB")
-    print(f"gather into RecordSink       {med['gather_seconds']:8.2f} s  "
+    print(f"execute_run (gather)         {med['gather_seconds']:8.2f} s  "
           f"{result['gather_rows_per_s']:10,.0f} rows/s")
+    print(f"  of which in SqlConnector.gather {med['connector_gather_seconds']:5.2f} s")
     print(f"packages.build               {med['build_seconds']:8.2f} s  "
           f"{result['build_rows_per_s']:10,.0f} rows/s")
     print(f"gather + build               {med['total_seconds']:8.2f} s  "
           f"{result['pipeline_rows_per_s']:10,.0f} rows/s")
+    print(f"  rows read by psycopg (server-side cursor)   {steps['psycopg_server_cursor']:5.2f} s")
+    print(f"  ... by SQLAlchemy, streamed as mappings     {steps['sqlalchemy_stream']:5.2f} s")
+    print(f"  SqlConnector.gather, records dropped        {steps['gather_drop_sink']:5.2f} s")
     print(f"COPY ... TO STDOUT (csv)     {copy_seconds:8.2f} s  "
           f"{result['copy_rows_per_s']:10,.0f} rows/s  ({copy_bytes / 1e6:.1f} MB)")
+    print(f"gather's read transaction    {c.median([r['gather_longest_transaction_s'] for r in rounds]):8.2f} s  "
+          "(AccessShareLock on the 12 tables while it streams)")
     print(f"package                      {med['package_bytes'] / 1e6:8.1f} MB, "
           f"{checked['files']} files")
     print(f"throughput / COPY            {result['throughput_vs_copy']:8.3f}x   target >= 0.5x: "
           f"{c.verdict(result['throughput_vs_copy'] >= 0.5)}")
-    c.report("package", result)
+    if what_if:
+        print(f"what-if (not shipped: never_disclosed cached, zip chunks coalesced): gather "
+              f"{what_if['gather_seconds']:.2f} s, build {what_if['build_seconds']:.2f} s, "
+              f"{what_if['rows_per_s']:,.0f} rows/s = {what_if['vs_copy']:.3f}x COPY")
+    from privacyportal.celery import app
+
+    app.control.purge()  # the check_fulfilment messages execute_run sent
+    c.report(args.name, result)
 
 
 if __name__ == "__main__":

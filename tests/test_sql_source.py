@@ -350,3 +350,21 @@ def test_a_shared_row_that_belongs_to_someone_else_is_neither_shown_nor_erased(
     assert connector.remaining(run, IdentityData(email="pat@example.com")) == 0
     with engine.connect() as conn:
         assert [r[0] for r in conn.exec_driver_sql("SELECT line1 FROM addresses")] == ["Sam St"]
+
+
+def test_the_same_email_erased_twice_in_a_unique_column_does_not_collide(shop):
+    """Pat's account is erased, Pat signs up again with the same email, and is
+    erased again: the hashed unique column must not clash with the first row."""
+    source, engine = shop
+    connector = SqlConnector(source)
+    connector.erase(Run(), IdentityData(email="pat@example.com"), {})
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO customers (id, email, name) "
+                             "VALUES (9, 'pat@example.com', 'Pat Again')")
+    run = Run()
+    connector.erase(run, IdentityData(email="pat@example.com"), {})
+    assert connector.remaining(run, IdentityData(email="pat@example.com")) == 0
+    with engine.connect() as conn:
+        hashes = [r[0] for r in conn.exec_driver_sql(
+            "SELECT email FROM customers WHERE id IN (1, 9)")]
+    assert len(set(hashes)) == 2 and all(h.startswith("~") for h in hashes)

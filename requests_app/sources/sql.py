@@ -460,13 +460,25 @@ class SqlConnector(Connector):
             rows = conn.execute(
                 sa.select(pk, *(table.c[c.name] for c in computed)).where(pk.in_(keys))
             ).mappings().all()
+            unique = _unique_columns(table)
             params = []
             for row in rows:
-                values = {"_pk": row[spec.primary_key]}
+                key = row[spec.primary_key]
+                values = {"_pk": key}
                 for c in computed:
                     length = getattr(table.c[c.name].type, "length", None)
-                    values[c.name] = (keyed_hash(row[c.name], length) if c.erase == "hash"
-                                      else mask(row[c.name]))
+                    value = row[c.name]
+                    if c.erase == "hash":
+                        # In a unique column two people's hashes must differ too (the
+                        # same person erased twice, say): salt with the row's key.
+                        if c.name in unique and isinstance(value, str):
+                            value = keyed_hash(f"{key}:{value}", length) if not _HASHED.match(
+                                value) else value
+                        else:
+                            value = keyed_hash(value, length)
+                        values[c.name] = value
+                    else:
+                        values[c.name] = mask(value)
                 params.append(values)
             if params:
                 stmt = (sa.update(table).where(pk == sa.bindparam("_pk"))
