@@ -33,6 +33,7 @@ def is_category(key: str) -> bool:
     return key in taxonomy()
 
 
+@cache
 def never_disclosed(key: str) -> bool:
     return any(key == p or key.startswith(p + ".") for p in NEVER_DISCLOSE_PREFIXES)
 

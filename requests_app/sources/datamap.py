@@ -21,6 +21,7 @@ dataset (fides_meta.identity, references) into this form.
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import yaml
 
@@ -136,8 +137,10 @@ def _line(mapping, key=None):
     return None
 
 
+@lru_cache(maxsize=64)
 def parse(text: str) -> DatasetMap:
-    """Parse and validate a dataset map; raise DatasetMapError listing every problem."""
+    """Parse and validate a dataset map; raise DatasetMapError listing every problem.
+    Cached by text: every source task needs its map, and the text rarely changes."""
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
