@@ -116,7 +116,10 @@ def begin(request_id: int) -> None:
             dispatched_at=timezone.now())
         for run in to_dispatch:
             enqueue_on_commit(run_source, run.pk)
-        enqueue_on_commit(check_fulfilment, request.pk)
+        if not to_dispatch:
+            # Nothing to wait for (no sources, or all done already): look now. Else
+            # each run looks when it finishes.
+            enqueue_on_commit(check_fulfilment, request.pk)
 
 
 def claim(run_id: int, *, waiting: bool = False) -> int | None:
