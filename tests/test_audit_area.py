@@ -209,3 +209,12 @@ def test_the_event_log_is_the_same_through_the_database_and_through_python():
     lines = b"".join(c if isinstance(c, bytes) else c.encode()
                      for c in reports.event_log_text("jsonl")).decode().splitlines()
     assert [json.loads(line)["hash"] for line in lines] == [r["hash"] for r in from_python]
+
+
+def test_a_manifest_lists_only_the_filters_that_applied(client, charlie):
+    file_request()
+    client.force_login(charlie)
+    manifest, _ = unzip(client.get("/audit/events/?format=csv&type=deletion&start=2020-01-01"))
+    assert manifest["filters"] == {"start": "2020-01-01"}
+    manifest, _ = unzip(client.get("/audit/requests/?format=csv&type=deletion"))
+    assert manifest["filters"] == {"type": "deletion"}

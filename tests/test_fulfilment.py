@@ -15,7 +15,6 @@ from requests_app.models import (
     Actor,
     DataSource,
     Package,
-    SourceRun,
     State,
     Suppression,
     ThirdParty,

@@ -231,13 +231,15 @@ def metrics(year: int) -> dict:
 
 
 def metrics_csv_rows(report: dict):
-    for key, g in report["groups"].items():
+    def blank(value):
+        return "" if value is None else value
+
+    for g in report["groups"].values():
         row = {"year": report["year"], "type": g["label"], "received": g["received"],
                "complied_in_whole_or_part": g["complied"], "denied": g["denied"],
-               "median_days_to_respond": g["median_days"] if g["median_days"] is not None
-               else "", "mean_days_to_respond": g["mean_days"] if g["mean_days"] is not None
-               else "", "on_time_rate": g["on_time_rate"] if g["on_time_rate"] is not None
-               else ""}
+               "median_days_to_respond": blank(g["median_days"]),
+               "mean_days_to_respond": blank(g["mean_days"]),
+               "on_time_rate": blank(g["on_time_rate"])}
         row.update({f"denied_{r}": n for r, n in g["denied_by_reason"].items()})
         yield row
 

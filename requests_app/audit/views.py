@@ -82,36 +82,45 @@ def _export(request, kind: str, body, filters: dict, fmt: str):
     return response
 
 
-def _filters(request):
+def _request_log(d):
+    rows = reports.request_log(d.get("start"), d.get("end"), d.get("type") or None,
+                               d.get("outcome") or None)
+    if d["format"] == "csv":
+        return reports.as_csv(rows, reports.REQUEST_LOG_COLUMNS)
+    return reports.as_jsonl(rows)
+
+
+def _event_log(d):
+    return reports.event_log_text(d["format"], d.get("start"), d.get("end"))
+
+
+# Each export: how its body is made, and which filters apply to it (only those are
+# recorded in the manifest and the audit event).
+EXPORTS = {
+    "request-log": (_request_log, ("start", "end", "type", "outcome")),
+    "event-log": (_event_log, ("start", "end")),
+}
+
+
+def _export_view(request, kind: str):
     form = ExportForm(request.GET or None)
     if not form.is_valid():
-        return form, None
-    data = form.cleaned_data
-    return form, {k: (v.isoformat() if isinstance(v, datetime.date) else v)
-                  for k, v in data.items() if v and k != "format"}
+        return render(request, "audit/home.html", {"form": form}, status=400)
+    build, applicable = EXPORTS[kind]
+    d = form.cleaned_data
+    filters = {k: (d[k].isoformat() if isinstance(d[k], datetime.date) else d[k])
+               for k in applicable if d.get(k)}
+    return _export(request, kind, build(d), filters, d["format"])
 
 
 @auditor_required
 def export_requests(request):
-    form, filters = _filters(request)
-    if filters is None:
-        return render(request, "audit/home.html", {"form": form}, status=400)
-    d = form.cleaned_data
-    rows = reports.request_log(d.get("start"), d.get("end"), d.get("type") or None,
-                               d.get("outcome") or None)
-    body = (reports.as_csv(rows, reports.REQUEST_LOG_COLUMNS) if d["format"] == "csv"
-            else reports.as_jsonl(rows))
-    return _export(request, "request-log", body, filters, d["format"])
+    return _export_view(request, "request-log")
 
 
 @auditor_required
 def export_events(request):
-    form, filters = _filters(request)
-    if filters is None:
-        return render(request, "audit/home.html", {"form": form}, status=400)
-    d = form.cleaned_data
-    body = reports.event_log_text(d["format"], d.get("start"), d.get("end"))
-    return _export(request, "event-log", body, filters, d["format"])
+    return _export_view(request, "event-log")
 
 
 @auditor_required

@@ -18,7 +18,7 @@ import traceback
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from requests_app.models import (

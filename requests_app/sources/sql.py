@@ -21,7 +21,6 @@ import os
 import re
 from collections import Counter, defaultdict
 from functools import lru_cache
-from pathlib import Path
 
 import sqlalchemy as sa
 from django.conf import settings
@@ -53,6 +52,11 @@ def _engine(url: str) -> sa.Engine:
 
 
 _REFLECTED: dict[tuple, dict] = {}
+
+
+def _ordered(values) -> list:
+    """Values in a stable order (numbers numerically, for index locality)."""
+    return sorted(values, key=lambda v: (type(v).__name__, v))
 
 
 def _unique_columns(table: sa.Table) -> set[str]:
@@ -282,7 +286,7 @@ class SqlConnector(Connector):
         keys, kept = {}, {}
         for name in self.map.tables:
             shared = trav.shared_values.get(name, {})
-            still_used = set()
+            still_used = set()  # (column, value) pairs other people's rows refer to
             for edge in self.map.edges():
                 if not edge.forward or edge.to_table != name or not shared:
                     continue
@@ -290,26 +294,25 @@ class SqlConnector(Connector):
                           if v.get(edge.to_column) is not None}
                 referrer = tables[edge.from_table].c[edge.from_column]
                 mine = trav.own_refs[(edge.from_table, edge.from_column)]
-                ordered = sorted(values, key=repr)
+                ordered = _ordered(values)
                 for i in range(0, len(ordered), BATCH):
                     query = (sa.select(referrer, sa.func.count()).where(
                         referrer.in_(ordered[i:i + BATCH])).group_by(referrer))
                     for value, total in conn.execute(query):
                         if total > mine.get(value, 0):
-                            still_used.add(value)
-                for key, v in shared.items():
-                    if v.get(edge.to_column) in still_used:
-                        kept[name] = kept.get(name, 0) + 1
-            erasable = trav.owned.get(name, set()) | {
-                k for k, v in shared.items() if not (set(v.values()) & still_used)}
-            keys[name] = sorted(erasable, key=repr)
+                            still_used.add((edge.to_column, value))
+            erasable_shared = {k for k, v in shared.items()
+                               if not any(item in still_used for item in v.items())}
+            if len(shared) > len(erasable_shared):
+                kept[name] = len(shared) - len(erasable_shared)
+            keys[name] = _ordered(trav.owned.get(name, set()) | erasable_shared)
         return keys, kept
 
     def _select(self, conn, table, conditions: dict[str, set]):
         """One query per table per hop: OR of IN-lists, batched at BATCH values."""
         chunks = []
         for column, values in conditions.items():
-            ordered = sorted(values, key=repr)
+            ordered = _ordered(values)
             chunks.extend((column, ordered[i:i + BATCH]) for i in range(0, len(ordered), BATCH))
         # Pack the chunks into as few statements as possible, BATCH values each.
         statement, size = [], 0
