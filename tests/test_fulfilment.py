@@ -15,6 +15,8 @@ from requests_app.models import (
     Actor,
     DataSource,
     Package,
+    PrivacyRequest,
+    SourceRun,
     State,
     Suppression,
     ThirdParty,
@@ -410,3 +412,27 @@ def test_gathered_records_are_deleted_once_the_package_is_built(sources, alice):
     assert Package.objects.filter(request=request).exists()
     for run in request.source_runs.all():
         assert not run_dir(run).exists()
+
+
+def test_a_worker_whose_run_was_taken_over_cannot_record_its_outcome(sources, alice):
+    import datetime
+
+    from django.utils import timezone
+
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    request = approved("access", alice)
+    run = request.source_runs.get(source=sources["sql"])
+    SourceRun.objects.filter(pk=run.pk).update(state="pending")
+    PrivacyRequest.objects.filter(pk=request.pk).update(state=State.FULFILLING)
+    first = fulfilment.claim(run.pk)
+    assert fulfilment.claim(run.pk) is None  # alive: nobody else may take it
+    SourceRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - datetime.timedelta(hours=1))
+    second = fulfilment.claim(run.pk)  # the first worker went quiet
+    assert second == first + 1
+    assert fulfilment.finish_run(run.pk, 99, {"late": True}, attempt=first) is False
+    fulfilment.note_error(run.pk, "late failure", final=True, attempt=first)
+    run.refresh_from_db()
+    assert run.state == "running" and run.records_found != 99 and run.last_error == ""
+    assert fulfilment.finish_run(run.pk, 8, {}, attempt=second) is True
