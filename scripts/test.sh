@@ -14,6 +14,8 @@ pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 missing=()
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 command -v redis-server >/dev/null || missing+=(redis-server)
+# End-to-end tests drive Debian's chromium through Playwright.
+[ -x /usr/bin/chromium ] || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "make test: installing ${missing[*]} from Debian packages"
   # Keep Debian from creating a cluster and from starting system services of its own
@@ -83,6 +85,8 @@ export EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend
 export DATA_DIR="$TMP/data" STATIC_ROOT="$TMP/static"
 export PP_TEST_SERVICES=1   # conftest.py refuses to run on anything but PostgreSQL and Redis
 export PG_BIN TEST_TMP="$TMP" REDIS_PORT
+# Screenshots of the end-to-end tests (kept after the run, never committed).
+export TEST_ARTIFACTS="${TEST_ARTIFACTS:-$ROOT/test-artifacts}"
 
 cd "$ROOT"
 "$BIN/python" manage.py collectstatic --noinput -v 0
