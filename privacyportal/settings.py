@@ -224,6 +224,20 @@ elif CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
     }
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
+# Cache, shared by every web process: rate limits and login lockouts count here.
+# Redis when CACHE_URL (or else a Redis broker) names one, files in DATA_DIR otherwise.
+CACHE_URL = envstr("CACHE_URL", "")
+if not CACHE_URL and CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
+    CACHE_URL = CELERY_BROKER_URL
+if CACHE_URL.startswith(("redis:", "rediss:")):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": CACHE_URL, "KEY_PREFIX": "pp"}}
+elif CACHE_URL:
+    fail(f"CACHE_URL must be a redis:// URL, not {CACHE_URL.split(':')[0]!r}.")
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(DATA_DIR / "cache")}}
+
 # Request handling.
 # Public holidays that business-day deadlines skip (a `holidays` country code).
 HOLIDAY_COUNTRY = envstr("HOLIDAY_COUNTRY", "US")
