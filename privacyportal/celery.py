@@ -39,6 +39,10 @@ app.conf.update(
             "task": "requests_app.tasks.purge_expired_identities",
             "schedule": crontab(hour=2, minute=30),
         },
+        "scan-disclosures": {
+            "task": "requests_app.tasks.scan_disclosures",
+            "schedule": 15 * 60.0,
+        },
         "remind-source-owners": {
             "task": "requests_app.tasks.remind_source_owners",
             "schedule": crontab(hour=8, minute=0),

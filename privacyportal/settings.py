@@ -87,6 +87,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "requests_app.preferences.middleware.GlobalPrivacyControlMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -103,6 +104,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "requests_app.preferences.middleware.gpc",
             ],
         },
     },
@@ -244,6 +246,12 @@ HOLIDAY_COUNTRY = envstr("HOLIDAY_COUNTRY", "US")
 if HOLIDAY_COUNTRY not in holidays.list_supported_countries():
     fail(f"HOLIDAY_COUNTRY must be a country code of the holidays package such as US or GB, "
          f"not {HOLIDAY_COUNTRY!r}.")
+# Preference links in marketing emails work for this many days; a preference-page
+# session (after a link or a code) lasts this many minutes.
+PREFERENCE_LINK_MAX_AGE_DAYS = envint("PREFERENCE_LINK_MAX_AGE_DAYS", 60, minimum=1)
+PREFERENCE_SESSION_MINUTES = envint("PREFERENCE_SESSION_MINUTES", 30, minimum=1)
+# Disclosure tables of SQL sources are read in pages of this many rows.
+DISCLOSURE_SCAN_BATCH = envint("DISCLOSURE_SCAN_BATCH", 5000, minimum=100)
 # A request whose identity is not verified within this many days expires.
 VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
 

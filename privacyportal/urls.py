@@ -2,11 +2,14 @@ from django.contrib import admin
 from django.urls import include, path
 
 from requests_app import views
+from requests_app.preferences.third_party import confirm as third_party_confirm
 from requests_app.sources.views import source_callback
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("preferences/", include("requests_app.preferences.urls")),
+    path("third-parties/confirm/<str:token>/", third_party_confirm, name="third_party_confirm"),
     path("admin/", admin.site.urls),
     path("staff/", include("requests_app.staff.urls")),
     path("audit/", include("requests_app.audit.urls")),

@@ -4,16 +4,22 @@ Requests change only through the services (which keep the lifecycle, deadlines
 and audit trail right), never by editing fields here.
 """
 
+from django import forms
 from django.contrib import admin
+from django.db import transaction
 
 from requests_app.services.audit import record_event
 
 from requests_app.models import (
     Actor,
     AuditEvent,
+    ConsentRecord,
     DataSource,
+    Disclosure,
     Identity,
     PrivacyRequest,
+    Purpose,
+    PurposeNotice,
     SourceRun,
     ThirdParty,
 )
@@ -120,3 +126,81 @@ class SourceRunAdmin(ReadOnlyAdmin):
     list_filter = ["state", "action", "source"]
     search_fields = ["request__reference"]
     exclude = ["token"]
+
+
+class PurposeForm(forms.ModelForm):
+    notice_text = forms.CharField(
+        label="Notice text", widget=forms.Textarea(attrs={"rows": 8}),
+        help_text="The exact words shown when a person makes a choice. Changing them "
+                  "saves a new version; earlier versions stay, as the ledger names them.")
+
+    class Meta:
+        model = Purpose
+        fields = ["name", "slug", "description", "basis", "opt_out_type", "honours_gpc",
+                  "sources", "third_parties", "active"]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        notice = self.instance.current_notice if self.instance.pk else None
+        if notice:
+            self.fields["notice_text"].initial = notice.text
+
+
+class PurposeNoticeInline(admin.TabularInline):
+    model = PurposeNotice
+    extra = 0
+    can_delete = False
+    fields = ["version", "created_at", "created_by", "text"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Purpose)
+class PurposeAdmin(AuditedAdmin):
+    """Privacy Managers define purposes here; each change of notice text is a new
+    version (see models/consent.py)."""
+
+    form = PurposeForm
+    list_display = ["name", "basis", "opt_out_type", "honours_gpc", "active"]
+    list_filter = ["basis", "active"]
+    prepopulated_fields = {"slug": ["name"]}
+    filter_horizontal = ["sources", "third_parties"]
+    inlines = [PurposeNoticeInline]
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # the ledger names it: make it inactive instead
+
+    def save_model(self, request, obj, form, change):
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            text = form.cleaned_data["notice_text"].strip()
+            current = obj.current_notice
+            if current is None or current.text != text:
+                PurposeNotice.objects.create(
+                    purpose=obj, version=(current.version + 1) if current else 1, text=text,
+                    created_by=request.user)
+                record_event("config.purposenotice.added", actor=Actor.staff(request.user),
+                             data={"purpose": obj.slug,
+                                   "version": (current.version + 1) if current else 1})
+
+
+@admin.register(ConsentRecord)
+class ConsentRecordAdmin(ReadOnlyAdmin):
+    """The ledger, read-only (append-only in the database as well)."""
+
+    list_display = ["at", "purpose", "action", "method", "notice", "request"]
+    list_filter = ["purpose", "action", "method"]
+    search_fields = ["request__reference"]
+
+
+@admin.register(Disclosure)
+class DisclosureAdmin(ReadOnlyAdmin):
+    list_display = ["disclosed_at", "third_party_name", "purpose_text", "source",
+                    "violated_purpose"]
+    list_filter = ["violated_purpose", "source"]
+    exclude = ["subject"]

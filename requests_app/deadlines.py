@@ -68,7 +68,9 @@ def acknowledge_by(received_at: datetime.datetime, jurisdiction: str) -> datetim
 
 
 def _response_period(rules: JurisdictionRules, request_type) -> Period:
-    return rules.opt_out if request_type.is_opt_out else rules.respond
+    if request_type.is_opt_out:
+        return request_type.opt_out_period or rules.opt_out
+    return rules.respond
 
 
 def response_due(received_at: datetime.datetime, jurisdiction: str, request_type) -> datetime.date:

@@ -6,6 +6,7 @@ ROLES: dict[str, list[str]] = {
     "Privacy Analyst": [
         "requests_app.view_privacyrequest",
         "requests_app.work_request",
+        "requests_app.view_consentrecord",
     ],
     "Privacy Manager": [
         "requests_app.view_privacyrequest",
@@ -23,6 +24,12 @@ ROLES: dict[str, list[str]] = {
         "requests_app.view_thirdparty",
         "requests_app.add_thirdparty",
         "requests_app.change_thirdparty",
+        "requests_app.manage_purposes",
+        "requests_app.view_purpose",
+        "requests_app.add_purpose",
+        "requests_app.change_purpose",
+        "requests_app.view_consentrecord",
+        "requests_app.view_disclosure",
     ],
     "Auditor": [
         "requests_app.view_auditevent",

@@ -66,6 +66,9 @@ class RequestType:
     is_opt_out: bool = False
     # Deletions need a Privacy Manager's approval before anything is erased.
     is_deletion: bool = False
+    # An opt-out clock of its own, the same in every jurisdiction (None: the
+    # jurisdiction's opt-out period applies).
+    opt_out_period: Period | None = None
 
 
 REQUEST_TYPES: dict[str, RequestType] = {
@@ -83,6 +86,14 @@ REQUEST_TYPES: dict[str, RequestType] = {
                     Verification.TWO_POINTS_EXCLUDING_CORRECTED),
         RequestType("opt_out_sale", _("Opt-out of sale or sharing"), "opt_out",
                     Verification.NONE, is_opt_out=True),
+        RequestType("opt_out_partners", _("Opt-out of disclosure to partners"), "opt_out",
+                    Verification.NONE, is_opt_out=True),
+        RequestType("limit_sensitive", _("Limit the use of sensitive personal information"),
+                    "opt_out", Verification.NONE, is_opt_out=True),
+        # Removal from marketing lists within 10 business days, wherever the person
+        # lives (the privacy statement's promise; CAN-SPAM §7704(a)(4)).
+        RequestType("opt_out_marketing", _("Stop marketing to me"), "opt_out",
+                    Verification.NONE, is_opt_out=True, opt_out_period=business_days(10)),
     ]
 }
 

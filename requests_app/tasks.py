@@ -16,10 +16,13 @@ from django.utils import timezone
 
 from requests_app import packages
 from requests_app.models import Actor, OutgoingEmail, PrivacyRequest, SourceRun, State
+from requests_app.rules import REQUEST_TYPES
 from requests_app.services import fulfilment, notices, staff_emails
 from requests_app.services.lifecycle import TransitionRefused, do_transition
 
 log = logging.getLogger(__name__)
+
+OPT_OUT_TYPES = [code for code, t in REQUEST_TYPES.items() if t.is_opt_out]
 
 _EMAIL_ERRORS = (smtplib.SMTPException, OSError)
 
@@ -43,7 +46,11 @@ def _system_step(request_id: int, name: str) -> None:
 
 @shared_task
 def begin_review(request_id: int) -> None:
+    """Verified: into review. An opt-out needs no review and is approved at once."""
     _system_step(request_id, "start_review")
+    request = PrivacyRequest.objects.only("request_type", "state").get(pk=request_id)
+    if request.type_rules.is_opt_out and request.state == State.IN_REVIEW:
+        _system_step(request_id, "approve_opt_out")
 
 
 @shared_task
@@ -145,6 +152,12 @@ def reconcile() -> dict:
         ).values_list("pk", flat=True):
             task.delay(request_id)
             counts[key] += 1
+    # Opt-outs left in review (their approval step was lost).
+    for request_id in PrivacyRequest.objects.filter(
+        state=State.IN_REVIEW, updated_at__lte=stale, request_type__in=OPT_OUT_TYPES
+    ).values_list("pk", flat=True):
+        begin_review.delay(request_id)
+        counts["reviews"] += 1
     counts["runs"] = 0
     for run_id in fulfilment.stuck_runs().values_list("pk", flat=True):
         SourceRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
@@ -185,3 +198,11 @@ def purge_expired_identities() -> int:
     from requests_app.audit.retention import purge_all
 
     return purge_all()
+
+
+@shared_task
+def scan_disclosures() -> dict:
+    """Periodic: read new rows of the sources' disclosure tables (services/disclosures.py)."""
+    from requests_app.services import disclosures
+
+    return disclosures.scan_all()

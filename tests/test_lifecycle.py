@@ -49,6 +49,8 @@ EXPECTED_SOURCES = {
     "flag_for_attention": {"fulfilling", "waiting_manual"},
     "retry_fulfilment": {"needs_attention"},
     "release": {"results_ready"},
+    "approve_opt_out": {"in_review"},
+    "confirm_opt_out": {"results_ready"},
     "approve_erasure": {"results_ready"},
     "reject_erasure_plan": {"results_ready"},
     "close": {"completed", "denied", "appeal_denied"},
@@ -83,7 +85,7 @@ def request_where_guards_hold(state, days_ago, name=""):
     # Virginia has an appeal process and an extension; received 40 days ago, the
     # verification window (30 days) has run out and the due date (day 45) is ahead.
     # The steps on a deletion's dry run need a deletion.
-    kind = "deletion" if "erasure" in name else "access"
+    kind = "deletion" if "erasure" in name else "opt_out_sale" if "opt_out" in name else "access"
     return file_request(request_type=kind, jurisdiction="VA", state=state,
                         received_at=days_ago(40))
 
@@ -95,6 +97,7 @@ CASES = [(name, state) for name in sorted(TRANSITIONS) for state in State.values
 def test_each_transition_from_each_state(name, state, alice, days_ago):
     request = request_where_guards_hold(state, days_ago, name)
     events_before = AuditEvent.objects.count()
+    last_id = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
     allowed = state in sources_of(name)
     actor = actor_for(name, alice)
 
@@ -103,7 +106,9 @@ def test_each_transition_from_each_state(name, state, alice, days_ago):
         target = TRANSITIONS[name].target
         # A transition with no target (the extension) keeps the state.
         assert moved.state == (target or state)
-        event = AuditEvent.objects.filter(request=request, action=f"request.{name}").get()
+        # (An opt-out took its system steps once already while it was filed.)
+        event = AuditEvent.objects.filter(request=request, action=f"request.{name}",
+                                          id__gt=last_id).get()
         assert (event.from_state, event.to_state) == (state, moved.state)
         assert event.actor_label == actor.label
     else:
@@ -112,6 +117,14 @@ def test_each_transition_from_each_state(name, state, alice, days_ago):
         request.refresh_from_db()
         assert request.state == state
         assert AuditEvent.objects.count() == events_before
+
+
+@pytest.mark.parametrize("name,state", [("approve_opt_out", State.IN_REVIEW),
+                                        ("confirm_opt_out", State.RESULTS_READY)])
+def test_only_an_opt_out_is_approved_and_confirmed_by_the_system(name, state):
+    request = file_request(request_type="access", state=state)
+    with pytest.raises(TransitionRefused, match="Only an opt-out"):
+        do_transition(request.pk, name, actor=Actor.system())
 
 
 def test_the_state_field_cannot_be_assigned_directly():
@@ -379,13 +392,21 @@ def test_a_lost_email_is_sent_by_the_reconciler(alice, days_ago):
     assert email.sent_at is not None
 
 
-def test_an_opt_out_needs_no_verification_and_never_expires(days_ago):
+def test_an_opt_out_needs_no_verification_nor_review_and_never_expires(days_ago):
     request = file_request(request_type="opt_out_sale", jurisdiction="CA",
                            received_at=days_ago(31))
     request.refresh_from_db()
-    assert request.state == State.IN_REVIEW
+    # No source takes opt-outs here: honoured at once, by the system alone.
+    assert request.state == State.COMPLETED
+    steps = list(AuditEvent.objects.filter(request=request, action__startswith="request.")
+                 .order_by("id").values_list("action", "actor_kind"))
+    assert steps == [("request.received", "consumer"), ("request.verify", "system"),
+                     ("request.start_review", "system"), ("request.approve_opt_out", "system"),
+                     ("request.start_fulfilment", "system"),
+                     ("request.mark_results_ready", "system"),
+                     ("request.confirm_opt_out", "system")]
     event = AuditEvent.objects.get(request=request, action="request.verify")
-    assert event.actor_kind == "system" and "no identity verification" in event.reason
+    assert "no identity verification" in event.reason
 
 
 def test_a_closed_denial_can_still_be_appealed(alice):

@@ -8,4 +8,5 @@ urlpatterns = [
     path("requests/", views.export_requests, name="requests"),
     path("events/", views.export_events, name="events"),
     path("metrics/<int:year>/", views.metrics, name="metrics"),
+    path("opt-outs/<int:year>/", views.opt_out_report, name="opt_outs"),
 ]

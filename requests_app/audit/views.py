@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from stream_zip import ZIP_64, stream_zip
 
-from requests_app.audit import reports
+from requests_app.audit import opt_outs, reports
 from requests_app.models import Actor, AuditEvent
 from requests_app.rules import request_type_choices
 from requests_app.services.audit import record_event
@@ -142,3 +142,19 @@ def metrics(request, year: int):
         g["on_time_percent"] = round(100 * g["on_time_rate"]) if g["on_time_rate"] else 0
     return render(request, "audit/metrics.html", {
         "report": report, "groups": groups, "months": reports.monthly_bars(report)})
+
+
+@auditor_required
+def opt_out_report(request, year: int):
+    if not 2000 <= year <= 2100:
+        return render(request, "audit/home.html", {"form": ExportForm(),
+                                                   "error": _("No such year.")}, status=404)
+    rows = opt_outs.report(year)
+    if request.GET.get("format") == "csv":
+        record_event("audit.exported", actor=Actor.staff(request.user),
+                     data={"kind": "opt-outs", "year": year, "format": "csv"})
+        response = HttpResponse("".join(reports.as_csv(rows, opt_outs.COLUMNS)),
+                                content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="opt-outs-{year}.csv"'
+        return response
+    return render(request, "audit/opt_outs.html", {"rows": rows, "year": year})

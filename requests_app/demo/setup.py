@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from django.conf import settings
 
 from requests_app.demo import shop
-from requests_app.models import DataSource, ThirdParty
+from requests_app.models import DataSource, Purpose, PurposeNotice, ThirdParty
 from requests_app.sources import demo_http
 from requests_app.sources.sql import engine_url
 
@@ -99,3 +99,45 @@ def register_sources(manager, emails: list[str]) -> list[DataSource]:
                   "instructions": "Search the warranty-card cabinets by surname and "
                                   "postcode. Scan what you find into a CSV."})
     return [sql_source, http_source, manual_source]
+
+
+# The demo company's purposes: (slug, name, basis, opt-out type, honours GPC,
+# sources by name, third parties by name, description, notice).
+PURPOSES = [
+    ("channel-partners", "Share account data with channel partners", "opt_in",
+     "opt_out_partners", False, ["Loyalty and support chat"], ["Northwind Resellers"],
+     "Your name, email and address passed to resellers who fulfil some orders.",
+     "With your permission we give your name, email address and postal address to our "
+     "reseller Northwind Resellers so that it can fulfil orders and offer you its own "
+     "products. We do this only if you say yes here, and you can withdraw at any time."),
+    ("cross-context-ads", "Sale or sharing for cross-context advertising", "opt_out",
+     "opt_out_sale", True, ["Loyalty and support chat"], ["Contoso Ads"],
+     "Cookie ids and browsing history shared with an ad network to show you ads elsewhere.",
+     "We share identifiers from cookies and your browsing on our site with the ad network "
+     "Contoso Ads, which uses them to show you our ads on other sites. Under California law "
+     "this is “sharing”. Say no here, or send a Global Privacy Control signal, and we stop."),
+    ("marketing-email", "Marketing email", "opt_out", "opt_out_marketing", False,
+     ["Loyalty and support chat", "Paper archive"], [],
+     "Offers and news by email and post.",
+     "We send offers and news to customers by email and sometimes by post. Say no and we "
+     "remove you from every list within 10 business days."),
+    ("sensitive-data", "Use of sensitive data", "opt_in", "limit_sensitive", False, [], [],
+     "Using your precise location to suggest nearby pickup points.",
+     "With your permission we use your device's precise location to suggest the nearest "
+     "pickup point. We never use it for anything else."),
+]
+
+
+def register_purposes(manager) -> list[Purpose]:
+    made = []
+    for slug, name, basis, opt_out_type, gpc, sources, parties, description, notice in PURPOSES:
+        purpose, created = Purpose.objects.get_or_create(slug=slug, defaults={
+            "name": name, "basis": basis, "opt_out_type": opt_out_type, "honours_gpc": gpc,
+            "description": description})
+        if created:
+            purpose.sources.set(DataSource.objects.filter(name__in=sources))
+            purpose.third_parties.set(ThirdParty.objects.filter(name__in=parties))
+            PurposeNotice.objects.create(purpose=purpose, version=1, text=notice,
+                                         created_by=manager)
+        made.append(purpose)
+    return made

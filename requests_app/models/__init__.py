@@ -1,4 +1,11 @@
 from requests_app.models.audit import AuditEvent
+from requests_app.models.consent import (
+    ConsentRecord,
+    Disclosure,
+    DisclosureScan,
+    Purpose,
+    PurposeNotice,
+)
 from requests_app.models.email import OutgoingEmail
 from requests_app.models.sources import (
     DataSource,
@@ -21,6 +28,11 @@ from requests_app.models.privacy_request import (
 __all__ = [
     "Actor",
     "AuditEvent",
+    "ConsentRecord",
+    "Disclosure",
+    "DisclosureScan",
+    "Purpose",
+    "PurposeNotice",
     "DataSource",
     "Package",
     "SourceRun",

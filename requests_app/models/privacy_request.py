@@ -172,6 +172,11 @@ def _erasure_plan_awaits_approval(instance: "PrivacyRequest") -> bool:
     return instance.type_rules.is_deletion and instance.erasure_approved_at is None
 
 
+def _is_opt_out(instance: "PrivacyRequest") -> bool:
+    """an opt-out (no review: it is carried out as received)"""
+    return instance.type_rules.is_opt_out
+
+
 def _results_are_final(instance: "PrivacyRequest") -> bool:
     """for a deletion: the erasure itself has run, not only its dry run"""
     return not instance.type_rules.is_deletion or instance.erasure_approved_at is not None
@@ -185,6 +190,7 @@ _may_extend.refusal = _(
 _erasure_plan_awaits_approval.refusal = _(
     "Only the dry run of a deletion that is not yet approved can be approved or rejected."
 )
+_is_opt_out.refusal = _("Only an opt-out is approved and confirmed by the system.")
 _results_are_final.refusal = _("Approve the deletion dry run first: nothing has been deleted yet.")
 _has_appeal_process.refusal = _(
     "No appeal is possible: the request was appealed already, or its jurisdiction has no appeal."
@@ -242,6 +248,11 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     appeal_outcome = models.CharField(_("appeal outcome"), max_length=8, blank=True,
                                       choices=[("granted", _("Granted")),
                                                ("denied", _("Denied"))])
+
+    # For an opt-out: the purposes it withdraws from (their sources and third
+    # parties are the ones told). Empty: every enabled source that takes opt-outs.
+    purposes = models.ManyToManyField("requests_app.Purpose", blank=True,
+                                      related_name="requests", verbose_name=_("purposes"))
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -315,6 +326,11 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     def approve(self):
         pass
 
+    @transition(state, source=State.IN_REVIEW, target=State.APPROVED,
+                conditions=[_is_opt_out], custom={"actors": (SYSTEM,)})
+    def approve_opt_out(self):
+        """An opt-out needs no verification and no review: carried out as received."""
+
     @transition(state, source=State.APPROVED, target=State.FULFILLING,
                 custom={"actors": (SYSTEM,)})
     def start_fulfilment(self):
@@ -363,6 +379,12 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
                 conditions=[_results_are_final],
                 permission=_perm("release_results"), custom={"actors": (STAFF,)})
     def release(self):
+        self.responded_at = timezone.now()
+
+    @transition(state, source=State.RESULTS_READY, target=State.COMPLETED,
+                conditions=[_is_opt_out], custom={"actors": (SYSTEM,)})
+    def confirm_opt_out(self):
+        """Every source it was pushed to confirmed it: the opt-out is honoured."""
         self.responded_at = timezone.now()
 
     @transition(state, source=[State.COMPLETED, State.DENIED, State.APPEAL_DENIED],
@@ -434,7 +456,8 @@ class Identity(models.Model):
     request = models.OneToOneField(
         PrivacyRequest, on_delete=models.CASCADE, related_name="identity"
     )
-    name = models.CharField(_("name"), max_length=200)
+    # Blank only for an opt-out made on the preference page, where no name is asked.
+    name = models.CharField(_("name"), max_length=200, blank=True)
     email = models.EmailField(_("email"), db_index=True)
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     account_number = models.CharField(_("customer or account number"), max_length=64, blank=True)

@@ -75,7 +75,11 @@ def _sources_for(action: str, request: PrivacyRequest):
     if action == Action.ERASE:
         return DataSource.objects.filter(runs__request=request, runs__action=Action.PLAN_ERASURE,
                                          runs__state=RunState.DONE).distinct()
-    return DataSource.objects.filter(enabled=True, kind__in=KINDS[action])
+    sources = DataSource.objects.filter(enabled=True, kind__in=KINDS[action])
+    if action == Action.OPT_OUT and request.purposes.exists():
+        # Only the sources the withdrawn purposes govern.
+        sources = sources.filter(purposes_governed__in=request.purposes.all()).distinct()
+    return sources
 
 
 def _start_afresh(request: PrivacyRequest) -> None:
@@ -116,6 +120,9 @@ def begin(request_id: int) -> None:
             dispatched_at=timezone.now())
         for run in to_dispatch:
             enqueue_on_commit(run_source, run.pk)
+        if action == Action.OPT_OUT:
+            _tell_third_parties(request, ThirdParty.objects.filter(
+                purposes__in=request.purposes.all()).distinct())
         if not to_dispatch:
             # Nothing to wait for (no sources, or all done already): look now. Else
             # each run looks when it finishes.
@@ -345,12 +352,14 @@ def results_built(request_id: int) -> None:
         request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
         if all_done(request):
             _apply(request, "mark_results_ready", actor=Actor.system())
+            if request.type_rules.is_opt_out:
+                # Every source confirmed: honoured. (Third parties confirm on
+                # their own time; their notices are tracked apart.)
+                _apply(request, "confirm_opt_out", actor=Actor.system())
 
 
 def after_erasure(request: PrivacyRequest) -> None:
     """Once every source has erased: suppress the person, tell the third parties."""
-    from requests_app.tasks import send_third_party_notice
-
     Suppression.objects.get_or_create(
         identity_hash=hash_value(request.identity.email),
         defaults={"request_reference": request.reference})
@@ -358,7 +367,13 @@ def after_erasure(request: PrivacyRequest) -> None:
     erased = [run.source_id for run in
               request.source_runs.filter(action=Action.ERASE, state=RunState.DONE)
               if run.records_found != 0 and run.result.get("outcome") != "impossible"]
-    parties = ThirdParty.objects.filter(sources__in=erased).distinct()
+    _tell_third_parties(request, ThirdParty.objects.filter(sources__in=erased).distinct())
+
+
+def _tell_third_parties(request: PrivacyRequest, parties) -> None:
+    """One notice per third party, sent after the commit and tracked to confirmation."""
+    from requests_app.tasks import send_third_party_notice
+
     for party in parties:
         notice, _ = ThirdPartyNotice.objects.get_or_create(request=request, third_party=party)
         if notice.state == ThirdPartyNotice.State.PENDING:

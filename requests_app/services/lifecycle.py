@@ -6,7 +6,7 @@ and enqueues its side effects on commit.
 """
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
@@ -36,11 +36,13 @@ NOTICES = {
     "appeal": "appeal_received",
     "grant_appeal": "appeal_granted",
     "deny_appeal": "appeal_denied",
+    "confirm_opt_out": "opt_out_done",
 }
 # The system's next step, run by a worker after the transition commits.
 FOLLOW_UPS = {
     "verify": "requests_app.tasks.begin_review",
     "approve": "requests_app.tasks.begin_fulfilment",
+    "approve_opt_out": "requests_app.tasks.begin_fulfilment",
     "approve_erasure": "requests_app.tasks.begin_fulfilment",
     "retry_fulfilment": "requests_app.tasks.begin_fulfilment",
 }
@@ -61,6 +63,17 @@ class NewRequest:
     # When the request reached us; staff entering a letter days later set this, and
     # the clock starts from it.
     received_at: datetime.datetime | None = None
+    # Opt-outs: the purposes withdrawn (empty: every purpose of this opt-out type),
+    # how the choice was made (ConsentRecord.Method; default from the channel) and
+    # the notice version shown for each purpose (default: the current one).
+    purposes: tuple = ()
+    consent_method: str = ""
+    consent_notices: dict = field(default_factory=dict)
+
+
+# How an opt-out arrived, for the consent ledger, by the channel it came through.
+CONSENT_METHODS = {"web": "request_form", "api": "request_form", "phone": "staff_phone",
+                   "email": "staff_writing", "post": "staff_writing"}
 
 
 def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
@@ -106,6 +119,12 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
             },
         )
         queue_notice(request, "received", event)
+        if request.type_rules.is_opt_out:
+            from requests_app.services.consent import record_request_opt_out
+
+            record_request_opt_out(
+                request, new.purposes, actor=actor, notices=new.consent_notices,
+                method=new.consent_method or CONSENT_METHODS.get(new.channel, "request_form"))
         if request.type_rules.verification is Verification.NONE:
             # Opt-outs need no identity verification (CCPA regs §7026): straight on.
             _apply(request, "verify", actor=Actor.system(),

@@ -26,6 +26,7 @@ def render_notice(request: PrivacyRequest, notice: str, **extra) -> tuple[str, s
         "identity": request.identity,
         "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
         "complaint_text": request.complaint_text,
+        "site_url": settings.SITE_URL,
         **extra,
     }
     subject = render_to_string(f"emails/{notice}/subject.txt", context)

@@ -30,7 +30,11 @@ from requests_app.sources.categories import is_category
 IDENTITY_FIELDS = ("email", "phone", "account_number")
 TABLE_ACTIONS = ("delete", "update", "retain")
 COLUMN_ACTIONS = ("null", "mask", "hash", "retain")
-_TABLE_KEYS = {"primary_key", "identity", "references", "columns", "erase", "legal_basis"}
+_TABLE_KEYS = {"primary_key", "identity", "references", "columns", "erase", "legal_basis",
+               "disclosures"}
+# A table that logs disclosures to third parties names its columns so (see
+# services/disclosures.py): recipient and time required, the rest optional.
+DISCLOSURE_KEYS = {"third_party": True, "at": True, "categories": False, "purpose": False}
 
 
 class DatasetMapError(Exception):
@@ -66,10 +70,13 @@ class Table:
     columns: dict
     erase: str
     legal_basis: str
+    # {"third_party": column, "at": column, "categories": column, "purpose": column}
+    disclosures: dict | None = None
 
     def column_names(self) -> set[str]:
         names = {self.primary_key, *self.identity.values(), *self.columns}
         names.update(r.column for r in self.references)
+        names.update((self.disclosures or {}).values())
         return names
 
 
@@ -225,9 +232,30 @@ def _parse_table(name, spec, line, errors):
     basis = str(spec.get("legal_basis") or "").strip()
     if retains and not basis:
         errors.append((line, f"{where}: retaining data needs a `legal_basis`"))
+    disclosures = _parse_disclosures(where, spec, errors)
     if not isinstance(pk, str):
         return None
-    return Table(name, pk, dict(identity), tuple(references), columns, erase, basis)
+    return Table(name, pk, dict(identity), tuple(references), columns, erase, basis,
+                 disclosures)
+
+
+def _parse_disclosures(where, spec, errors) -> dict | None:
+    raw = spec.get("disclosures")
+    if raw is None:
+        return None
+    line = _line(spec, "disclosures")
+    if not isinstance(raw, dict):
+        errors.append((line, f"{where}: `disclosures` must map third_party, at, categories, "
+                             "purpose to columns"))
+        return None
+    for key in raw:
+        if key not in DISCLOSURE_KEYS:
+            errors.append((_line(raw, key), f"{where}: disclosures: unknown key `{key}` "
+                                            f"(expected {', '.join(DISCLOSURE_KEYS)})"))
+    for key, required in DISCLOSURE_KEYS.items():
+        if required and not raw.get(key):
+            errors.append((line, f"{where}: disclosures: `{key}` (a column name) is required"))
+    return {k: str(v) for k, v in raw.items() if k in DISCLOSURE_KEYS and v}
 
 
 def _check_references(tables, raw, errors):
@@ -237,6 +265,11 @@ def _check_references(tables, raw, errors):
                 errors.append((_line(raw[table.name], "references"),
                                f"table `{table.name}`: reference to `{ref.to_table}`, "
                                "which is not in the map"))
+    for table in tables.values():
+        if table.disclosures is not None and not disclosure_path(tables, table):
+            errors.append((_line(raw[table.name], "disclosures"),
+                           f"table `{table.name}`: a disclosure table needs an `email` identity "
+                           "column or a reference to a table that has one"))
     roots = [t for t in tables.values() if t.identity]
     if not roots:
         errors.append((None, "no table has `identity` columns: nobody could be found"))
@@ -256,6 +289,19 @@ def _check_references(tables, raw, errors):
         if name not in reached:
             errors.append((_line(raw, name), f"table `{name}` cannot be reached from an "
                                              "identity table through references"))
+
+
+def disclosure_path(tables: dict, table: Table) -> tuple[str, str, str, str] | None:
+    """How to reach the person's email from a disclosure row: (own column, table,
+    its key column, its email column); the table is the disclosure table itself
+    when it holds the email."""
+    if "email" in table.identity:
+        return (table.primary_key, table.name, table.primary_key, table.identity["email"])
+    for ref in table.references:
+        target = tables.get(ref.to_table)
+        if target is not None and "email" in target.identity:
+            return (ref.column, target.name, ref.to_column, target.identity["email"])
+    return None
 
 
 # --- Fides datasets ------------------------------------------------------------------

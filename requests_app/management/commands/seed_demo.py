@@ -17,7 +17,12 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 from faker import Faker
 
-from requests_app.demo.setup import build_shop, demo_shop_dsn, register_sources
+from requests_app.demo.setup import (
+    build_shop,
+    demo_shop_dsn,
+    register_purposes,
+    register_sources,
+)
 from requests_app.models import Actor, PrivacyRequest
 from requests_app.rules import JURISDICTIONS, REQUEST_TYPES
 from requests_app.services.lifecycle import (
@@ -58,6 +63,7 @@ class Command(BaseCommand):
         dsn = demo_shop_dsn()
         emails = build_shop(dsn, subjects, progress=subjects > 5000)
         register_sources(manager, emails)
+        register_purposes(manager)
         existing = PrivacyRequest.objects.count()
         if existing >= requests:
             self.stdout.write(f"Demo data present ({existing} requests).")

@@ -1,0 +1,61 @@
+"""Signed preference links, for the marketing emails a company sends.
+
+A link carries the address encrypted and authenticated (AES-GCM, with a key
+derived from SECRET_KEY), so that it can be neither read from a URL log nor
+changed, and it expires after PREFERENCE_LINK_MAX_AGE_DAYS.
+
+    from requests_app.preferences.links import preference_url
+    preference_url("pat@example.com")   # https://privacy.example.com/preferences/link/...
+
+or `manage.py preference_link pat@example.com`.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+import time
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+
+
+class LinkInvalid(Exception):
+    """Tampered with, cut short, or made with another key."""
+
+
+class LinkExpired(Exception):
+    pass
+
+
+_AAD = b"privacy-portal preference link v1"
+
+
+def _key() -> bytes:
+    return hashlib.sha256(b"preference-links\0" + settings.SECRET_KEY.encode()).digest()
+
+
+def make_token(email: str, *, issued_at: float | None = None) -> str:
+    nonce = os.urandom(12)
+    payload = json.dumps({"e": email.strip(), "t": int(issued_at or time.time())}).encode()
+    sealed = nonce + AESGCM(_key()).encrypt(nonce, payload, _AAD)
+    return base64.urlsafe_b64encode(sealed).decode().rstrip("=")
+
+
+def read_token(token: str) -> str:
+    """The address a token was made for; LinkInvalid or LinkExpired otherwise."""
+    try:
+        sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        payload = json.loads(AESGCM(_key()).decrypt(sealed[:12], sealed[12:], _AAD))
+        email, issued = str(payload["e"]), int(payload["t"])
+    except (binascii.Error, ValueError, InvalidTag, KeyError, TypeError):
+        raise LinkInvalid from None
+    if time.time() - issued > settings.PREFERENCE_LINK_MAX_AGE_DAYS * 86400:
+        raise LinkExpired
+    return email
+
+
+def preference_url(email: str) -> str:
+    return f"{settings.SITE_URL}/preferences/link/{make_token(email)}/"

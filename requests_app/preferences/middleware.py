@@ -1,0 +1,55 @@
+"""Global Privacy Control (https://globalprivacycontrol.org): a browser that sends
+`Sec-GPC: 1` to the portal has opted out of the sale and sharing of personal
+information. The middleware records that opt-out for the browser (a random id in
+a cookie, hashed in the ledger) and, when the visit is tied to a person (a
+preference-page session), for the person too, which also tells the sources.
+Templates say plainly that the signal was honoured (`request.gpc`)."""
+
+import secrets
+
+from django.conf import settings
+
+from requests_app.models import Actor
+from requests_app.services import consent
+
+BROWSER_COOKIE = "pp_browser"
+# Where the signal is not about the consumer's choices.
+_NOT_PORTAL = ("/staff/", "/admin/", "/audit/", "/api/", "/static/", "/healthz",
+               "/third-parties/")
+
+
+def tied_person(request) -> str | None:
+    """The address the visit has proved control of, if any."""
+    from requests_app.preferences.views import session_email
+
+    return session_email(request)
+
+
+class GlobalPrivacyControlMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.gpc = None
+        new_id = None
+        if request.headers.get("Sec-GPC", "").strip() == "1" and not request.path.startswith(
+                _NOT_PORTAL):
+            browser_id = request.COOKIES.get(BROWSER_COOKIE, "")
+            if not (16 <= len(browser_id) <= 64 and browser_id.isalnum()):
+                browser_id = new_id = secrets.token_hex(16)
+            consent.honour_gpc_for_browser(consent.browser(browser_id), actor=Actor.consumer())
+            email = tied_person(request)
+            if email:
+                consent.withdraw_everything(email, method=consent.Method.GPC,
+                                            actor=Actor.consumer(), gpc_only=True)
+            request.gpc = {"honoured": True, "person": bool(email)}
+        response = self.get_response(request)
+        if new_id:
+            response.set_cookie(BROWSER_COOKIE, new_id, max_age=365 * 86400, httponly=True,
+                                secure=settings.SESSION_COOKIE_SECURE, samesite="Lax")
+        return response
+
+
+def gpc(request) -> dict:
+    """Context processor: `gpc` for templates."""
+    return {"gpc": getattr(request, "gpc", None)}
