@@ -1,0 +1,41 @@
+"""Staff pages of the consent side: disclosures that went against a person's
+choice, and the panels the request desk and dashboard include (a person's consent
+history, the violation count)."""
+
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Count
+from django.shortcuts import render
+
+from requests_app.models import Disclosure
+from requests_app.services import consent
+from requests_app.staff.views import _staff_required
+
+VIEW_CONSENT = "requests_app.view_consentrecord"
+
+
+def consent_history_panel(request, privacy_request) -> dict:
+    """Context for templates/staff/_consent_history.html (the request desk)."""
+    if not request.user.has_perm(VIEW_CONSENT) or not hasattr(privacy_request, "identity"):
+        return {"consent_history": None}
+    return {"consent_history": consent.history(privacy_request.identity.email)}
+
+
+def violations_panel() -> dict:
+    """Context for templates/staff/_violations.html (the dashboard)."""
+    by_purpose = (Disclosure.objects.filter(violated_purpose__isnull=False)
+                  .values("violated_purpose__name").annotate(n=Count("id"))
+                  .order_by("-n"))
+    return {"violations_by_purpose": list(by_purpose),
+            "violations_total": sum(row["n"] for row in by_purpose)}
+
+
+@_staff_required
+def violations(request):
+    if not request.user.has_perm("requests_app.view_privacyrequest"):
+        raise PermissionDenied
+    rows = (Disclosure.objects.filter(violated_purpose__isnull=False)
+            .select_related("violated_purpose", "source", "third_party")
+            .order_by("-disclosed_at", "-id"))
+    page = Paginator(rows, 50).get_page(request.GET.get("page"))
+    return render(request, "staff/violations.html", {"page": page, **violations_panel()})

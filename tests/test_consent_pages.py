@@ -1,0 +1,130 @@
+"""The consent side's pages: the preference page in a real browser, the staff
+violation list, the auditor's opt-out report, the preference-link command."""
+
+import io
+import re
+
+import pytest
+import time_machine
+from django.core.management import call_command
+
+from requests_app.models import Actor, ConsentRecord, Disclosure, DataSource
+from requests_app.services import consent
+from tests.conftest import committed, file_request, screenshot
+from tests.test_consent import grant, make_purpose
+
+PAT = "pat@example.com"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_preference_page_from_an_email_link_withdraws_a_consent(page, live_server):
+    partners = make_purpose("channel-partners", "opt_in", "opt_out_partners",
+                            text="We give your name and address to Northwind Resellers.")
+    make_purpose("marketing-email", "opt_out", "opt_out_marketing")
+    grant(partners)
+    out = io.StringIO()
+    call_command("preference_link", PAT, stdout=out)
+    link = out.getvalue().strip()
+    path = re.search(r"/preferences/link/[^/]+/", link).group(0)
+
+    page.goto(path)
+    assert page.url.endswith("/preferences/manage/")
+    card = page.locator("#purpose-channel-partners")
+    assert "Yes, you agreed." in card.inner_text()
+    card.locator("summary").click()
+    assert "Northwind Resellers" in card.inner_text()
+    screenshot(page, "preferences-before")
+    card.get_by_role("button", name="Withdraw my consent").click()
+    status = page.get_by_role("status").first
+    assert "you said no to" in status.inner_text()
+    assert "No." in page.locator("#purpose-channel-partners").inner_text()
+    screenshot(page, "preferences-after")
+    latest = ConsentRecord.objects.filter(purpose=partners).order_by("-id").first()
+    assert latest.action == "withdraw" and latest.method == "email_link"
+
+    # A tampered link: a clear page, not an error.
+    page.goto(path[:-6] + "AAAAA/")
+    assert "The link is not valid" in page.content()
+    screenshot(page, "preferences-link-refused")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_gpc_is_announced_in_the_browser(chromium, live_server):
+    make_purpose("ads", "opt_out", "opt_out_sale", gpc=True)
+    context = chromium.new_context(base_url=live_server.url,
+                                   extra_http_headers={"Sec-GPC": "1"})
+    tab = context.new_page()
+    tab.goto("/")
+    assert "Global Privacy Control honoured" in tab.content()
+    screenshot(tab, "home-with-gpc")
+    context.close()
+    assert ConsentRecord.objects.filter(method="gpc").count() == 1
+
+
+@pytest.mark.django_db
+def test_violations_are_listed_for_the_privacy_office_only(client, alice, bob, charlie):
+    ads = make_purpose("ads", "opt_out", "opt_out_sale")
+    source = DataSource.objects.create(name="Shop", kind="manual")
+    Disclosure.objects.create(source=source, table="shares", row_key="1", subject="email:x",
+                              third_party_name="Contoso Ads", disclosed_at="2026-01-01T00:00Z",
+                              violated_purpose=ads, violation="disclosed after the person "
+                                                               "opted out of “Ads”")
+    for user, status in ((alice, 200), (bob, 200), (charlie, 403)):
+        client.force_login(user)
+        response = client.get("/staff/consent/violations/")
+        assert response.status_code == status
+        if status == 200:
+            assert "1 disclosure went against" in response.content.decode()
+            assert "Contoso Ads" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_the_opt_out_report_counts_on_time_and_late_per_purpose_and_month(client, charlie, bob):
+    marketing = make_purpose("marketing-email", "opt_out", "opt_out_marketing")
+    with time_machine.travel("2026-03-02 15:00Z"):
+        on_time = file_request(request_type="opt_out_marketing", email="a@example.com")
+    with time_machine.travel("2026-03-03 15:00Z"):
+        late = file_request(request_type="opt_out_marketing", email="b@example.com")
+    with time_machine.travel("2026-04-01 15:00Z"):
+        file_request(request_type="opt_out_sale", email="c@example.com")
+    from requests_app.models import PrivacyRequest
+
+    # Honoured (no source to wait for) at once; say the second took until after its due date.
+    assert on_time.due_on.isoformat() < "2026-03-30"
+    PrivacyRequest.objects.filter(pk=late.pk).update(responded_at="2026-03-30T12:00Z")
+    client.force_login(charlie)
+    response = client.get("/audit/opt-outs/2026/")
+    rows = {(r["month"], r["purpose"]): r for r in response.context["rows"]}
+    march = rows[("2026-03", marketing.name)]
+    assert march["received"] == 2 and march["honoured_on_time"] == 1
+    assert march["honoured_late"] == 1
+    assert rows[("2026-04", "Opt-out of sale or sharing")]["received"] == 1
+    csv_response = client.get("/audit/opt-outs/2026/?format=csv")
+    body = csv_response.content.decode()
+    assert body.splitlines()[0].startswith("month,purpose,received,honoured_on_time")
+    client.force_login(bob)
+    assert client.get("/audit/opt-outs/2026/").status_code == 403
+
+
+def test_the_preference_link_command_refuses_a_non_address():
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="Not an email"):
+        call_command("preference_link", "nobody")
+
+
+@pytest.mark.django_db
+def test_the_consent_history_panel_shows_the_ledger_to_the_privacy_office(rf, alice, charlie):
+    from requests_app.staff.consent_views import consent_history_panel
+
+    ads = make_purpose("ads", "opt_out", "opt_out_sale")
+    request = file_request(request_type="access", email=PAT)
+    with committed():
+        consent.record(consent.person(PAT), ads, "withdraw", method="staff_phone",
+                       notice=ads.current_notice, actor=Actor.staff(alice))
+    web = rf.get("/")
+    web.user = alice
+    (entry,) = consent_history_panel(web, request)["consent_history"]
+    assert entry.method == "staff_phone" and entry.staff == alice
+    web.user = charlie
+    assert consent_history_panel(web, request)["consent_history"] is None
