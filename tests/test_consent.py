@@ -2,6 +2,7 @@
 pushed to their sources and third parties, and the disclosure log."""
 
 import datetime
+import io
 import re
 
 import pytest
@@ -501,3 +502,23 @@ def test_a_disclosure_table_must_lead_to_an_email(db):
         parse(bad)
     with pytest.raises(DatasetMapError, match="`at`"):
         parse(SHARES_MAP.replace("at: at, ", ""))
+
+
+def test_the_demo_shows_partner_sharing_without_consent_as_violations(tmp_path, monkeypatch):
+    from django.core.management import call_command
+
+    monkeypatch.setenv("DEMO_SHOP_DSN", f"sqlite:///{tmp_path / 'shop.sqlite3'}")
+    call_command("seed_demo", subjects=120, requests=0, stdout=io.StringIO())
+    partners = Purpose.objects.get(slug="channel-partners")
+    assert partners.is_opt_in and partners.current_notice.version == 1
+    shared = Disclosure.objects.filter(third_party__name="Northwind Resellers")
+    assert shared.exists()
+    # Nobody opted in: every share to the channel partner went against the person.
+    assert not shared.filter(violated_purpose=None).exists()
+    # Sharing with the payment processor is governed by no purpose.
+    assert not Disclosure.objects.filter(third_party__name="Woodgrove Payments").exclude(
+        violated_purpose=None).exists()
+    # Running it again adds nothing.
+    count = Disclosure.objects.count()
+    call_command("seed_demo", subjects=120, requests=0, stdout=io.StringIO())
+    assert Disclosure.objects.count() == count

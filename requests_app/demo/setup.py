@@ -80,6 +80,7 @@ def register_sources(manager, emails: list[str]) -> list[DataSource]:
         sql_source.third_parties.set(parties)
     data = settings.DATA_DIR / "demo-http.json"
     if not data.exists():
+        data.parent.mkdir(parents=True, exist_ok=True)
         demo_http.seed(data, emails[:300])
     http_source, _ = DataSource.objects.get_or_create(
         name="Loyalty and support chat",

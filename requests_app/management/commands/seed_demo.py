@@ -25,6 +25,7 @@ from requests_app.demo.setup import (
 )
 from requests_app.models import Actor, PrivacyRequest
 from requests_app.rules import JURISDICTIONS, REQUEST_TYPES
+from requests_app.services import disclosures
 from requests_app.services.lifecycle import (
     NewRequest,
     TransitionRefused,
@@ -64,6 +65,9 @@ class Command(BaseCommand):
         emails = build_shop(dsn, subjects, progress=subjects > 5000)
         register_sources(manager, emails)
         register_purposes(manager)
+        # The demo shop's partner shares, judged against the (empty) ledger: every
+        # share to the channel partner is a violation until people opt in.
+        disclosures.scan_all()
         existing = PrivacyRequest.objects.count()
         if existing >= requests:
             self.stdout.write(f"Demo data present ({existing} requests).")
