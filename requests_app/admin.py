@@ -175,6 +175,13 @@ class PurposeAdmin(AuditedAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # the ledger names it: make it inactive instead
 
+    def get_readonly_fields(self, request, obj=None):
+        # Once people have chosen, the basis is part of what they chose under: an
+        # opt-in turned opt-out would make every "never agreed" a yes.
+        if obj is not None and obj.records.exists():
+            return ["basis", "slug"]
+        return []
+
     def save_model(self, request, obj, form, change):
         with transaction.atomic():
             super().save_model(request, obj, form, change)

@@ -263,24 +263,29 @@ def _categories_members(request):
                      "retention": s.retention} for s in sources],
         "third_parties": sorted({(t.name, t.get_kind_display()) for s in sources
                                  for t in s.third_parties.all()}),
-        "disclosed_to": _disclosed_to(request),
+        **_disclosed_to(request),
     }
     html = render_to_string("packages/categories.html", {"request": request, "data": data})
     yield "report.html", _encode([html])
     yield "categories.json", _encode([json.dumps(data, indent=2, ensure_ascii=False)])
 
 
-def _disclosed_to(request) -> list[dict]:
+def _disclosed_to(request) -> dict:
     """Whom this person's information went to, from the sources' disclosure logs
-    (read up to now first), with the categories and the stated purpose."""
+    (read up to now first), with the categories and the stated purpose; and the
+    sources whose log could not be read now (the answer says it may be incomplete)."""
     from requests_app.services import disclosures
 
-    disclosures.scan_all()
-    return [{"recipient": d["recipient"], "purpose": d["purpose"],
+    scanned = disclosures.scan_all()
+    return {
+        "disclosed_to": [
+            {"recipient": d["recipient"], "purpose": d["purpose"],
              "categories": [{"key": c, "name": cats.label(c)} for c in d["categories"]],
              "first": d["first"].date().isoformat(), "last": d["last"].date().isoformat(),
              "times": d["count"]}
-            for d in disclosures.for_person(request.identity.email)]
+            for d in disclosures.for_person(request.identity.email)],
+        "disclosure_logs_unread": sorted(name for name, n in scanned.items() if n is None),
+    }
 
 
 # --- deletion -------------------------------------------------------------------

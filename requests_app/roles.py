@@ -24,7 +24,6 @@ ROLES: dict[str, list[str]] = {
         "requests_app.view_thirdparty",
         "requests_app.add_thirdparty",
         "requests_app.change_thirdparty",
-        "requests_app.manage_purposes",
         "requests_app.view_purpose",
         "requests_app.add_purpose",
         "requests_app.change_purpose",

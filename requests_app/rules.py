@@ -102,6 +102,13 @@ def request_type_choices() -> list[tuple[str, str]]:
     return [(t.code, t.label) for t in REQUEST_TYPES.values()]
 
 
+OPT_OUT_TYPES = [code for code, t in REQUEST_TYPES.items() if t.is_opt_out]
+
+
+def opt_out_type_choices() -> list[tuple[str, str]]:
+    return [(t.code, t.label) for t in REQUEST_TYPES.values() if t.is_opt_out]
+
+
 # --- Jurisdictions and their deadlines -----------------------------------------
 
 

@@ -16,13 +16,12 @@ from django.utils import timezone
 
 from requests_app import packages
 from requests_app.models import Actor, OutgoingEmail, PrivacyRequest, SourceRun, State
-from requests_app.rules import REQUEST_TYPES
+from requests_app.rules import OPT_OUT_TYPES
 from requests_app.services import fulfilment, notices, staff_emails
 from requests_app.services.lifecycle import TransitionRefused, do_transition
 
 log = logging.getLogger(__name__)
 
-OPT_OUT_TYPES = [code for code, t in REQUEST_TYPES.items() if t.is_opt_out]
 
 _EMAIL_ERRORS = (smtplib.SMTPException, OSError)
 

@@ -31,7 +31,7 @@ from requests_app.preferences import links
 from requests_app.preferences.middleware import BROWSER_COOKIE
 from requests_app.services import consent, disclosures, fulfilment
 from requests_app.sources.demo_http import DemoHttpService, seed
-from tests.conftest import committed
+from tests.conftest import committed, file_request
 
 pytestmark = pytest.mark.django_db
 
@@ -260,6 +260,10 @@ def test_a_gpc_signal_opts_the_browser_out_of_sale_and_sharing_and_says_so(clien
     response = client.get("/", HTTP_SEC_GPC="1")
     assert "Global Privacy Control honoured" in response.content.decode()
     browser_id = response.cookies[BROWSER_COOKIE].value
+    # Recorded once the browser shows it keeps its id (a client keeping no cookies
+    # would add a "browser" to the append-only ledger on every request).
+    assert not ConsentRecord.objects.exists()
+    client.get("/", HTTP_SEC_GPC="1")
     (entry,) = ConsentRecord.objects.all()
     assert entry.purpose == ads and entry.method == Method.GPC
     assert entry.subject == consent.browser(browser_id)
@@ -268,6 +272,30 @@ def test_a_gpc_signal_opts_the_browser_out_of_sale_and_sharing_and_says_so(clien
     assert ConsentRecord.objects.count() == 1
     # Only the purposes the signal covers.
     assert not ConsentRecord.objects.filter(purpose=partners).exists()
+
+
+def test_clients_keeping_no_cookies_add_nothing_to_the_ledger(client, ads):
+    from django.test import Client
+
+    for _ in range(3):
+        Client().get("/", HTTP_SEC_GPC="1")
+        Client().get("/favicon.ico", HTTP_SEC_GPC="1")
+    assert not ConsentRecord.objects.exists()
+
+
+def test_a_yes_given_after_gpc_stands(client, ads):
+    open_page(client)
+    with committed():
+        client.get("/preferences/manage/", HTTP_SEC_GPC="1")
+    assert allowed_now(ads) is False
+    with committed():
+        client.post("/preferences/manage/", {"purpose": ads.slug, "choice": "grant",
+                                             "notice": ads.current_notice.pk},
+                    HTTP_SEC_GPC="1")
+        page = client.get("/preferences/manage/", HTTP_SEC_GPC="1")
+    assert allowed_now(ads) is True
+    assert "Allowed (you have not said no)." in page.content.decode()
+    assert ConsentRecord.objects.filter(subject=consent.person(PAT), method=Method.GPC).count() == 1
 
 
 def test_without_the_signal_nothing_is_recorded_or_said(client, ads):
@@ -393,8 +421,6 @@ def test_a_third_party_that_cannot_act_must_say_why(client, governed):
 
 
 def test_an_opt_out_filed_on_the_request_form_withdraws_its_purposes(governed):
-    from tests.conftest import file_request
-
     request = file_request(request_type="opt_out_marketing", email=PAT)
     assert list(request.purposes.all()) == [governed["purpose"]]
     entry = ConsentRecord.objects.get()
@@ -491,6 +517,68 @@ def test_disclosures_against_the_persons_choice_are_flagged(shop_with_shares, pa
     northwind_entry = next(e for e in summary if e["recipient"] == "Northwind Resellers")
     assert northwind_entry["count"] == 2
     assert northwind_entry["categories"] == ["user.contact.email", "user.name"]
+
+
+def test_rows_that_cannot_be_tied_to_anyone_do_not_stop_the_scan(shop_with_shares, ads):
+    source, engine = shop_with_shares
+    with engine.begin() as conn:
+        # Customers erased (no row to join) and a missing time, at the end of a page.
+        conn.exec_driver_sql("INSERT INTO shares VALUES (5, 99, 'X', '', '', '2026-01-01'),"
+                             " (6, 98, 'X', '', '', '2026-01-01'), (7, 1, 'X', '', '', NULL),"
+                             " (8, 2, 'Contoso Ads', '', '', '2026-05-01 00:00:00')")
+    assert disclosures.scan_source(source, batch=2) == 5  # rows 1-4 and 8
+    assert set(Disclosure.objects.values_list("row_key", flat=True)) == {"1", "2", "3", "4",
+                                                                            "8"}
+    assert disclosures.scan_source(source, batch=2) == 0
+
+
+def test_a_broken_disclosure_table_does_not_stop_the_other_sources(shop_with_shares, ads,
+                                                                    monkeypatch, tmp_path):
+    source, engine = shop_with_shares
+    broken = DataSource.objects.create(name="Broken", kind="sql", connection_env="SHARES_DSN",
+                                       dataset_map=SHARES_MAP.replace("why: {", "gone: {")
+                                       .replace("purpose: why", "purpose: gone"))
+    result = disclosures.scan_all()
+    assert result == {"Broken": None, "Shop": 4}
+    assert broken.pk
+
+
+def test_a_right_to_know_answer_lists_the_recipients(shop_with_shares, partners):
+    from requests_app import packages
+    from tests.test_fulfilment import unzip
+
+    northwind = ThirdParty.objects.create(name="Northwind Resellers", kind="third_party")
+    partners.third_parties.set([northwind])
+    request = file_request(request_type="know_categories", email="pat@example.com")
+    package = packages.build(request)
+    report = unzip(package).read("report.html").decode()
+    assert "Whom we disclosed your information to" in report
+    assert "Northwind Resellers" in report and "2026-02-01 to 2026-03-15 (2 times)" in report
+    assert "Contoso" not in report  # Sam's, not Pat's
+    assert "may be incomplete" not in report
+
+
+def test_a_withdrawal_by_letter_counts_from_the_day_it_arrived(governed, alice, days_ago):
+    from requests_app.services.lifecycle import NewRequest, do_receive_request
+
+    with committed():
+        request = do_receive_request(NewRequest(
+            request_type="opt_out_marketing", jurisdiction="CA", channel="post", name="Pat",
+            email=PAT, received_at=days_ago(3)), actor=Actor.staff(alice))
+    entry = ConsentRecord.objects.get()
+    assert entry.at == request.received_at and entry.method == Method.STAFF_WRITING
+    assert entry.staff == alice
+
+
+def test_matching_a_recipient_takes_whole_words():
+    ads = ThirdParty(name="Ads", kind="third_party")
+    northwind = ThirdParty(name="Northwind Resellers", kind="third_party")
+    parties = [ads, northwind]
+    assert disclosures.match_third_party("Channel partner: Northwind Resellers", parties) \
+        is northwind
+    assert disclosures.match_third_party("Ad network: Contoso Ads", parties) is ads
+    assert disclosures.match_third_party("Roadside Assistance", parties) is None
+    assert disclosures.match_third_party("ADS", parties) is ads
 
 
 def test_a_disclosure_table_must_lead_to_an_email(db):

@@ -57,6 +57,7 @@ def test_gpc_is_announced_in_the_browser(chromium, live_server):
     tab.goto("/")
     assert "Global Privacy Control honoured" in tab.content()
     screenshot(tab, "home-with-gpc")
+    tab.reload()  # the browser kept its id: now it is recorded
     context.close()
     assert ConsentRecord.objects.filter(method="gpc").count() == 1
 

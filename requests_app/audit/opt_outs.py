@@ -12,9 +12,8 @@ from django.utils import timezone
 
 from requests_app.models import PrivacyRequest, Purpose, ThirdPartyNotice
 from requests_app.models.privacy_request import FINAL_STATES
-from requests_app.rules import REQUEST_TYPES
+from requests_app.rules import OPT_OUT_TYPES
 
-OPT_OUT_TYPES = [code for code, t in REQUEST_TYPES.items() if t.is_opt_out]
 COLUMNS = ["month", "purpose", "received", "honoured_on_time", "honoured_late", "open",
            "overdue", "closed_otherwise", "third_parties_told", "third_parties_confirmed"]
 
@@ -25,7 +24,7 @@ def report(year: int) -> list[dict]:
     requests = (PrivacyRequest.objects.filter(request_type__in=OPT_OUT_TYPES,
                                               received_at__year=year)
                 .only("request_type", "received_at", "responded_at", "state", "due_on",
-                      "extended_due_on")
+                      "extended_due_on", "denial_reason")
                 .prefetch_related(Prefetch("purposes", Purpose.objects.only("name")),
                                   Prefetch("third_party_notices",
                                            ThirdPartyNotice.objects.only("state", "request_id"))))
@@ -36,7 +35,8 @@ def report(year: int) -> list[dict]:
             row = rows[(month, name)]
             row["received"] += 1
             due = request.current_due_on
-            if request.state in ("completed", "closed") and request.responded_at:
+            if (request.state in ("completed", "closed") and request.responded_at
+                    and not request.denial_reason):
                 done_on = timezone.localtime(request.responded_at).date()
                 row["honoured_on_time" if done_on <= due else "honoured_late"] += 1
             elif request.state in FINAL_STATES or request.state == "denied":

@@ -2,7 +2,7 @@
 
 import django.db.models.deletion
 import django.utils.timezone
-import requests_app.models.consent
+import requests_app.rules
 from django.conf import settings
 from django.db import migrations, models
 
@@ -53,7 +53,7 @@ class Migration(migrations.Migration):
                 ('name', models.CharField(max_length=200, verbose_name='name')),
                 ('description', models.TextField(help_text='In plain words, for the preference page.', verbose_name='what it means')),
                 ('basis', models.CharField(choices=[('opt_in', "Opt-in: only with the person's consent"), ('opt_out', 'Opt-out: until the person says no')], max_length=8, verbose_name='basis')),
-                ('opt_out_type', models.CharField(choices=requests_app.models.consent.opt_out_type_choices, help_text='A withdrawal files an opt-out request of this type, which is pushed to the sources and third parties below and tracked to confirmation.', max_length=32, verbose_name='request filed on withdrawal')),
+                ('opt_out_type', models.CharField(choices=requests_app.rules.opt_out_type_choices, help_text='A withdrawal files an opt-out request of this type, which is pushed to the sources and third parties below and tracked to confirmation.', max_length=32, verbose_name='request filed on withdrawal')),
                 ('honours_gpc', models.BooleanField(default=False, help_text="Set for sale or sharing: a browser's Sec-GPC signal opts out of it.", verbose_name='Global Privacy Control withdraws it')),
                 ('active', models.BooleanField(default=True, verbose_name='active')),
                 ('created_at', models.DateTimeField(auto_now_add=True)),
@@ -63,7 +63,6 @@ class Migration(migrations.Migration):
             options={
                 'verbose_name': 'purpose',
                 'ordering': ['name'],
-                'permissions': [('manage_purposes', 'Can manage purposes and their notices')],
             },
         ),
         migrations.AddField(

@@ -22,15 +22,33 @@ class AppendOnlyError(Exception):
     pass
 
 
-class AuditEventQuerySet(models.QuerySet):
+class AppendOnlyQuerySet(models.QuerySet):
     def update(self, **kwargs):
-        raise AppendOnlyError("Audit events cannot be changed.")
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be changed.")
 
     def delete(self):
-        raise AppendOnlyError("Audit events cannot be deleted.")
+        raise AppendOnlyError(f"{self.model._meta.verbose_name_plural} cannot be deleted.")
 
 
-class AuditEvent(models.Model):
+class AppendOnlyModel(models.Model):
+    """Rows are added, never changed or deleted (the audit trail, the consent ledger).
+    On PostgreSQL a trigger refuses UPDATE and DELETE as well (migrations 0006, 0008)."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None and not self._state.adding:
+            raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be changed.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{self._meta.verbose_name_plural} cannot be deleted.")
+
+
+class AuditEvent(AppendOnlyModel):
     at = models.DateTimeField(_("time"), default=timezone.now, db_index=True)
     # "system", "consumer" or "staff"; for staff, also the user and their username at
     # the time. No database constraint and no cascade: deleting a user must not
@@ -55,7 +73,6 @@ class AuditEvent(models.Model):
     prev_hash = models.CharField(_("previous hash"), max_length=64, blank=True)
     hash = models.CharField(_("hash"), max_length=64, blank=True, db_index=True)
 
-    objects = AuditEventQuerySet.as_manager()
 
     class Meta:
         verbose_name = _("audit event")
@@ -85,11 +102,3 @@ class AuditEvent(models.Model):
 
     def compute_hash(self, reference: str) -> str:
         return hashlib.sha256(self.canonical(reference)).hexdigest()
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None:
-            raise AppendOnlyError("Audit events cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AppendOnlyError("Audit events cannot be deleted.")

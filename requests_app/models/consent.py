@@ -21,12 +21,8 @@ from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from requests_app.models.audit import AppendOnlyError
-from requests_app.rules import REQUEST_TYPES
-
-
-def opt_out_type_choices() -> list[tuple[str, str]]:
-    return [(t.code, t.label) for t in REQUEST_TYPES.values() if t.is_opt_out]
+from requests_app.models.audit import AppendOnlyModel
+from requests_app.rules import opt_out_type_choices
 
 
 class Purpose(models.Model):
@@ -58,7 +54,6 @@ class Purpose(models.Model):
     class Meta:
         verbose_name = _("purpose")
         ordering = ["name"]
-        permissions = [("manage_purposes", "Can manage purposes and their notices")]
 
     def __str__(self) -> str:
         return self.name
@@ -70,29 +65,6 @@ class Purpose(models.Model):
     @property
     def current_notice(self) -> "PurposeNotice | None":
         return self.notices.order_by("-version").first()
-
-
-class AppendOnlyQuerySet(models.QuerySet):
-    def update(self, **kwargs):
-        raise AppendOnlyError(f"{self.model.__name__} rows cannot be changed.")
-
-    def delete(self):
-        raise AppendOnlyError(f"{self.model.__name__} rows cannot be deleted.")
-
-
-class AppendOnlyModel(models.Model):
-    objects = AppendOnlyQuerySet.as_manager()
-
-    class Meta:
-        abstract = True
-
-    def save(self, *args, **kwargs):
-        if self.pk is not None and not self._state.adding:
-            raise AppendOnlyError(f"{type(self).__name__} rows cannot be changed.")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args, **kwargs):
-        raise AppendOnlyError(f"{type(self).__name__} rows cannot be deleted.")
 
 
 class PurposeNotice(AppendOnlyModel):

@@ -20,6 +20,8 @@ import time
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
 
 
 class LinkInvalid(Exception):
@@ -38,6 +40,7 @@ def _key() -> bytes:
 
 
 def make_token(email: str, *, issued_at: float | None = None) -> str:
+    validate_email(email.strip())  # ValidationError: a link for no address is a bug
     nonce = os.urandom(12)
     payload = json.dumps({"e": email.strip(), "t": int(issued_at or time.time())}).encode()
     sealed = nonce + AESGCM(_key()).encrypt(nonce, payload, _AAD)
@@ -50,7 +53,8 @@ def read_token(token: str) -> str:
         sealed = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         payload = json.loads(AESGCM(_key()).decrypt(sealed[:12], sealed[12:], _AAD))
         email, issued = str(payload["e"]), int(payload["t"])
-    except (binascii.Error, ValueError, InvalidTag, KeyError, TypeError):
+        validate_email(email)
+    except (binascii.Error, ValueError, InvalidTag, KeyError, TypeError, ValidationError):
         raise LinkInvalid from None
     if time.time() - issued > settings.PREFERENCE_LINK_MAX_AGE_DAYS * 86400:
         raise LinkExpired

@@ -1,8 +1,10 @@
 """Global Privacy Control (https://globalprivacycontrol.org): a browser that sends
 `Sec-GPC: 1` to the portal has opted out of the sale and sharing of personal
 information. The middleware records that opt-out for the browser (a random id in
-a cookie, hashed in the ledger) and, when the visit is tied to a person (a
-preference-page session), for the person too, which also tells the sources.
+a cookie, hashed in the ledger, recorded from the second request on, once the
+browser has shown it keeps the cookie) and, when the visit is tied to a person (a
+preference-page session), for the person too, which also tells the sources. Either
+is recorded once per purpose: a "yes" given afterwards stands.
 Templates say plainly that the signal was honoured (`request.gpc`)."""
 
 import secrets
@@ -31,22 +33,26 @@ class GlobalPrivacyControlMiddleware:
 
     def __call__(self, request):
         request.gpc = None
-        new_id = None
-        if request.headers.get("Sec-GPC", "").strip() == "1" and not request.path.startswith(
+        if request.headers.get("Sec-GPC", "").strip() != "1" or request.path.startswith(
                 _NOT_PORTAL):
-            browser_id = request.COOKIES.get(BROWSER_COOKIE, "")
-            if not (16 <= len(browser_id) <= 64 and browser_id.isalnum()):
-                browser_id = new_id = secrets.token_hex(16)
-            consent.honour_gpc_for_browser(consent.browser(browser_id), actor=Actor.consumer())
-            email = tied_person(request)
-            if email:
-                consent.withdraw_everything(email, method=consent.Method.GPC,
-                                            actor=Actor.consumer(), gpc_only=True)
-            request.gpc = {"honoured": True, "person": bool(email)}
+            return self.get_response(request)
+        # The person first, so that the page shows their choices as they now stand.
+        email = tied_person(request)
+        if email:
+            consent.withdraw_everything(email, method=consent.Method.GPC,
+                                        actor=Actor.consumer(), gpc_only=True)
+        request.gpc = {"honoured": True, "person": bool(email)}
         response = self.get_response(request)
-        if new_id:
-            response.set_cookie(BROWSER_COOKIE, new_id, max_age=365 * 86400, httponly=True,
-                                secure=settings.SESSION_COOKIE_SECURE, samesite="Lax")
+        browser_id = request.COOKIES.get(BROWSER_COOKIE, "")
+        if not (len(browser_id) == 32 and browser_id.isalnum()):
+            # A browser is recorded once it returns its id: clients that keep no
+            # cookies (crawlers, one-off fetches) would otherwise fill the
+            # append-only ledger with a new "browser" per request.
+            response.set_cookie(BROWSER_COOKIE, secrets.token_hex(16), max_age=365 * 86400,
+                                httponly=True, secure=settings.SESSION_COOKIE_SECURE,
+                                samesite="Lax")
+        elif response.status_code < 400:
+            consent.honour_gpc_for_browser(consent.browser(browser_id), actor=Actor.consumer())
         return response
 
 

@@ -75,8 +75,7 @@ def manage(request):
     rows = consent.choices(consent.person(email))
     return render(request, "preferences/manage.html", {
         "choices": [c for c in rows if c.notice is not None],
-        "anything_to_withdraw": any(c.notice and not (c.latest and c.latest.action == "withdraw")
-                                    for c in rows),
+        "anything_to_withdraw": any(c.notice and not c.withdrawn for c in rows),
     })
 
 

@@ -16,6 +16,7 @@ request (see `record_request_opt_out`).
 
 import datetime
 import hashlib
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -50,6 +51,11 @@ class Choice:
     def allowed(self) -> bool:
         """May the purpose be carried out for this person now?"""
         return allowed(self.purpose, self.latest.action if self.latest else None)
+
+    @property
+    def withdrawn(self) -> bool:
+        """The person's last word on it was no."""
+        return self.latest is not None and self.latest.action == Action.WITHDRAW
 
 
 def allowed(purpose: Purpose, latest_action: str | None) -> bool:
@@ -90,6 +96,16 @@ def allowed_at(subject: str, purpose: Purpose, moment: datetime.datetime) -> boo
     return allowed(purpose, record.action if record else None)
 
 
+def action_at(history: list[tuple[datetime.datetime, str]], moment: datetime.datetime):
+    """The action in force at `moment`, from (at, action) pairs in ledger order."""
+    latest = None
+    for at, action in history:
+        if at > moment:
+            break
+        latest = action
+    return latest
+
+
 def record(
     subject: str,
     purpose: Purpose,
@@ -100,8 +116,10 @@ def record(
     actor: Actor,
     affirmative_act: str = "",
     request: PrivacyRequest | None = None,
+    at: datetime.datetime | None = None,
 ) -> ConsentRecord:
-    """Append a grant or withdrawal, and its audit event, in one transaction."""
+    """Append a grant or withdrawal, and its audit event, in one transaction. `at`
+    is when the person made the choice (a letter's date of receipt); now by default."""
     if notice.purpose_id != purpose.pk:
         raise TransitionInputError(_("That notice belongs to another purpose."))
     if action == Action.GRANT and purpose.is_opt_in and not affirmative_act.strip():
@@ -109,6 +127,7 @@ def record(
             _("Consent to an opt-in purpose needs the affirmative act that gave it."))
     with transaction.atomic():
         entry = ConsentRecord.objects.create(
+            at=at or timezone.now(),
             subject=subject, purpose=purpose, action=action, method=method, notice=notice,
             affirmative_act=affirmative_act.strip(), request=request,
             staff=actor.user if actor.kind == "staff" else None)
@@ -163,12 +182,21 @@ def withdraw_everything(email: str, *, method: str, actor: Actor,
     from requests_app.services.lifecycle import NewRequest, do_receive_request
 
     subject = person(email)
+    with subject_lock(subject):
+        return _withdraw_everything(email, subject, method=method, actor=actor,
+                                    gpc_only=gpc_only)
+
+
+def _withdraw_everything(email, subject, *, method, actor, gpc_only):
+    from requests_app.services.lifecycle import NewRequest, do_receive_request
+
     by_type: dict[str, list[Choice]] = {}
     plain = []
+    honoured = _gpc_honoured(subject) if gpc_only else set()
     for choice in choices(subject):
-        if choice.notice is None or (choice.latest and choice.latest.action == Action.WITHDRAW):
+        if choice.notice is None or choice.withdrawn:
             continue
-        if gpc_only and not choice.purpose.honours_gpc:
+        if gpc_only and (not choice.purpose.honours_gpc or choice.purpose.pk in honoured):
             continue
         if _needs_request(choice.purpose):
             by_type.setdefault(choice.purpose.opt_out_type, []).append(choice)
@@ -203,8 +231,10 @@ def record_request_opt_out(request: PrivacyRequest, purposes, *, method: str, ac
         notice = (notices or {}).get(purpose.pk) or purpose.current_notice
         if notice is None:
             continue
+        # Dated when the person made it: a letter entered days later still counts
+        # from the day it arrived.
         record(subject, purpose, Action.WITHDRAW, method=method, notice=notice, actor=actor,
-               request=request)
+               request=request, at=request.received_at)
 
 
 def history(email: str) -> list[ConsentRecord]:
@@ -218,13 +248,40 @@ def honour_gpc_for_browser(subject: str, *, actor: Actor) -> list[ConsentRecord]
     for that browser, each purpose the signal covers. Idempotent. (For a person, see
     `withdraw_everything(..., gpc_only=True)`, which also tells the sources.)"""
     recorded = []
-    for choice in choices(subject):
-        if not choice.purpose.honours_gpc or choice.notice is None:
-            continue
-        if choice.latest is not None and choice.latest.action == Action.WITHDRAW:
-            continue
-        with transaction.atomic():
-            recorded.append(record(subject, choice.purpose, Action.WITHDRAW, method=Method.GPC,
-                                   notice=choice.notice, actor=actor))
+    with subject_lock(subject):
+        honoured = _gpc_honoured(subject)
+        for choice in choices(subject):
+            if (not choice.purpose.honours_gpc or choice.notice is None or choice.withdrawn
+                    or choice.purpose.pk in honoured):
+                continue
+            with transaction.atomic():
+                recorded.append(record(subject, choice.purpose, Action.WITHDRAW,
+                                       method=Method.GPC, notice=choice.notice, actor=actor))
     return recorded
+
+
+def _gpc_honoured(subject: str) -> set[int]:
+    """Purposes a GPC signal was already recorded for. The signal is honoured once:
+    a "yes" the person gives afterwards is their own choice and stands (CCPA regs
+    §7025(c)(3)), and later visits with the same signal do not undo it."""
+    return set(ConsentRecord.objects.filter(subject=subject, method=Method.GPC)
+               .values_list("purpose_id", flat=True))
+
+
+@contextmanager
+def subject_lock(subject: str):
+    """One change at a time per subject (the page and its favicon, both sending GPC,
+    must not file two opt-outs). A PostgreSQL session advisory lock; SQLite
+    serialises writers itself."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    key = int.from_bytes(hashlib.sha256(subject.encode()).digest()[:8], "big", signed=True)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s)", [key])
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s)", [key])
 

@@ -15,6 +15,7 @@ times of recording, so the judgement never changes later.
 
 import datetime
 import logging
+import re
 
 import sqlalchemy as sa
 from django.conf import settings
@@ -47,13 +48,16 @@ def disclosure_tables(source: DataSource):
 
 
 def scan_all() -> dict:
-    """Periodic: scan every enabled SQL source that has a disclosure table."""
+    """Periodic: scan every enabled SQL source that has a disclosure table. A source
+    that fails is named in the result (None) and the others are still scanned."""
     counts = {}
     for source in DataSource.objects.filter(enabled=True, kind="sql"):
         try:
             counts[source.name] = scan_source(source)
-        except SourceError as exc:
-            log.warning("disclosure scan of source %s failed: %s", source.pk, exc)
+        except Exception as exc:  # one broken source must not stop the others
+            log.warning("disclosure scan of source %s failed: %s", source.pk,
+                        exc if isinstance(exc, SourceError) else type(exc).__name__)
+            counts[source.name] = None
     return counts
 
 
@@ -73,6 +77,12 @@ def scan_source(source: DataSource, *, batch: int | None = None) -> int:
 
 def _scan_page(source, connector, table, batch: int) -> tuple[int, bool]:
     scan, _ = DisclosureScan.objects.get_or_create(source=source, table=table.name)
+    with consent.subject_lock(f"disclosure-scan:{scan.pk}"):
+        scan.refresh_from_db()  # where the scan that held the lock left it
+        return _read_page(source, connector, table, batch, scan)
+
+
+def _read_page(source, connector, table, batch, scan) -> tuple[int, bool]:
     own_column, person_table, key_column, email_column = disclosure_path(
         connector.map.tables, table)
     spec = table.disclosures
@@ -94,20 +104,30 @@ def _scan_page(source, connector, table, batch: int) -> tuple[int, bool]:
             if scan.last_key is not None:
                 query = query.where(d.c[table.primary_key] > scan.last_key)
             rows = conn.execute(query.order_by(d.c[table.primary_key]).limit(batch)).all()
-    except sa.exc.SQLAlchemyError as exc:
-        raise SourceError(f"{source.name}: {type(exc).__name__} reading {table.name}") from None
+    except (sa.exc.SQLAlchemyError, KeyError, ValueError) as exc:
+        raise SourceError(f"{source.name}: {type(exc).__name__} reading {table.name} "
+                          "(check the map's disclosure columns)") from None
     if not rows:
         DisclosureScan.objects.filter(pk=scan.pk).update(scanned_at=timezone.now())
         return 0, False
     parties = list(ThirdParty.objects.all())
     governing = _governing_purposes()
-    rows = [row for row in rows if row.email and row.at is not None]
-    subjects = {row.email: consent.person(row.email) for row in rows}
+    # Where this page ends, whatever is kept of it.
+    last_key, more = _json_key(rows[-1].key), len(rows) == batch
+    known = set(Disclosure.objects.filter(source=source, table=table.name, row_key__in=[
+        str(row.key) for row in rows]).values_list("row_key", flat=True))
+    # A row whose person is gone (erased: no email) or whose time cannot be read
+    # is skipped; it cannot be tied to anyone.
+    usable = []
+    for row in rows:
+        moment = _aware(row.at)
+        if row.email and moment is not None and str(row.key) not in known:
+            usable.append((row, moment))
+    subjects = {row.email: consent.person(row.email) for row, _ in usable}
     ledger = Ledger(subjects.values(), {p for ps in governing.values() for p in ps})
     made = []
-    for row in rows:
+    for row, disclosed_at in usable:
         party = match_third_party(str(row.third_party or ""), parties)
-        disclosed_at = _aware(row.at)
         subject = subjects[row.email]
         violated, why = judge(subject, party, disclosed_at, governing, ledger)
         made.append(Disclosure(
@@ -116,7 +136,6 @@ def _scan_page(source, connector, table, batch: int) -> tuple[int, bool]:
             categories=_categories(getattr(row, "categories", None)),
             purpose_text=str(getattr(row, "purpose", "") or "")[:300],
             disclosed_at=disclosed_at, violated_purpose=violated, violation=why))
-    last_key = _json_key(rows[-1].key) if rows else scan.last_key
     with transaction.atomic():
         Disclosure.objects.bulk_create(made, ignore_conflicts=True)
         DisclosureScan.objects.filter(pk=scan.pk).update(
@@ -126,18 +145,19 @@ def _scan_page(source, connector, table, batch: int) -> tuple[int, bool]:
             record_event("disclosure.violations_found", actor=Actor.system(), data={
                 "source": source.name, "table": table.name, "count": len(violations),
                 "purposes": sorted({d.violated_purpose.slug for d in violations})})
-    return len(made), len(rows) == batch
+    return len(made), more
 
 
 def match_third_party(name: str, parties) -> ThirdParty | None:
     """The registered third party a source names: the same name, or the registered
-    name within the source's text ("Channel partner: Northwind Resellers")."""
+    name as whole words within the source's text ("Channel partner: Northwind
+    Resellers"), the longest such name first."""
     wanted = name.strip().casefold()
     for party in parties:
         if party.name.casefold() == wanted:
             return party
     for party in sorted(parties, key=lambda p: -len(p.name)):
-        if party.name.casefold() in wanted:
+        if re.search(rf"(?<!\w){re.escape(party.name.casefold())}(?!\w)", wanted):
             return party
     return None
 
@@ -163,12 +183,8 @@ class Ledger:
             self.records.setdefault(entry[:2], []).append((entry[2], entry[3]))
 
     def allowed_at(self, subject: str, purpose: Purpose, moment: datetime.datetime) -> bool:
-        latest = None
-        for at, action in self.records.get((subject, purpose.pk), ()):
-            if at > moment:
-                break
-            latest = action
-        return consent.allowed(purpose, latest)
+        history = self.records.get((subject, purpose.pk), ())
+        return consent.allowed(purpose, consent.action_at(history, moment))
 
 
 def judge(subject: str, party: ThirdParty | None, at: datetime.datetime,
@@ -209,9 +225,14 @@ def _categories(value) -> list[str]:
     return [part.strip() for part in str(value).split(",") if part.strip()]
 
 
-def _aware(value) -> datetime.datetime:
+def _aware(value) -> datetime.datetime | None:
+    if value is None:
+        return None
     if isinstance(value, str):
-        value = datetime.datetime.fromisoformat(value)
+        try:
+            value = datetime.datetime.fromisoformat(value)
+        except ValueError:
+            return None
     if isinstance(value, datetime.date) and not isinstance(value, datetime.datetime):
         value = datetime.datetime.combine(value, datetime.time())
     if timezone.is_naive(value):

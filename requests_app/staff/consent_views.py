@@ -7,7 +7,7 @@ from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import render
 
-from requests_app.models import Disclosure
+from requests_app.models import Disclosure, ThirdPartyNotice
 from requests_app.services import consent
 from requests_app.staff.views import _staff_required
 
@@ -22,12 +22,17 @@ def consent_history_panel(request, privacy_request) -> dict:
 
 
 def violations_panel() -> dict:
-    """Context for templates/staff/_violations.html (the dashboard)."""
-    by_purpose = (Disclosure.objects.filter(violated_purpose__isnull=False)
-                  .values("violated_purpose__name").annotate(n=Count("id"))
-                  .order_by("-n"))
-    return {"violations_by_purpose": list(by_purpose),
-            "violations_total": sum(row["n"] for row in by_purpose)}
+    """Context for templates/staff/_violations.html (the dashboard): disclosures
+    against a person's choice, and third-party notices (deletions, opt-outs) not
+    yet answered: never sent (no contact address) or sent and unconfirmed."""
+    by_purpose = list(Disclosure.objects.filter(violated_purpose__isnull=False)
+                      .values("violated_purpose__name").annotate(n=Count("id"))
+                      .order_by("-n"))
+    waiting = (ThirdPartyNotice.objects.filter(state__in=["pending", "sent"])
+               .values("state").annotate(n=Count("id")))
+    return {"violations_by_purpose": by_purpose,
+            "violations_total": sum(row["n"] for row in by_purpose),
+            "notices_waiting": {row["state"]: row["n"] for row in waiting}}
 
 
 @_staff_required
