@@ -45,6 +45,9 @@ def purge(request_id: int) -> bool:
 
 
 def purge_all(now=None) -> int:
+    # Emails about no request (preference-page codes) are of no use once sent.
+    sent_before = (now or timezone.now()) - relativedelta(days=1)
+    OutgoingEmail.objects.filter(request=None, sent_at__lt=sent_before).delete()
     count = 0
     for request_id in due_for_purge(now).values_list("pk", flat=True):
         count += purge(request_id)

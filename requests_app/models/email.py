@@ -11,8 +11,10 @@ from django.db import models
 
 
 class OutgoingEmail(models.Model):
+    # None for an email about no request (a preference-page code): those are
+    # deleted a day after they are sent (see audit/retention.py).
     request = models.ForeignKey("requests_app.PrivacyRequest", on_delete=models.PROTECT,
-                                related_name="emails")
+                                related_name="emails", null=True, blank=True)
     notice = models.CharField(max_length=40)
     cause = models.ForeignKey("requests_app.AuditEvent", on_delete=models.PROTECT,
                               related_name="+", null=True, blank=True)

@@ -51,6 +51,21 @@ def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> O
     return email
 
 
+def queue_plain(to: str, notice: str, **context) -> OutgoingEmail:
+    """An email about no request (a preference-page code), through the same outbox:
+    rendered now, sent after the commit, re-sent by the reconciler if lost."""
+    context = {"site_url": settings.SITE_URL, **context}
+    subject = " ".join(render_to_string(f"emails/{notice}/subject.txt", context).split())
+    email = OutgoingEmail.objects.create(
+        request=None, notice=notice, to=to, subject=subject,
+        body_text=render_to_string(f"emails/{notice}/body.txt", context),
+        body_html=render_to_string(f"emails/{notice}/body.html", context))
+    from requests_app.tasks import send_email
+
+    enqueue_on_commit(send_email, email.pk)
+    return email
+
+
 def send_email(email_id: int) -> bool:
     """Send one outbox email, at most once: the row stays locked while it is sent,
     so a second delivery of the same task waits, then finds it sent."""
@@ -71,8 +86,9 @@ def send_email(email_id: int) -> bool:
             request=email.request,
             data={"notice": email.notice, "email": email.pk, "to": hash_value(email.to)},
         )
-        if email.notice == "received":
+        if email.notice == "received" and email.request_id:
             PrivacyRequest.objects.filter(pk=email.request_id, acknowledged_at=None).update(
                 acknowledged_at=email.sent_at)
-    log.info("request %s: notice %s sent", email.request.reference, email.notice)
+    log.info("request %s: notice %s sent",
+             email.request.reference if email.request_id else "-", email.notice)
     return True
