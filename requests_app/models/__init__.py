@@ -8,6 +8,7 @@ from requests_app.models.sources import (
     ThirdParty,
     ThirdPartyNotice,
 )
+from requests_app.models.staff import EmailTemplateVersion, IntakeRecord, RequestNote
 from requests_app.models.privacy_request import (
     Actor,
     DenialReason,
@@ -22,6 +23,9 @@ __all__ = [
     "Actor",
     "AuditEvent",
     "DataSource",
+    "EmailTemplateVersion",
+    "IntakeRecord",
+    "RequestNote",
     "Package",
     "SourceRun",
     "Suppression",
