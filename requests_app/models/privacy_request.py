@@ -279,6 +279,9 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
             # that a million closed requests cost it nothing.
             models.Index(Coalesce("extended_due_on", "due_on"), "id",
                          name="queue_open_by_due", condition=Q(state__in=OPEN_STATES)),
+            # The queue filtered by state, in due order.
+            models.Index("state", Coalesce("extended_due_on", "due_on"), "id",
+                         name="queue_state_by_due", condition=Q(state__in=OPEN_STATES)),
         ]
         permissions = [
             ("work_request", "Can work requests: verify, review, approve, cancel, close"),

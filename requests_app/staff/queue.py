@@ -13,6 +13,7 @@ import re
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
+from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Q
 from django.db.models.functions import Coalesce, Lower, TruncWeek
 from django.shortcuts import redirect, render
@@ -185,6 +186,8 @@ def assign(request):
         if assignee is None:
             messages.error(request, _("Choose whom to assign them to."))
             return _back_to_queue(request)
+    if assignee != request.user and not request.user.has_perm("requests_app.assign_request"):
+        raise PermissionDenied
     try:
         count = do_assign(ids, assignee, by=request.user)
         messages.success(request, _("%(count)s request(s) assigned.") % {"count": count})
