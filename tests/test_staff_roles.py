@@ -9,9 +9,8 @@ desk exactly as its forms post them.
 import pytest
 from django.contrib.auth.models import Group
 
-from requests_app.models import PrivacyRequest, State
+from requests_app.models import Actor, PrivacyRequest, State
 from requests_app.services.lifecycle import available_transitions
-from requests_app.models import Actor
 from tests.conftest import file_request, staff_login
 from tests.test_lifecycle import EXPECTED_SOURCES, INPUTS, TRANSITIONS
 
@@ -107,7 +106,7 @@ def test_the_matrix_covers_every_staff_step():
 
 
 def _request_for(name, days_ago):
-    state = sorted(EXPECTED_SOURCES[name])[0]
+    state = min(EXPECTED_SOURCES[name])
     kind = "deletion" if "erasure" in name else "access"
     if name == "merge":
         file_request(request_type=kind, received_at=days_ago(41))

@@ -6,8 +6,8 @@ import time
 
 import pytest
 from django.core import mail
-from django.test.utils import CaptureQueriesContext
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from requests_app.models import (
@@ -289,7 +289,7 @@ def test_a_stale_form_is_refused(client, alice, bob):
                 message="Your account number, please.").status_code == 302
     staff_login(client, alice)
     response = step(client, request, "extend", notice="More time.",
-                    **{"expected_state": seen_state, "version": seen_version})
+                    expected_state=seen_state, version=seen_version)
     assert PrivacyRequest.objects.get(pk=request.pk).extended_at is None
     assert any("changed by someone else" in str(m) for m in response.wsgi_request._messages)
     # ... and then approves it (new state): alice's denial form is out of date.
@@ -297,7 +297,7 @@ def test_a_stale_form_is_refused(client, alice, bob):
     step(client, request, "approve")
     staff_login(client, alice)
     response = step(client, request, "deny", reason_code="exemption", detail="x",
-                    **{"expected_state": seen_state, "version": seen_version})
+                    expected_state=seen_state, version=seen_version)
     assert PrivacyRequest.objects.get(pk=request.pk).state != State.DENIED
 
 

@@ -6,7 +6,6 @@ import json
 import zlib
 
 from django import forms
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone

@@ -53,7 +53,9 @@ class StaffAccessMiddleware:
                 messages.info(request, _("Your session ended after a time without activity. "
                                          "Log in again."))
                 return _login_redirect(request)
-            if now - seen >= 60 or _SEEN not in request.session:
+            # The desk's own polling of fulfilment progress is not activity.
+            polling = request.headers.get("X-Requested-With") == "fetch"
+            if (now - seen >= 60 and not polling) or _SEEN not in request.session:
                 request.session[_SEEN] = now
         return self.get_response(request)
 

@@ -15,7 +15,6 @@ from requests_app.sources.base import SourceError
 from requests_app.sources.manual import MAX_UPLOAD, parse_upload
 from requests_app.staff.access import staff_required
 
-
 _staff_required = staff_required()
 
 
