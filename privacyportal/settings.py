@@ -8,6 +8,7 @@ SECRET_KEY, FILE_ENCRYPTION_KEY and the email settings.
 
 import base64
 import binascii
+import datetime
 import os
 import secrets
 import zoneinfo
@@ -75,6 +76,9 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django_fsm",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "axes",
     "requests_app",
 ]
 
@@ -86,10 +90,46 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "requests_app.preferences.middleware.GlobalPrivacyControlMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Every page of /staff/, /audit/ and /admin/ needs a staff login verified by a
+    # TOTP code, and ends after STAFF_IDLE_MINUTES without a request.
+    "requests_app.staff.access.StaffAccessMiddleware",
+    # Last, as django-axes asks: turns a locked-out login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Staff login: password and TOTP code (django-otp), lockout by django-axes.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+LOGIN_URL = "/staff/login/"
+# Failed logins (a wrong password or a wrong code) from one address for one user
+# name before that pair is locked out, and for how long. Attempts are counted in
+# the database, so every web process sees them.
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = datetime.timedelta(minutes=envint("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "staff/locked_out.html"
+AXES_VERBOSE = False  # no user names or addresses in the log
+# The client's address: the socket's, or behind a trusted proxy the one it appends
+# to X-Forwarded-For (a client-sent header must never choose whom to lock out).
+if envbool("TRUST_X_FORWARDED_PROTO", False):
+    AXES_IPWARE_PROXY_COUNT = 1
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+else:
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+# TOTP codes: after each wrong code the device waits twice as long as before
+# (1 s, 2 s, 4 s, ...) before it checks another: django-otp's throttling.
+OTP_TOTP_ISSUER = envstr("OTP_ISSUER", "Privacy Portal")
+OTP_TOTP_THROTTLE_FACTOR = 1
+# A staff session ends after this many minutes without a request (and always
+# after SESSION_COOKIE_AGE seconds).
+STAFF_IDLE_MINUTES = envint("STAFF_IDLE_MINUTES", 30, minimum=1)
 
 ROOT_URLCONF = "privacyportal.urls"
 WSGI_APPLICATION = "privacyportal.wsgi.application"

@@ -11,6 +11,8 @@ ROLES: dict[str, list[str]] = {
     "Privacy Manager": [
         "requests_app.view_privacyrequest",
         "requests_app.work_request",
+        "requests_app.assign_request",
+        "requests_app.manage_email_templates",
         "requests_app.approve_deletion",
         "requests_app.release_results",
         "requests_app.deny_request",
@@ -33,6 +35,7 @@ ROLES: dict[str, list[str]] = {
     "Auditor": [
         "requests_app.view_auditevent",
     ],
+    # Sees only the tasks of the manual sources they own (by ownership, not a permission).
     "Source Owner": [],
 }
 

@@ -14,5 +14,5 @@ $BIN/python manage.py demo_staff
 DEMO_SHOP_DSN="$($BIN/python manage.py shell -v 0 -c \
   'from requests_app.demo.setup import demo_shop_dsn; print(demo_shop_dsn())')"
 export DEMO_SHOP_DSN DATA_DIR="${DATA_DIR:-var}"
-echo "Privacy Portal: http://${WEB_ADDRESS}/  (staff: http://${WEB_ADDRESS}/admin/)"
+echo "Privacy Portal: http://${WEB_ADDRESS}/  (staff: http://${WEB_ADDRESS}/staff/, codes now: DEBUG=1 $BIN/python manage.py demo_staff --codes)"
 exec $BIN/honcho start -f Procfile.dev

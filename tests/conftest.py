@@ -84,6 +84,41 @@ def charlie(db):
     return _staff("charlie", "Auditor")
 
 
+@pytest.fixture
+def dave(db):
+    """Source Owner (no role permissions: sees the tasks of the sources they own)."""
+    return _staff("dave", "Source Owner")
+
+
+def totp_device(user):
+    """The user's confirmed TOTP device (created on first use)."""
+    from django_otp.plugins.otp_totp.models import TOTPDevice
+
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    return device or TOTPDevice.objects.create(user=user, name="authenticator", confirmed=True)
+
+
+def totp_code(device) -> str:
+    """The code an authenticator app would show now for this device."""
+    from django_otp.oath import TOTP
+
+    totp = TOTP(device.bin_key, device.step, device.t0, device.digits, device.drift)
+    return f"{totp.token():0{device.digits}d}"
+
+
+def staff_login(client, user):
+    """Log a persona in as the login page would: a session verified by their TOTP
+    device (django-otp keeps the device's id in the session)."""
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    device = totp_device(user)
+    client.force_login(user)
+    session = client.session
+    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
+    session.save()
+    return client
+
+
 # --- requests ----------------------------------------------------------------------
 
 

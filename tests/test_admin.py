@@ -2,7 +2,7 @@ import pytest
 from django.contrib.auth.models import User
 
 from requests_app.models import AuditEvent
-from tests.conftest import file_request
+from tests.conftest import file_request, staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -10,7 +10,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def superuser_client(client):
     user = User.objects.create_superuser("root", "root@staff.example", "x" * 16)
-    client.force_login(user)
+    staff_login(client, user)
     return client
 
 

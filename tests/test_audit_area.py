@@ -22,7 +22,7 @@ from requests_app.models import (
     State,
 )
 from requests_app.services.lifecycle import do_transition
-from tests.conftest import committed, file_request
+from tests.conftest import committed, file_request, staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -38,7 +38,7 @@ def unzip(response):
 
 @pytest.mark.parametrize("persona,status", [("alice", 200), ("bob", 403), ("charlie", 200)])
 def test_only_auditors_and_managers_open_the_audit_area(persona, status, client, request):
-    client.force_login(request.getfixturevalue(persona))
+    staff_login(client, request.getfixturevalue(persona))
     for url in ["/audit/", "/audit/requests/?format=csv", "/audit/events/?format=jsonl",
                 "/audit/metrics/2026/"]:
         assert client.get(url).status_code == status, url
@@ -53,7 +53,7 @@ def test_the_request_log_has_one_row_per_request_and_no_identity(client, charlie
     do_transition(denied.pk, "deny", actor=Actor.staff(alice), reason_code="unfounded",
                   detail="Fourth identical request this month.")
     file_request(request_type="deletion", email="sam@example.com")
-    client.force_login(charlie)
+    staff_login(client, charlie)
     manifest, body = unzip(client.get("/audit/requests/?format=csv"))
     rows = list(csv.DictReader(io.StringIO(body)))
     assert len(rows) == 2 and manifest["lines"] == 3
@@ -71,7 +71,7 @@ def test_the_request_log_is_filtered_by_date_type_and_outcome(client, charlie, d
     file_request(request_type="access", received_at=days_ago(40))
     file_request(request_type="deletion", received_at=days_ago(3))
     file_request(request_type="deletion", state=State.CANCELLED, received_at=days_ago(3))
-    client.force_login(charlie)
+    staff_login(client, charlie)
     since = (timezone.localdate() - datetime.timedelta(days=10)).isoformat()
     _, body = unzip(client.get(f"/audit/requests/?format=jsonl&start={since}&type=deletion"))
     assert len(body.splitlines()) == 2
@@ -80,7 +80,7 @@ def test_the_request_log_is_filtered_by_date_type_and_outcome(client, charlie, d
 
 
 def test_a_bad_filter_gets_a_clear_message_not_an_error(client, charlie):
-    client.force_login(charlie)
+    staff_login(client, charlie)
     response = client.get("/audit/requests/?format=csv&start=2026-13-45")
     assert response.status_code == 400 and b"Enter a valid date" in response.content
     response = client.get("/audit/requests/?format=csv&start=2026-05-01&end=2026-01-01")
@@ -91,7 +91,7 @@ def test_a_bad_filter_gets_a_clear_message_not_an_error(client, charlie):
 
 def test_the_event_log_carries_the_chain(client, charlie):
     file_request()
-    client.force_login(charlie)
+    staff_login(client, charlie)
     _, body = unzip(client.get("/audit/events/?format=jsonl"))
     events = [json.loads(line) for line in body.splitlines()]
     assert "request.received" in {e["action"] for e in events}
@@ -144,7 +144,7 @@ def test_the_metrics_match_a_fixture_computed_by_hand(client, charlie):
     know = report["groups"]["know"]
     assert (know["received"], know["complied"], know["median_days"]) == (1, 0, None)
     assert report["received_per_month"] == [1, 1, 3, 0, 0, 0, 1, 0, 0, 0, 0, 1]
-    client.force_login(charlie)
+    staff_login(client, charlie)
     page = client.get(f"/audit/metrics/{year}/")
     assert page.status_code == 200 and b"Deletion" in page.content
     rows = list(csv.DictReader(io.StringIO(
@@ -180,7 +180,7 @@ def test_retention_purges_identity_after_24_months_and_keeps_the_record(alice):
 def test_configuration_changes_are_audited(client, alice, bob):
     from django.contrib.auth.models import Group
 
-    client.force_login(alice)
+    staff_login(client, alice)
     response = client.post("/admin/requests_app/thirdparty/add/", {
         "name": "Contoso Ads", "kind": "third_party", "contact_email": "privacy@contoso.example",
         "categories": "[]"})
@@ -213,7 +213,7 @@ def test_the_event_log_is_the_same_through_the_database_and_through_python():
 
 def test_a_manifest_lists_only_the_filters_that_applied(client, charlie):
     file_request()
-    client.force_login(charlie)
+    staff_login(client, charlie)
     manifest, _ = unzip(client.get("/audit/events/?format=csv&type=deletion&start=2020-01-01"))
     assert manifest["filters"] == {"start": "2020-01-01"}
     manifest, _ = unzip(client.get("/audit/requests/?format=csv&type=deletion"))

@@ -17,7 +17,11 @@ def state_of(request):
 def test_approval_is_followed_by_the_worker_starting_fulfilment(real_worker, bob):
     request = file_request(state=State.IN_REVIEW)
     do_transition(request.pk, "approve", actor=Actor.staff(bob))
-    assert wait_for(lambda: state_of(request) == State.FULFILLING)
+    # With no source to ask, fulfilment may already have moved on to the results
+    # when we look: the worker's step is in the trail either way.
+    assert wait_for(lambda: request.audit_events.filter(
+        action="request.start_fulfilment", actor_kind="system").exists())
+    assert state_of(request) in (State.FULFILLING, State.RESULTS_READY)
 
 
 def test_the_worker_expires_requests_never_verified(real_worker, days_ago):

@@ -10,7 +10,7 @@ from django.core.management import call_command
 
 from requests_app.models import Actor, ConsentRecord, Disclosure, DataSource
 from requests_app.services import consent
-from tests.conftest import committed, file_request, screenshot
+from tests.conftest import committed, file_request, screenshot, staff_login
 from tests.test_consent import grant, make_purpose
 
 PAT = "pat@example.com"
@@ -71,12 +71,16 @@ def test_violations_are_listed_for_the_privacy_office_only(client, alice, bob, c
                               violated_purpose=ads, violation="disclosed after the person "
                                                                "opted out of “Ads”")
     for user, status in ((alice, 200), (bob, 200), (charlie, 403)):
-        client.force_login(user)
+        staff_login(client, user)
         response = client.get("/staff/consent/violations/")
         assert response.status_code == status
         if status == 200:
             assert "1 disclosure went against" in response.content.decode()
             assert "Contoso Ads" in response.content.decode()
+            # The dashboard counts them, with a link to the list.
+            dashboard = client.get("/staff/").content.decode()
+            assert "1 disclosure went against" in dashboard
+            assert "/staff/consent/violations/" in dashboard
 
 
 @pytest.mark.django_db
@@ -93,7 +97,7 @@ def test_the_opt_out_report_counts_on_time_and_late_per_purpose_and_month(client
     # Honoured (no source to wait for) at once; say the second took until after its due date.
     assert on_time.due_on.isoformat() < "2026-03-30"
     PrivacyRequest.objects.filter(pk=late.pk).update(responded_at="2026-03-30T12:00Z")
-    client.force_login(charlie)
+    staff_login(client, charlie)
     response = client.get("/audit/opt-outs/2026/")
     rows = {(r["month"], r["purpose"]): r for r in response.context["rows"]}
     march = rows[("2026-03", marketing.name)]
@@ -103,7 +107,7 @@ def test_the_opt_out_report_counts_on_time_and_late_per_purpose_and_month(client
     csv_response = client.get("/audit/opt-outs/2026/?format=csv")
     body = csv_response.content.decode()
     assert body.splitlines()[0].startswith("month,purpose,received,honoured_on_time")
-    client.force_login(bob)
+    staff_login(client, bob)
     assert client.get("/audit/opt-outs/2026/").status_code == 403
 
 
@@ -115,17 +119,19 @@ def test_the_preference_link_command_refuses_a_non_address():
 
 
 @pytest.mark.django_db
-def test_the_consent_history_panel_shows_the_ledger_to_the_privacy_office(rf, alice, charlie):
-    from requests_app.staff.consent_views import consent_history_panel
-
+def test_the_request_desk_shows_the_persons_consent_history(client, alice, bob):
     ads = make_purpose("ads", "opt_out", "opt_out_sale")
     request = file_request(request_type="access", email=PAT)
     with committed():
         consent.record(consent.person(PAT), ads, "withdraw", method="staff_phone",
                        notice=ads.current_notice, actor=Actor.staff(alice))
-    web = rf.get("/")
-    web.user = alice
-    (entry,) = consent_history_panel(web, request)["consent_history"]
-    assert entry.method == "staff_phone" and entry.staff == alice
-    web.user = charlie
-    assert consent_history_panel(web, request)["consent_history"] is None
+    for user in (alice, bob):
+        staff_login(client, user)
+        page = client.get(f"/staff/requests/{request.reference}/")
+        assert page.status_code == 200
+        html = page.content.decode()
+        assert "Consent history" in html and "Staff, on the phone" in html
+        assert "v1" in html
+    other = file_request(request_type="access", email="nobody@example.com")
+    html = client.get(f"/staff/requests/{other.reference}/").content.decode()
+    assert "No choice recorded for this person" in html

@@ -26,7 +26,7 @@ from requests_app.services import fulfilment
 from requests_app.services.lifecycle import TransitionRefused, do_transition
 from requests_app.sources.categories import WITHHELD
 from requests_app.sources.demo_http import DemoHttpService, seed
-from tests.conftest import committed, file_request
+from tests.conftest import committed, file_request, staff_login
 from tests.test_sql_source import shop  # noqa: F401  (the SQLite shop fixture)
 
 pytestmark = pytest.mark.django_db
@@ -78,7 +78,7 @@ def unzip(package: Package) -> zipfile.ZipFile:
 
 
 def upload_as_owner(client, owner, run, name, content):
-    client.force_login(owner)
+    staff_login(client, owner)
     upload = io.BytesIO(content)
     upload.name = name
     with committed():
@@ -226,7 +226,7 @@ def test_a_source_map_problem_fails_the_run_with_a_message_for_staff(sources, al
 def test_the_owner_of_another_source_cannot_open_the_task(sources, alice, charlie, client):
     request = approved("access", alice)
     run = request.source_runs.get(source=sources["manual"])
-    client.force_login(charlie)
+    staff_login(client, charlie)
     assert client.get(f"/staff/tasks/{run.token}/").status_code == 403
     assert client.get("/staff/tasks/").status_code == 200
     assert run.token.encode() not in client.get("/staff/tasks/").content
@@ -288,9 +288,9 @@ def test_staff_preview_a_package_before_release_and_the_view_is_audited(sources,
     sources["manual"].save()
     request = approved("portability", alice)
     url = f"/staff/requests/{request.reference}/package/portability/"
-    client.force_login(charlie)
+    staff_login(client, charlie)
     assert client.get(url).status_code == 403
-    client.force_login(alice)
+    staff_login(client, alice)
     response = client.get(url)
     assert response.status_code == 200
     archive = zipfile.ZipFile(io.BytesIO(b"".join(response.streaming_content)))
@@ -335,7 +335,7 @@ def test_a_deletion_waits_for_the_manual_owner_only_once_and_reports_what_they_s
     request.refresh_from_db()
     assert request.state == State.WAITING_MANUAL
     run = request.source_runs.get(source=sources["manual"], action="erase")
-    client.force_login(bob)
+    staff_login(client, bob)
     response = client.post(f"/staff/tasks/{run.token}/", {"outcome": "impossible"})
     assert b"Say why it is impossible." in response.content
     with committed():

@@ -30,6 +30,7 @@ INPUTS = {
     "extend": {"notice": "Three of our systems need a manual search."},
     "flag_for_attention": {"reason": "crm: timed out after 5 tries"},
     "reject_erasure_plan": {"reason": "The map misses the loyalty table."},
+    "request_information": {"message": "Please send the last four digits of your card."},
 }
 
 
@@ -61,6 +62,8 @@ EXPECTED_SOURCES = {
     "grant_appeal": {"under_appeal"},
     "deny_appeal": {"under_appeal"},
     "extend": OPEN,
+    "request_information": {"pending_verification", "verified", "in_review"},
+    "merge": {"pending_verification", "verified", "in_review"},
 }
 
 
@@ -86,6 +89,8 @@ def request_where_guards_hold(state, days_ago, name=""):
     # verification window (30 days) has run out and the due date (day 45) is ahead.
     # The steps on a deletion's dry run need a deletion.
     kind = "deletion" if "erasure" in name else "opt_out_sale" if "opt_out" in name else "access"
+    if name == "merge":  # an earlier open request for the same right: this one duplicates it
+        file_request(request_type=kind, jurisdiction="VA", received_at=days_ago(41))
     return file_request(request_type=kind, jurisdiction="VA", state=state,
                         received_at=days_ago(40))
 
@@ -207,8 +212,9 @@ def test_the_consumer_cannot_cancel_once_fulfilment_started():
 def test_available_steps_come_from_the_machine(alice, bob):
     request = file_request(state=State.IN_REVIEW)
     assert set(available_transitions(request, Actor.staff(alice))) == {
-        "approve", "deny", "cancel", "extend"}
-    assert set(available_transitions(request, Actor.staff(bob))) == {"approve", "cancel"}
+        "approve", "deny", "cancel", "extend", "request_information"}
+    assert set(available_transitions(request, Actor.staff(bob))) == {
+        "approve", "cancel", "request_information"}
 
 
 # --- guards and inputs ------------------------------------------------------------

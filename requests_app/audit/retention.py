@@ -10,7 +10,14 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from requests_app.models import Actor, Identity, OutgoingEmail, PrivacyRequest
+from requests_app.models import (
+    Actor,
+    Identity,
+    IntakeRecord,
+    OutgoingEmail,
+    PrivacyRequest,
+    RequestNote,
+)
 from requests_app.models.privacy_request import FINAL_STATES
 from requests_app.services.audit import record_event
 
@@ -35,13 +42,29 @@ def purge(request_id: int) -> bool:
         # Free text that may describe the person; the codes and dates stay.
         PrivacyRequest.objects.filter(pk=request.pk).update(
             details="", appeal_text="", denial_detail="", extension_notice="",
-            appeal_decision="")
+            appeal_decision="", information_request="")
+        # Staff notes and what staff entered by hand (the original, the evidence).
+        RequestNote.objects.filter(request=request).delete()
+        originals = [i.original_path for i in IntakeRecord.objects.filter(request=request)
+                     if i.original_path]
+        IntakeRecord.objects.filter(request=request).update(
+            call_note="", verification_evidence="", original_name="", original_path="",
+            purged_at=timezone.now())
+        for path in originals:
+            transaction.on_commit(lambda p=path: _remove(p))
         for package in request.packages.filter(purged_at=None):
             discard(package)
         record_event("request.identity_purged", actor=Actor.system(), request=request,
                      data={"retention_months": settings.RETENTION_MONTHS, "emails": emails})
     discard_run_files(request)
     return True
+
+
+def _remove(relative: str) -> None:
+    try:
+        (settings.MEDIA_ROOT / relative).unlink()
+    except FileNotFoundError:
+        pass
 
 
 def purge_all(now=None) -> int:

@@ -6,8 +6,6 @@ import json
 import zlib
 
 from django import forms
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -18,18 +16,13 @@ from requests_app.audit import opt_outs, reports
 from requests_app.models import Actor, AuditEvent
 from requests_app.rules import request_type_choices
 from requests_app.services.audit import record_event
+from requests_app.staff.access import staff_required
 
 AUDITOR_PERMISSION = "requests_app.view_auditevent"
 
 
-def auditor_required(view):
-    @login_required(login_url="/staff/login/")
-    def wrapped(request, *args, **kwargs):
-        if not (request.user.is_staff and request.user.has_perm(AUDITOR_PERMISSION)):
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return wrapped
+# A verified (TOTP) staff login holding the auditor's permission.
+auditor_required = staff_required(AUDITOR_PERMISSION)
 
 
 class ExportForm(forms.Form):

@@ -8,6 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('requests_app', '0008_consent_ledger'),
+        ('requests_app', '0008_staff_workspace'),
     ]
 
     operations = [

@@ -15,6 +15,7 @@ from requests_app.models.sources import (
     ThirdParty,
     ThirdPartyNotice,
 )
+from requests_app.models.staff import EmailTemplateVersion, IntakeRecord, RequestNote
 from requests_app.models.privacy_request import (
     Actor,
     DenialReason,
@@ -34,6 +35,9 @@ __all__ = [
     "Purpose",
     "PurposeNotice",
     "DataSource",
+    "EmailTemplateVersion",
+    "IntakeRecord",
+    "RequestNote",
     "Package",
     "SourceRun",
     "Suppression",

@@ -22,6 +22,9 @@ class OutgoingEmail(models.Model):
     subject = models.CharField(max_length=300)
     body_text = models.TextField()
     body_html = models.TextField()
+    # Which version of the notice's template was sent: "default" (the files in
+    # templates/emails/) or "v<n>" (an EmailTemplateVersion).
+    template_version = models.CharField(max_length=20, default="default")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.db.models import Q
+from django.db.models.functions import Coalesce, Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
@@ -177,6 +179,12 @@ def _is_opt_out(instance: "PrivacyRequest") -> bool:
     return instance.type_rules.is_opt_out
 
 
+def _is_flagged_duplicate(instance: "PrivacyRequest") -> bool:
+    """flagged as a duplicate of another request that is still open"""
+    original = instance.duplicate_of
+    return original is not None and original.state in OPEN_STATES
+
+
 def _results_are_final(instance: "PrivacyRequest") -> bool:
     """for a deletion: the erasure itself has run, not only its dry run"""
     return not instance.type_rules.is_deletion or instance.erasure_approved_at is not None
@@ -192,9 +200,16 @@ _erasure_plan_awaits_approval.refusal = _(
 )
 _is_opt_out.refusal = _("Only an opt-out is approved and confirmed by the system.")
 _results_are_final.refusal = _("Approve the deletion dry run first: nothing has been deleted yet.")
+_is_flagged_duplicate.refusal = _(
+    "Only a request flagged as a duplicate of another open request can be merged into it."
+)
 _has_appeal_process.refusal = _(
     "No appeal is possible: the request was appealed already, or its jurisdiction has no appeal."
 )
+
+
+# Columns the staff queue filters on, carried in its indexes (see Meta.indexes).
+QUEUE_FILTER_COLUMNS = ["request_type", "jurisdiction", "assignee", "due_on", "extended_due_on"]
 
 
 class TransitionInputError(ValidationError):
@@ -254,13 +269,38 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     purposes = models.ManyToManyField("requests_app.Purpose", blank=True,
                                       related_name="requests", verbose_name=_("purposes"))
 
+    # Staff workspace: who works it, what it duplicates, what was asked of the consumer.
+    assignee = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="assigned_requests", verbose_name=_("assignee"),
+    )
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="duplicates",
+        verbose_name=_("duplicate of"),
+    )
+    information_requested_at = models.DateTimeField(
+        _("more information asked for"), null=True, blank=True)
+    information_request = models.TextField(_("information asked for"), blank=True)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = _("privacy request")
         ordering = ["due_on", "received_at"]
-        indexes = [models.Index(fields=["state", "due_on"])]
+        indexes = [
+            models.Index(fields=["state", "due_on"]),
+            # The staff queue: open requests by their current due date. Partial, so
+            # that a million closed requests cost it nothing; covering the filter
+            # columns, so that counting the matches of a filter reads the index only.
+            models.Index(Coalesce("extended_due_on", "due_on"), "id",
+                         name="queue_open_by_due", condition=Q(state__in=OPEN_STATES),
+                         include=QUEUE_FILTER_COLUMNS + ["state"]),
+            # The queue filtered by state, in due order.
+            models.Index("state", Coalesce("extended_due_on", "due_on"), "id",
+                         name="queue_state_by_due", condition=Q(state__in=OPEN_STATES),
+                         include=QUEUE_FILTER_COLUMNS),
+        ]
         permissions = [
             ("work_request", "Can work requests: verify, review, approve, cancel, close"),
             ("approve_deletion", "Can approve deletions"),
@@ -268,6 +308,8 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
             ("deny_request", "Can deny requests"),
             ("extend_deadline", "Can extend a request's deadline"),
             ("decide_appeal", "Can decide appeals"),
+            ("assign_request", "Can assign requests to staff"),
+            ("manage_email_templates", "Can edit the emails sent to consumers"),
         ]
 
     def __str__(self) -> str:
@@ -278,6 +320,12 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     @property
     def type_rules(self):
         return REQUEST_TYPES[self.request_type]
+
+    @property
+    def version(self) -> str:
+        """Changes with every save: a staff form carries it, so a form posted after
+        someone else changed the request is refused (services.lifecycle)."""
+        return self.updated_at.isoformat() if self.updated_at else ""
 
     @property
     def current_due_on(self):
@@ -436,6 +484,25 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
         self.appeal_decision = _required(reason, _("Give the reasons for the decision."))
         self.appeal_outcome = "denied"
 
+    # Asking for more information keeps the state and does not stop the clock: the
+    # laws we follow give no pause for it (a request that stays unverifiable is
+    # denied as such, or expires). The message goes to the consumer in the notice
+    # `more_information`.
+    @transition(state, source=[State.PENDING_VERIFICATION, State.VERIFIED, State.IN_REVIEW],
+                target=None, permission=_perm("work_request"), custom={"actors": (STAFF,)})
+    def request_information(self, message=""):
+        self.information_request = _required(
+            message, _("Write the message that tells the consumer what is needed."))
+        self.information_requested_at = timezone.now()
+
+    # A second request for the same right from the same person while the first is
+    # open: folded into the first, which answers both. The duplicate ends cancelled.
+    @transition(state, source=[State.PENDING_VERIFICATION, State.VERIFIED, State.IN_REVIEW],
+                target=State.CANCELLED, conditions=[_is_flagged_duplicate],
+                permission=_perm("work_request"), custom={"actors": (STAFF,)})
+    def merge(self):
+        self.closed_at = timezone.now()
+
     @transition(state, source=OPEN_STATES, target=None, conditions=[_may_extend],
                 permission=_perm("extend_deadline"), custom={"actors": (STAFF,)})
     def extend(self, notice=""):
@@ -466,6 +533,8 @@ class Identity(models.Model):
     class Meta:
         verbose_name = _("identity")
         verbose_name_plural = _("identities")
+        # Staff search and duplicate detection match emails case-insensitively.
+        indexes = [models.Index(Lower("email"), name="identity_email_lower")]
 
     def __str__(self) -> str:
         return f"Identity for {self.request.reference}"

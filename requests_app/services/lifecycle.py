@@ -14,7 +14,7 @@ from django.utils.translation import gettext as _
 from django_fsm import ConcurrentTransition, can_proceed
 
 from requests_app.models import Actor, Identity, PrivacyRequest
-from requests_app.models.privacy_request import ActorKind, TransitionInputError
+from requests_app.models.privacy_request import OPEN_STATES, ActorKind, TransitionInputError
 from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, UNKNOWN, Verification
 from requests_app.services.audit import record_event
 from requests_app.services.notices import queue_notice
@@ -37,6 +37,8 @@ NOTICES = {
     "grant_appeal": "appeal_granted",
     "deny_appeal": "appeal_denied",
     "confirm_opt_out": "opt_out_done",
+    "request_information": "more_information",
+    "merge": "merged",
 }
 # The system's next step, run by a worker after the transition commits.
 FOLLOW_UPS = {
@@ -106,6 +108,10 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
         )
         identity.full_clean()
         identity.save()
+        original = _open_duplicate_of(request, identity)
+        if original is not None:
+            request.duplicate_of = original
+            request.save(update_fields=["duplicate_of"])
         event = record_event(
             "request.received",
             actor=actor,
@@ -125,11 +131,26 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
             record_request_opt_out(
                 request, new.purposes, actor=actor, notices=new.consent_notices,
                 method=new.consent_method or CONSENT_METHODS.get(new.channel, "request_form"))
+        if original is not None:
+            record_event("request.flagged_duplicate", actor=Actor.system(), request=request,
+                         data={"duplicate_of": original.reference})
         if request.type_rules.verification is Verification.NONE:
             # Opt-outs need no identity verification (CCPA regs §7026): straight on.
             _apply(request, "verify", actor=Actor.system(),
                    audit_reason="no identity verification for this type")
     return request
+
+
+def _open_duplicate_of(request: PrivacyRequest, identity: Identity) -> PrivacyRequest | None:
+    """The oldest open request for the same right from the same person (the same
+    email, in any case), which a new request duplicates."""
+    from django.db.models.functions import Lower
+
+    return (PrivacyRequest.objects
+            .filter(state__in=OPEN_STATES, request_type=request.request_type)
+            .annotate(email_lower=Lower("identity__email"))
+            .filter(email_lower=identity.email.strip().lower())
+            .exclude(pk=request.pk).order_by("received_at", "id").first())
 
 
 def _find_transition(request: PrivacyRequest, name: str):
@@ -145,6 +166,19 @@ def _check_actor(request: PrivacyRequest, transition, actor: Actor) -> None:
     if actor.kind == ActorKind.STAFF:
         if not (actor.user.is_active and transition.has_perm(request, actor.user)):
             raise TransitionRefused(_("You do not have permission for this step."))
+
+
+def may_take(request: PrivacyRequest, name: str, actor: Actor) -> bool | None:
+    """Whether the actor may take step `name` from the request's state (whatever
+    its guards say now); None when the state has no such step."""
+    transition = _find_transition(request, name)
+    if transition is None:
+        return None
+    try:
+        _check_actor(request, transition, actor)
+    except TransitionRefused:
+        return False
+    return True
 
 
 def available_transitions(request: PrivacyRequest, actor: Actor) -> list[str]:
@@ -165,18 +199,22 @@ def do_transition(
     *,
     actor: Actor,
     expected_state: str | None = None,
+    expected_version: str | None = None,
     **inputs,
 ) -> PrivacyRequest:
     """Apply transition `name` to the request.
 
     `expected_state` is the state the actor saw (a staff form carries it): if the
     request has moved since, the step is refused instead of applied to a state the
-    actor never saw. Raises TransitionRefused or TransitionInputError; on either,
+    actor never saw. `expected_version` (the request's `version`, which a staff form
+    also carries) does the same for steps that keep the state, such as an
+    extension. Raises TransitionRefused or TransitionInputError; on either,
     nothing is saved.
     """
     with transaction.atomic(durable=True):
         request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
-        if expected_state is not None and request.state != expected_state:
+        if ((expected_state is not None and request.state != expected_state)
+                or (expected_version is not None and request.version != expected_version)):
             raise TransitionRefused(
                 _("This request was changed by someone else; reload it and try again.")
             )
@@ -249,6 +287,10 @@ def _data_of(request: PrivacyRequest, name: str) -> dict:
     if name == "extend":
         return {"due_on": request.due_on.isoformat(),
                 "extended_due_on": request.extended_due_on.isoformat()}
+    if name == "merge":
+        return {"merged_into": request.duplicate_of.reference}
+    if name == "request_information":
+        return {"asked_at": request.information_requested_at.isoformat()}
     if name == "appeal":
         return {"appeal_due_on": request.appeal_due_on.isoformat()
                 if request.appeal_due_on else None}

@@ -1,8 +1,10 @@
 """Emails to the consumer about their request.
 
-Each notice is a subject / text / HTML triple in templates/emails/<notice>/. It is
-rendered inside the transaction of the event that causes it and stored in the
-outbox (OutgoingEmail); a worker sends it after the commit.
+Each notice is a subject / text / HTML triple in templates/emails/<notice>/. A
+Privacy Manager may edit it in the staff area: the newest EmailTemplateVersion of
+the notice then overrides the files (services/email_templates.py). It is rendered
+inside the transaction of the event that causes it and stored in the outbox
+(OutgoingEmail, with the version that was used); a worker sends it after the commit.
 """
 
 import logging
@@ -20,8 +22,8 @@ from requests_app.services.tasks_queue import enqueue_on_commit
 log = logging.getLogger(__name__)
 
 
-def render_notice(request: PrivacyRequest, notice: str, **extra) -> tuple[str, str, str]:
-    context = {
+def notice_context(request: PrivacyRequest, **extra) -> dict:
+    return {
         "request": request,
         "identity": request.identity,
         "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
@@ -29,10 +31,26 @@ def render_notice(request: PrivacyRequest, notice: str, **extra) -> tuple[str, s
         "site_url": settings.SITE_URL,
         **extra,
     }
+
+
+def render_notice(request: PrivacyRequest, notice: str, **extra) -> tuple[str, str, str]:
+    return render_notice_versioned(request, notice, **extra)[:3]
+
+
+def render_notice_versioned(request: PrivacyRequest, notice: str,
+                            **extra) -> tuple[str, str, str, str]:
+    """subject, text, HTML and the label of the template version used."""
+    from requests_app.services import email_templates
+
+    context = notice_context(request, **extra)
+    version = email_templates.current_version(notice)
+    if version is not None and not version.use_default:
+        subject, text, html = email_templates.render_version(version, context)
+        return subject, text, html, version.label
     subject = render_to_string(f"emails/{notice}/subject.txt", context)
     text = render_to_string(f"emails/{notice}/body.txt", context)
     html = render_to_string(f"emails/{notice}/body.html", context)
-    return " ".join(subject.split()), text, html
+    return " ".join(subject.split()), text, html, "default"
 
 
 def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> OutgoingEmail | None:
@@ -40,10 +58,10 @@ def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> O
     if not hasattr(request, "identity"):
         log.info("request %s: notice %s not queued, identity purged", request.reference, notice)
         return None
-    subject, text, html = render_notice(request, notice, **extra)
+    subject, text, html, version = render_notice_versioned(request, notice, **extra)
     email = OutgoingEmail.objects.create(
         request=request, notice=notice, cause=cause, to=request.identity.email,
-        subject=subject, body_text=text, body_html=html,
+        subject=subject, body_text=text, body_html=html, template_version=version,
     )
     from requests_app.tasks import send_email
 
@@ -70,7 +88,7 @@ def send_email(email_id: int) -> bool:
     """Send one outbox email, at most once: the row stays locked while it is sent,
     so a second delivery of the same task waits, then finds it sent."""
     with transaction.atomic():
-        email = OutgoingEmail.objects.select_for_update().select_related("request").get(
+        email = OutgoingEmail.objects.select_for_update(of=("self",)).select_related("request").get(
             pk=email_id)
         if email.sent_at is not None:
             return False

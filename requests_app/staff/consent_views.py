@@ -2,21 +2,20 @@
 choice, and the panels the request desk and dashboard include (a person's consent
 history, the violation count)."""
 
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Count
 from django.shortcuts import render
 
 from requests_app.models import Disclosure, ThirdPartyNotice
 from requests_app.services import consent
-from requests_app.staff.views import _staff_required
+from requests_app.staff.access import staff_required
 
 VIEW_CONSENT = "requests_app.view_consentrecord"
 
 
-def consent_history_panel(request, privacy_request) -> dict:
+def consent_history_panel(user, privacy_request) -> dict:
     """Context for templates/staff/_consent_history.html (the request desk)."""
-    if not request.user.has_perm(VIEW_CONSENT) or not hasattr(privacy_request, "identity"):
+    if not user.has_perm(VIEW_CONSENT) or not hasattr(privacy_request, "identity"):
         return {"consent_history": None}
     return {"consent_history": consent.history(privacy_request.identity.email)}
 
@@ -35,10 +34,8 @@ def violations_panel() -> dict:
             "notices_waiting": {row["state"]: row["n"] for row in waiting}}
 
 
-@_staff_required
+@staff_required("requests_app.view_privacyrequest")
 def violations(request):
-    if not request.user.has_perm("requests_app.view_privacyrequest"):
-        raise PermissionDenied
     rows = (Disclosure.objects.filter(violated_purpose__isnull=False)
             .select_related("violated_purpose", "source", "third_party")
             .order_by("-disclosed_at", "-id"))

@@ -1,16 +1,30 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from requests_app.staff import consent_views, views
+from requests_app.staff import consent_views, desk, emails, intake, queue, views
+from requests_app.staff.access import login_view
 
 app_name = "staff"
 urlpatterns = [
-    path("login/", auth_views.LoginView.as_view(template_name="staff/login.html"),
-         name="login"),
+    path("", queue.dashboard, name="dashboard"),
+    path("login/", login_view, name="login"),
     path("logout/", auth_views.LogoutView.as_view(next_page="/staff/login/"), name="logout"),
+    path("queue/", queue.queue, name="queue"),
+    path("queue/assign/", queue.assign, name="assign"),
+    path("intake/", intake.intake, name="intake"),
+    path("emails/", emails.email_list, name="emails"),
+    path("emails/<slug:notice>/", emails.email_edit, name="email_edit"),
+    path("emails/<slug:notice>/default/", emails.email_restore_default,
+         name="email_restore_default"),
     path("tasks/", views.task_list, name="tasks"),
     path("consent/violations/", consent_views.violations, name="violations"),
     path("tasks/<str:token>/", views.task_detail, name="task"),
+    path("requests/<str:reference>/", desk.desk, name="desk"),
+    path("requests/<str:reference>/progress/", desk.progress, name="progress"),
+    path("requests/<str:reference>/claim/", queue.claim, name="claim"),
+    path("requests/<str:reference>/notes/", desk.add_note, name="add_note"),
+    path("requests/<str:reference>/original/", desk.original, name="original"),
+    path("requests/<str:reference>/step/<slug:name>/", desk.take_step, name="step"),
     path("requests/<str:reference>/package/<str:kind>/", views.package_preview,
          name="package_preview"),
 ]

@@ -1,8 +1,7 @@
-"""The staff area, first part: the task list of manual-source owners and the
-package preview. (The review queue and request desk build on this.)"""
+"""The staff area's pages for manual-source owners (their tasks) and the package
+preview. The queue, desk, intake and emails are in the modules beside this one."""
 
 from django import forms
-from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -14,16 +13,9 @@ from requests_app.services import fulfilment
 from requests_app.services.audit import record_event
 from requests_app.sources.base import SourceError
 from requests_app.sources.manual import MAX_UPLOAD, parse_upload
+from requests_app.staff.access import staff_required
 
-
-def _staff_required(view):
-    @login_required(login_url="/staff/login/")
-    def wrapped(request, *args, **kwargs):
-        if not request.user.is_staff:
-            raise PermissionDenied
-        return view(request, *args, **kwargs)
-
-    return wrapped
+_staff_required = staff_required()
 
 
 def _may_work(user, run: SourceRun) -> bool:

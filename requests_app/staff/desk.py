@@ -1,0 +1,281 @@
+"""The request desk: everything about one request, and the steps this user may
+take in its state, read from the machine (services.lifecycle.available_transitions),
+each with the inputs it needs. Every opening of a desk is audited: it shows the
+person's data."""
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
+from django.views.decorators.http import require_POST
+
+from requests_app.files import iter_decrypted
+from requests_app.staff.consent_views import consent_history_panel
+from requests_app.models import (
+    Actor,
+    AuditEvent,
+    DenialReason,
+    IntakeRecord,
+    OutgoingEmail,
+    Package,
+    PrivacyRequest,
+    RequestNote,
+    SourceRun,
+)
+from requests_app.models.privacy_request import State, TransitionInputError
+from requests_app.services.audit import record_event
+from requests_app.services.lifecycle import (
+    TransitionRefused,
+    available_transitions,
+    do_transition,
+    may_take,
+)
+from requests_app.services.staff_desk import assignable_users, do_add_note
+from requests_app.staff.access import staff_required
+
+VIEW = "requests_app.view_privacyrequest"
+# States in which fulfilment work runs: the progress panel refreshes itself.
+WORKING = {State.APPROVED, State.FULFILLING, State.WAITING_MANUAL}
+POLL_SECONDS = 5
+
+
+class StepForm(forms.Form):
+    """The fields every step's form carries: what the user saw, so that a form
+    posted after someone else changed the request is refused."""
+
+    expected_state = forms.CharField(widget=forms.HiddenInput)
+    version = forms.CharField(widget=forms.HiddenInput)
+
+    def inputs(self) -> dict:
+        return {}
+
+
+def _text(label, rows=4, help_text=""):
+    return forms.CharField(label=label, widget=forms.Textarea(attrs={"rows": rows}),
+                           max_length=4000, help_text=help_text)
+
+
+class DenyForm(StepForm):
+    reason_code = forms.ChoiceField(label=_lazy("Reason"),
+                                    choices=[("", "---------")] + DenialReason.choices)
+    detail = _text(_lazy("Explanation for the consumer"),
+                   help_text=_lazy("The jurisdiction's appeal or complaint text is added "
+                                   "to the email automatically."))
+
+    def inputs(self):
+        return {"reason_code": self.cleaned_data["reason_code"],
+                "detail": self.cleaned_data["detail"]}
+
+
+class ExtendForm(StepForm):
+    notice = _text(_lazy("Notice to the consumer: why more time is needed"))
+
+    def inputs(self):
+        return {"notice": self.cleaned_data["notice"]}
+
+
+class InformationForm(StepForm):
+    message = _text(_lazy("Message to the consumer: what we need"), rows=5)
+
+    def inputs(self):
+        return {"message": self.cleaned_data["message"]}
+
+
+class ReasonForm(StepForm):
+    reason = _text(_lazy("Reason"), rows=3)
+
+    def inputs(self):
+        return {"reason": self.cleaned_data["reason"]}
+
+
+class AppealForm(StepForm):
+    text = _text(_lazy("The consumer's appeal, as received"))
+
+    def inputs(self):
+        return {"text": self.cleaned_data["text"]}
+
+
+STEP_FORMS = {
+    "deny": DenyForm,
+    "extend": ExtendForm,
+    "request_information": InformationForm,
+    "reject_erasure_plan": ReasonForm,
+    "grant_appeal": ReasonForm,
+    "deny_appeal": ReasonForm,
+    "appeal": AppealForm,
+}
+STEP_LABELS = {
+    "verify": _lazy("Mark identity verified"),
+    "start_review": _lazy("Start review"),
+    "approve": _lazy("Approve and start fulfilment"),
+    "retry_fulfilment": _lazy("Retry fulfilment"),
+    "approve_erasure": _lazy("Approve the deletion dry run: delete"),
+    "reject_erasure_plan": _lazy("Reject the deletion dry run"),
+    "release": _lazy("Release the results to the consumer"),
+    "close": _lazy("Close"),
+    "deny": _lazy("Deny"),
+    "cancel": _lazy("Cancel the request"),
+    "appeal": _lazy("Record an appeal"),
+    "grant_appeal": _lazy("Grant the appeal"),
+    "deny_appeal": _lazy("Deny the appeal"),
+    "extend": _lazy("Extend the deadline"),
+    "request_information": _lazy("Ask the consumer for more information"),
+    "merge": _lazy("Merge into the earlier request"),
+}
+# Steps shown with a warning colour.
+DANGER = {"deny", "cancel", "deny_appeal", "reject_erasure_plan", "approve_erasure"}
+
+
+def _step_form(name: str, request: PrivacyRequest, data=None):
+    form_class = STEP_FORMS.get(name, StepForm)
+    return form_class(data, prefix=name, initial={"expected_state": request.state,
+                                                  "version": request.version})
+
+
+def _steps(request: PrivacyRequest, user, bound=None) -> list[dict]:
+    steps = []
+    for name in available_transitions(request, Actor.staff(user)):
+        form = bound if bound is not None and bound.prefix == name else _step_form(name, request)
+        steps.append({"name": name, "label": STEP_LABELS.get(name, name), "form": form,
+                      "danger": name in DANGER})
+    return steps
+
+
+def _get(reference: str) -> PrivacyRequest:
+    return get_object_or_404(
+        PrivacyRequest.objects.select_related("identity", "assignee", "duplicate_of"),
+        reference=reference)
+
+
+def _timeline(request: PrivacyRequest) -> list[dict]:
+    """Audit events, emails and notes, in the order they happened."""
+    items = [{"at": e.at, "kind": "event", "event": e}
+             for e in AuditEvent.objects.filter(request=request).order_by("id")]
+    items += [{"at": m.created_at, "kind": "email", "email": m}
+              for m in OutgoingEmail.objects.filter(request=request)]
+    items += [{"at": n.created_at, "kind": "note", "note": n}
+              for n in RequestNote.objects.filter(request=request).select_related("author")]
+    return sorted(items, key=lambda item: item["at"])
+
+
+def _runs(request: PrivacyRequest):
+    return list(SourceRun.objects.filter(request=request).select_related("source")
+                .order_by("action", "source__name"))
+
+
+def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
+    return {
+        "pr": privacy_request,
+        "identity": getattr(privacy_request, "identity", None),
+        "intake": IntakeRecord.objects.filter(request=privacy_request).first(),
+        "steps": _steps(privacy_request, user, bound),
+        "timeline": _timeline(privacy_request),
+        "runs": _runs(privacy_request),
+        "poll": privacy_request.state in WORKING,
+        "poll_seconds": POLL_SECONDS,
+        "packages": list(Package.objects.filter(request=privacy_request, purged_at=None)),
+        "duplicates": list(privacy_request.duplicates.all()),
+        "may_note": user.has_perm("requests_app.work_request"),
+        "may_assign": user.has_perm("requests_app.assign_request"),
+        "staff": assignable_users() if user.has_perm("requests_app.assign_request") else [],
+        "note_form": NoteForm(),
+        **consent_history_panel(user, privacy_request),
+    }
+
+
+class NoteForm(forms.Form):
+    text = _text(_lazy("Internal note (never shown to the consumer)"), rows=3)
+
+
+def _viewed(request, privacy_request: PrivacyRequest, page: str) -> None:
+    record_event("staff.viewed_identity", actor=Actor.staff(request.user),
+                 request=privacy_request, data={"page": page})
+
+
+@staff_required(VIEW)
+def desk(request, reference):
+    privacy_request = _get(reference)
+    _viewed(request, privacy_request, "request desk")
+    return render(request, "staff/desk.html", desk_context(privacy_request, request.user))
+
+
+@staff_required(VIEW)
+def progress(request, reference):
+    """The per-source progress panel alone, for the desk's polling."""
+    privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
+    return render(request, "staff/_progress.html", {
+        "pr": privacy_request, "runs": _runs(privacy_request),
+        "poll": privacy_request.state in WORKING, "poll_seconds": POLL_SECONDS})
+
+
+@require_POST
+@staff_required(VIEW)
+def take_step(request, reference, name):
+    privacy_request = _get(reference)
+    actor = Actor.staff(request.user)
+    allowed = may_take(privacy_request, name, actor)
+    if allowed is False:
+        raise PermissionDenied
+    form = _step_form(name, privacy_request, request.POST)
+    if allowed is None and name not in STEP_LABELS:
+        raise Http404
+    if not form.is_valid():
+        if {"expected_state", "version"} & set(form.errors):
+            messages.error(request, _("The form was incomplete; reload the page and try again."))
+            return redirect("staff:desk", reference=reference)
+        messages.error(request, _("Check the form of “%(step)s”.")
+                       % {"step": STEP_LABELS.get(name, name)})
+        _viewed(request, privacy_request, "request desk")
+        return render(request, "staff/desk.html",
+                      desk_context(privacy_request, request.user, bound=form), status=400)
+    try:
+        do_transition(privacy_request.pk, name, actor=actor,
+                      expected_state=form.cleaned_data["expected_state"],
+                      expected_version=form.cleaned_data["version"], **form.inputs())
+    except TransitionInputError as exc:
+        form.add_error(None, exc)
+        _viewed(request, privacy_request, "request desk")
+        return render(request, "staff/desk.html",
+                      desk_context(privacy_request, request.user, bound=form), status=400)
+    except TransitionRefused as exc:
+        messages.error(request, str(exc))
+        return redirect("staff:desk", reference=reference)
+    messages.success(request, _("Done: %(step)s.") % {"step": STEP_LABELS.get(name, name)})
+    return redirect("staff:desk", reference=reference)
+
+
+@require_POST
+@staff_required(VIEW, "requests_app.work_request")
+def add_note(request, reference):
+    privacy_request = _get(reference)
+    form = NoteForm(request.POST)
+    if form.is_valid():
+        try:
+            do_add_note(privacy_request, form.cleaned_data["text"], by=request.user)
+            messages.success(request, _("Note added."))
+        except (TransitionInputError, TransitionRefused) as exc:
+            messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
+    else:
+        messages.error(request, _("Write the note first (at most 4,000 characters)."))
+    return redirect("staff:desk", reference=reference)
+
+
+@staff_required(VIEW)
+def original(request, reference):
+    """The original of a request entered by staff (letter scan, email), decrypted
+    as it streams; audited."""
+    privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
+    intake = IntakeRecord.objects.filter(request=privacy_request, purged_at=None).first()
+    if intake is None or not intake.original_path:
+        raise Http404
+    _viewed(request, privacy_request, "intake original")
+    response = StreamingHttpResponse(
+        iter_decrypted(f"{settings.MEDIA_ROOT}/{intake.original_path}"),
+        content_type="application/octet-stream")
+    safe = "".join(c for c in intake.original_name if c.isalnum() or c in "._-") or "original"
+    response["Content-Disposition"] = f'attachment; filename="{safe}"'
+    return response

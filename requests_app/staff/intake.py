@@ -1,0 +1,121 @@
+"""Staff intake: a request that came by email, postal letter or phone, entered by
+hand with its original, the time it reached us (which starts the clock, however
+late it is entered) and, when staff verified the person, how."""
+
+from django import forms
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
+
+from requests_app.models import Channel, FiledBy, IntakeRecord
+from requests_app.models.privacy_request import TransitionInputError
+from requests_app.rules import jurisdiction_choices, request_type_choices
+from requests_app.services.lifecycle import NewRequest, TransitionRefused
+from requests_app.services.staff_desk import MAX_ORIGINAL, do_staff_intake
+from requests_app.staff.access import staff_required
+
+CHANNELS = [(Channel.EMAIL.value, Channel.EMAIL.label), (Channel.POST.value, Channel.POST.label),
+            (Channel.PHONE.value, Channel.PHONE.label)]
+
+
+class IntakeForm(forms.Form):
+    channel = forms.ChoiceField(label=_lazy("It came by"), choices=CHANNELS,
+                                widget=forms.RadioSelect)
+    received_at = forms.DateTimeField(
+        label=_lazy("When it reached us"),
+        help_text=_lazy("The date on the email, the day the letter arrived, the time of the "
+                        "call. The deadlines count from here."),
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"},
+                                   format="%Y-%m-%dT%H:%M"),
+        input_formats=["%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M", "%Y-%m-%d"])
+    request_type = forms.ChoiceField(label=_lazy("What they ask for"),
+                                     choices=request_type_choices)
+    jurisdiction = forms.ChoiceField(
+        label=_lazy("Where they live"),
+        choices=jurisdiction_choices)
+    filed_by = forms.ChoiceField(label=_lazy("Filed by"), choices=FiledBy.choices,
+                                 initial=FiledBy.SELF)
+    name = forms.CharField(label=_lazy("Name"), max_length=200)
+    email = forms.EmailField(label=_lazy("Email"),
+                             help_text=_lazy("Where the notices go; ask for one if the "
+                                             "letter or call gave none."))
+    phone = forms.CharField(label=_lazy("Phone"), max_length=40, required=False)
+    account_number = forms.CharField(label=_lazy("Customer or account number"), max_length=64,
+                                     required=False)
+    postal_address = forms.CharField(label=_lazy("Postal address"), required=False,
+                                     max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+    details = forms.CharField(label=_lazy("What they wrote or said"), required=False,
+                              max_length=2000, widget=forms.Textarea(attrs={"rows": 4}))
+    original = forms.FileField(
+        label=_lazy("The original"), required=False,
+        help_text=_lazy("The email (.eml or PDF) or a scan of the letter, at most 20 MB. "
+                        "Stored encrypted."))
+    call_note = forms.CharField(label=_lazy("Note of the call"), required=False,
+                                max_length=4000, widget=forms.Textarea(attrs={"rows": 3}))
+    verification_method = forms.ChoiceField(
+        label=_lazy("Identity verified by staff"), choices=IntakeRecord.Method.choices,
+        required=False)
+    verification_evidence = forms.CharField(
+        label=_lazy("Evidence"), required=False, max_length=4000,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text=_lazy("Which data points matched, which document was seen, which number "
+                        "was called back."))
+
+    def clean_received_at(self):
+        value = self.cleaned_data["received_at"]
+        if value > timezone.now():
+            raise forms.ValidationError(_("The time it reached us cannot be in the future."))
+        return value
+
+    def clean_original(self):
+        upload = self.cleaned_data.get("original")
+        if upload is not None and upload.size > MAX_ORIGINAL:
+            raise forms.ValidationError(_("The original is larger than 20 MB."))
+        return upload
+
+    def clean(self):
+        data = super().clean()
+        channel = data.get("channel")
+        if channel in (Channel.EMAIL, Channel.POST) and not data.get("original"):
+            self.add_error("original", _("Attach the email or the scan of the letter."))
+        if channel == Channel.PHONE and not (data.get("call_note", "").strip()
+                                             or data.get("original")):
+            self.add_error("call_note", _("Write a note of the call (or attach a recording)."))
+        if data.get("verification_method") and not data.get("verification_evidence",
+                                                             "").strip():
+            self.add_error("verification_evidence",
+                           _("Describe the evidence the identity was verified with."))
+        return data
+
+
+@staff_required("requests_app.view_privacyrequest", "requests_app.work_request")
+def intake(request):
+    form = IntakeForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        new = NewRequest(
+            request_type=data["request_type"], jurisdiction=data["jurisdiction"],
+            channel=data["channel"], filed_by=data["filed_by"], name=data["name"],
+            email=data["email"], phone=data["phone"], account_number=data["account_number"],
+            postal_address=data["postal_address"], details=data["details"],
+            received_at=data["received_at"])
+        try:
+            privacy_request = do_staff_intake(
+                new, by=request.user, original=data.get("original"),
+                call_note=data["call_note"], verification_method=data["verification_method"],
+                evidence=data["verification_evidence"])
+        except (TransitionInputError, TransitionRefused) as exc:
+            form.add_error(None, " ".join(getattr(exc, "messages", [str(exc)])))
+        else:
+            messages.success(request, _("Request %(reference)s entered; due %(due)s.") % {
+                "reference": privacy_request.reference,
+                "due": privacy_request.current_due_on.strftime("%b %-d, %Y")})
+            if privacy_request.duplicate_of_id:
+                messages.warning(request, _("It looks like a duplicate of %(reference)s, "
+                                            "which is still open.")
+                                 % {"reference": privacy_request.duplicate_of.reference})
+            return redirect("staff:desk", reference=privacy_request.reference)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "staff/intake.html", {"form": form}, status=status)

@@ -1,0 +1,65 @@
+"""End to end in a real browser: log in with a TOTP code, work a request from the
+queue through release, and check that an analyst is neither offered nor able to
+post a denial."""
+
+import pytest
+
+from requests_app.models import PrivacyRequest, State
+from tests.conftest import file_request, screenshot, totp_code, totp_device
+
+
+def log_in(page, user):
+    page.goto("/staff/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "x" * 16)
+    page.fill("#id_otp_token", totp_code(totp_device(user)))
+    page.click("button[type=submit]")
+
+
+def take(page, label):
+    """Open a step on the desk and press its button."""
+    page.locator("details.step summary", has_text=label).click()
+    page.locator("details.step[open] button[type=submit]").click()
+    page.wait_for_load_state()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_manager_works_a_request_from_the_queue_to_release(page, alice, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    request = file_request(request_type="access", jurisdiction="VA")
+    log_in(page, alice)
+    assert page.url.endswith("/staff/")
+    page.goto("/staff/queue/")
+    screenshot(page, "staff-queue")
+    page.click(f"text={request.reference}")
+    assert page.locator("[data-testid=state]").inner_text() == "Pending identity verification"
+    take(page, "Mark identity verified")
+    # verify runs begin_review after the commit: the request is in review.
+    assert page.locator("[data-testid=state]").inner_text() == "In review"
+    take(page, "Approve and start fulfilment")
+    request.refresh_from_db()
+    assert request.state == State.RESULTS_READY, request.state
+    page.reload()
+    screenshot(page, "staff-desk-results-ready")
+    take(page, "Release the results to the consumer")
+    assert page.locator("[data-testid=state]").inner_text() == "Completed"
+    assert "Done: Release the results" in page.content()
+    assert PrivacyRequest.objects.get(pk=request.pk).responded_at is not None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_analyst_is_not_offered_and_cannot_post_a_denial(page, bob):
+    request = file_request(state=State.IN_REVIEW)
+    log_in(page, bob)
+    page.goto(f"/staff/requests/{request.reference}/")
+    assert page.locator('details.step[data-step="approve"]').count() == 1
+    assert page.locator('details.step[data-step="deny"]').count() == 0
+    token = page.locator("input[name=csrfmiddlewaretoken]").first.get_attribute("value")
+    response = page.request.post(
+        f"/staff/requests/{request.reference}/step/deny/",
+        form={"csrfmiddlewaretoken": token, "deny-expected_state": "in_review",
+              "deny-version": request.version, "deny-reason_code": "exemption",
+              "deny-detail": "Not allowed."})
+    assert response.status == 403
+    assert PrivacyRequest.objects.get(pk=request.pk).state == State.IN_REVIEW
+    screenshot(page, "staff-desk-analyst")
