@@ -31,6 +31,8 @@ PAGES = {
     "/staff/tasks/": {"alice", "bob", "charlie", "dave"},
     "/audit/": {"alice", "charlie"},
     "/audit/metrics/2026/": {"alice", "charlie"},
+    "/audit/opt-outs/2026/": {"alice", "charlie"},
+    "/staff/consent/violations/": {"alice", "bob"},
 }
 POSTS = {
     # url -> roles that may post it
