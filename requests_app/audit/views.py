@@ -116,20 +116,31 @@ def export_events(request):
     return _export_view(request, "event-log")
 
 
+def _no_such_year(request, year: int):
+    if 2000 <= year <= 2100:
+        return None
+    return render(request, "audit/home.html", {"form": ExportForm(),
+                                               "error": _("No such year.")}, status=404)
+
+
+def _yearly_csv(request, kind: str, year: int, rows, columns) -> HttpResponse:
+    """A yearly report as CSV; the download is audited."""
+    record_event("audit.exported", actor=Actor.staff(request.user),
+                 data={"kind": kind, "year": year, "format": "csv"})
+    response = HttpResponse("".join(reports.as_csv(rows, columns)),
+                            content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{kind}-{year}.csv"'
+    return response
+
+
 @auditor_required
 def metrics(request, year: int):
-    if not 2000 <= year <= 2100:
-        return render(request, "audit/home.html", {"form": ExportForm(),
-                                                   "error": _("No such year.")}, status=404)
+    if refused := _no_such_year(request, year):
+        return refused
     report = reports.metrics(year)
     if request.GET.get("format") == "csv":
-        record_event("audit.exported", actor=Actor.staff(request.user),
-                     data={"kind": "metrics", "year": year, "format": "csv"})
-        text = "".join(reports.as_csv(reports.metrics_csv_rows(report),
-                                      reports.METRICS_COLUMNS))
-        response = HttpResponse(text, content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="metrics-{year}.csv"'
-        return response
+        return _yearly_csv(request, "metrics", year, reports.metrics_csv_rows(report),
+                           reports.METRICS_COLUMNS)
     groups = reports.grouped(report)
     for g in groups:
         g["on_time_percent"] = round(100 * g["on_time_rate"]) if g["on_time_rate"] else 0
@@ -139,15 +150,9 @@ def metrics(request, year: int):
 
 @auditor_required
 def opt_out_report(request, year: int):
-    if not 2000 <= year <= 2100:
-        return render(request, "audit/home.html", {"form": ExportForm(),
-                                                   "error": _("No such year.")}, status=404)
+    if refused := _no_such_year(request, year):
+        return refused
     rows = opt_outs.report(year)
     if request.GET.get("format") == "csv":
-        record_event("audit.exported", actor=Actor.staff(request.user),
-                     data={"kind": "opt-outs", "year": year, "format": "csv"})
-        response = HttpResponse("".join(reports.as_csv(rows, opt_outs.COLUMNS)),
-                                content_type="text/csv; charset=utf-8")
-        response["Content-Disposition"] = f'attachment; filename="opt-outs-{year}.csv"'
-        return response
+        return _yearly_csv(request, "opt-outs", year, rows, opt_outs.COLUMNS)
     return render(request, "audit/opt_outs.html", {"rows": rows, "year": year})

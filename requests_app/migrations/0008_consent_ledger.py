@@ -6,30 +6,18 @@ import requests_app.rules
 from django.conf import settings
 from django.db import migrations, models
 
+from requests_app.migrations._append_only import add_triggers, drop_triggers
+
 # The consent ledger and the notice versions are append-only, as the audit trail is.
 TABLES = ("requests_app_consentrecord", "requests_app_purposenotice")
-TRIGGER = """
-CREATE OR REPLACE FUNCTION requests_app_append_only() RETURNS trigger AS $$
-BEGIN
-    RAISE EXCEPTION '% is append-only: % refused', TG_TABLE_NAME, TG_OP;
-END
-$$ LANGUAGE plpgsql;
-""" + "".join(f"""
-CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
-    FOR EACH ROW EXECUTE FUNCTION requests_app_append_only();
-""" for table in TABLES)
-DROP_TRIGGER = "".join(f"DROP TRIGGER IF EXISTS {table}_append_only ON {table};\n"
-                       for table in TABLES) + "DROP FUNCTION IF EXISTS requests_app_append_only();"
 
 
 def add_trigger(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(TRIGGER, params=None)
+    add_triggers(schema_editor, TABLES)
 
 
 def drop_trigger(apps, schema_editor):
-    if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute(DROP_TRIGGER, params=None)
+    drop_triggers(schema_editor, TABLES)
 
 
 class Migration(migrations.Migration):

@@ -150,24 +150,33 @@ def change(
     """A person's choice, from the preference page (or staff on their behalf).
     A withdrawal also files the opt-out request that carries it to the sources
     and third parties the purpose governs. Returns the record and that request."""
-    from requests_app.services.lifecycle import NewRequest, do_receive_request
-
     if purpose.current_notice is None or notice.pk != purpose.current_notice.pk:
         raise TransitionInputError(
             _("The notice for “%(purpose)s” has changed since the page was shown: read it "
               "again and choose.") % {"purpose": purpose.name})
     subject = person(email)
     if action == Action.WITHDRAW and _needs_request(purpose):
-        request = do_receive_request(
-            NewRequest(request_type=purpose.opt_out_type, jurisdiction="UNKNOWN",
-                       channel="web", name="", email=email, purposes=(purpose,),
-                       consent_method=method, consent_notices={purpose.pk: notice}),
-            actor=actor)
+        request = _file_opt_out(email, purpose.opt_out_type, {purpose: notice}, method=method,
+                                actor=actor)
         return request.consent_records.get(purpose=purpose), request
     with transaction.atomic(durable=True):
         entry = record(subject, purpose, action, method=method, notice=notice, actor=actor,
                        affirmative_act=affirmative_act)
     return entry, None
+
+
+def _file_opt_out(email: str, request_type: str, notices: dict, *, method: str,
+                  actor: Actor) -> PrivacyRequest:
+    """The opt-out request that carries withdrawals (purpose -> notice shown) to the
+    sources and third parties. The person's residence is not asked: the earliest
+    legal clock applies (jurisdiction unknown)."""
+    from requests_app.services.lifecycle import NewRequest, do_receive_request
+
+    return do_receive_request(
+        NewRequest(request_type=request_type, jurisdiction="UNKNOWN", channel="web", name="",
+                   email=email, purposes=tuple(notices), consent_method=method,
+                   consent_notices={p.pk: n for p, n in notices.items()}),
+        actor=actor)
 
 
 def _needs_request(purpose: Purpose) -> bool:
@@ -179,8 +188,6 @@ def withdraw_everything(email: str, *, method: str, actor: Actor,
     """One step: withdraw every active purpose the person has not already withdrawn
     (with `gpc_only`, those a Global Privacy Control signal covers). Purposes are
     grouped by their opt-out type: one request per type. Idempotent."""
-    from requests_app.services.lifecycle import NewRequest, do_receive_request
-
     subject = person(email)
     with subject_lock(subject):
         return _withdraw_everything(email, subject, method=method, actor=actor,
@@ -188,8 +195,6 @@ def withdraw_everything(email: str, *, method: str, actor: Actor,
 
 
 def _withdraw_everything(email, subject, *, method, actor, gpc_only):
-    from requests_app.services.lifecycle import NewRequest, do_receive_request
-
     by_type: dict[str, list[Choice]] = {}
     plain = []
     honoured = _gpc_honoured(subject) if gpc_only else set()
@@ -202,14 +207,9 @@ def _withdraw_everything(email, subject, *, method, actor, gpc_only):
             by_type.setdefault(choice.purpose.opt_out_type, []).append(choice)
         else:
             plain.append(choice)
-    requests = []
-    for request_type, picked in by_type.items():
-        requests.append(do_receive_request(
-            NewRequest(request_type=request_type, jurisdiction="UNKNOWN", channel="web",
-                       name="", email=email, purposes=tuple(c.purpose for c in picked),
-                       consent_method=method,
-                       consent_notices={c.purpose.pk: c.notice for c in picked}),
-            actor=actor))
+    requests = [_file_opt_out(email, request_type, {c.purpose: c.notice for c in picked},
+                              method=method, actor=actor)
+                for request_type, picked in by_type.items()]
     with transaction.atomic(durable=True):
         for choice in plain:
             record(subject, choice.purpose, Action.WITHDRAW, method=method,
