@@ -610,3 +610,27 @@ def test_the_demo_shows_partner_sharing_without_consent_as_violations(tmp_path, 
     count = Disclosure.objects.count()
     call_command("seed_demo", subjects=120, requests=0, stdout=io.StringIO())
     assert Disclosure.objects.count() == count
+
+
+def test_one_click_unsubscribe_from_a_marketing_email(client, governed):
+    from django.test import Client
+
+    headers = links.unsubscribe_headers(PAT)
+    assert headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = re.search(r"<[^>]*(/preferences/unsubscribe/[^>]+)>",
+                    headers["List-Unsubscribe"]).group(1)
+    page = client.get(url)  # a link scanner: asks, changes nothing
+    assert "Unsubscribe" in page.content.decode() and not ConsentRecord.objects.exists()
+    # The mail provider's one-click POST: no cookie, no CSRF token.
+    with committed():
+        done = Client(enforce_csrf_checks=True).post(url, "List-Unsubscribe=One-Click",
+                                                     content_type="application/x-www-form-urlencoded")
+    assert done.status_code == 200
+    assert "no more marketing" in done.content.decode()
+    assert allowed_now(governed["purpose"]) is False
+    assert PrivacyRequest.objects.get().request_type == "opt_out_marketing"
+    # Twice changes nothing more.
+    with committed():
+        Client().post(url)
+    assert PrivacyRequest.objects.count() == 1
+    assert client.post("/preferences/unsubscribe/garbage/").status_code == 400

@@ -63,3 +63,11 @@ def read_token(token: str) -> str:
 
 def preference_url(email: str) -> str:
     return f"{settings.SITE_URL}/preferences/link/{make_token(email)}/"
+
+
+def unsubscribe_headers(email: str) -> dict[str, str]:
+    """The headers a marketing email carries for one-click unsubscribe (RFC 8058):
+    mail providers show an "Unsubscribe" button that posts to the link."""
+    return {"List-Unsubscribe": f"<{settings.SITE_URL}/preferences/unsubscribe/"
+                                f"{make_token(email)}/>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click"}

@@ -8,5 +8,6 @@ urlpatterns = [
     path("code/", views.enter_code, name="code"),
     path("manage/", views.manage, name="manage"),
     path("link/<str:token>/", views.follow_link, name="link"),
+    path("unsubscribe/<str:token>/", views.unsubscribe, name="unsubscribe"),
     path("sign-out/", views.sign_out, name="sign_out"),
 ]

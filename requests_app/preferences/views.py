@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from requests_app.models import Actor, ConsentRecord, Purpose, PurposeNotice
@@ -124,6 +125,30 @@ def _int(value) -> int | None:
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+@csrf_exempt  # RFC 8058: mail providers post it with no cookie; the token is the proof
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def unsubscribe(request, token: str):
+    """One-click unsubscribe from marketing (RFC 8058), for the List-Unsubscribe and
+    List-Unsubscribe-Post headers of marketing emails: a POST withdraws every
+    marketing purpose for the link's address; a GET asks first (mail scanners
+    follow links)."""
+    try:
+        email = links.read_token(token)
+    except links.LinkExpired:
+        return render(request, "preferences/link_refused.html", {"expired": True}, status=410)
+    except links.LinkInvalid:
+        return render(request, "preferences/link_refused.html", {"expired": False}, status=400)
+    marketing = list(Purpose.objects.filter(active=True, opt_out_type="opt_out_marketing"))
+    done = None
+    if request.method == "POST":
+        done = consent.withdraw_purposes(email, marketing, method=ConsentRecord.Method.EMAIL_LINK,
+                                         actor=Actor.consumer())
+    return render(request, "preferences/unsubscribe.html", {
+        "purposes": marketing, "done": done, "token": token,
+        "due_note": _done_by(done) if done else ""})
 
 
 @require_http_methods(["POST"])

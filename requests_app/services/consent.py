@@ -183,6 +183,15 @@ def _needs_request(purpose: Purpose) -> bool:
     return purpose.sources.exists() or purpose.third_parties.exists()
 
 
+def withdraw_purposes(email: str, purposes, *, method: str, actor: Actor) -> list:
+    """Withdraw these purposes (those not withdrawn already), as `withdraw_everything`
+    does for all. Returns the opt-out requests filed."""
+    subject = person(email)
+    with subject_lock(subject):
+        return _withdraw_everything(email, subject, method=method, actor=actor,
+                                    gpc_only=False, only={p.pk for p in purposes})
+
+
 def withdraw_everything(email: str, *, method: str, actor: Actor,
                         gpc_only: bool = False) -> list[PrivacyRequest]:
     """One step: withdraw every active purpose the person has not already withdrawn
@@ -194,7 +203,7 @@ def withdraw_everything(email: str, *, method: str, actor: Actor,
                                     gpc_only=gpc_only)
 
 
-def _withdraw_everything(email, subject, *, method, actor, gpc_only):
+def _withdraw_everything(email, subject, *, method, actor, gpc_only, only=None):
     by_type: dict[str, list[Choice]] = {}
     plain = []
     honoured = _gpc_honoured(subject) if gpc_only else set()
@@ -202,6 +211,8 @@ def _withdraw_everything(email, subject, *, method, actor, gpc_only):
         if choice.notice is None or choice.withdrawn:
             continue
         if gpc_only and (not choice.purpose.honours_gpc or choice.purpose.pk in honoured):
+            continue
+        if only is not None and choice.purpose.pk not in only:
             continue
         if _needs_request(choice.purpose):
             by_type.setdefault(choice.purpose.opt_out_type, []).append(choice)
