@@ -231,10 +231,35 @@ def stop_process_group(process, timeout=20, sig=signal.SIGTERM):
 
 
 @pytest.fixture
-def real_worker(celery_worker):
-    """Use in a `django_db(transaction=True)` test: tasks go to Redis and the worker."""
+def real_worker(transactional_db, celery_worker):
+    """Use in a `django_db(transaction=True)` test: tasks go to Redis and the worker.
+
+    Torn down before the test database is flushed (it depends on
+    transactional_db): it waits until the worker has nothing running or queued,
+    so that the flush's TRUNCATE never meets a task of this test still reading
+    the tables (PostgreSQL would break that deadlock by failing the flush)."""
     celery_app.conf.task_always_eager = False
-    return celery_worker
+    yield celery_worker
+    wait_until_worker_idle()
+
+
+def wait_until_worker_idle(timeout=60.0):
+    """Until the queue is empty and no worker runs, holds or schedules a task
+    (each follow-up a task enqueues is waited for too)."""
+    deadline = time.monotonic() + timeout
+    quiet_rounds = 0
+    while time.monotonic() < deadline:
+        with celery_app.connection_for_write() as conn:
+            queued = conn.default_channel.client.llen(celery_app.conf.task_default_queue)
+        inspect = celery_app.control.inspect(timeout=1.0)
+        busy = queued
+        for reply in (inspect.active(), inspect.reserved(), inspect.scheduled()):
+            busy += sum(len(tasks) for tasks in (reply or {}).values())
+        quiet_rounds = quiet_rounds + 1 if not busy else 0
+        if quiet_rounds >= 2:  # twice in a row: nothing was in flight between looks
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"the Celery worker was still busy after {timeout} s")
 
 
 def wait_for(predicate, timeout=30.0, interval=0.1):
