@@ -118,6 +118,25 @@ def test_the_preference_link_command_refuses_a_non_address():
         call_command("preference_link", "nobody")
 
 
+def test_the_preference_link_command_writes_a_mail_merge_csv(monkeypatch, capsys):
+    import csv
+    import io
+
+    from requests_app.preferences import links
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("pat@example.com\nnot an address\n\n"
+                                                 "sam@example.org\n"))
+    call_command("preference_link", "--csv")
+    out, err = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["email"] for r in rows] == ["pat@example.com", "sam@example.org"]
+    token = rows[0]["preference_link"].rstrip("/").rsplit("/", 1)[1]
+    assert links.read_token(token) == "pat@example.com"
+    assert rows[1]["list_unsubscribe_post"] == "List-Unsubscribe=One-Click"
+    assert "/preferences/unsubscribe/" in rows[1]["list_unsubscribe"]
+    assert "line 2: not an email address" in err and "pat@" not in err
+
+
 @pytest.mark.django_db
 def test_the_request_desk_shows_the_persons_consent_history(client, alice, bob):
     ads = make_purpose("ads", "opt_out", "opt_out_sale")
