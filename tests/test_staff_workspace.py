@@ -461,12 +461,15 @@ def test_a_letter_entered_days_later_is_due_from_when_it_arrived(client, bob, se
 
     assert request.due_on == deadlines.response_due(request.received_at, "CA",
                                                     request.type_rules)
+    assert request.acknowledge_by == deadlines.acknowledge_by(request.received_at, "CA")
     intake = IntakeRecord.objects.get(request=request)
     assert intake.entered_by == bob and intake.original_name == "letter.pdf"
     stored = (tmp_path / intake.original_path).read_bytes()
     assert b"the letter" not in stored  # encrypted at rest
     download = client.get(f"{desk_url(request)}original/")
     assert b"".join(download.streaming_content) == b"%PDF-1.4 the letter"
+    assert AuditEvent.objects.filter(action="staff.viewed_identity", request=request, actor=bob,
+                                     data={"page": "intake original"}).exists()
     event = AuditEvent.objects.get(action="request.entered_by_staff")
     assert event.data["days_after_receipt"] == 6 and "Lee" not in str(event.data)
 
