@@ -116,7 +116,6 @@ def test_a_session_ends_at_the_latest_after_its_cookie_age(client, bob, settings
     assert client.get("/staff/queue/").status_code == 200
     assert settings.SESSION_COOKIE_AGE <= 8 * 3600
     assert client.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
-    assert not client.session.get_expire_at_browser_close() or settings.SESSION_COOKIE_AGE
     # Active all along, but the session is older than its age: it is gone.
     Session.objects.filter(session_key=client.session.session_key).update(
         expire_date=timezone.now() - datetime.timedelta(seconds=1))
@@ -354,6 +353,16 @@ def test_an_extension_after_the_due_date_is_refused(client, alice, days_ago):
     messages = [str(m) for m in response.wsgi_request._messages]
     assert any("only once, on or before the original due date" in m for m in messages)
     assert PrivacyRequest.objects.get(pk=request.pk).extended_at is None
+
+
+@pytest.mark.parametrize("days_left,extended", [(0, True), (-1, False)])
+def test_an_extension_is_taken_up_to_the_due_date_itself(days_left, extended, client, alice):
+    request = file_request(state=State.IN_REVIEW)
+    PrivacyRequest.objects.filter(pk=request.pk).update(
+        due_on=timezone.localdate() + datetime.timedelta(days=days_left))
+    staff_login(client, alice)
+    assert step(client, request, "extend", notice="A source is slow.").status_code == 302
+    assert (PrivacyRequest.objects.get(pk=request.pk).extended_at is not None) == extended
 
 
 def test_a_second_extension_is_refused(client, alice):
