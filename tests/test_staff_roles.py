@@ -62,6 +62,9 @@ PAGES = {
     "audit:metrics": ("GET", {"alice", "charlie"}),
     "audit:opt_outs": ("GET", {"alice", "charlie"}),
 }
+# Pages opened with GET whose form also posts: an empty form from a role that may
+# gets an answer (the form again, with what is missing), from any other a 403.
+ALSO_POSTED = {"staff:intake", "staff:email_edit", "staff:task"}
 # Pages with their own answer for every logged-in role.
 OPEN_PAGES = {
     "staff:login": ("GET", 302),   # already logged in: on to the landing page
@@ -272,6 +275,10 @@ def test_each_role_uses_only_its_pages(role, people, world, client):
                                                           "package.previewed"]).count()
             if after != seen + 1:
                 wrong.append((name, url, "not audited"))
+        if name in ALSO_POSTED:
+            posted = client.post(url, {}).status_code
+            if (posted == 403) == (role in PAGES[name][1]):
+                wrong.append((name, url, "POST", posted))
     assert not wrong, "\n".join(map(str, wrong))
 
 
