@@ -505,6 +505,7 @@ def test_staff_verify_the_identity_at_intake_with_evidence(client, bob, settings
     ({"original": None}, b"Attach the email or the scan"),
     ({"channel": "phone", "original": None}, b"Write a note of the call"),
     ({"received_at": "2999-01-01T10:00"}, b"cannot be in the future"),
+    ({"received_at": "1926-01-01T10:00"}, b"more than a year ago"),
     ({"received_at": "yesterday"}, b"Enter a valid date"),
     ({"email": "not an email"}, b"Enter a valid email"),
 ])
