@@ -2,8 +2,11 @@
 
 Roles: Privacy Manager (alice), Privacy Analyst (bob), Auditor (charlie), Source
 Owner (dave), and, for contrast, a staff login without a verified TOTP code and
-no login at all. Pages are opened with GET; transitions are posted through the
-desk exactly as its forms post them.
+no login at all. The pages are every URL of /staff/, /audit/ and /admin/ as the
+URL resolver lists them, opened (or posted, as their forms post) by each role; the
+transitions are every transition of the state machine, posted through the desk
+exactly as its forms post them. A new URL or transition fails the coverage tests
+until it is placed in the tables here.
 """
 
 import pytest
