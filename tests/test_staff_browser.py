@@ -4,7 +4,7 @@ post a denial."""
 
 import pytest
 
-from requests_app.models import PrivacyRequest, State
+from requests_app.models import AuditEvent, PrivacyRequest, State
 from tests.conftest import file_request, screenshot, totp_code, totp_device
 
 
@@ -41,6 +41,11 @@ def test_a_manager_works_a_request_from_the_queue_to_release(page, alice, settin
     assert request.state == State.RESULTS_READY, request.state
     page.reload()
     screenshot(page, "staff-desk-results-ready")
+    # The package preview, before releasing it: a download, audited.
+    with page.expect_download() as download:
+        page.locator("section[aria-labelledby=packages] a").first.click()
+    assert download.value.suggested_filename.endswith(".zip")
+    assert AuditEvent.objects.filter(request=request, action="package.previewed").exists()
     take(page, "Release the results to the consumer")
     assert page.locator("[data-testid=state]").inner_text() == "Completed"
     assert "Done: Release the results" in page.content()
