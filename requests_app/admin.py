@@ -71,6 +71,15 @@ class PrivacyRequestAdmin(ReadOnlyAdmin):
     date_hierarchy = "received_at"
     inlines = [IdentityInline, AuditEventInline]
 
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        """The page shows the person (the identity inline): audited as the desk is."""
+        response = super().change_view(request, object_id, form_url, extra_context)
+        if request.method == "GET" and response.status_code == 200:
+            privacy_request = self.get_object(request, object_id)
+            record_event("staff.viewed_identity", actor=Actor.staff(request.user),
+                         request=privacy_request, data={"page": "admin"})
+        return response
+
 
 @admin.register(AuditEvent)
 class AuditEventAdmin(ReadOnlyAdmin):
@@ -181,6 +190,12 @@ class PurposeAdmin(AuditedAdmin):
         if obj is not None and obj.records.exists():
             return ["basis", "slug"]
         return []
+
+    def get_prepopulated_fields(self, request, obj=None):
+        # A read-only slug has no input for the name to fill (the page failed).
+        if "slug" in self.get_readonly_fields(request, obj):
+            return {}
+        return super().get_prepopulated_fields(request, obj)
 
     def save_model(self, request, obj, form, change):
         with transaction.atomic():

@@ -4,7 +4,7 @@ post a denial."""
 
 import pytest
 
-from requests_app.models import PrivacyRequest, State
+from requests_app.models import AuditEvent, PrivacyRequest, State
 from tests.conftest import file_request, screenshot, totp_code, totp_device
 
 
@@ -41,6 +41,11 @@ def test_a_manager_works_a_request_from_the_queue_to_release(page, alice, settin
     assert request.state == State.RESULTS_READY, request.state
     page.reload()
     screenshot(page, "staff-desk-results-ready")
+    # The package preview, before releasing it: a download, audited.
+    with page.expect_download() as download:
+        page.locator("section[aria-labelledby=packages] a").first.click()
+    assert download.value.suggested_filename.endswith(".zip")
+    assert AuditEvent.objects.filter(request=request, action="package.previewed").exists()
     take(page, "Release the results to the consumer")
     assert page.locator("[data-testid=state]").inner_text() == "Completed"
     assert "Done: Release the results" in page.content()
@@ -63,3 +68,20 @@ def test_an_analyst_is_not_offered_and_cannot_post_a_denial(page, bob):
     assert response.status == 403
     assert PrivacyRequest.objects.get(pk=request.pk).state == State.IN_REVIEW
     screenshot(page, "staff-desk-analyst")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_progress_panel_refreshes_itself_while_work_runs(page, bob):
+    from requests_app.models import DataSource, SourceRun
+
+    request = file_request(state=State.FULFILLING)
+    source = DataSource.objects.create(name="Paper archive", kind="manual")
+    run = SourceRun.objects.create(request=request, source=source, action="gather",
+                                   state=SourceRun.State.WAITING)
+    log_in(page, bob)
+    page.goto(f"/staff/requests/{request.reference}/")
+    assert page.locator('#progress [data-run-state="waiting"]').count() == 1
+    SourceRun.objects.filter(pk=run.pk).update(state=SourceRun.State.DONE, records_found=3)
+    # No reload: the panel fetches itself again within its 5 seconds.
+    page.wait_for_selector('#progress [data-run-state="done"]', timeout=15_000)
+    assert page.url.endswith(f"/staff/requests/{request.reference}/")

@@ -53,3 +53,71 @@ def test_any_login_gets_an_answer(username, password, code, client):
                                              "password": password.replace("\x00", ""),
                                              "otp_token": code.replace("\x00", "")})
     assert response.status_code in (400, 429)
+
+
+# Hand-picked bad inputs for every page that takes input: each gets a page, a
+# redirect with a message, a 400 or a 404, never a server error (the test client
+# re-raises any exception a view lets through).
+HUGE = "9" * 30
+
+
+def bad_inputs(ref):
+    return [
+        ("post", "/staff/requests/PP-NOPE/claim/", {}, {302}),
+        ("post", "/staff/requests/PP-NOPE/notes/", {"text": "x"}, {404}),
+        ("post", f"/staff/requests/{ref}/notes/", {"text": ""}, {302}),
+        ("post", f"/staff/requests/{ref}/notes/", {"text": "x" * 5000}, {302}),
+        ("post", "/staff/queue/assign/", {"ids": ["abc"], "assignee": "zzz"}, {302}),
+        ("post", "/staff/queue/assign/", {"ids": [HUGE], "assignee": "me"}, {302}),
+        ("post", "/staff/queue/assign/", {"ids": ["1"], "assignee": HUGE}, {302}),
+        ("post", "/staff/queue/assign/", {"ids": ["999999"], "assignee": "me"}, {302}),
+        ("get", f"/staff/queue/?assignee={HUGE}&page={HUGE}&state=%00", {}, {200}),
+        ("get", f"/staff/queue/?q={'x' * 300}", {}, {200}),
+        ("get", f"/staff/queue/?q=%25%5F{HUGE}@", {}, {200}),
+        ("get", "/staff/requests/PP-NOPE/", {}, {404}),
+        ("get", "/staff/requests/PP-NOPE/progress/", {}, {404}),
+        ("get", f"/staff/requests/{ref}/original/", {}, {404}),
+        ("get", f"/staff/requests/{ref}/package/nonsense/", {}, {404}),
+        ("get", "/staff/tasks/nonsense/", {}, {404}),
+        ("post", "/staff/tasks/nonsense/", {}, {404}),
+        ("post", f"/staff/requests/{ref}/step/deny/", {}, {302}),
+        ("post", f"/staff/requests/{ref}/step/no_such_step/", {}, {404}),
+        ("post", f"/staff/requests/{ref}/step/deny/",
+         {"deny-expected_state": "in_review", "deny-version": HUGE,
+          "deny-reason_code": "nonsense", "deny-detail": "x"}, {400}),
+        ("post", f"/staff/requests/{ref}/step/extend/",
+         {"extend-expected_state": "in_review", "extend-version": "x",
+          "extend-notice": "x" * 5000}, {400}),
+        ("post", "/staff/intake/", {"received_at": "0001-01-01T00:00"}, {400}),
+        ("post", "/staff/intake/", {"channel": "post", "received_at": "1900-01-01T00:00",
+                                    "request_type": "access", "jurisdiction": "CA",
+                                    "filed_by": "self", "name": "Lee",
+                                    "email": "lee@example.com", "call_note": "x"}, {400}),
+        ("post", "/staff/intake/", {"channel": "phone", "received_at": "0001-01-01T00:00",
+                                    "request_type": "access", "jurisdiction": "CA",
+                                    "filed_by": "self", "name": "Lee",
+                                    "email": "lee@example.com", "call_note": "x"}, {400}),
+        ("post", "/staff/intake/", {"channel": "phone", "received_at": "2026-02-30T10:00"},
+         {400}),
+        ("get", f"/staff/emails/denied/?from={HUGE}", {}, {200}),
+        ("post", "/staff/emails/denied/", {"subject": "{{", "body_text": "{% x %}",
+                                          "body_html": "", "preview": "1"}, {400}),
+        ("post", "/staff/emails/nope/default/", {}, {404}),
+        ("get", "/audit/requests/?start=garbage&format=zip", {}, {400}),
+        ("get", "/audit/events/?start=2026-05-01&end=2026-01-01&format=csv", {}, {400}),
+        ("get", "/audit/metrics/0/", {}, {404}),
+        ("get", f"/audit/metrics/{HUGE}/", {}, {404}),
+        ("get", f"/audit/opt-outs/{HUGE}/", {}, {404}),
+        ("get", f"/staff/consent/violations/?page={HUGE}", {}, {200}),
+    ]
+
+
+def test_no_bad_input_causes_a_server_error(client, alice):
+    request = file_request(state=State.IN_REVIEW)
+    staff_login(client, alice)
+    wrong = []
+    for method, url, data, expected in bad_inputs(request.reference):
+        response = getattr(client, method)(url, data)
+        if response.status_code not in expected:
+            wrong.append((method, url, response.status_code, expected))
+    assert not wrong, "\n".join(map(str, wrong))

@@ -109,6 +109,56 @@ def test_a_session_ends_after_the_idle_time(client, bob, settings):
     assert client.get("/staff/queue/").status_code == 302
 
 
+def test_a_session_ends_at_the_latest_after_its_cookie_age(client, bob, settings):
+    from django.contrib.sessions.models import Session
+
+    staff_login(client, bob)
+    assert client.get("/staff/queue/").status_code == 200
+    assert settings.SESSION_COOKIE_AGE <= 8 * 3600
+    assert client.session.get_expiry_age() == settings.SESSION_COOKIE_AGE
+    # Active all along, but the session is older than its age: it is gone.
+    Session.objects.filter(session_key=client.session.session_key).update(
+        expire_date=timezone.now() - datetime.timedelta(seconds=1))
+    response = client.get("/staff/queue/")
+    assert response.status_code == 302 and response["Location"].startswith("/staff/login/")
+
+
+def test_polling_the_progress_does_not_keep_a_session_alive(client, bob, settings):
+    request = file_request(state=State.FULFILLING)
+    staff_login(client, bob)
+    client.get("/staff/queue/")
+    session = client.session
+    idle = settings.STAFF_IDLE_MINUTES * 60
+    session["staff_seen"] = int(time.time()) - idle + 120
+    session.save()
+    progress = f"{desk_url(request)}progress/"
+    assert client.get(progress, HTTP_X_REQUESTED_WITH="fetch").status_code == 200
+    session = client.session
+    session["staff_seen"] -= 150  # the poll did not count: now past the idle time
+    session.save()
+    response = client.get(progress, HTTP_X_REQUESTED_WITH="fetch")
+    assert response.status_code == 302 and response["Location"].startswith("/staff/login/")
+
+
+def test_a_lockout_lifts_after_the_cool_off_time(client, alice, settings, time_machine):
+    assert settings.AXES_FAILURE_LIMIT == 5
+    assert settings.AXES_COOLOFF_TIME == datetime.timedelta(minutes=15)
+    assert settings.AXES_LOCKOUT_PARAMETERS == [["username", "ip_address"]]
+    device = totp_device(alice)
+    time_machine.move_to(timezone.now(), tick=True)
+    for _ in range(settings.AXES_FAILURE_LIMIT):
+        login(client, alice, "000000", password="wrong-password-1")
+    time_machine.shift(datetime.timedelta(minutes=14))
+    # Still locked; a try while locked starts the cool-off again (django-axes).
+    assert login(client, alice, totp_code(device)).status_code == 429
+    time_machine.shift(datetime.timedelta(minutes=14))
+    assert login(client, alice, totp_code(device)).status_code == 429
+    time_machine.shift(datetime.timedelta(minutes=16))
+    response = login(client, alice, totp_code(device))
+    assert response.status_code == 302
+    assert client.get("/staff/queue/").status_code == 200
+
+
 # --- queue --------------------------------------------------------------------------
 
 
@@ -192,6 +242,43 @@ def test_the_queue_makes_as_many_queries_for_30_rows_as_for_2(
     assert _queries(client, f"/staff/queue/{query}") == few
 
 
+# days left -> (queue colour, in "due this week")
+BOUNDARIES = {-1: ("overdue", False), 0: ("soon", True), 5: ("soon", True), 6: ("", True),
+              7: ("", True), 8: ("", False)}
+
+
+def test_colours_and_due_this_week_at_their_boundaries(client, bob):
+    today = timezone.localdate()
+    rows = {}
+    for days in BOUNDARIES:
+        request = file_request(email=f"d{days + 1}@example.com")
+        PrivacyRequest.objects.filter(pk=request.pk).update(
+            due_on=today + datetime.timedelta(days=days), extended_due_on=None)
+        rows[days] = request.reference
+    # An extension moves the date that counts: due in 30 days, extended to tomorrow+1.
+    extended = file_request(email="ext@example.com")
+    PrivacyRequest.objects.filter(pk=extended.pk).update(
+        due_on=today - datetime.timedelta(days=3), extended_due_on=today + datetime.timedelta(2))
+    staff_login(client, bob)
+    page = client.get("/staff/queue/").content.decode()
+    for days, (colour, _) in BOUNDARIES.items():
+        row = page[page.index(f'data-reference="{rows[days]}"'):]
+        cell = row[row.index("<td class="):]
+        assert cell.startswith(f'<td class="{colour}" data-testid="days-left">'), days
+    row = page[page.index(f'data-reference="{extended.reference}"'):]
+    assert '<td class="soon" data-testid="days-left">2<' in row
+    week = client.get("/staff/queue/?due=week").content.decode()
+    listed = {days for days, ref in rows.items() if ref in week}
+    assert listed == {days for days, (_, in_week) in BOUNDARIES.items() if in_week}
+    assert extended.reference in week
+    overdue = client.get("/staff/queue/?due=overdue").content.decode()
+    assert rows[-1] in overdue and rows[0] not in overdue and extended.reference not in overdue
+    # The dashboard counts the same requests.
+    dashboard = client.get("/staff/").content.decode()
+    assert f'data-testid="due-week">{len(listed) + 1}<' in dashboard
+    assert 'data-testid="overdue">1<' in dashboard
+
+
 def test_the_queue_pages(client, bob):
     for i in range(27):
         file_request(email=f"p{i}@example.com")
@@ -266,6 +353,16 @@ def test_an_extension_after_the_due_date_is_refused(client, alice, days_ago):
     messages = [str(m) for m in response.wsgi_request._messages]
     assert any("only once, on or before the original due date" in m for m in messages)
     assert PrivacyRequest.objects.get(pk=request.pk).extended_at is None
+
+
+@pytest.mark.parametrize("days_left,extended", [(0, True), (-1, False)])
+def test_an_extension_is_taken_up_to_the_due_date_itself(days_left, extended, client, alice):
+    request = file_request(state=State.IN_REVIEW)
+    PrivacyRequest.objects.filter(pk=request.pk).update(
+        due_on=timezone.localdate() + datetime.timedelta(days=days_left))
+    staff_login(client, alice)
+    assert step(client, request, "extend", notice="A source is slow.").status_code == 302
+    assert (PrivacyRequest.objects.get(pk=request.pk).extended_at is not None) == extended
 
 
 def test_a_second_extension_is_refused(client, alice):
@@ -373,12 +470,15 @@ def test_a_letter_entered_days_later_is_due_from_when_it_arrived(client, bob, se
 
     assert request.due_on == deadlines.response_due(request.received_at, "CA",
                                                     request.type_rules)
+    assert request.acknowledge_by == deadlines.acknowledge_by(request.received_at, "CA")
     intake = IntakeRecord.objects.get(request=request)
     assert intake.entered_by == bob and intake.original_name == "letter.pdf"
     stored = (tmp_path / intake.original_path).read_bytes()
     assert b"the letter" not in stored  # encrypted at rest
     download = client.get(f"{desk_url(request)}original/")
     assert b"".join(download.streaming_content) == b"%PDF-1.4 the letter"
+    assert AuditEvent.objects.filter(action="staff.viewed_identity", request=request, actor=bob,
+                                     data={"page": "intake original"}).exists()
     event = AuditEvent.objects.get(action="request.entered_by_staff")
     assert event.data["days_after_receipt"] == 6 and "Lee" not in str(event.data)
 
@@ -405,6 +505,7 @@ def test_staff_verify_the_identity_at_intake_with_evidence(client, bob, settings
     ({"original": None}, b"Attach the email or the scan"),
     ({"channel": "phone", "original": None}, b"Write a note of the call"),
     ({"received_at": "2999-01-01T10:00"}, b"cannot be in the future"),
+    ({"received_at": "1926-01-01T10:00"}, b"more than a year ago"),
     ({"received_at": "yesterday"}, b"Enter a valid date"),
     ({"email": "not an email"}, b"Enter a valid email"),
 ])
@@ -473,6 +574,30 @@ def test_the_dashboard_counts_what_is_due(client, bob, days_ago):
     assert 'data-testid="ack-due">3<' in page
     assert 'data-state="needs_attention">1<' in page
     assert "<svg" in page and "3 open requests" in page
+
+
+def test_the_chart_has_its_figures_as_text_and_source_failures_are_counted(client, bob,
+                                                                         days_ago):
+    from requests_app.models import DataSource, SourceRun
+
+    first = file_request(email="a@example.com")
+    file_request(email="b@example.com")
+    closed = file_request(email="c@example.com", received_at=days_ago(20))
+    PrivacyRequest.objects.filter(pk=closed.pk).update(state=State.CLOSED,
+                                                       closed_at=timezone.now())
+    source = DataSource.objects.create(name="Paper archive", kind="manual")
+    SourceRun.objects.create(request=first, source=source,
+                             action="gather", state=SourceRun.State.FAILED)
+    staff_login(client, bob)
+    page = client.get("/staff/").content.decode()
+    assert '<svg role="img" aria-label="Bar chart of requests received and closed' in page
+    table = page[page.index("<caption"):page.index("</table>", page.index("<caption"))]
+    received = table[table.index('<th scope="row">Received</th>'):]
+    closed_row = table[table.index('<th scope="row">Closed</th>'):]
+    # This week (the last column): two received, one closed.
+    assert received.split("</tr>")[0].endswith("<td>2</td>")
+    assert closed_row.split("</tr>")[0].endswith("<td>1</td>")
+    assert 'data-testid="source-failures">1<' in page
 
 
 # --- email templates ----------------------------------------------------------------

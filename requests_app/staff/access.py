@@ -6,6 +6,10 @@ the code together. Failed logins count towards a lockout (django-axes), wrong
 codes also slow the device down (django-otp's throttling), and a session ends
 after STAFF_IDLE_MINUTES without a request. Views check their own permission on
 top (`staff_required(perm)`): the middleware is the floor, not the whole rule.
+The Django admin is the Privacy Manager's (and a superuser's) tool for sources,
+third parties and purposes: other roles get a 403 there, whatever model
+permissions they hold (their pages are /staff/ and /audit/, which audit what they
+show).
 """
 
 import math
@@ -29,6 +33,8 @@ PROTECTED = ("/staff/", "/audit/", "/admin/")
 OPEN = ("/staff/login/", "/staff/logout/")
 LOGIN_URL = "/staff/login/"
 _SEEN = "staff_seen"
+ADMIN = "/admin/"
+ADMIN_PERMISSION = "requests_app.manage_sources"
 
 
 def _login_redirect(request):
@@ -57,6 +63,9 @@ class StaffAccessMiddleware:
             polling = request.headers.get("X-Requested-With") == "fetch"
             if (now - seen >= 60 and not polling) or _SEEN not in request.session:
                 request.session[_SEEN] = now
+            if path.startswith(ADMIN) and not (user.is_superuser
+                                                or user.has_perm(ADMIN_PERMISSION)):
+                raise PermissionDenied
         return self.get_response(request)
 
 

@@ -2,6 +2,8 @@
 hand with its original, the time it reached us (which starts the clock, however
 late it is entered) and, when staff verified the person, how."""
 
+import datetime
+
 from django import forms
 from django.contrib import messages
 from django.shortcuts import redirect, render
@@ -16,6 +18,7 @@ from requests_app.services.lifecycle import NewRequest, TransitionRefused
 from requests_app.services.staff_desk import MAX_ORIGINAL, do_staff_intake
 from requests_app.staff.access import staff_required
 
+OLDEST_DAYS = 366  # a date of receipt further back is refused as a typo
 CHANNELS = [(Channel.EMAIL.value, Channel.EMAIL.label), (Channel.POST.value, Channel.POST.label),
             (Channel.PHONE.value, Channel.PHONE.label)]
 
@@ -67,6 +70,9 @@ class IntakeForm(forms.Form):
         value = self.cleaned_data["received_at"]
         if value > timezone.now():
             raise forms.ValidationError(_("The time it reached us cannot be in the future."))
+        if value < timezone.now() - datetime.timedelta(days=OLDEST_DAYS):
+            # A typo (0001, 1926), not a request whose answer is years overdue.
+            raise forms.ValidationError(_("That is more than a year ago: check the date."))
         return value
 
     def clean_original(self):

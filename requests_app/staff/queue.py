@@ -33,8 +33,8 @@ from requests_app.staff.consent_views import violations_panel
 VIEW = "requests_app.view_privacyrequest"
 PAGE_SIZE = 25
 COUNT_CAP = 1000          # the queue counts matches up to here, then says "more than"
-SOON_DAYS = 5             # due within this many days: shown in amber
-WEEK_DAYS = 7
+SOON_DAYS = 5             # due within this many days (today included): shown in amber
+WEEK_DAYS = 7             # "due this week": due from today to today + 7 days
 
 _REFERENCE = re.compile(r"^(?:PP)?([0-9A-HJKMNP-TV-Z]{16})$")
 
@@ -248,7 +248,7 @@ def dashboard(request):
     deadlines = open_requests.aggregate(
         overdue=Count("id", filter=Q(current_due__lt=today)),
         due_week=Count("id", filter=Q(current_due__gte=today,
-                                      current_due__lte=today + datetime.timedelta(days=7))),
+                                      current_due__lte=today + datetime.timedelta(days=WEEK_DAYS))),
         ack_due=Count("id", filter=Q(acknowledged_at=None, acknowledge_by__isnull=False)),
         mine=Count("id", filter=Q(assignee=request.user)),
         unassigned=Count("id", filter=Q(assignee=None)),
