@@ -19,19 +19,26 @@ import hmac
 import json
 import os
 import re
+import time
 from collections import Counter, defaultdict
 from functools import lru_cache
 
 import sqlalchemy as sa
 from django.conf import settings
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.compiler import compiles
 
 from requests_app.files import open_text_reader, open_text_writer
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
 from requests_app.sources.records import run_dir
 
-BATCH = 1000  # values per IN-list, rows per erasure transaction
+BATCH = 1000  # values per IN-list (SQLite); rows read per round trip when streaming
+ARRAY_BATCH = 50_000  # values per array parameter (PostgreSQL: one `= ANY(%s)`)
+ERASE_BATCH = 10_000  # rows per erasure transaction, by primary key
+LEAF_BATCH = 50_000  # rows per set-based DELETE of a leaf table (one transaction each)
+PROGRESS_EVERY = 0.5  # seconds between two progress records of an erasure
 
 
 def engine_url(dsn: str) -> str:
@@ -52,6 +59,55 @@ def _engine(url: str) -> sa.Engine:
 
 
 _REFLECTED: dict[tuple, dict] = {}
+
+
+def _arrays(conn) -> bool:
+    """PostgreSQL binds a whole list as one array parameter (`col = ANY(%s)`): the
+    SQL text is the same whatever the number of values (prepared once by psycopg),
+    and there is no limit of bound parameters. SQLite gets batched IN-lists."""
+    return conn.dialect.name == "postgresql"
+
+
+def _in(conn, column, values):
+    """`column = ANY(:values)` (one array parameter) on PostgreSQL, else IN (...)."""
+    values = list(values)
+    if _arrays(conn):
+        return column == sa.any_(sa.bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
+
+class _ArrayOf(sa.sql.expression.ColumnElement):
+    """PostgreSQL's ARRAY(subquery): the subquery's rows as one array value."""
+
+    inherit_cache = True
+    type = sa.types.NullType()
+
+    def __init__(self, select):
+        self.select = select.scalar_subquery()
+
+
+@compiles(_ArrayOf)
+def _compile_array_of(element, compiler, **kw):
+    return "ARRAY" + compiler.process(element.select, **kw)
+
+
+def _delete_some(conn, table, pk, where, limit: int):
+    """DELETE at most `limit` rows matching `where`, in one statement. On PostgreSQL
+    the rows are picked by their physical address: `ctid = ANY(ARRAY(SELECT ctid ...
+    LIMIT n))`, a TID scan, never the join the planner would choose for `pk IN
+    (SELECT pk ... LIMIT n)` (a sequential scan of the whole table, seconds on a
+    big one)."""
+    if _arrays(conn):
+        ctid = sa.literal_column("ctid")
+        return sa.delete(table).where(
+            ctid == sa.any_(_ArrayOf(sa.select(ctid).select_from(table).where(where).limit(limit))))
+    return sa.delete(table).where(pk.in_(sa.select(pk).where(where).limit(limit).scalar_subquery()))
+
+
+def _chunks(conn, values):
+    size = ARRAY_BATCH if _arrays(conn) else BATCH
+    values = list(values)
+    return [values[i:i + size] for i in range(0, len(values), size)]
 
 
 def _ordered(values) -> list:
@@ -80,6 +136,9 @@ class Traversal:
         self.owned: dict[str, set] = defaultdict(set)
         self.shared_values: dict[str, dict] = defaultdict(dict)
         self.own_refs: dict[tuple, Counter] = defaultdict(Counter)
+        # Deferred leaf tables (see SqlConnector._leaves): not read, only the values
+        # that find the person's rows in them, {table: {column: values}}.
+        self.leaves: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
 
 
 def _transient(exc: Exception) -> bool:
@@ -197,8 +256,36 @@ class SqlConnector(Connector):
 
     # --- traversal ----------------------------------------------------------------
 
-    def _traverse(self, conn, tables, identity, on_row) -> "Traversal":
+    def _leaves(self, tables) -> set[str]:
+        """Tables whose rows are all the person's own and lead nowhere else: no
+        identity columns, no other table refers to them, and their one reference
+        points at a unique column (so following it back finds only the row it came
+        from). Traversal reaches them only backwards from the person's own rows
+        (web_events from the person's devices), so every row it would find there is
+        theirs, and the values it would look them up by are all erasure needs: it
+        can delete them on the server, set-based, without reading them."""
+        referenced = {r.to_table for spec in self.map.tables.values() for r in spec.references}
+        leaves = set()
+        for name, spec in self.map.tables.items():
+            if spec.identity or name in referenced or len(spec.references) != 1:
+                continue
+            ref = spec.references[0]
+            if ref.to_column in _unique_columns(tables[ref.to_table]):
+                leaves.add(name)
+        return leaves
+
+    def _deletable_leaves(self, tables) -> set[str]:
+        return {n for n in self._leaves(tables) if self.map.tables[n].erase == "delete"}
+
+    def _leaf_where(self, conn, table, conditions: dict):
+        return sa.or_(*(_in(conn, table.c[column], chunk)
+                        for column, values in conditions.items()
+                        for chunk in _chunks(conn, _ordered(values))))
+
+    def _traverse(self, conn, tables, identity, on_row, defer=()) -> "Traversal":
         """Find the person's rows hop by hop; call on_row(table_name, row) once per row.
+        Tables in `defer` (leaves, see _leaves) are not read: the values that would
+        find the rows are kept in trav.leaves instead.
 
         A row is the person's own when their identity finds it, or when it refers
         to a row of theirs (their orders). A row that one of theirs refers to (the
@@ -229,6 +316,10 @@ class SqlConnector(Connector):
             owned_now = defaultdict(lambda: defaultdict(set))
             shared_now = defaultdict(lambda: defaultdict(set))
             for name, conditions in wanted.items():
+                if name in defer:
+                    for column, values in conditions.items():
+                        trav.leaves[name][column].update(values)
+                    continue
                 spec, table = self.map.tables[name], tables[name]
                 follow = self.map.referenced_columns(name)
                 forward_cols = {e.from_column for e in edges if e.from_table == name and e.forward}
@@ -294,10 +385,9 @@ class SqlConnector(Connector):
                           if v.get(edge.to_column) is not None}
                 referrer = tables[edge.from_table].c[edge.from_column]
                 mine = trav.own_refs[(edge.from_table, edge.from_column)]
-                ordered = _ordered(values)
-                for i in range(0, len(ordered), BATCH):
+                for chunk in _chunks(conn, _ordered(values)):
                     query = (sa.select(referrer, sa.func.count()).where(
-                        referrer.in_(ordered[i:i + BATCH])).group_by(referrer))
+                        _in(conn, referrer, chunk)).group_by(referrer))
                     for value, total in conn.execute(query):
                         if total > mine.get(value, 0):
                             still_used.add((edge.to_column, value))
@@ -305,11 +395,20 @@ class SqlConnector(Connector):
                                if not any(item in still_used for item in v.items())}
             if len(shared) > len(erasable_shared):
                 kept[name] = len(shared) - len(erasable_shared)
-            keys[name] = _ordered(trav.owned.get(name, set()) | erasable_shared)
+            if name not in trav.leaves:
+                keys[name] = _ordered(trav.owned.get(name, set()) | erasable_shared)
         return keys, kept
 
     def _select(self, conn, table, conditions: dict[str, set]):
-        """One query per table per hop: OR of IN-lists, batched at BATCH values."""
+        """One query per table per hop: OR of one array parameter per column on
+        PostgreSQL (ARRAY_BATCH values each); of IN-lists batched at BATCH values
+        on SQLite."""
+        if _arrays(conn):
+            per_column = [[(column, chunk) for chunk in _chunks(conn, _ordered(values))]
+                          for column, values in conditions.items()]
+            for i in range(max(len(c) for c in per_column)):
+                yield from self._run_select(conn, table, [c[i] for c in per_column if i < len(c)])
+            return
         chunks = []
         for column, values in conditions.items():
             ordered = _ordered(values)
@@ -326,10 +425,19 @@ class SqlConnector(Connector):
             yield from self._run_select(conn, table, statement)
 
     def _run_select(self, conn, table, parts):
-        query = sa.select(table).where(sa.or_(*(table.c[col].in_(vals) for col, vals in parts)))
+        """Most lookups find a few rows: one round trip on a client-side cursor, with
+        a LIMIT one above BATCH. Only when that limit is reached (a subject with
+        very many rows in this table) is the query run again on a server-side
+        cursor, streamed BATCH rows at a time, so memory stays bounded."""
+        query = sa.select(table).where(sa.or_(*(_in(conn, table.c[col], vals)
+                                                for col, vals in parts)))
+        rows = conn.execute(query.limit(BATCH + 1)).mappings().all()
+        if len(rows) <= BATCH:
+            yield from rows
+            return
+        del rows
         result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
-        for row in result.mappings():
-            yield row
+        yield from result.mappings()
 
     def _run(self, work):
         try:
@@ -367,15 +475,33 @@ class SqlConnector(Connector):
                     cleared.append((source.name, edge.from_column))
         return cleared
 
-    def _keys(self, conn, tables, identity) -> tuple[dict, dict]:
-        return self._erasable(conn, tables,
-                              self._traverse(conn, tables, identity, lambda n, r: None))
+    def _keys(self, conn, tables, identity) -> tuple[dict, dict, dict]:
+        """(primary keys per table, shared rows kept per table, leaves): leaf tables
+        erasure deletes set-based are not read, only the values that find the
+        person's rows in them ({table: {column: [values]}})."""
+        trav = self._traverse(conn, tables, identity, lambda n, r: None,
+                              defer=self._deletable_leaves(tables))
+        keys, kept = self._erasable(conn, tables, trav)
+        leaves = {name: {column: _ordered(values) for column, values in conditions.items()}
+                  for name, conditions in trav.leaves.items()}
+        return keys, kept, leaves
+
+    def _count_leaves(self, conn, tables, leaves) -> dict[str, int]:
+        return {name: conn.execute(sa.select(sa.func.count()).select_from(tables[name]).where(
+                    self._leaf_where(conn, tables[name], conditions))).scalar()
+                for name, conditions in leaves.items()}
 
     def plan_erasure(self, run, identity) -> Outcome:
-        keys, kept = self._run(lambda conn, tables: self._keys(conn, tables, identity))
+        def work(conn, tables):
+            keys, kept, leaves = self._keys(conn, tables, identity)
+            counts = {name: len(k) for name, k in keys.items()}
+            counts |= self._count_leaves(conn, tables, leaves)
+            return counts, kept
+
+        counts, kept = self._run(work)
         plan = {}
         for name, spec in self.map.tables.items():
-            count = len(keys.get(name, []))
+            count = counts.get(name, 0)
             if not count and not kept.get(name):
                 continue
             entry = {"rows": count, "action": spec.erase}
@@ -412,35 +538,74 @@ class SqlConnector(Connector):
             visit(name)
         return order
 
+    @staticmethod
+    def _stored_keys(path) -> tuple[dict, dict]:
+        """(keys, leaves) from an erasure's key file (older files hold keys only)."""
+        if not path.exists():
+            return {}, {}
+        with open_text_reader(path) as f:
+            stored = json.load(f)
+        if stored.get("version") == 2:
+            return stored["keys"], stored["leaves"]
+        return stored, {}
+
     def erase(self, run, identity, plan: dict, on_batch=None) -> Outcome:
+        """Erase from the keys (and leaf values) taken when the run first started,
+        kept in a file: a resumed attempt works from the same list. Rows found by
+        primary key go ERASE_BATCH per transaction; leaf tables (see _leaves) are
+        deleted on the server, LEAF_BATCH rows per statement, each in its own short
+        transaction, until none is left (so a resumed attempt simply goes on). The
+        progress cursor is recorded (and the attempt's fence checked) at most every
+        PROGRESS_EVERY seconds and at the end: an attempt that resumes from an older
+        cursor redoes a few batches, which changes nothing (deleting what is gone,
+        masking, hashing or clearing what already is)."""
         keys_path = run_dir(run) / "erase-keys.json.enc"
         progress = dict(run.result.get("progress", {}))
         if keys_path.exists():
-            with open_text_reader(keys_path) as f:
-                keys = json.load(f)
+            keys, leaves = self._stored_keys(keys_path)
         else:
-            keys, _kept = self._run(lambda conn, tables: self._keys(conn, tables, identity))
+            keys, _kept, leaves = self._run(
+                lambda conn, tables: self._keys(conn, tables, identity))
             with open_text_writer(keys_path) as f:
-                json.dump(keys, f, default=str)
+                json.dump({"version": 2, "keys": keys, "leaves": leaves}, f, default=str)
         cleared = defaultdict(list)
         for table, column in self._cleared_references():
             cleared[table].append(column)
+        last = [time.monotonic()]
+
+        def record(force=False):
+            if on_batch and (force or time.monotonic() - last[0] >= PROGRESS_EVERY):
+                on_batch(progress)  # records the cursor; a heartbeat; the fence
+                last[0] = time.monotonic()
 
         def work(conn, tables):
             conn.commit()  # end the transaction reflection began: each batch has its own
             done = {}
             for name in self._order():
                 spec, table = self.map.tables[name], tables[name]
+                if name in leaves:
+                    pk = table.c[spec.primary_key]
+                    where = self._leaf_where(conn, table, leaves[name])
+                    statement = _delete_some(conn, table, pk, where, LEAF_BATCH)
+                    while True:
+                        with conn.begin():
+                            deleted = conn.execute(statement).rowcount
+                        progress[name] = progress.get(name, 0) + deleted
+                        record()
+                        if deleted < LEAF_BATCH:
+                            break
+                    done[name] = progress[name]
+                    continue
                 rows = keys.get(name, [])
                 start = progress.get(name, 0)
-                for i in range(start, len(rows), BATCH):
-                    batch = rows[i:i + BATCH]
+                for i in range(start, len(rows), ERASE_BATCH):
+                    batch = rows[i:i + ERASE_BATCH]
                     with conn.begin():
                         self._erase_batch(conn, spec, table, batch, cleared.get(name, []))
                     progress[name] = i + len(batch)
-                    if on_batch:
-                        on_batch(progress)  # records the cursor; a heartbeat
+                    record()
                 done[name] = len(rows) if spec.erase != "retain" else 0
+            record(force=True)
             return done
 
         counts = self._run(work)
@@ -450,7 +615,8 @@ class SqlConnector(Connector):
     def _erase_batch(self, conn, spec, table, keys, cleared_columns):
         pk = table.c[spec.primary_key]
         if spec.erase == "delete":
-            conn.execute(sa.delete(table).where(pk.in_(keys)))
+            for chunk in _chunks(conn, keys):
+                conn.execute(sa.delete(table).where(_in(conn, pk, chunk)))
             return
         nulls = {c: None for c in cleared_columns}
         if spec.erase == "update":
@@ -458,11 +624,12 @@ class SqlConnector(Connector):
         computed = [c for c in spec.columns.values()
                     if spec.erase == "update" and c.erase in ("mask", "hash")]
         if nulls:
-            conn.execute(sa.update(table).where(pk.in_(keys)).values(**nulls))
+            for chunk in _chunks(conn, keys):
+                conn.execute(sa.update(table).where(_in(conn, pk, chunk)).values(**nulls))
         if computed:
-            rows = conn.execute(
-                sa.select(pk, *(table.c[c.name] for c in computed)).where(pk.in_(keys))
-            ).mappings().all()
+            rows = [row for chunk in _chunks(conn, keys) for row in conn.execute(
+                sa.select(pk, *(table.c[c.name] for c in computed)).where(_in(conn, pk, chunk))
+            ).mappings()]
             unique = _unique_columns(table)
             params = []
             for row in rows:
@@ -500,31 +667,38 @@ class SqlConnector(Connector):
         worked on, looked up again by primary key (their identity columns may be
         hashed now, so the identity alone would find nothing), and any row the
         identity still finds (added since, say)."""
-        keys_path = run_dir(run) / "erase-keys.json.enc"
-        stored = {}
-        if keys_path.exists():
-            with open_text_reader(keys_path) as f:
-                stored = json.load(f)
+        stored, stored_leaves = self._stored_keys(run_dir(run) / "erase-keys.json.enc")
+
+        def leaf_rows(conn, tables, leaves):
+            # Leaves are `erase: delete`: any row still there is left.
+            return {(name, key) for name, conditions in leaves.items()
+                    for (key,) in conn.execute(sa.select(
+                        tables[name].c[self.map.tables[name].primary_key]).where(
+                        self._leaf_where(conn, tables[name], conditions)))}
 
         def work(conn, tables):
             left = set()
             for name, keys in stored.items():
                 spec, table = self.map.tables[name], tables[name]
                 pk = table.c[spec.primary_key]
-                for i in range(0, len(keys), BATCH):
+                for chunk in _chunks(conn, keys):
                     for row in conn.execute(sa.select(table).where(
-                            pk.in_(keys[i:i + BATCH]))).mappings():
+                            _in(conn, pk, chunk))).mappings():
                         if self._left(name, row):
                             left.add((name, row[spec.primary_key]))
+            left |= leaf_rows(conn, tables, stored_leaves)
             found = set()
 
             def on_row(name, row):
                 if self._left(name, row):
                     found.add((name, row[self.map.tables[name].primary_key]))
 
-            keys, _kept = self._erasable(conn, tables,
-                                         self._traverse(conn, tables, identity, on_row))
-            left |= {(n, k) for n, k in found if k in set(keys.get(n, ()))}
+            trav = self._traverse(conn, tables, identity, on_row,
+                                  defer=self._deletable_leaves(tables))
+            keys, _kept = self._erasable(conn, tables, trav)
+            erasable = {n: set(k) for n, k in keys.items()}
+            left |= {(n, k) for n, k in found if k in erasable.get(n, ())}
+            left |= leaf_rows(conn, tables, trav.leaves)
             return len(left)
 
         return self._run(work)
