@@ -29,6 +29,12 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.compiler import compiles
 
+try:
+    import psycopg
+    from psycopg.rows import dict_row
+except ImportError:  # SQLite only (the embedded demo)
+    psycopg = None
+
 from requests_app.files import open_text_reader, open_text_writer
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
@@ -59,6 +65,9 @@ def _engine(url: str) -> sa.Engine:
 
 
 _REFLECTED: dict[tuple, dict] = {}
+# Lookup statements compiled once per (database, table, columns): SQL text made by
+# SQLAlchemy (identifiers quoted, every value a bound parameter) and its defaults.
+_LOOKUPS: dict[tuple, tuple] = {}
 
 
 def _arrays(conn) -> bool:
@@ -282,6 +291,21 @@ class SqlConnector(Connector):
                         for column, values in conditions.items()
                         for chunk in _chunks(conn, _ordered(values))))
 
+    def _shape(self, tables) -> tuple:
+        """What traversal needs of the map, worked out once per reflected schema:
+        (edges, columns followed per table, forward columns per table, unique
+        columns per table)."""
+        cached = getattr(self, "_shape_cache", None)
+        if cached is None or cached[0] is not tables:
+            edges = self.map.edges()
+            follows = {n: {e.from_column for e in edges if e.from_table == n}
+                       for n in self.map.tables}
+            forwards = {n: {e.from_column for e in edges if e.from_table == n and e.forward}
+                        for n in self.map.tables}
+            unique = {n: _unique_columns(tables[n]) for n in self.map.tables}
+            cached = self._shape_cache = (tables, (edges, follows, forwards, unique))
+        return cached[1]
+
     def _traverse(self, conn, tables, identity, on_row, defer=()) -> "Traversal":
         """Find the person's rows hop by hop; call on_row(table_name, row) once per row.
         Tables in `defer` (leaves, see _leaves) are not read: the values that would
@@ -303,8 +327,7 @@ class SqlConnector(Connector):
                     wanted[name][column].update({value, value.lower()} if field_name == "email"
                                                 else {value})
                     owning[name].add(column)
-        edges = self.map.edges()
-        unique = {name: _unique_columns(tables[name]) for name in self.map.tables}
+        edges, follows, forwards, unique = self._shape(tables)
         # References into identity tables: a shared row that points at a person who
         # is not this one (an address whose customer_id is someone else's) is theirs.
         to_people = {name: [(r.column, r.to_table, r.to_column) for r in spec.references
@@ -319,11 +342,14 @@ class SqlConnector(Connector):
                 if name in defer:
                     for column, values in conditions.items():
                         trav.leaves[name][column].update(values)
+            fetched = self._fetch(conn, tables, {n: c for n, c in wanted.items()
+                                                 if n not in defer})
+            for name, conditions in wanted.items():
+                if name in defer:
                     continue
                 spec, table = self.map.tables[name], tables[name]
-                follow = self.map.referenced_columns(name)
-                forward_cols = {e.from_column for e in edges if e.from_table == name and e.forward}
-                for row in self._select(conn, table, conditions):
+                follow, forward_cols = follows[name], forwards[name]
+                for row in fetched[name]:
                     key = row[spec.primary_key]
                     if key in trav.seen[name]:
                         continue
@@ -399,6 +425,61 @@ class SqlConnector(Connector):
                 keys[name] = _ordered(trav.owned.get(name, set()) | erasable_shared)
         return keys, kept
 
+    def _fetch(self, conn, tables, wanted: dict) -> dict:
+        """One hop's lookups, {table: rows}. On PostgreSQL they all go in one round
+        trip (psycopg pipeline mode), one statement per table with one array
+        parameter per column and a LIMIT one above BATCH; a table that reaches the
+        limit is read again, streamed (see _stream). Elsewhere: _select, lazily."""
+        if not _arrays(conn) or psycopg is None or not wanted:
+            return {name: self._select(conn, tables[name], conditions)
+                    for name, conditions in wanted.items()}
+        pg = conn.connection.driver_connection
+        fetched, pending = {}, []
+        for name, conditions in wanted.items():
+            columns = tuple(sorted(conditions))
+            values = [_ordered(conditions[c]) for c in columns]
+            if any(len(v) > ARRAY_BATCH for v in values):
+                fetched[name] = self._select(conn, tables[name], conditions)
+                continue
+            sql, streamed, params = self._lookup(conn, tables[name], columns)
+            params = {**params, **{f"v{i}": v for i, v in enumerate(values)}}
+            pending.append((name, sql, streamed, params))
+        cursors = []
+        with pg.pipeline():
+            for name, sql, streamed, params in pending:
+                cursor = pg.cursor(row_factory=dict_row)
+                cursor.execute(sql, params)
+                cursors.append((name, cursor, streamed, params))
+        for name, cursor, streamed, params in cursors:
+            rows = cursor.fetchall()
+            cursor.close()
+            fetched[name] = rows if len(rows) <= BATCH else self._stream(pg, streamed, params)
+        return fetched
+
+    def _lookup(self, conn, table, columns: tuple) -> tuple[str, str, dict]:
+        """(SQL with LIMIT, SQL without, default parameters) of the lookup of `table`
+        by `columns`: `SELECT ... WHERE c0 = ANY(%(v0)s) OR c1 = ANY(%(v1)s) ...`."""
+        key = (str(conn.engine.url), table.name, columns)
+        if key not in _LOOKUPS:
+            query = sa.select(table).where(sa.or_(*(
+                table.c[c] == sa.any_(sa.bindparam(f"v{i}", type_=ARRAY(table.c[c].type)))
+                for i, c in enumerate(columns))))
+            limited = query.limit(sa.bindparam("limit", BATCH + 1, type_=sa.Integer))
+            compiled = limited.compile(dialect=conn.dialect)
+            params = {k: v for k, v in compiled.params.items() if not k.startswith("v")}
+            _LOOKUPS[key] = (str(compiled), str(query.compile(dialect=conn.dialect)), params)
+        return _LOOKUPS[key]
+
+    @staticmethod
+    def _stream(pg, sql, params):
+        """A lookup that finds very many rows, read on a server-side cursor BATCH rows
+        per round trip (memory stays bounded), in a transaction of its own."""
+        with pg.transaction():
+            with pg.cursor(name="pp_lookup", row_factory=dict_row) as cursor:
+                cursor.itersize = BATCH
+                cursor.execute(sql, {k: v for k, v in params.items() if k != "limit"})
+                yield from cursor
+
     def _select(self, conn, table, conditions: dict[str, set]):
         """One query per table per hop: OR of one array parameter per column on
         PostgreSQL (ARRAY_BATCH values each); of IN-lists batched at BATCH values
@@ -439,12 +520,23 @@ class SqlConnector(Connector):
         result = conn.execution_options(stream_results=True, yield_per=BATCH).execute(query)
         yield from result.mappings()
 
-    def _run(self, work):
+    def _run(self, work, read_only=False):
+        """work(conn, tables) on a pooled connection. read_only: in autocommit mode on
+        PostgreSQL, so that no read transaction (and its AccessShareLocks, and its
+        snapshot holding back VACUUM) spans the whole traversal: each hop's lookups
+        see the database as it is then."""
         try:
             with self.engine.connect() as conn:
+                if read_only and _arrays(conn):
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 return work(conn, self.tables(conn))
         except sa_exc.SQLAlchemyError as exc:
             kind = TransientSourceError if _transient(exc) else SourceError
+            raise kind(f"{self.source.name}: database error ({type(exc).__name__})") from None
+        except Exception as exc:
+            if psycopg is None or not isinstance(exc, psycopg.Error):
+                raise
+            kind = TransientSourceError if isinstance(exc, psycopg.OperationalError) else SourceError
             raise kind(f"{self.source.name}: database error ({type(exc).__name__})") from None
 
     # --- gathering ------------------------------------------------------------------
@@ -459,7 +551,7 @@ class SqlConnector(Connector):
             trav = self._traverse(conn, tables, identity, on_row)
             return {name: len(keys) for name, keys in trav.seen.items()}
 
-        counts = self._run(work)
+        counts = self._run(work, read_only=True)
         return Outcome(records=sum(counts.values()), result={"tables": counts})
 
     # --- erasure ------------------------------------------------------------------
@@ -498,7 +590,7 @@ class SqlConnector(Connector):
             counts |= self._count_leaves(conn, tables, leaves)
             return counts, kept
 
-        counts, kept = self._run(work)
+        counts, kept = self._run(work, read_only=True)
         plan = {}
         for name, spec in self.map.tables.items():
             count = counts.get(name, 0)
@@ -565,7 +657,7 @@ class SqlConnector(Connector):
             keys, leaves = self._stored_keys(keys_path)
         else:
             keys, _kept, leaves = self._run(
-                lambda conn, tables: self._keys(conn, tables, identity))
+                lambda conn, tables: self._keys(conn, tables, identity), read_only=True)
             with open_text_writer(keys_path) as f:
                 json.dump({"version": 2, "keys": keys, "leaves": leaves}, f, default=str)
         cleared = defaultdict(list)
@@ -701,4 +793,4 @@ class SqlConnector(Connector):
             left |= leaf_rows(conn, tables, trav.leaves)
             return len(left)
 
-        return self._run(work)
+        return self._run(work, read_only=True)
