@@ -65,6 +65,7 @@ def _engine(url: str) -> sa.Engine:
 
 
 _REFLECTED: dict[tuple, dict] = {}
+_BULK = object()  # a leaf table with too many rows to read one by one: copied instead
 # Lookup statements compiled once per (database, table, columns): SQL text made by
 # SQLAlchemy (identifiers quoted, every value a bound parameter) and its defaults.
 _LOOKUPS: dict[tuple, tuple] = {}
@@ -306,10 +307,12 @@ class SqlConnector(Connector):
             cached = self._shape_cache = (tables, (edges, follows, forwards, unique))
         return cached[1]
 
-    def _traverse(self, conn, tables, identity, on_row, defer=()) -> "Traversal":
+    def _traverse(self, conn, tables, identity, on_row, defer=(), bulk=()) -> "Traversal":
         """Find the person's rows hop by hop; call on_row(table_name, row) once per row.
         Tables in `defer` (leaves, see _leaves) are not read: the values that would
-        find the rows are kept in trav.leaves instead.
+        find the rows are kept in trav.leaves instead. Tables in `bulk` (leaves too)
+        are read as usual unless the lookup finds more than BATCH rows: then they
+        are left to the caller in the same way (gather copies them, see _copy_leaf).
 
         A row is the person's own when their identity finds it, or when it refers
         to a row of theirs (their orders). A row that one of theirs refers to (the
@@ -343,9 +346,13 @@ class SqlConnector(Connector):
                     for column, values in conditions.items():
                         trav.leaves[name][column].update(values)
             fetched = self._fetch(conn, tables, {n: c for n, c in wanted.items()
-                                                 if n not in defer})
+                                                 if n not in defer}, bulk=bulk)
             for name, conditions in wanted.items():
                 if name in defer:
+                    continue
+                if fetched[name] is _BULK:
+                    for column, values in conditions.items():
+                        trav.leaves[name][column].update(values)
                     continue
                 spec, table = self.map.tables[name], tables[name]
                 follow, forward_cols = follows[name], forwards[name]
@@ -425,7 +432,7 @@ class SqlConnector(Connector):
                 keys[name] = _ordered(trav.owned.get(name, set()) | erasable_shared)
         return keys, kept
 
-    def _fetch(self, conn, tables, wanted: dict) -> dict:
+    def _fetch(self, conn, tables, wanted: dict, bulk=()) -> dict:
         """One hop's lookups, {table: rows}. On PostgreSQL they all go in one round
         trip (psycopg pipeline mode), one statement per table with one array
         parameter per column and a LIMIT one above BATCH; a table that reaches the
@@ -453,7 +460,10 @@ class SqlConnector(Connector):
         for name, cursor, streamed, params in cursors:
             rows = cursor.fetchall()
             cursor.close()
-            fetched[name] = rows if len(rows) <= BATCH else self._stream(pg, streamed, params)
+            if len(rows) <= BATCH:
+                fetched[name] = rows
+            else:
+                fetched[name] = _BULK if name in bulk else self._stream(pg, streamed, params)
         return fetched
 
     def _lookup(self, conn, table, columns: tuple) -> tuple[str, str, dict]:
@@ -548,11 +558,47 @@ class SqlConnector(Connector):
                 categories = {c.name: c.category for c in spec.columns.values()}
                 sink.write(name, {c: row[c] for c in spec.columns}, categories)
 
-            trav = self._traverse(conn, tables, identity, on_row)
-            return {name: len(keys) for name, keys in trav.seen.items()}
+            copies = _arrays(conn) and psycopg is not None and hasattr(sink, "write_copy")
+            trav = self._traverse(conn, tables, identity, on_row,
+                                  bulk=self._leaves(tables) if copies else ())
+            counts = {name: len(keys) for name, keys in trav.seen.items()}
+            for name, conditions in trav.leaves.items():
+                counts[name] = self._copy_leaf(conn, tables[name], conditions, sink)
+            return counts
 
         counts = self._run(work, read_only=True)
         return Outcome(records=sum(counts.values()), result={"tables": counts})
+
+    def _copy_leaf(self, conn, table, conditions, sink) -> int:
+        """A leaf table with very many rows of the person's (web_events), formatted by
+        PostgreSQL itself: `COPY (SELECT row_to_json(t) ...) TO STDOUT` as JSON lines
+        and `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)`, the bytes streamed
+        into the sink's encrypted files, no row ever becoming a Python object.
+        Columns of never-disclosed categories are replaced by a constant in the
+        SELECT itself, so their values never leave the database. The select is built
+        by SQLAlchemy (identifiers quoted); COPY takes no server-side parameters, so
+        psycopg binds the values client-side, as literals it quotes itself."""
+        from requests_app.sources.categories import WITHHELD, never_disclosed
+
+        spec = self.map.tables[table.name]
+        categories = {c.name: c.category for c in spec.columns.values()}
+        selected = [sa.literal(WITHHELD, sa.Text).label(name) if never_disclosed(category)
+                    else table.c[name] for name, category in categories.items()]
+        compiled = (sa.select(*selected).where(self._leaf_where(conn, table, conditions))
+                    .compile(dialect=conn.dialect))
+        inner, params = str(compiled), compiled.params
+        # JSON lines: CSV format with a quote and a delimiter that JSON text never
+        # holds raw (it escapes control characters), so each line is the JSON as is.
+        as_json = ("COPY (SELECT row_to_json(t) FROM (" + inner + ") AS t) TO STDOUT "
+                   "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+        as_csv = "COPY (" + inner + ") TO STDOUT (FORMAT csv, HEADER)"
+        pg = conn.connection.driver_connection
+
+        def copied(statement):
+            with pg.cursor() as cursor, cursor.copy(statement, params) as copy:
+                yield from copy
+
+        return sink.write_copy(spec.name, categories, copied(as_json), copied(as_csv))
 
     # --- erasure ------------------------------------------------------------------
 
