@@ -124,3 +124,14 @@ def test_erasure_on_postgresql_deletes_leaves_set_based_and_leaves_nothing(pg_sh
     with psycopg.connect(pg_shop) as conn:
         assert conn.execute("SELECT id FROM events").fetchall() == [(80,)]
         assert conn.execute("SELECT name FROM customers WHERE id = 2").fetchone() == ("Sam Roe",)
+
+
+def test_lookups_with_more_values_than_one_array_holds_are_streamed(pg_shop, monkeypatch):
+    monkeypatch.setattr(sql, "ARRAY_BATCH", 1)  # every lookup of 2+ values: chunked
+    connector = SqlConnector(source())
+    run, outcome, collections = gather(connector, "Pat@Example.com")  # and pat@example.com
+    assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
+                                        "devices": 1, "events": len(AWKWARD)}
+    identity = IdentityData(email="pat@example.com")
+    assert connector.plan_erasure(Run(), identity).result["tables"]["events"]["rows"] == len(
+        AWKWARD)

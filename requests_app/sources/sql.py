@@ -341,20 +341,26 @@ class SqlConnector(Connector):
         while wanted:
             owned_now = defaultdict(lambda: defaultdict(set))
             shared_now = defaultdict(lambda: defaultdict(set))
+            # A leaf left to the caller once stays so in later hops (one copy of it).
+            skip = set(defer) | set(trav.leaves)
             for name, conditions in wanted.items():
-                if name in defer:
+                if name in skip:
                     for column, values in conditions.items():
                         trav.leaves[name][column].update(values)
             fetched = self._fetch(conn, tables, {n: c for n, c in wanted.items()
-                                                 if n not in defer}, bulk=bulk)
+                                                 if n not in skip}, bulk=bulk)
             for name, conditions in wanted.items():
-                if name in defer:
-                    continue
-                if fetched[name] is _BULK:
-                    for column, values in conditions.items():
-                        trav.leaves[name][column].update(values)
+                if name in skip:
                     continue
                 spec, table = self.map.tables[name], tables[name]
+                if fetched[name] is _BULK:
+                    if not trav.seen.get(name):
+                        for column, values in conditions.items():
+                            trav.leaves[name][column].update(values)
+                        continue
+                    # Some of its rows were read one by one in an earlier hop: these
+                    # too, streamed, so that the table stays one collection.
+                    fetched[name] = self._select(conn, table, conditions)
                 follow, forward_cols = follows[name], forwards[name]
                 for row in fetched[name]:
                     key = row[spec.primary_key]
@@ -494,11 +500,16 @@ class SqlConnector(Connector):
         """One query per table per hop: OR of one array parameter per column on
         PostgreSQL (ARRAY_BATCH values each); of IN-lists batched at BATCH values
         on SQLite."""
-        if _arrays(conn):
-            per_column = [[(column, chunk) for chunk in _chunks(conn, _ordered(values))]
-                          for column, values in conditions.items()]
-            for i in range(max(len(c) for c in per_column)):
-                yield from self._run_select(conn, table, [c[i] for c in per_column if i < len(c)])
+        if _arrays(conn) and psycopg is not None:
+            # Only for many rows or values (see _fetch): streamed on a server-side
+            # cursor in a transaction of its own (reads run in autocommit mode).
+            columns = tuple(sorted(conditions))
+            chunks = [_chunks(conn, _ordered(conditions[c])) for c in columns]
+            _limited, sql, params = self._lookup(conn, table, columns)
+            pg = conn.connection.driver_connection
+            for i in range(max(len(c) for c in chunks)):
+                values = {f"v{j}": c[i] if i < len(c) else [] for j, c in enumerate(chunks)}
+                yield from self._stream(pg, sql, {**params, **values})
             return
         chunks = []
         for column, values in conditions.items():
