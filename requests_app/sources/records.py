@@ -53,33 +53,22 @@ class RecordSink:
 
     def write_copy(self, collection: str, categories: dict[str, str], json_lines, csv) -> int:
         """A whole collection as bytes formatted by the database: `json_lines` (one
-        JSON object per line) and `csv` (header first), each an iterable of byte
-        chunks, never-disclosed values already replaced at the source. Kept as two
-        encrypted files; returns the number of records."""
+        JSON object per line) and `csv` (header first) are each called with a
+        `write(bytes)` function and call it with the bytes as they come, never-
+        disclosed values already replaced at the source. Kept as two encrypted
+        files, written in blocks of 1 MiB; returns the number of records."""
         if collection in self._writers:
             raise ValueError(f"{collection}: written record by record already")
         info = self.collections[collection] = {
             "columns": dict(categories), "count": 0, "format": "copy"}
-        for key, suffix, chunks in (("file", "jsonl", json_lines), ("csv", "csv", csv)):
+        for key, suffix, pump in (("file", "jsonl", json_lines), ("csv", "csv", csv)):
             filename = f"{len(self.collections):03d}-{key}.{suffix}.enc"
             with EncryptedWriter(self.dir / filename) as out:
-                buffer, size, beat = [], 0, time.monotonic()
-                for chunk in chunks:
-                    buffer.append(chunk)
-                    size += len(chunk)
-                    if size >= CHUNK_SIZE:
-                        block = b"".join(buffer)
-                        out.write(block)
-                        if key == "file":
-                            info["count"] += block.count(b"\n")
-                        buffer, size = [], 0
-                        if self._on_progress and time.monotonic() - beat >= 1:
-                            self._on_progress()  # a heartbeat: this attempt is alive
-                            beat = time.monotonic()
-                block = b"".join(buffer)
-                out.write(block)
-                if key == "file":
-                    info["count"] += block.count(b"\n")
+                blocks = _Blocks(out, self._on_progress)
+                pump(blocks.write)
+                blocks.flush()
+            if key == "file":
+                info["count"] = blocks.lines
             info[key] = f"{self.prefix}/{filename}"
         self._count += info["count"]
         return info["count"]
@@ -98,6 +87,30 @@ class RecordSink:
         else:
             self._files.__exit__(exc_type, exc, tb)  # unpublished files are discarded
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class _Blocks:
+    """Small writes gathered into blocks of 1 MiB for an EncryptedWriter; counts
+    lines; a heartbeat at most once a second."""
+
+    SIZE = 1 << 20
+
+    def __init__(self, out, on_progress):
+        self.out, self.on_progress = out, on_progress
+        self.buffer, self.lines, self.beat = bytearray(), 0, time.monotonic()
+
+    def write(self, data) -> None:
+        self.buffer += data
+        if len(self.buffer) >= self.SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        self.out.write(self.buffer)
+        self.lines += self.buffer.count(b"\n")
+        self.buffer.clear()
+        if self.on_progress and time.monotonic() - self.beat >= 1:
+            self.on_progress()  # a heartbeat: this attempt is alive
+            self.beat = time.monotonic()
 
 
 def read_records(run, collection_info: dict):

@@ -606,8 +606,11 @@ class SqlConnector(Connector):
         pg = conn.connection.driver_connection
 
         def copied(statement):
-            with pg.cursor() as cursor, cursor.copy(statement, params) as copy:
-                yield from copy
+            def pump(write):
+                with pg.cursor() as cursor, cursor.copy(statement, params) as copy:
+                    for data in copy:
+                        write(data)
+            return pump
 
         return sink.write_copy(spec.name, categories, copied(as_json), copied(as_csv))
 
