@@ -485,7 +485,13 @@ class SqlConnector(Connector):
             query = sa.select(table).where(sa.or_(*(
                 table.c[c] == sa.any_(sa.bindparam(f"v{i}", type_=ARRAY(table.c[c].type)))
                 for i, c in enumerate(columns))))
-            limited = query.limit(sa.bindparam("limit", BATCH + 1, type_=sa.Integer))
+            # By one column: in that column's order, so that the LIMIT stays on its
+            # index. Unordered, a lookup that the statistics say finds many rows
+            # (a big subject's web_events) may be planned as a sequential scan that
+            # "soon" finds BATCH+1 of them, and reads the whole table when the rows
+            # are at its end.
+            ordered = query.order_by(table.c[columns[0]]) if len(columns) == 1 else query
+            limited = ordered.limit(sa.bindparam("limit", BATCH + 1, type_=sa.Integer))
             compiled = limited.compile(dialect=conn.dialect)
             params = {k: v for k, v in compiled.params.items() if not k.startswith("v")}
             _LOOKUPS[key] = (str(compiled), str(query.compile(dialect=conn.dialect)), params)
