@@ -11,7 +11,8 @@ SqlConnector.gather:
 * then --runs timed calls, into a sink that drops the records (the traversal alone)
   and into a real RecordSink (encrypted JSONL files, as a worker writes them);
 * statements: counted with a SQLAlchemy before_cursor_execute listener on the
-  connector's engine, and on the server with pg_stat_statements (which also sees
+  connector's engine (0 on PostgreSQL since the lookups go to psycopg directly,
+  in pipeline mode: see docs/benchmarks.md), and on the server with pg_stat_statements (which also sees
   what the driver sends by itself: BEGIN, the pool's ping, the DECLARE / FETCH /
   CLOSE of server-side cursors, ROLLBACK).
 
@@ -293,7 +294,9 @@ def main():
     parser.add_argument("--subject", type=int, default=196,
                         help="customer number n (email user<n>@example.com), <= min(sizes)")
     parser.add_argument("--what-if", action="store_true",
-                        help="also time a client-side-cursor variant (not the shipped code)")
+                        help="also time a client-side-cursor variant (not the shipped code; "
+                        "obsolete: on PostgreSQL the connector no longer uses _run_select, "
+                        "so both variants now run the same code)")
     args = parser.parse_args()
     if args.subject > min(args.sizes) or args.subject <= 8:
         raise SystemExit("--subject must be in 9 .. min(sizes)")

@@ -46,10 +46,10 @@ for name in "${wanted[@]}"; do
   echo "=== $name ($(date -u +%H:%M:%S), load average $(cut -d' ' -f1-3 /proc/loadavg)) ==="
   case "$name" in
     # (a) 1,000 and 1,000,000 subjects (the 1M load takes ~2 minutes).
-    gather) "$PY" bench/bench_gather.py --sizes 1000 1000000 --runs 100 --what-if ;;
+    gather) "$PY" bench/bench_gather.py --sizes 1000 1000000 --runs 100 ;;
     # (b) 200,000 rows; then 400,000 once, to see how peak RSS grows with rows.
     package)
-      "$PY" bench/bench_package.py --events 200000 --repeat 3 --what-if
+      "$PY" bench/bench_package.py --events 200000 --repeat 3
       "$PY" bench/bench_package.py --events 400000 --repeat 1 --name package_400k ;;
     # (c) 200,000 deletable rows, three times.
     erase) "$PY" bench/bench_erase.py --events 200000 --repeat 3 ;;

@@ -367,3 +367,48 @@ def test_the_same_email_erased_twice_in_a_unique_column_does_not_collide(shop):
         hashes = [r[0] for r in conn.exec_driver_sql(
             "SELECT email FROM customers WHERE id IN (1, 9)")]
     assert len(set(hashes)) == 2 and all(h.startswith("~") for h in hashes)
+
+
+def test_leaf_tables_are_deleted_set_based_and_an_interrupted_erasure_resumes(
+        shop, monkeypatch, settings, tmp_path):
+    """events (no identity, nobody refers to it, one reference to a unique column) is
+    a leaf: erasure deletes it on the server in bounded batches from the cookie
+    values, never reading its rows. A worker dying after the first batch leaves the
+    rest to the next attempt, which finishes from the same stored plan."""
+    from requests_app.sources import sql
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    source, engine = shop
+    with engine.begin() as conn:
+        conn.exec_driver_sql("INSERT INTO events VALUES (72, 'ck-pat', '10.0.0.3'),"
+                             "(73, 'ck-pat', '10.0.0.4')")
+    connector, run = SqlConnector(source), Run()
+    assert "events" in connector._deletable_leaves(
+        connector._run(lambda conn, tables: tables))
+    plan = connector.plan_erasure(run, IdentityData(email="pat@example.com"))
+    assert plan.result["tables"]["events"]["rows"] == 4
+    monkeypatch.setattr(sql, "LEAF_BATCH", 1)
+    monkeypatch.setattr(sql, "PROGRESS_EVERY", 0)
+    recorded = []
+
+    class Killed(Exception):
+        pass
+
+    def dies_after_one_batch(progress):
+        recorded.append(dict(progress))
+        if "events" in progress:
+            raise Killed
+
+    identity = IdentityData(email="pat@example.com")
+    with pytest.raises(Killed):
+        connector.erase(run, identity, {}, on_batch=dies_after_one_batch)
+    assert recorded[-1]["events"] == 1
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM events "
+                                    "WHERE cookie = 'ck-pat'").scalar() == 3
+    run.result = {"progress": recorded[-1]}
+    outcome = connector.erase(run, identity, {})
+    assert outcome.result["tables"]["events"] == 4
+    assert connector.remaining(run, identity) == 0
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id FROM events").scalars().all() == [80]  # Sam's

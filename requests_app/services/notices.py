@@ -98,15 +98,18 @@ def send_email(email_id: int) -> bool:
         email.sent_at = timezone.now()
         email.attempts += 1
         email.save(update_fields=["sent_at", "attempts"])
+        if email.notice == "received" and email.request_id:
+            # The request's row before the audit chain's lock, as every transition
+            # takes them (row, then chain): the other order deadlocked with a
+            # concurrent approval (tests/faults, test_redis_stopped_...).
+            PrivacyRequest.objects.filter(pk=email.request_id, acknowledged_at=None).update(
+                acknowledged_at=email.sent_at)
         record_event(
             "email.sent",
             actor=Actor.system(),
             request=email.request,
             data={"notice": email.notice, "email": email.pk, "to": hash_value(email.to)},
         )
-        if email.notice == "received" and email.request_id:
-            PrivacyRequest.objects.filter(pk=email.request_id, acknowledged_at=None).update(
-                acknowledged_at=email.sent_at)
     log.info("request %s: notice %s sent",
              email.request.reference if email.request_id else "-", email.notice)
     return True
