@@ -205,3 +205,21 @@ def scan_disclosures() -> dict:
     from requests_app.services import disclosures
 
     return disclosures.scan_all()
+
+
+@shared_task
+def check_identity(request_id: int) -> str:
+    """Email confirmed: match the data points given against the sources."""
+    from requests_app.services import portal
+
+    return portal.do_check_identity(request_id)
+
+
+@shared_task
+def purge_expired_packages() -> int:
+    """Periodic: packages whose download link expired are deleted (the row stays),
+    and old one-time codes go."""
+    from requests_app.services import codes, portal
+
+    codes.purge_old()
+    return portal.purge_expired_packages()
