@@ -82,11 +82,19 @@ def default_period() -> tuple[datetime.date, datetime.date]:
     return start, today
 
 
+class PortalForm(forms.Form):
+    """No colon after labels (they are questions or names, on their own line)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("label_suffix", "")
+        super().__init__(*args, **kwargs)
+
+
 class DateInput(forms.DateInput):
     input_type = "date"
 
 
-class RequestForm(forms.Form):
+class RequestForm(PortalForm):
     rights = forms.MultipleChoiceField(
         label=_("What would you like us to do?"), choices=right_choices,
         widget=forms.CheckboxSelectMultiple,
@@ -273,7 +281,7 @@ class RequestForm(forms.Form):
         return data
 
 
-class CodeForm(forms.Form):
+class CodeForm(PortalForm):
     reference = forms.CharField(
         label=_("Reference"), max_length=24,
         help_text=_("It looks like PP-7K2D-9QXM-4TRB-H1VC and is in our email."),
@@ -296,7 +304,7 @@ class CodeForm(forms.Form):
         return value
 
 
-class ReferenceForm(forms.Form):
+class ReferenceForm(PortalForm):
     reference = CodeForm.base_fields["reference"]
 
     def clean_reference(self):
@@ -307,7 +315,7 @@ class ReferenceForm(forms.Form):
         return value
 
 
-class AppealForm(forms.Form):
+class AppealForm(PortalForm):
     text = forms.CharField(
         label=_("Why do you disagree with our decision?"), max_length=2000,
         widget=forms.Textarea(attrs={"rows": 5, "maxlength": 2000}),

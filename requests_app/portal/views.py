@@ -355,6 +355,11 @@ def sign_out(request):
 # --- downloads -----------------------------------------------------------------------
 
 
+def _refused(request):
+    return render(request, "portal/download_refused.html", {
+        "days": settings.DOWNLOAD_LINK_DAYS, "times": settings.DOWNLOAD_MAX_COUNT}, status=410)
+
+
 @never_cache
 @require_http_methods(["GET", "HEAD"])
 def download(request, token):
@@ -362,17 +367,17 @@ def download(request, token):
     try:
         package_id = signing.loads(token, salt=DOWNLOAD_SALT, max_age=max_age)
     except signing.BadSignature:
-        return render(request, "portal/download_refused.html", status=410)
+        return _refused(request)
     package = Package.objects.filter(pk=package_id).select_related("request").first()
     if package is None or package.request.reference not in session._fresh(request):
         # The link works in the browser that opened the status page with a fresh code.
-        return render(request, "portal/download_refused.html", status=410)
+        return _refused(request)
     ip_hash = hashlib.sha256(
         (settings.IDENTITY_HASH_KEY + ratelimit.client_ip(request)).encode()).hexdigest()
     try:
         package = portal.do_count_download(package.pk, ip_hash)
     except portal.DownloadRefused:
-        return render(request, "portal/download_refused.html", status=410)
+        return _refused(request)
     path = Path(settings.MEDIA_ROOT) / package.path
     try:
         chunks = iter_decrypted(path)
