@@ -303,7 +303,8 @@ def test_no_enumeration_known_and_unknown_addresses_get_identical_answers(client
 def test_the_honeypot_gets_the_same_answer_and_files_nothing(client):
     response = submit(client, website="http://spam.example")
     assert response.status_code == 302 and response.url == "/request/sent/"
-    assert "Thank you: we received your request" in client.get(response.url).content.decode()
+    page = client.get(response.url).content.decode()
+    assert "Thank you: we received your request" in page and "We will answer by" in page
     assert not PrivacyRequest.objects.exists() and not OutgoingEmail.objects.exists()
 
 
@@ -738,3 +739,22 @@ def test_expired_packages_are_purged_by_the_periodic_task(client):
     assert purge_expired_packages() == 1
     package.refresh_from_db()
     assert package.purged_at is not None and not path.exists()
+
+
+def test_staff_open_the_agents_signed_permission_decrypted_and_audited(client, alice, charlie):
+    from tests.conftest import staff_login
+
+    upload = SimpleUploadedFile("scan.png", PNG, content_type="image/png")
+    submit(client, filed_by="agent", agent_name="Ann Agent", agent_email="ann@agents.example",
+           permission=upload)
+    request = PrivacyRequest.objects.get()
+    url = f"/staff/requests/{request.reference}/permission/"
+    assert staff_login(client, charlie).get(url).status_code == 403
+    response = staff_login(client, alice).get(url)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == PNG
+    assert response["Content-Type"] == "image/png"
+    assert AuditEvent.objects.filter(request=request, action="staff.viewed_identity",
+                                     data__page="agent permission").exists()
+    desk = client.get(f"/staff/requests/{request.reference}/").content.decode()
+    assert "Open the signed permission" in desk

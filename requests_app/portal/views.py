@@ -13,12 +13,13 @@ from django.core import signing
 from django.http import Http404, StreamingHttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from requests_app import ratelimit
+from requests_app import deadlines, ratelimit
 from requests_app.files import DecryptionError, iter_decrypted
 from requests_app.models import Actor, AuditEvent, Package, PrivacyRequest
 from requests_app.models.privacy_request import State, new_reference
@@ -79,9 +80,12 @@ def request_form(request):
     if data["website"]:
         # A bot filled in the hidden field: the same answer, nothing filed.
         log.info("portal: honeypot submission dropped")
+        jurisdiction = portal_forms.JURISDICTION_OF[data["residence"]]
         request.session[SESSION_SENT] = [
-            {"reference": new_reference(), "type": code, "due_on": None}
-            for code in data["rights"]]
+            {"reference": new_reference(), "type": code,
+             "due_on": deadlines.response_due(timezone.now(), jurisdiction,
+                                              REQUEST_TYPES[code]).isoformat()}
+            for code in REQUEST_TYPES if code in data["rights"]]
         return redirect("portal:sent")
     rights = [code for code in REQUEST_TYPES if code in data["rights"]]
     sub = portal.Submission(

@@ -280,3 +280,22 @@ def original(request, reference):
     safe = "".join(c for c in intake.original_name if c.isalnum() or c in "._-") or "original"
     response["Content-Disposition"] = f'attachment; filename="{safe}"'
     return response
+
+
+@staff_required(VIEW)
+def permission(request, reference):
+    """The signed permission an authorized agent uploaded on the portal, decrypted
+    as it streams; audited."""
+    privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
+    evidence = VerificationEvidence.objects.filter(request=privacy_request).first()
+    if evidence is None or not evidence.permission_path:
+        raise Http404
+    _viewed(request, privacy_request, "agent permission")
+    response = StreamingHttpResponse(
+        iter_decrypted(f"{settings.MEDIA_ROOT}/{evidence.permission_path}"),
+        content_type=evidence.permission_type or "application/octet-stream")
+    extension = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}.get(
+        evidence.permission_type, "bin")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{privacy_request.reference}-permission.{extension}"')
+    return response
