@@ -21,7 +21,13 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from requests_app import deadlines, ratelimit
 from requests_app.files import DecryptionError, iter_decrypted
-from requests_app.models import Actor, AuditEvent, Package, PrivacyRequest
+from requests_app.models import (
+    Actor,
+    AuditEvent,
+    Package,
+    PrivacyRequest,
+    VerificationEvidence,
+)
 from requests_app.models.privacy_request import State, new_reference
 from requests_app.portal import forms as portal_forms
 from requests_app.portal import session
@@ -153,7 +159,7 @@ def verify(request):
             if found is not None:
                 result = portal.do_confirm_email(found, form.cleaned_data["code"])
             if result is codes.Result.OK:
-                for ev in found.evidence.__class__.objects.filter(
+                for ev in VerificationEvidence.objects.filter(
                         submission=found.evidence.submission).select_related("request"):
                     session.open_status(request, ev.request.reference)
                 return redirect("portal:status_detail", reference=found.reference)
@@ -365,7 +371,7 @@ def _refused(request):
 
 
 @never_cache
-@require_http_methods(["GET", "HEAD"])
+@require_http_methods(["GET"])  # a HEAD would count as a download
 def download(request, token):
     max_age = settings.DOWNLOAD_LINK_DAYS * 86400
     try:
