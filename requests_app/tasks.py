@@ -217,9 +217,10 @@ def check_identity(request_id: int) -> str:
 
 @shared_task
 def purge_expired_packages() -> int:
-    """Periodic: packages whose download link expired are deleted (the row stays),
-    and old one-time codes go."""
+    """Periodic: packages whose download link expired are deleted (the row stays);
+    old one-time codes and the permission files of ended requests go."""
     from requests_app.services import codes, portal
 
     codes.purge_old()
+    portal.purge_verification_files()
     return portal.purge_expired_packages()

@@ -758,3 +758,25 @@ def test_staff_open_the_agents_signed_permission_decrypted_and_audited(client, a
                                      data__page="agent permission").exists()
     desk = client.get(f"/staff/requests/{request.reference}/").content.decode()
     assert "Open the signed permission" in desk
+
+
+def test_the_agents_permission_file_is_purged_once_the_request_has_ended(client, settings):
+    from pathlib import Path
+
+    from requests_app.tasks import purge_expired_packages
+
+    upload = SimpleUploadedFile("p.pdf", PDF, content_type="application/pdf")
+    submit(client, rights=["deletion", "correction"], corrected_field="name",
+           correction_wrong="a", correction_right="b", filed_by="agent", agent_name="Ann",
+           agent_email="ann@agents.example", permission=upload)
+    first, second = PrivacyRequest.objects.order_by("id")
+    path = Path(settings.MEDIA_ROOT) / first.evidence.permission_path
+    assert path.exists() and second.evidence.permission_path == first.evidence.permission_path
+    PrivacyRequest.objects.filter(pk=first.pk).update(state=State.CANCELLED)
+    purge_expired_packages()
+    first.evidence.refresh_from_db()
+    assert first.evidence.permission_path == "" and path.exists()  # still needed by the second
+    PrivacyRequest.objects.filter(pk=second.pk).update(state=State.EXPIRED)
+    purge_expired_packages()
+    assert not path.exists()
+    assert AuditEvent.objects.filter(action="request.verification_file_purged").count() == 2

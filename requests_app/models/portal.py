@@ -98,6 +98,9 @@ class VerificationEvidence(models.Model):
             rows.append((_("Signed permission"),
                          f"{self.permission_name} ({self.permission_type}, "
                          f"{self.permission_size} bytes)"))
+        elif self.permission_type:
+            rows.append((_("Signed permission"),
+                         str(_("deleted once the request ended (it served only to verify)"))))
         return [(str(label), str(value)) for label, value in rows]
 
 

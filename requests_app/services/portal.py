@@ -349,3 +349,25 @@ def purge_expired_packages() -> int:
                      data={"package": package.pk, "kind": package.kind})
         count += 1
     return count
+
+
+def purge_verification_files() -> int:
+    """Data gathered only to verify goes once the request has ended (closed,
+    cancelled, expired): the agent's signed permission file. What was matched and
+    when stays, as the record of the verification."""
+    from requests_app.models.privacy_request import FINAL_STATES
+
+    count = 0
+    ended = (VerificationEvidence.objects.exclude(permission_path="")
+             .filter(request__state__in=FINAL_STATES).select_related("request"))
+    for evidence in ended:
+        path = evidence.permission_path
+        with transaction.atomic():
+            VerificationEvidence.objects.filter(pk=evidence.pk).update(permission_path="")
+            record_event("request.verification_file_purged", actor=Actor.system(),
+                         request=evidence.request, data={"kind": "agent permission"})
+        # The file is shared by the submission's requests: removed with the last one.
+        if not VerificationEvidence.objects.filter(permission_path=path).exists():
+            (Path(settings.MEDIA_ROOT) / path).unlink(missing_ok=True)
+        count += 1
+    return count
