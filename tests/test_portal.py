@@ -780,3 +780,19 @@ def test_the_agents_permission_file_is_purged_once_the_request_has_ended(client,
     purge_expired_packages()
     assert not path.exists()
     assert AuditEvent.objects.filter(action="request.verification_file_purged").count() == 2
+
+
+def test_errors_get_pages_in_plain_words_never_a_stack_trace(client):
+    from django.test import RequestFactory
+    from django.views.defaults import server_error
+
+    response = server_error(RequestFactory().get("/request/"))
+    assert response.status_code == 500
+    body = response.content.decode()
+    assert "Something went wrong on our side" in body and "Traceback" not in body
+    missing = client.get("/no-such-page/")
+    assert missing.status_code == 404 and "Page not found" in missing.content.decode()
+    too_big = client.post("/request/", b"name=" + b"x" * 300_000,
+                          content_type="application/x-www-form-urlencoded")
+    assert too_big.status_code == 400
+    assert "We could not read what was sent" in too_big.content.decode()
