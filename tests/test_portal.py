@@ -136,6 +136,9 @@ FIELD_ERRORS = [
     ({"rights": ["access"]}, "declaration", "tick the declaration"),
     ({"rights": ["portability"]}, "declaration", "tick the declaration"),
     ({"details": "x" * 2001}, "details", "at most 2,000 characters"),
+    ({"rights": ["correction"], "corrected_field": "name", "correction_wrong": "w" * 1000,
+      "correction_right": "r" * 900, "details": "d" * 200}, "details",
+     "Together with the correction"),
 ]
 
 
@@ -514,6 +517,7 @@ def test_a_correction_is_not_verified_with_the_field_being_corrected(client, sho
     request = file_and_confirm(client, rights=["correction"], phone="555-010-0100",
                                corrected_field="phone", correction_wrong="old",
                                correction_right="new")
+    assert "What is wrong: old\nWhat it should say: new" in request.details
     assert "phone" not in request.evidence.points_matched
     assert request.verified_at is not None  # email and name are two points
 

@@ -76,6 +76,9 @@ class VerificationEvidence(models.Model):
                                   f"{_('data points')})" if self.level_required else "—"),
             (_("Data points given"), ", ".join(self.points_given) or "—"),
             (_("Data points matched"), ", ".join(self.points_matched) or "—"),
+            (_("Data points not matched"), ", ".join(
+                p for p in self.points_given if p not in self.points_matched)
+                if self.checked_at else "—"),
             (_("Sources checked"), "; ".join(f"{name}: {what}" for name, what
                                              in sorted(self.sources_checked.items())) or "—"),
             (_("Level reached"), str(_("yes")) if self.level_reached else str(_("no"))),

@@ -95,7 +95,7 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
         if needs_verification(right):
             extra = {"agent_name": sub.agent_name} if agent else {
                 "code": code, "verify_url": f"{settings.SITE_URL}/verify/"}
-        details = sub.details
+        details = correction_details(sub) if right == "correction" else sub.details
         request = do_receive_request(NewRequest(
             request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
             email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
@@ -129,6 +129,14 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
                          references=[r.reference for r in filed])
     log.info("portal: submission filed as %s", ", ".join(r.reference for r in filed))
     return filed
+
+
+def correction_details(sub) -> str:
+    """What a correction asks, as fulfilment passes it to the sources (the request's
+    details); the form keeps it within the 2,000 characters of the field."""
+    text = (f"Field to correct: {sub.corrected_field}\nWhat is wrong: {sub.correction_wrong}\n"
+            f"What it should say: {sub.correction_right}")
+    return f"{text}\n\n{sub.details}" if sub.details else text
 
 
 def _store_permission(sub: Submission) -> str:
