@@ -800,3 +800,18 @@ def test_errors_get_pages_in_plain_words_never_a_stack_trace(client):
                           content_type="application/x-www-form-urlencoded")
     assert too_big.status_code == 400
     assert "We could not read what was sent" in too_big.content.decode()
+
+
+def test_every_described_by_reference_points_at_a_real_element(client):
+    """Help texts and errors are tied to their inputs for screen readers."""
+    response = submit(client, rights=["correction", "access"], email="nope", filed_by="agent")
+    html = response.content.decode()
+    ids = set(re.findall(r'\sid="([^"]+)"', html))
+    described = re.findall(r'aria-describedby="([^"]+)"', html)
+    assert len(described) > 10
+    for value in described:
+        for ref in value.split():
+            assert ref in ids, ref
+    assert 'aria-invalid="true"' in html
+    for field in re.findall(r'href="#(f-[a-z_]+)"', html):
+        assert field in ids, field
