@@ -261,6 +261,27 @@ TIMELINE = {
 }
 
 
+# Where a request stands, as the consumer sees it (the staff's finer states merged).
+_WORKING = gettext_lazy("We are carrying out your request")
+CONSUMER_STATES = {
+    State.PENDING_VERIFICATION: gettext_lazy("Waiting for your identity to be confirmed"),
+    State.VERIFIED: gettext_lazy("Identity confirmed; waiting for review"),
+    State.IN_REVIEW: gettext_lazy("Being reviewed by our privacy office"),
+    State.APPROVED: _WORKING,
+    State.FULFILLING: _WORKING,
+    State.WAITING_MANUAL: _WORKING,
+    State.RESULTS_READY: _WORKING,
+    State.NEEDS_ATTENTION: _WORKING,
+    State.COMPLETED: gettext_lazy("Completed"),
+    State.CLOSED: gettext_lazy("Closed"),
+    State.DENIED: gettext_lazy("Denied"),
+    State.CANCELLED: gettext_lazy("Cancelled"),
+    State.EXPIRED: gettext_lazy("Expired: the email address was never confirmed"),
+    State.UNDER_APPEAL: gettext_lazy("Your appeal is being decided"),
+    State.APPEAL_DENIED: gettext_lazy("Appeal denied"),
+}
+
+
 def _opened(request, reference: str) -> PrivacyRequest:
     if not session.is_open(request, reference):
         raise _NotOpen
@@ -304,6 +325,7 @@ def _status_context(pr: PrivacyRequest, appeal_form=None) -> dict:
     return {
         "pr": pr,
         "label": portal_forms.RIGHT_LABELS.get(pr.request_type, pr.type_rules.label),
+        "stands": CONSUMER_STATES.get(pr.state, pr.get_state_display()),
         "timeline": timeline,
         "may_cancel": "cancel" in steps,
         "may_appeal": "appeal" in steps,
