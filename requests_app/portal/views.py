@@ -4,6 +4,7 @@ confirm the email with a code, follow it, cancel, appeal and download.
 Nothing here tells whether we hold anything about an address or whether a
 reference exists: the answers are the same either way."""
 
+import datetime
 import hashlib
 import logging
 from pathlib import Path
@@ -38,7 +39,6 @@ from requests_app.services.lifecycle import (
     available_transitions,
     do_transition,
 )
-from requests_app.services.notices import queue_notice
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +119,6 @@ def sent(request):
     rows = request.session.get(SESSION_SENT)
     if not rows:
         return redirect("portal:request")
-    import datetime
-
     filed = [{"reference": row["reference"],
               "label": portal_forms.RIGHT_LABELS.get(row["type"], row["type"]),
               "opt_out": REQUEST_TYPES[row["type"]].is_opt_out,
@@ -183,19 +181,7 @@ def status(request):
             return ratelimit.too_many(request)
         if form.is_valid():
             reference = form.cleaned_data["reference"]
-            found = _request_for(reference)
-            if found is not None and hasattr(found, "identity"):
-                try:
-                    code = codes.issue(portal.status_purpose(reference),
-                                       codes.subject_for_email(found.identity.email))
-                except codes.TooManyCodes:
-                    code = None
-                if code:
-                    from django.db import transaction
-
-                    with transaction.atomic():
-                        queue_notice(found, "status_code", code=code,
-                                     code_url=f"{settings.SITE_URL}/status/code/")
+            portal.send_status_code(_request_for(reference))
             return redirect(reverse("portal:status_code") + f"?reference={reference}")
     return render(request, "portal/status.html", {"form": form},
                   status=400 if form.errors else 200)
@@ -401,7 +387,7 @@ def download(request, token):
     except signing.BadSignature:
         return _refused(request)
     package = Package.objects.filter(pk=package_id).select_related("request").first()
-    if package is None or package.request.reference not in session._fresh(request):
+    if package is None or not session.is_open(request, package.request.reference):
         # The link works in the browser that opened the status page with a fresh code.
         return _refused(request)
     ip_hash = hashlib.sha256(

@@ -163,6 +163,22 @@ def resend_verification_code(request: PrivacyRequest) -> bool:
     return True
 
 
+def send_status_code(request: PrivacyRequest | None) -> bool:
+    """A code that opens the request's status page, to the request's address
+    (nothing for an unknown reference or too many asks: the caller answers the same)."""
+    if request is None or not hasattr(request, "identity"):
+        return False
+    try:
+        code = codes.issue(status_purpose(request.reference),
+                           codes.subject_for_email(request.identity.email))
+    except codes.TooManyCodes:
+        return False
+    with transaction.atomic():
+        queue_notice(request, "status_code", code=code,
+                     code_url=f"{settings.SITE_URL}/status/code/")
+    return True
+
+
 def do_confirm_email(request: PrivacyRequest, typed: str) -> codes.Result:
     """Check the code of the request's submission. When right, every request of
     the submission still pending has its email (and its agent) confirmed, and the
