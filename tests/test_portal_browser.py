@@ -150,3 +150,38 @@ def test_a_portability_request_ends_in_a_downloaded_zip_with_its_manifest(page, 
     assert files["Shop/customers.json"]["records"] == 1
     assert customers[0]["customer_number"] == "C-1001"
     assert set(files["Shop/customers.json"]["schema"]) >= {"email", "phone"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_denial_its_appeal_and_the_refusal_pages_in_the_browser(page, settings):
+    from tests.conftest import file_request
+
+    request = file_request(request_type="deletion", jurisdiction="VA", state="denied")
+    PrivacyRequest.objects.filter(pk=request.pk).update(
+        denial_reason="exemption", denial_detail="We must keep invoices for seven years.")
+    page.goto(f"/status/?reference={request.reference}")
+    page.get_by_role("button", name="Send me a code").click()
+    page.get_by_label("Code from the email").fill(code_for(request.reference, "status_code"))
+    page.get_by_role("button", name="Open my request").click()
+    assert "Attorney General" in page.content()
+    both(page, "status-denied")
+    page.get_by_role("button", name="Send my appeal").click()  # empty: refused in words
+    assert "Say why you disagree" in page.locator("#error-summary").inner_text()
+    page.get_by_label("Why do you disagree with our decision?").fill("I closed my account.")
+    page.get_by_role("button", name="Send my appeal").click()
+    assert "We received your appeal." in page.locator("ol.timeline").inner_text()
+    both(page, "status-appealed")
+    page.goto("/download/not-a-real-link/")
+    both(page, "download-refused")
+    settings.RATELIMIT_ENABLED = True
+    settings.RATELIMIT_CODE_PER_IP = 1
+    from django.core.cache import cache
+
+    cache.clear()
+    for _ in range(2):
+        page.goto("/status/")
+        page.get_by_label("Reference").fill(request.reference)
+        page.get_by_role("button", name="Send me a code").click()
+    assert "Too many attempts" in page.content()
+    both(page, "429")
+    cache.clear()
