@@ -330,8 +330,7 @@ RATELIMIT_CODE_PER_EMAIL = envint("RATELIMIT_CODE_PER_EMAIL", 15, minimum=1)
 AGENT_PERMISSION_MAX_BYTES = envint("AGENT_PERMISSION_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
 # A portal status session (opened with a code) lasts this many minutes.
 STATUS_SESSION_MINUTES = envint("STATUS_SESSION_MINUTES", 30, minimum=1)
-# Whole request bodies larger than this are refused (the upload plus the form).
-DATA_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
+# Uploads larger than this are streamed to a temporary file rather than held in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
 
 # The demo company's sources (`make run`): their secrets, for development only.

@@ -169,8 +169,7 @@ def test_an_oversized_permission_file_is_refused(client, settings):
 
 def test_a_body_far_over_the_limit_gets_a_clear_413_page(client, settings):
     settings.AGENT_PERMISSION_MAX_BYTES = 10_000
-    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
-    big = SimpleUploadedFile("p.pdf", PDF + b"0" * 50_000, content_type="application/pdf")
+    big = SimpleUploadedFile("p.pdf", PDF + b"0" * 100_000, content_type="application/pdf")
     response = submit(client, filed_by="agent", agent_name="Ann",
                       agent_email="ann@agents.example", permission=big)
     assert response.status_code == 413
@@ -796,7 +795,7 @@ def test_errors_get_pages_in_plain_words_never_a_stack_trace(client):
     assert "Something went wrong on our side" in body and "Traceback" not in body
     missing = client.get("/no-such-page/")
     assert missing.status_code == 404 and "Page not found" in missing.content.decode()
-    too_big = client.post("/request/", b"name=" + b"x" * 300_000,
+    too_big = client.post("/request/", b"name=" + b"x" * 3_000_000,
                           content_type="application/x-www-form-urlencoded")
     assert too_big.status_code == 400
     assert "We could not read what was sent" in too_big.content.decode()

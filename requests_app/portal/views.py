@@ -43,6 +43,9 @@ from requests_app.services.lifecycle import (
 log = logging.getLogger(__name__)
 
 SESSION_SENT = "portal_sent"
+# The form's text fields together, with room for multipart overhead: a body larger
+# than this plus the largest permission file is refused before it is read.
+FORM_TEXT_MAX_BYTES = 64 * 1024
 DOWNLOAD_SALT = "portal.download"
 
 CODE_PROBLEMS = {
@@ -73,7 +76,7 @@ def home(request):
 def request_form(request):
     if request.method != "POST":
         return render(request, "portal/request_form.html", {"form": portal_forms.RequestForm()})
-    limit = settings.AGENT_PERMISSION_MAX_BYTES + settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    limit = settings.AGENT_PERMISSION_MAX_BYTES + FORM_TEXT_MAX_BYTES
     if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
         return render(request, "portal/too_large.html", status=413)
     form = portal_forms.RequestForm(request.POST, request.FILES)
