@@ -43,6 +43,10 @@ app.conf.update(
             "task": "requests_app.tasks.scan_disclosures",
             "schedule": 15 * 60.0,
         },
+        "purge-expired-packages": {
+            "task": "requests_app.tasks.purge_expired_packages",
+            "schedule": crontab(minute=41),
+        },
         "remind-source-owners": {
             "task": "requests_app.tasks.remind_source_owners",
             "schedule": crontab(hour=8, minute=0),

@@ -311,6 +311,28 @@ MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
 DOWNLOAD_LINK_DAYS = envint("DOWNLOAD_LINK_DAYS", 7, minimum=1)
 DOWNLOAD_MAX_COUNT = envint("DOWNLOAD_MAX_COUNT", 5, minimum=1)
 
+# One-time codes sent by email (services/codes.py): how long one is good for, how
+# many wrong tries lock it, and how often a new one may be sent (at most once per
+# CODE_RESEND_SECONDS and CODE_MAX_PER_DAY times a day for the same address and purpose).
+CODE_TTL_HOURS = envint("CODE_TTL_HOURS", 24, minimum=1)
+CODE_MAX_FAILURES = envint("CODE_MAX_FAILURES", 5, minimum=1)
+CODE_RESEND_SECONDS = envint("CODE_RESEND_SECONDS", 60, minimum=1)
+CODE_MAX_PER_DAY = envint("CODE_MAX_PER_DAY", 5, minimum=1)
+# Rate limits of the public pages (requests_app/ratelimit.py), per hour, counted in
+# the cache: posts of the request form per IP address and per email address, and
+# code entries (and code requests) per IP address and per email address.
+RATELIMIT_ENABLED = envbool("RATELIMIT_ENABLED", True)
+RATELIMIT_FORM_PER_IP = envint("RATELIMIT_FORM_PER_IP", 20, minimum=1)
+RATELIMIT_FORM_PER_EMAIL = envint("RATELIMIT_FORM_PER_EMAIL", 10, minimum=1)
+RATELIMIT_CODE_PER_IP = envint("RATELIMIT_CODE_PER_IP", 30, minimum=1)
+RATELIMIT_CODE_PER_EMAIL = envint("RATELIMIT_CODE_PER_EMAIL", 15, minimum=1)
+# The signed permission an authorized agent uploads: largest size in bytes.
+AGENT_PERMISSION_MAX_BYTES = envint("AGENT_PERMISSION_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+# A portal status session (opened with a code) lasts this many minutes.
+STATUS_SESSION_MINUTES = envint("STATUS_SESSION_MINUTES", 30, minimum=1)
+# Uploads larger than this are streamed to a temporary file rather than held in memory.
+FILE_UPLOAD_MAX_MEMORY_SIZE = 1024 * 1024
+
 # The demo company's sources (`make run`): their secrets, for development only.
 if DEBUG:
     os.environ.setdefault("DEMO_HTTP_SECRET", "demo-http-secret")

@@ -11,8 +11,8 @@ from requests_app.sources.views import source_callback
 admin.site.__class__ = OTPAdminSite
 
 urlpatterns = [
-    path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
+    path("", include("requests_app.portal.urls")),
     path("preferences/", include("requests_app.preferences.urls")),
     path("third-parties/confirm/<str:token>/", third_party_confirm, name="third_party_confirm"),
     path("admin/", admin.site.urls),

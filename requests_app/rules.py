@@ -55,6 +55,23 @@ class Verification(Enum):
     TWO_POINTS_EXCLUDING_CORRECTED = "two data points, not the field being corrected"
 
 
+# Data points that must match what the business holds, per level (§7062). The
+# confirmed email address counts as one when a source holds a record under it.
+# Deletion: 2 by default ("reasonable degree of certainty", §7062(d)); a privacy
+# office holding sensitive data raises it here.
+REQUIRED_POINTS = {
+    Verification.NONE: 0,
+    Verification.TWO_POINTS: 2,
+    Verification.THREE_POINTS_AND_DECLARATION: 3,
+    Verification.SENSITIVITY: 2,
+    Verification.TWO_POINTS_EXCLUDING_CORRECTED: 2,
+}
+# The earliest date a Right to Know request may reach back to (§1798.130(a)(2)(B)).
+KNOW_EARLIEST = "2022-01-01"
+# How far back a Right to Know request reaches by default.
+KNOW_DEFAULT_MONTHS = 12
+
+
 @dataclass(frozen=True)
 class RequestType:
     code: str

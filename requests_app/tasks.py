@@ -205,3 +205,22 @@ def scan_disclosures() -> dict:
     from requests_app.services import disclosures
 
     return disclosures.scan_all()
+
+
+@shared_task
+def check_identity(request_id: int) -> str:
+    """Email confirmed: match the data points given against the sources."""
+    from requests_app.services import portal
+
+    return portal.do_check_identity(request_id)
+
+
+@shared_task
+def purge_expired_packages() -> int:
+    """Periodic: packages whose download link expired are deleted (the row stays);
+    old one-time codes and the permission files of ended requests go."""
+    from requests_app.services import codes, portal
+
+    codes.purge_old()
+    portal.purge_verification_files()
+    return portal.purge_expired_packages()

@@ -2,19 +2,12 @@ import logging
 
 from django.db import connection
 from django.http import JsonResponse
-from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from privacyportal.celery import app as celery_app
-from requests_app.rules import REQUEST_TYPES
 
 log = logging.getLogger(__name__)
-
-
-@require_GET
-def home(request):
-    return render(request, "portal/home.html", {"request_types": REQUEST_TYPES.values()})
 
 
 def _database_ok() -> bool:

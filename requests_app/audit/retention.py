@@ -4,6 +4,7 @@ answer them is purged. The request record, its metrics fields and the audit trai
 (whose personal values are hashed) stay."""
 
 import logging
+from pathlib import Path
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
@@ -50,6 +51,18 @@ def purge(request_id: int) -> bool:
         IntakeRecord.objects.filter(request=request).update(
             call_note="", verification_evidence="", original_name="", original_path="",
             purged_at=timezone.now())
+        # The portal's verification evidence: the agent, the permission file and
+        # the correction's texts go; the names of matched points and dates stay.
+        from requests_app.models import VerificationEvidence
+
+        for evidence in VerificationEvidence.objects.filter(request=request):
+            if evidence.permission_path and not VerificationEvidence.objects.filter(
+                    permission_path=evidence.permission_path).exclude(
+                    request=request).exists():
+                originals.append(evidence.permission_path)
+        VerificationEvidence.objects.filter(request=request).update(
+            agent_name="", agent_email="", permission_path="", permission_name="",
+            correction_wrong="", correction_right="")
         for path in originals:
             transaction.on_commit(lambda p=path: _remove(p))
         for package in request.packages.filter(purged_at=None):
@@ -62,7 +75,7 @@ def purge(request_id: int) -> bool:
 
 def _remove(relative: str) -> None:
     try:
-        (settings.MEDIA_ROOT / relative).unlink()
+        (Path(settings.MEDIA_ROOT) / relative).unlink()
     except FileNotFoundError:
         pass
 

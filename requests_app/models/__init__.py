@@ -7,6 +7,7 @@ from requests_app.models.consent import (
     PurposeNotice,
 )
 from requests_app.models.email import OutgoingEmail
+from requests_app.models.portal import DownloadEvent, OneTimeCode, VerificationEvidence
 from requests_app.models.sources import (
     DataSource,
     Package,
@@ -35,6 +36,9 @@ __all__ = [
     "Purpose",
     "PurposeNotice",
     "DataSource",
+    "DownloadEvent",
+    "OneTimeCode",
+    "VerificationEvidence",
     "EmailTemplateVersion",
     "IntakeRecord",
     "RequestNote",

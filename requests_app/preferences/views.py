@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
+from requests_app import ratelimit
 from requests_app.models import Actor, ConsentRecord, Purpose, PurposeNotice
 from requests_app.models.privacy_request import TransitionInputError
 from requests_app.preferences import links
@@ -182,6 +183,8 @@ def start(request):
         return redirect("preferences:manage")
     form = EmailForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        if ratelimit.exceeded(request, "code", email=form.cleaned_data["email"]):
+            return ratelimit.too_many(request)
         if not form.cleaned_data["website"]:
             from requests_app.preferences import codes
 
@@ -200,6 +203,8 @@ def enter_code(request):
     if not email:
         return redirect("preferences:start")
     form = CodeForm(request.POST or None)
+    if request.method == "POST" and ratelimit.exceeded(request, "code", email=email):
+        return ratelimit.too_many(request)
     if request.method == "POST" and form.is_valid():
         from requests_app.preferences import codes
 

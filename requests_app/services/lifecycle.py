@@ -71,6 +71,8 @@ class NewRequest:
     purposes: tuple = ()
     consent_method: str = ""
     consent_notices: dict = field(default_factory=dict)
+    # Extra context for the acknowledgment email (the portal's verification code).
+    notice_extra: dict = field(default_factory=dict)
 
 
 # How an opt-out arrived, for the consent ledger, by the channel it came through.
@@ -124,7 +126,7 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
                 "due_on": request.due_on.isoformat(),
             },
         )
-        queue_notice(request, "received", event)
+        queue_notice(request, "received", event, **new.notice_extra)
         if request.type_rules.is_opt_out:
             from requests_app.services.consent import record_request_opt_out
 

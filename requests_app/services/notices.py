@@ -29,6 +29,8 @@ def notice_context(request: PrivacyRequest, **extra) -> dict:
         "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
         "complaint_text": request.complaint_text,
         "site_url": settings.SITE_URL,
+        "download_days": settings.DOWNLOAD_LINK_DAYS,
+        "download_max": settings.DOWNLOAD_MAX_COUNT,
         **extra,
     }
 

@@ -86,6 +86,12 @@ class Connector:
         """After erasure: how many deletable records still match the person."""
         return 0
 
+    def identity_points(self, identity: IdentityData) -> set[str] | None:
+        """For identity verification: the data points of `identity` this source
+        confirms (names only, e.g. {"email", "phone"}); an empty set when it holds
+        no record for the address; None when it offers no lookup (HTTP, manual)."""
+        return None
+
     def apply_change(self, run, identity: IdentityData, change: dict) -> Outcome:
         """A correction or an opt-out: pass on the change the consumer asked for."""
         raise SourceError(f"{self.source.kind} sources cannot apply changes")

@@ -625,6 +625,71 @@ class SqlConnector(Connector):
 
         return sink.write_copy(spec.name, categories, copied(as_json), copied(as_csv))
 
+    # --- identity verification ------------------------------------------------------
+
+    def identity_points(self, identity) -> set[str] | None:
+        """One parameterised query: the identity table's rows for the address (case
+        insensitive), LEFT JOINed to the address columns of tables that refer to
+        it; the given points are compared with what they hold, normalised."""
+        from requests_app.sources.identity_match import compare
+
+        root = next((t for t in self.map.tables.values() if "email" in t.identity), None)
+        if root is None or not identity.email:
+            return None
+
+        def category_columns(spec, prefix):
+            return [name for name, col in spec.columns.items()
+                    if col.category.startswith(prefix)]
+
+        def work(conn, tables):
+            table = tables[root.name]
+            selected, name_cols = [], category_columns(root, "user.name")
+            id_cols = {f: root.identity[f] for f in ("phone", "account_number")
+                       if f in root.identity}
+            for field_name, column in id_cols.items():
+                selected.append(table.c[column].label(f"id_{field_name}"))
+            selected += [table.c[c].label(f"name_{i}") for i, c in enumerate(name_cols)]
+            address_sets, joined = [], table
+            own = category_columns(root, "user.contact.address")
+            if own:
+                address_sets.append([f"addr_0_{i}" for i in range(len(own))])
+                selected += [table.c[c].label(f"addr_0_{i}") for i, c in enumerate(own)]
+            for spec in self.map.tables.values():
+                cols = [c for c in category_columns(spec, "user.contact.address")
+                        if not self.map.tables[spec.name].columns[c].category.endswith(
+                            ("city", "state", "country"))]
+                ref = next((r for r in spec.references if r.to_table == root.name), None)
+                if spec is root or not cols or ref is None:
+                    continue
+                other = tables[spec.name]
+                n = len(address_sets)
+                joined = joined.outerjoin(other, other.c[ref.column] == table.c[ref.to_column])
+                address_sets.append([f"addr_{n}_{i}" for i in range(len(cols))])
+                selected += [other.c[c].label(f"addr_{n}_{i}") for i, c in enumerate(cols)]
+                break  # one joined table keeps it one small query
+            if not selected:
+                selected = [table.c[root.primary_key]]
+            email_col = table.c[root.identity["email"]]
+            query = (sa.select(*selected).select_from(joined)
+                     .where(sa.func.lower(email_col) == identity.email.strip().lower())
+                     .limit(50))
+            rows = list(conn.execute(query).mappings())
+            if not rows:
+                return set()
+            held = {"phone": [], "account_number": [], "name": [], "postal_address": []}
+            for row in rows:
+                for field_name in id_cols:
+                    held[field_name].append(row[f"id_{field_name}"])
+                if name_cols:
+                    held["name"].append([row[f"name_{i}"] for i in range(len(name_cols))])
+                for labels in address_sets:
+                    parts = [row[label] for label in labels]
+                    if any(parts):
+                        held["postal_address"].append(parts)
+            return compare(identity.as_dict(), held)
+
+        return self._run(work)
+
     # --- erasure ------------------------------------------------------------------
 
     def _cleared_references(self) -> list[tuple[str, str]]:

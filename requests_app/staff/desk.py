@@ -19,7 +19,7 @@ from requests_app.models import (
     Actor,
     AuditEvent,
     DenialReason,
-    IntakeRecord,
+    IntakeRecord, VerificationEvidence,
     OutgoingEmail,
     Package,
     PrivacyRequest,
@@ -172,6 +172,7 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "pr": privacy_request,
         "identity": getattr(privacy_request, "identity", None),
         "intake": IntakeRecord.objects.filter(request=privacy_request).first(),
+        "evidence": VerificationEvidence.objects.filter(request=privacy_request).first(),
         "steps": _steps(privacy_request, user, bound),
         "timeline": _timeline(privacy_request),
         "runs": _runs(privacy_request),
@@ -278,4 +279,23 @@ def original(request, reference):
         content_type="application/octet-stream")
     safe = "".join(c for c in intake.original_name if c.isalnum() or c in "._-") or "original"
     response["Content-Disposition"] = f'attachment; filename="{safe}"'
+    return response
+
+
+@staff_required(VIEW)
+def permission(request, reference):
+    """The signed permission an authorized agent uploaded on the portal, decrypted
+    as it streams; audited."""
+    privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
+    evidence = VerificationEvidence.objects.filter(request=privacy_request).first()
+    if evidence is None or not evidence.permission_path:
+        raise Http404
+    _viewed(request, privacy_request, "agent permission")
+    response = StreamingHttpResponse(
+        iter_decrypted(f"{settings.MEDIA_ROOT}/{evidence.permission_path}"),
+        content_type=evidence.permission_type or "application/octet-stream")
+    extension = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}.get(
+        evidence.permission_type, "bin")
+    response["Content-Disposition"] = (
+        f'attachment; filename="{privacy_request.reference}-permission.{extension}"')
     return response

@@ -24,6 +24,7 @@ urlpatterns = [
     path("requests/<str:reference>/claim/", queue.claim, name="claim"),
     path("requests/<str:reference>/notes/", desk.add_note, name="add_note"),
     path("requests/<str:reference>/original/", desk.original, name="original"),
+    path("requests/<str:reference>/permission/", desk.permission, name="permission"),
     path("requests/<str:reference>/step/<slug:name>/", desk.take_step, name="step"),
     path("requests/<str:reference>/package/<str:kind>/", views.package_preview,
          name="package_preview"),

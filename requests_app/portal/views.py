@@ -1,0 +1,418 @@
+"""The consumer portal: explain the rights, file a request with no account,
+confirm the email with a code, follow it, cancel, appeal and download.
+
+Nothing here tells whether we hold anything about an address or whether a
+reference exists: the answers are the same either way."""
+
+import datetime
+import hashlib
+import logging
+from pathlib import Path
+
+from django.conf import settings
+from django.core import signing
+from django.http import Http404, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from requests_app import deadlines, ratelimit
+from requests_app.files import DecryptionError, iter_decrypted
+from requests_app.models import (
+    Actor,
+    AuditEvent,
+    Package,
+    PrivacyRequest,
+    VerificationEvidence,
+)
+from requests_app.models.privacy_request import State, new_reference
+from requests_app.portal import forms as portal_forms
+from requests_app.portal import session
+from requests_app.rules import REQUEST_TYPES
+from requests_app.services import codes, portal
+from requests_app.services.lifecycle import (
+    TransitionRefused,
+    available_transitions,
+    do_transition,
+)
+
+log = logging.getLogger(__name__)
+
+SESSION_SENT = "portal_sent"
+# The form's text fields together, with room for multipart overhead: a body larger
+# than this plus the largest permission file is refused before it is read.
+FORM_TEXT_MAX_BYTES = 64 * 1024
+DOWNLOAD_SALT = "portal.download"
+
+CODE_PROBLEMS = {
+    codes.Result.WRONG: gettext_lazy("That code is not right for this reference. Check the "
+                                     "email and try again."),
+    codes.Result.EXPIRED: gettext_lazy("That code has expired. Ask for a new one."),
+    codes.Result.USED: gettext_lazy("That code was used already. Ask for a new one."),
+    codes.Result.LOCKED: gettext_lazy("Too many wrong tries: this code is locked. Ask for a "
+                                      "new one."),
+}
+
+
+def _request_for(reference: str) -> PrivacyRequest | None:
+    return (PrivacyRequest.objects.select_related("identity", "evidence")
+            .filter(reference=reference).first())
+
+
+@require_http_methods(["GET", "HEAD"])
+def home(request):
+    return render(request, "portal/home.html", {"request_types": REQUEST_TYPES.values()})
+
+
+# --- filing ------------------------------------------------------------------------
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def request_form(request):
+    if request.method != "POST":
+        return render(request, "portal/request_form.html", {"form": portal_forms.RequestForm()})
+    limit = settings.AGENT_PERMISSION_MAX_BYTES + FORM_TEXT_MAX_BYTES
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+        return render(request, "portal/too_large.html", status=413)
+    form = portal_forms.RequestForm(request.POST, request.FILES)
+    email = request.POST.get("email", "")[:254]
+    if ratelimit.exceeded(request, "form", email=email):
+        return ratelimit.too_many(request)
+    if not form.is_valid():
+        return render(request, "portal/request_form.html", {"form": form}, status=400)
+    data = form.cleaned_data
+    if data["website"]:
+        # A bot filled in the hidden field: the same answer, nothing filed.
+        log.info("portal: honeypot submission dropped")
+        jurisdiction = portal_forms.JURISDICTION_OF[data["residence"]]
+        request.session[SESSION_SENT] = [
+            {"reference": new_reference(), "type": code,
+             "due_on": deadlines.response_due(timezone.now(), jurisdiction,
+                                              REQUEST_TYPES[code]).isoformat()}
+            for code in REQUEST_TYPES if code in data["rights"]]
+        return redirect("portal:sent")
+    rights = [code for code in REQUEST_TYPES if code in data["rights"]]
+    sub = portal.Submission(
+        rights=rights, jurisdiction=portal_forms.JURISDICTION_OF[data["residence"]],
+        name=data["name"], email=data["email"], phone=data["phone"],
+        account_number=data["account_number"], postal_address=data["postal_address"],
+        details=data["details"], filed_by=data["filed_by"],
+        agent_name=data["agent_name"] if data["filed_by"] == "agent" else "",
+        agent_email=data["agent_email"] if data["filed_by"] == "agent" else "",
+        permission=data["permission"] if data["filed_by"] == "agent" else None,
+        permission_type=getattr(data["permission"], "sniffed_type", ""),
+        period_start=data["period_start"], period_end=data["period_end"],
+        corrected_field=data["corrected_field"], correction_wrong=data["correction_wrong"],
+        correction_right=data["correction_right"], declaration=data["declaration"])
+    filed = portal.do_file_submission(sub)
+    request.session[SESSION_SENT] = [
+        {"reference": r.reference, "type": r.request_type, "due_on": r.due_on.isoformat()}
+        for r in filed]
+    return redirect("portal:sent")
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD"])
+def sent(request):
+    rows = request.session.get(SESSION_SENT)
+    if not rows:
+        return redirect("portal:request")
+    filed = [{"reference": row["reference"],
+              "label": portal_forms.RIGHT_LABELS.get(row["type"], row["type"]),
+              "opt_out": REQUEST_TYPES[row["type"]].is_opt_out,
+              "due_on": datetime.date.fromisoformat(row["due_on"]) if row["due_on"] else None}
+             for row in rows if row["type"] in REQUEST_TYPES]
+    return render(request, "portal/sent.html", {
+        "filed": filed, "any_verification": any(not f["opt_out"] for f in filed)})
+
+
+# --- confirming the email ------------------------------------------------------------
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def verify(request):
+    form = portal_forms.CodeForm(request.POST or None,
+                                 initial={"reference": request.GET.get("reference", "")[:24]})
+    notice = ""
+    if request.method == "POST":
+        if ratelimit.exceeded(request, "code",
+                              email=portal_forms.normalise_reference(request.POST.get(
+                                  "reference", ""))):
+            return ratelimit.too_many(request)
+        if "resend" in request.POST:
+            reference = portal_forms.normalise_reference(request.POST.get("reference", ""))
+            found = _request_for(reference)
+            if found is not None:
+                portal.resend_verification_code(found)
+            # The same words whether or not the reference exists or a code went out.
+            notice = _("If that reference is ours and still waits for confirmation, a new code "
+                       "is on its way (at most one a minute and five a day).")
+            form = portal_forms.CodeForm(initial={"reference": reference})
+        elif form.is_valid():
+            found = _request_for(form.cleaned_data["reference"])
+            result = codes.Result.WRONG
+            if found is not None:
+                result = portal.do_confirm_email(found, form.cleaned_data["code"])
+            if result is codes.Result.OK:
+                for ev in VerificationEvidence.objects.filter(
+                        submission=found.evidence.submission).select_related("request"):
+                    session.open_status(request, ev.request.reference)
+                return redirect("portal:status_detail", reference=found.reference)
+            form.add_error("code", CODE_PROBLEMS[result])
+    return render(request, "portal/verify.html", {"form": form, "notice": notice},
+                  status=400 if form.errors else 200)
+
+
+# --- following a request -------------------------------------------------------------
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def status(request):
+    """Step 1: the reference. A code goes to the request's email address."""
+    form = portal_forms.ReferenceForm(request.POST or None,
+                                      initial={"reference": request.GET.get("reference", "")[:24]})
+    if request.method == "POST":
+        if ratelimit.exceeded(request, "code", email=portal_forms.normalise_reference(
+                request.POST.get("reference", ""))):
+            return ratelimit.too_many(request)
+        if form.is_valid():
+            reference = form.cleaned_data["reference"]
+            portal.send_status_code(_request_for(reference))
+            return redirect(reverse("portal:status_code") + f"?reference={reference}")
+    return render(request, "portal/status.html", {"form": form},
+                  status=400 if form.errors else 200)
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def status_code(request):
+    """Step 2: the code from the email opens the request for this browser."""
+    form = portal_forms.CodeForm(request.POST or None,
+                                 initial={"reference": request.GET.get("reference", "")[:24]})
+    if request.method == "POST":
+        if ratelimit.exceeded(request, "code", email=portal_forms.normalise_reference(
+                request.POST.get("reference", ""))):
+            return ratelimit.too_many(request)
+        if form.is_valid():
+            reference = form.cleaned_data["reference"]
+            found = _request_for(reference)
+            result = codes.Result.WRONG
+            if found is not None and hasattr(found, "identity"):
+                result = codes.check(portal.status_purpose(reference),
+                                     codes.subject_for_email(found.identity.email),
+                                     form.cleaned_data["code"])
+            if result is codes.Result.OK:
+                session.open_status(request, reference)
+                return redirect("portal:status_detail", reference=reference)
+            form.add_error("code", CODE_PROBLEMS[result])
+    return render(request, "portal/status_code.html", {"form": form},
+                  status=400 if form.errors else 200)
+
+
+# What each audit event means to the consumer (others are not shown).
+TIMELINE = {
+    "request.received": gettext_lazy("We received your request."),
+    "request.email_confirmed": gettext_lazy("You confirmed your email address."),
+    "request.needs_manual_verification": gettext_lazy(
+        "We could not confirm your identity from the details given; a member of our staff "
+        "is checking by hand and may contact you."),
+    "request.treated_as_categories": gettext_lazy(
+        "We could not confirm your identity well enough to send specific information, so we "
+        "are answering with the categories of information we hold."),
+    "request.verify": gettext_lazy("Your identity was confirmed."),
+    "request.start_review": gettext_lazy("Our privacy office is reviewing your request."),
+    "request.approve": gettext_lazy("Your request was approved; we are carrying it out."),
+    "request.approve_opt_out": gettext_lazy("We are carrying out your opt-out."),
+    "request.approve_erasure": gettext_lazy("Deletion approved; we are deleting your "
+                                            "information."),
+    "request.request_information": gettext_lazy("We asked you for more information."),
+    "request.extend": gettext_lazy("We extended the deadline."),
+    "request.release": gettext_lazy("Your request is complete."),
+    "request.confirm_opt_out": gettext_lazy("Your opt-out is in effect."),
+    "request.deny": gettext_lazy("We denied your request."),
+    "request.cancel": gettext_lazy("The request was cancelled."),
+    "request.merge": gettext_lazy("This request was joined to an earlier identical request."),
+    "request.expire": gettext_lazy("The request expired: the email address was never "
+                                   "confirmed."),
+    "request.appeal": gettext_lazy("We received your appeal."),
+    "request.grant_appeal": gettext_lazy("Your appeal was granted; we are working on your "
+                                         "request again."),
+    "request.deny_appeal": gettext_lazy("Your appeal was denied."),
+    "request.close": gettext_lazy("The request was closed."),
+    "package.downloaded": gettext_lazy("Your files were downloaded."),
+}
+
+
+# Where a request stands, as the consumer sees it (the staff's finer states merged).
+_WORKING = gettext_lazy("We are carrying out your request")
+CONSUMER_STATES = {
+    State.PENDING_VERIFICATION: gettext_lazy("Waiting for your identity to be confirmed"),
+    State.VERIFIED: gettext_lazy("Identity confirmed; waiting for review"),
+    State.IN_REVIEW: gettext_lazy("Being reviewed by our privacy office"),
+    State.APPROVED: _WORKING,
+    State.FULFILLING: _WORKING,
+    State.WAITING_MANUAL: _WORKING,
+    State.RESULTS_READY: _WORKING,
+    State.NEEDS_ATTENTION: _WORKING,
+    State.COMPLETED: gettext_lazy("Completed"),
+    State.CLOSED: gettext_lazy("Closed"),
+    State.DENIED: gettext_lazy("Denied"),
+    State.CANCELLED: gettext_lazy("Cancelled"),
+    State.EXPIRED: gettext_lazy("Expired: the email address was never confirmed"),
+    State.UNDER_APPEAL: gettext_lazy("Your appeal is being decided"),
+    State.APPEAL_DENIED: gettext_lazy("Appeal denied"),
+}
+
+
+def _opened(request, reference: str) -> PrivacyRequest:
+    if not session.is_open(request, reference):
+        raise _NotOpen
+    found = _request_for(reference)
+    if found is None:
+        raise _NotOpen
+    return found
+
+
+class _NotOpen(Exception):
+    pass
+
+
+@never_cache
+@require_http_methods(["GET", "HEAD"])
+def status_detail(request, reference):
+    reference = portal_forms.normalise_reference(reference)
+    try:
+        pr = _opened(request, reference)
+    except _NotOpen:
+        return redirect(reverse("portal:status") + f"?reference={reference}")
+    return render(request, "portal/status_detail.html", _status_context(pr))
+
+
+def _status_context(pr: PrivacyRequest, appeal_form=None) -> dict:
+    events = AuditEvent.objects.filter(request=pr, action__in=list(TIMELINE)).order_by("at", "id")
+    timeline = [{"at": e.at, "text": TIMELINE[e.action]} for e in events]
+    steps = available_transitions(pr, Actor.consumer())
+    links = []
+    for package in portal.downloadable(pr):
+        package = portal.offer(package)
+        links.append({
+            "package": package,
+            "url": reverse("portal:download", args=[signing.dumps(package.pk,
+                                                                  salt=DOWNLOAD_SALT)]),
+            "left": max(0, settings.DOWNLOAD_MAX_COUNT - package.download_count),
+            "usable": package.download_count < settings.DOWNLOAD_MAX_COUNT
+            and package.expires_at is not None,
+        })
+    evidence = getattr(pr, "evidence", None)
+    return {
+        "pr": pr,
+        "label": portal_forms.RIGHT_LABELS.get(pr.request_type, pr.type_rules.label),
+        "stands": CONSUMER_STATES.get(pr.state, pr.get_state_display()),
+        "timeline": timeline,
+        "may_cancel": "cancel" in steps,
+        "may_appeal": "appeal" in steps,
+        "appeal_form": appeal_form or portal_forms.AppealForm(),
+        "downloads": links,
+        "denied": pr.state in (State.DENIED, State.APPEAL_DENIED, State.CLOSED)
+        and bool(pr.denial_reason),
+        "waiting_for_email": pr.state == State.PENDING_VERIFICATION and evidence is not None
+        and evidence.email_confirmed_at is None,
+        "manual_review": evidence is not None and evidence.manual_review
+        and pr.state == State.PENDING_VERIFICATION,
+    }
+
+
+@require_POST
+def cancel(request, reference):
+    reference = portal_forms.normalise_reference(reference)
+    try:
+        pr = _opened(request, reference)
+    except _NotOpen:
+        return redirect(reverse("portal:status") + f"?reference={reference}")
+    try:
+        do_transition(pr.pk, "cancel", actor=Actor.consumer(),
+                      expected_state=request.POST.get("expected_state", ""))
+    except TransitionRefused:
+        return render(request, "portal/status_detail.html", {
+            **_status_context(pr),
+            "problem": _("The request can no longer be cancelled: its fulfilment has started "
+                         "or it has already ended.")}, status=409)
+    return redirect("portal:status_detail", reference=reference)
+
+
+@require_POST
+def appeal(request, reference):
+    reference = portal_forms.normalise_reference(reference)
+    try:
+        pr = _opened(request, reference)
+    except _NotOpen:
+        return redirect(reverse("portal:status") + f"?reference={reference}")
+    form = portal_forms.AppealForm(request.POST)
+    if not form.is_valid():
+        return render(request, "portal/status_detail.html", _status_context(pr, form),
+                      status=400)
+    try:
+        do_transition(pr.pk, "appeal", actor=Actor.consumer(), text=form.cleaned_data["text"])
+    except TransitionRefused:
+        return render(request, "portal/status_detail.html", {
+            **_status_context(pr),
+            "problem": _("An appeal is not possible for this request now.")}, status=409)
+    return redirect("portal:status_detail", reference=reference)
+
+
+@require_POST
+def sign_out(request):
+    session.close_all(request)
+    return redirect("portal:home")
+
+
+# --- downloads -----------------------------------------------------------------------
+
+
+def _refused(request):
+    return render(request, "portal/download_refused.html", {
+        "days": settings.DOWNLOAD_LINK_DAYS, "times": settings.DOWNLOAD_MAX_COUNT}, status=410)
+
+
+@never_cache
+@require_http_methods(["GET"])  # a HEAD would count as a download
+def download(request, token):
+    max_age = settings.DOWNLOAD_LINK_DAYS * 86400
+    try:
+        package_id = signing.loads(token, salt=DOWNLOAD_SALT, max_age=max_age)
+    except signing.BadSignature:
+        return _refused(request)
+    package = Package.objects.filter(pk=package_id).select_related("request").first()
+    if package is None or not session.is_open(request, package.request.reference):
+        # The link works in the browser that opened the status page with a fresh code.
+        return _refused(request)
+    ip_hash = hashlib.sha256(
+        (settings.IDENTITY_HASH_KEY + ratelimit.client_ip(request)).encode()).hexdigest()
+    try:
+        package = portal.do_count_download(package.pk, ip_hash)
+    except portal.DownloadRefused:
+        return _refused(request)
+    path = Path(settings.MEDIA_ROOT) / package.path
+    try:
+        chunks = iter_decrypted(path)
+        first = next(chunks, b"")
+    except (DecryptionError, FileNotFoundError):
+        log.error("download: package %s could not be read", package.pk)
+        raise Http404 from None
+
+    def body():
+        yield first
+        yield from chunks
+
+    response = StreamingHttpResponse(body(), content_type=package.content_type)
+    response["Content-Disposition"] = f'attachment; filename="{package.filename}"'
+    response["Content-Length"] = str(package.size)
+    response["Cache-Control"] = "no-store"
+    return response

@@ -1,0 +1,397 @@
+"""Use cases of the consumer portal: file a submission (one request per right),
+confirm the email with a code, check identity against the sources, open the
+status page, download a package.
+
+Personal values never reach the log or the audit trail: only references, the
+names of data points and keyed hashes.
+"""
+
+import datetime
+import logging
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from requests_app.files import EncryptedWriter
+from requests_app.models import (
+    Actor,
+    DataSource,
+    Package,
+    PrivacyRequest,
+    State,
+    VerificationEvidence,
+)
+from requests_app.models.privacy_request import FiledBy
+from requests_app.rules import REQUEST_TYPES, REQUIRED_POINTS, Verification
+from requests_app.services import codes
+from requests_app.services.audit import record_event
+from requests_app.services.lifecycle import NewRequest, _apply, do_receive_request
+from requests_app.services.notices import queue_notice
+from requests_app.services.tasks_queue import enqueue_on_commit
+from requests_app.sources.base import IdentityData, SourceError
+from requests_app.sources.identity_match import POINTS
+
+log = logging.getLogger(__name__)
+
+VERIFY = "verify"
+
+
+def verify_purpose(submission: str) -> str:
+    return f"{VERIFY}:{submission}"
+
+
+def status_purpose(reference: str) -> str:
+    return f"status:{reference}"
+
+
+@dataclass
+class Submission:
+    """What the form gathered, cleaned."""
+
+    rights: list
+    jurisdiction: str
+    name: str
+    email: str
+    phone: str = ""
+    account_number: str = ""
+    postal_address: str = ""
+    details: str = ""
+    filed_by: str = FiledBy.SELF
+    agent_name: str = ""
+    agent_email: str = ""
+    permission: object = None  # an uploaded file (already type-checked)
+    permission_type: str = ""
+    period_start: datetime.date | None = None
+    period_end: datetime.date | None = None
+    corrected_field: str = ""
+    correction_wrong: str = ""
+    correction_right: str = ""
+    declaration: bool = False
+    key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
+
+
+def needs_verification(request_type: str) -> bool:
+    return REQUEST_TYPES[request_type].verification is not Verification.NONE
+
+
+def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
+    """File one request per right asked for. Rights that need verification share
+    one code (purpose verify:<submission>), sent in their acknowledgments, or in
+    the agent confirmation email when an agent filed."""
+    verified_types = [r for r in sub.rights if needs_verification(r)]
+    code = None
+    if verified_types:
+        code = codes.issue(verify_purpose(sub.key), codes.subject_for_email(sub.email))
+    permission_path = _store_permission(sub) if sub.permission is not None else ""
+    agent = sub.filed_by == FiledBy.AGENT
+    filed = []
+    for right in sub.rights:
+        extra = {}
+        if needs_verification(right):
+            extra = {"agent_name": sub.agent_name} if agent else {
+                "code": code, "verify_url": f"{settings.SITE_URL}/verify/"}
+        details = correction_details(sub) if right == "correction" else sub.details
+        request = do_receive_request(NewRequest(
+            request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
+            email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
+            account_number=sub.account_number, postal_address=sub.postal_address,
+            details=details, notice_extra=extra), actor=Actor.consumer())
+        with transaction.atomic():
+            VerificationEvidence.objects.create(
+                request=request, submission=sub.key,
+                points_given=[p for p in POINTS if getattr(sub, p, "")],
+                period_start=sub.period_start if right in ("know_categories", "access") else None,
+                period_end=sub.period_end if right in ("know_categories", "access") else None,
+                corrected_field=sub.corrected_field if right == "correction" else "",
+                correction_wrong=sub.correction_wrong if right == "correction" else "",
+                correction_right=sub.correction_right if right == "correction" else "",
+                declaration_accepted_at=timezone.now()
+                if sub.declaration and right in ("access", "portability") else None,
+                agent_name=sub.agent_name if agent else "",
+                agent_email=sub.agent_email if agent else "",
+                permission_path=permission_path,
+                permission_name=(getattr(sub.permission, "name", "") or "")[:100]
+                if permission_path else "",
+                permission_type=sub.permission_type if permission_path else "",
+                permission_size=getattr(sub.permission, "size", 0) if permission_path else 0,
+            )
+        filed.append(request)
+    if agent and verified_types:
+        first = next(r for r in filed if needs_verification(r.request_type))
+        with transaction.atomic():
+            queue_notice(first, "agent_confirm", code=code, agent_name=sub.agent_name,
+                         verify_url=f"{settings.SITE_URL}/verify/",
+                         references=[r.reference for r in filed])
+    log.info("portal: submission filed as %s", ", ".join(r.reference for r in filed))
+    return filed
+
+
+def correction_details(sub) -> str:
+    """What a correction asks, as fulfilment passes it to the sources (the request's
+    details); the form keeps it within the 2,000 characters of the field."""
+    text = (f"Field to correct: {sub.corrected_field}\nWhat is wrong: {sub.correction_wrong}\n"
+            f"What it should say: {sub.correction_right}")
+    return f"{text}\n\n{sub.details}" if sub.details else text
+
+
+def _store_permission(sub: Submission) -> str:
+    relative = f"uploads/{sub.key}/permission-{secrets.token_hex(8)}.enc"
+    with EncryptedWriter(Path(settings.MEDIA_ROOT) / relative) as out:
+        for chunk in sub.permission.chunks():
+            out.write(chunk)
+    return relative
+
+
+def resend_verification_code(request: PrivacyRequest) -> bool:
+    """A new code for the request's submission (False when asked too often)."""
+    evidence = getattr(request, "evidence", None)
+    if evidence is None or request.state != State.PENDING_VERIFICATION:
+        return False
+    try:
+        code = codes.issue(verify_purpose(evidence.submission),
+                           codes.subject_for_email(request.identity.email))
+    except codes.TooManyCodes:
+        return False
+    with transaction.atomic():
+        queue_notice(request, "verification_code", code=code,
+                     verify_url=f"{settings.SITE_URL}/verify/")
+    return True
+
+
+def send_status_code(request: PrivacyRequest | None) -> bool:
+    """A code that opens the request's status page, to the request's address
+    (nothing for an unknown reference or too many asks: the caller answers the same)."""
+    if request is None or not hasattr(request, "identity"):
+        return False
+    try:
+        code = codes.issue(status_purpose(request.reference),
+                           codes.subject_for_email(request.identity.email))
+    except codes.TooManyCodes:
+        return False
+    with transaction.atomic():
+        queue_notice(request, "status_code", code=code,
+                     code_url=f"{settings.SITE_URL}/status/code/")
+    return True
+
+
+def do_confirm_email(request: PrivacyRequest, typed: str) -> codes.Result:
+    """Check the code of the request's submission. When right, every request of
+    the submission still pending has its email (and its agent) confirmed, and the
+    identity check against the sources is queued."""
+    evidence = getattr(request, "evidence", None)
+    identity = getattr(request, "identity", None)
+    if evidence is None or identity is None:
+        return codes.Result.WRONG
+    result = codes.check(verify_purpose(evidence.submission),
+                         codes.subject_for_email(identity.email), typed)
+    if result is not codes.Result.OK:
+        return result
+    from requests_app.tasks import check_identity
+
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        for ev in (VerificationEvidence.objects.select_for_update()
+                   .filter(submission=evidence.submission, email_confirmed_at=None)
+                   .select_related("request")):
+            ev.email_confirmed_at = now
+            if ev.agent_email:
+                ev.agent_confirmed_at = now
+            ev.save(update_fields=["email_confirmed_at", "agent_confirmed_at"])
+            record_event("request.email_confirmed", actor=Actor.consumer(), request=ev.request,
+                         data={"agent_confirmed": bool(ev.agent_email)})
+            if ev.request.state == State.PENDING_VERIFICATION:
+                enqueue_on_commit(check_identity, ev.request_id)
+    return result
+
+
+def points_held(identity) -> tuple[set, dict]:
+    """Ask every enabled source which of the given points it confirms."""
+    from requests_app.sources.registry import connector_for
+
+    data = IdentityData.of(identity)
+    matched, checked = set(), {}
+    for source in DataSource.objects.filter(enabled=True).order_by("name"):
+        try:
+            points = connector_for(source).identity_points(data)
+        except SourceError:
+            log.warning("identity check: source %s unavailable", source.pk)
+            checked[source.name] = "unavailable"
+            continue
+        except Exception:  # a broken source must not hide the request from staff
+            log.exception("identity check: source %s failed", source.pk)
+            checked[source.name] = "failed"
+            continue
+        if points is None:
+            checked[source.name] = "offers no lookup"
+        elif not points:
+            checked[source.name] = "no record"
+        else:
+            checked[source.name] = "matched " + ", ".join(sorted(points))
+            matched |= points
+    return matched, checked
+
+
+def do_check_identity(request_id: int) -> str:
+    """Apply the verification level of the request's type to what the sources
+    confirm. Reached: verified. Access or portability reaching only the level of
+    categories: treated as a request for categories, the consumer told so (§7024).
+    Otherwise: left to staff for manual verification, with the reason recorded."""
+    request = PrivacyRequest.objects.select_related("identity", "evidence").get(pk=request_id)
+    if request.state != State.PENDING_VERIFICATION or not hasattr(request, "evidence"):
+        return "skipped"
+    if request.evidence.email_confirmed_at is None:
+        return "skipped"
+    matched, checked = points_held(request.identity)
+    with transaction.atomic(durable=True):
+        request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
+        evidence = VerificationEvidence.objects.select_for_update().get(request=request)
+        if request.state != State.PENDING_VERIFICATION:
+            return "skipped"
+        matched = {p for p in matched if p in evidence.points_given or p == "email"}
+        matched.discard(evidence.corrected_field)
+        level = request.type_rules.verification
+        required = REQUIRED_POINTS[level]
+        evidence.points_matched = sorted(matched)
+        evidence.sources_checked = checked
+        evidence.level_required = level.value
+        evidence.points_required = required
+        evidence.checked_at = timezone.now()
+        missing = _missing(request, evidence, matched, required, level)
+        outcome = "verified"
+        if not missing:
+            evidence.level_reached = True
+            evidence.outcome = _("Verified automatically: %(n)d data points matched.") % {
+                "n": len(matched)}
+            evidence.save()
+            _apply(request, "verify", actor=Actor.system(),
+                   audit_reason=f"{len(matched)} data points matched")
+        elif (level is Verification.THREE_POINTS_AND_DECLARATION
+              and len(matched) >= REQUIRED_POINTS[Verification.TWO_POINTS]
+              and request.filed_by == FiledBy.SELF):
+            old_type = request.request_type
+            request.request_type = "know_categories"
+            request.save(update_fields=["request_type", "updated_at"])
+            evidence.level_reached = True
+            evidence.level_required = Verification.TWO_POINTS.value
+            evidence.points_required = REQUIRED_POINTS[Verification.TWO_POINTS]
+            evidence.outcome = _("Specific pieces could not be verified (%(missing)s); "
+                                 "treated as a request for categories.") % {
+                "missing": missing}
+            evidence.save()
+            event = record_event("request.treated_as_categories", actor=Actor.system(),
+                                 request=request, reason=missing,
+                                 data={"from_type": old_type, "matched": sorted(matched)})
+            queue_notice(request, "treated_as_categories", event, old_type=old_type)
+            _apply(request, "verify", actor=Actor.system(),
+                   audit_reason="verified for categories only")
+            outcome = "categories"
+        else:
+            evidence.manual_review = True
+            evidence.outcome = _("Needs manual verification: %(missing)s.") % {"missing": missing}
+            evidence.save()
+            record_event("request.needs_manual_verification", actor=Actor.system(),
+                         request=request, reason=missing,
+                         data={"matched": sorted(matched), "required": required})
+            outcome = "manual"
+    log.info("request %s: identity check: %s", request.reference, outcome)
+    return outcome
+
+
+def _missing(request, evidence, matched, required, level) -> str:
+    """Why the level is not reached ("" when it is): names and counts only."""
+    if request.filed_by == FiledBy.PARENT:
+        return "a parent or guardian must be verified as such by staff"
+    if request.filed_by == FiledBy.AGENT and evidence.agent_confirmed_at is None:
+        return "the consumer has not confirmed the agent"
+    if len(matched) < required:
+        return f"{len(matched)} of {required} data points matched"
+    if (level is Verification.THREE_POINTS_AND_DECLARATION
+            and evidence.declaration_accepted_at is None):
+        return "no signed declaration"
+    return ""
+
+
+# --- downloads -----------------------------------------------------------------------
+
+
+def downloadable(request: PrivacyRequest):
+    """The request's packages a consumer may download now."""
+    if request.responded_at is None or request.state not in (
+            State.COMPLETED, State.CLOSED, State.UNDER_APPEAL, State.APPEAL_DENIED):
+        return []
+    return list(Package.objects.filter(request=request, purged_at=None))
+
+
+def offer(package: Package) -> Package:
+    """The first offer of a package starts its DOWNLOAD_LINK_DAYS."""
+    if package.expires_at is None:
+        expires = timezone.now() + datetime.timedelta(days=settings.DOWNLOAD_LINK_DAYS)
+        Package.objects.filter(pk=package.pk, expires_at=None).update(
+            expires_at=expires, released_at=timezone.now())
+        package.refresh_from_db()
+    return package
+
+
+class DownloadRefused(Exception):
+    pass
+
+
+def do_count_download(package_id: int, ip_hash: str) -> Package:
+    """Count one download, atomically (at most DOWNLOAD_MAX_COUNT), and audit it."""
+    from django.db.models import F
+
+    from requests_app.models import DownloadEvent
+
+    now = timezone.now()
+    with transaction.atomic(durable=True):
+        updated = Package.objects.filter(
+            pk=package_id, purged_at=None, expires_at__gt=now,
+            download_count__lt=settings.DOWNLOAD_MAX_COUNT,
+        ).update(download_count=F("download_count") + 1)
+        if not updated:
+            raise DownloadRefused
+        package = Package.objects.select_related("request").get(pk=package_id)
+        DownloadEvent.objects.create(package=package, ip_hash=ip_hash)
+        record_event("package.downloaded", actor=Actor.consumer(), request=package.request,
+                     data={"package": package.pk, "kind": package.kind,
+                           "count": package.download_count})
+    return package
+
+
+def purge_expired_packages() -> int:
+    from requests_app import packages
+
+    count = 0
+    for package in Package.objects.filter(purged_at=None, expires_at__lt=timezone.now()):
+        packages.discard(package)
+        record_event("package.purged", actor=Actor.system(), request=package.request,
+                     data={"package": package.pk, "kind": package.kind})
+        count += 1
+    return count
+
+
+def purge_verification_files() -> int:
+    """Data gathered only to verify goes once the request has ended (closed,
+    cancelled, expired): the agent's signed permission file. What was matched and
+    when stays, as the record of the verification."""
+    from requests_app.models.privacy_request import FINAL_STATES
+
+    count = 0
+    ended = (VerificationEvidence.objects.exclude(permission_path="")
+             .filter(request__state__in=FINAL_STATES).select_related("request"))
+    for evidence in ended:
+        path = evidence.permission_path
+        with transaction.atomic():
+            VerificationEvidence.objects.filter(pk=evidence.pk).update(permission_path="")
+            record_event("request.verification_file_purged", actor=Actor.system(),
+                         request=evidence.request, data={"kind": "agent permission"})
+        # The file is shared by the submission's requests: removed with the last one.
+        if not VerificationEvidence.objects.filter(permission_path=path).exists():
+            (Path(settings.MEDIA_ROOT) / path).unlink(missing_ok=True)
+        count += 1
+    return count

@@ -1,0 +1,71 @@
+"""Identity data points matched against a SQL source: one parameterised query,
+values compared normalised, only the names of the points come back."""
+
+import logging
+
+import pytest
+import sqlalchemy as sa
+
+from requests_app.models import DataSource
+from requests_app.sources.base import IdentityData
+from requests_app.sources.http import HttpConnector
+from requests_app.sources.identity_match import (
+    address_matches,
+    name_matches,
+    normalise_account,
+    normalise_phone,
+)
+from requests_app.sources.manual import ManualConnector
+from requests_app.sources.sql import SqlConnector
+from tests.test_portal import SHOP_MAP, shop  # noqa: F401 - the fixture
+
+TRICKY = "o'brien%_zoë@example.com"
+
+
+def test_values_are_compared_normalised():
+    assert normalise_phone("(555) 010-0100") == normalise_phone("+1 555.010.0100")
+    assert normalise_phone("12") == ""
+    assert normalise_account(" c-1001 ") == normalise_account("C1001")
+    assert name_matches("Dr. Pat  DOE", ["Pat", "Doe"])
+    assert not name_matches("Pat Smith", ["Pat", "Doe"])
+    assert not name_matches("Pat", [None, None])
+    assert address_matches("12 Elm Street, Austin TX 73301", ["12 Elm Street", "73301"])
+    assert not address_matches("14 Elm Street, Austin TX 73301", ["12 Elm Street", "73301"])
+
+
+@pytest.mark.django_db
+def test_a_sql_source_confirms_points_in_one_query_and_never_logs_values(shop, caplog):  # noqa: F811
+    connector = SqlConnector(shop)
+    statements = []
+    engine = connector.engine
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    with engine.connect() as conn:
+        connector.tables(conn)  # reflection happens once per process
+    sa.event.listen(engine, "before_cursor_execute", record)
+    caplog.set_level(logging.DEBUG)
+    try:
+        points = connector.identity_points(IdentityData(
+            email="PAT.DOE@example.com", name="Pat Doe", phone="555 010 0100",
+            account_number="c1001", postal_address="12 Elm Street, 73301 Austin"))
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", record)
+    assert points == {"email", "name", "phone", "account_number", "postal_address"}
+    assert len(statements) == 1
+    assert "?" in statements[0] and "example.com" not in statements[0]
+    assert "Pat" not in caplog.text and "555" not in caplog.text
+
+
+@pytest.mark.django_db
+def test_an_unknown_or_tricky_address_finds_nothing(shop):  # noqa: F811
+    connector = SqlConnector(shop)
+    assert connector.identity_points(IdentityData(email=TRICKY, name="Pat Doe")) == set()
+    assert connector.identity_points(IdentityData(email="%", name="Pat Doe")) == set()
+
+
+def test_http_and_manual_sources_offer_no_lookup():
+    data = IdentityData(email="pat@example.com")
+    assert HttpConnector(DataSource(name="h", kind="http")).identity_points(data) is None
+    assert ManualConnector(DataSource(name="m", kind="manual")).identity_points(data) is None
