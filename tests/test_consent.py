@@ -320,6 +320,21 @@ def test_gpc_on_a_visit_tied_to_a_person_opts_the_person_out_and_tells_the_sourc
     assert allowed_now(ads) is False
 
 
+def test_gpc_on_a_status_page_opened_with_a_code_opts_the_requester_out(client, ads):
+    from tests.test_portal import open_status
+
+    request = file_request(request_type="access", email="Sam.Roe@example.com")
+    url = open_status(client, request)
+    assert not ConsentRecord.objects.exists()
+    with committed():
+        response = client.get(url, HTTP_SEC_GPC="1")
+    assert response.status_code == 200
+    assert "for this browser and for you" in response.content.decode()
+    person = ConsentRecord.objects.get(subject=consent.person("sam.roe@example.com"))
+    assert person.method == Method.GPC and person.action == Action.WITHDRAW
+    assert allowed_now(ads, "sam.roe@example.com") is False
+
+
 def test_gpc_is_not_read_on_staff_pages(client, ads):
     client.get("/staff/login/", HTTP_SEC_GPC="1")
     assert not ConsentRecord.objects.exists()

@@ -3,7 +3,8 @@
 information. The middleware records that opt-out for the browser (a random id in
 a cookie, hashed in the ledger, recorded from the second request on, once the
 browser has shown it keeps the cookie) and, when the visit is tied to a person (a
-preference-page session), for the person too, which also tells the sources. Either
+preference-page session or a request opened on the status page with a code),
+for the person too, which also tells the sources. Either
 is recorded once per purpose: a "yes" given afterwards stands.
 Templates say plainly that the signal was honoured (`request.gpc`)."""
 
@@ -20,11 +21,17 @@ _NOT_PORTAL = ("/staff/", "/admin/", "/audit/", "/api/", "/static/", "/healthz",
                "/third-parties/")
 
 
-def tied_person(request) -> str | None:
-    """The address the visit has proved control of, if any."""
+def tied_people(request) -> list[str]:
+    """The addresses the visit has proved control of: a preference-page session
+    (signed link or code) and the requests opened on the status page with a code."""
+    from requests_app.portal.session import verified_emails
     from requests_app.preferences.views import session_email
 
-    return session_email(request)
+    emails = set(verified_emails(request))
+    preference = session_email(request)
+    if preference:
+        emails.add(preference.strip().lower())
+    return sorted(emails)
 
 
 class GlobalPrivacyControlMiddleware:
@@ -37,11 +44,11 @@ class GlobalPrivacyControlMiddleware:
                 _NOT_PORTAL):
             return self.get_response(request)
         # The person first, so that the page shows their choices as they now stand.
-        email = tied_person(request)
-        if email:
+        emails = tied_people(request)
+        for email in emails:
             consent.withdraw_everything(email, method=consent.Method.GPC,
                                         actor=Actor.consumer(), gpc_only=True)
-        request.gpc = {"honoured": True, "person": bool(email)}
+        request.gpc = {"honoured": True, "person": bool(emails)}
         response = self.get_response(request)
         browser_id = request.COOKIES.get(BROWSER_COOKIE, "")
         if not (len(browser_id) == 32 and browser_id.isalnum()):
