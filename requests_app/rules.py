@@ -63,9 +63,28 @@ REQUIRED_POINTS = {
     Verification.NONE: 0,
     Verification.TWO_POINTS: 2,
     Verification.THREE_POINTS_AND_DECLARATION: 3,
-    Verification.SENSITIVITY: 2,
+    Verification.SENSITIVITY: 2,  # 3 when sensitive data would be deleted: below
     Verification.TWO_POINTS_EXCLUDING_CORRECTED: 2,
 }
+# Deletion (§7062(d)): the standard rises with the sensitivity of the data. When a
+# source a deletion would reach holds sensitive personal information (CCPA
+# §1798.140(ae); fideslang keys, a prefix covers its children), 3 points are
+# needed instead of 2: wrongly deleting such data harms the person most.
+SENSITIVE_DELETION_POINTS = 3
+SENSITIVE_CATEGORY_PREFIXES = (
+    "user.government_id",
+    "user.financial",
+    "user.authorization",
+    "user.biometric",
+    "user.health_and_medical",
+    "user.location.precise",
+    "user.demographic.race_ethnicity",
+    "user.demographic.religious_belief",
+    "user.demographic.political_opinion",
+    "user.demographic.sexual_orientation",
+    "user.sensor",
+    "user.content.private",
+)
 # The earliest date a Right to Know request may reach back to (§1798.130(a)(2)(B)).
 KNOW_EARLIEST = "2022-01-01"
 # How far back a Right to Know request reaches by default.

@@ -512,6 +512,25 @@ def test_when_the_level_is_not_met_the_request_goes_to_staff(client, shop, alice
     assert "Verification by the portal" in html and "manual verification by staff" in html
 
 
+def test_a_deletion_needs_more_points_where_sensitive_data_is_held(client, shop):
+    # Two points (the address and the name) verify a deletion of ordinary data.
+    plain = file_and_confirm(client, rights=["deletion"])
+    assert plain.evidence.points_required == 2 and plain.verified_at is not None
+    # Once a source holds sensitive data (a card token), the same two do not ...
+    shop.categories = ["user.contact.email", "user.financial.credit_card"]
+    shop.save()
+    cache.clear()
+    sensitive = file_and_confirm(client, rights=["deletion"], email="Pat.Doe@example.com",
+                                 name="Pat Doe")
+    assert sensitive.evidence.points_required == 3
+    assert sensitive.state == State.PENDING_VERIFICATION and sensitive.evidence.manual_review
+    assert "2 of 3 data points matched" in sensitive.evidence.outcome
+    # ... and a third (the phone number) does.
+    cache.clear()
+    third = file_and_confirm(client, rights=["deletion"], phone="+1 555 010 0100")
+    assert third.evidence.points_required == 3 and third.verified_at is not None
+
+
 def test_a_correction_is_not_verified_with_the_field_being_corrected(client, shop):
     request = file_and_confirm(client, rights=["correction"], phone="555-010-0100",
                                corrected_field="phone", correction_wrong="old",

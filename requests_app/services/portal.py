@@ -27,7 +27,13 @@ from requests_app.models import (
     VerificationEvidence,
 )
 from requests_app.models.privacy_request import FiledBy
-from requests_app.rules import REQUEST_TYPES, REQUIRED_POINTS, Verification
+from requests_app.rules import (
+    REQUEST_TYPES,
+    REQUIRED_POINTS,
+    SENSITIVE_CATEGORY_PREFIXES,
+    SENSITIVE_DELETION_POINTS,
+    Verification,
+)
 from requests_app.services import codes
 from requests_app.services.audit import record_event
 from requests_app.services.lifecycle import NewRequest, _apply, do_receive_request
@@ -248,14 +254,14 @@ def do_check_identity(request_id: int) -> str:
         return "skipped"
     matched, checked = points_held(request.identity)
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.select_for_update().get(pk=request_id)
+        request = PrivacyRequest.objects.select_for_update(no_key=True).get(pk=request_id)
         evidence = VerificationEvidence.objects.select_for_update().get(request=request)
         if request.state != State.PENDING_VERIFICATION:
             return "skipped"
         matched = {p for p in matched if p in evidence.points_given or p == "email"}
         matched.discard(evidence.corrected_field)
         level = request.type_rules.verification
-        required = REQUIRED_POINTS[level]
+        required = points_required(request)
         evidence.points_matched = sorted(matched)
         evidence.sources_checked = checked
         evidence.level_required = level.value
@@ -300,6 +306,25 @@ def do_check_identity(request_id: int) -> str:
             outcome = "manual"
     log.info("request %s: identity check: %s", request.reference, outcome)
     return outcome
+
+
+def points_required(request: PrivacyRequest) -> int:
+    """The data points the request's type needs; for a deletion, more when a
+    source it would reach holds sensitive data (rules.SENSITIVE_CATEGORY_PREFIXES)."""
+    level = request.type_rules.verification
+    if level is Verification.SENSITIVITY and holds_sensitive_data():
+        return SENSITIVE_DELETION_POINTS
+    return REQUIRED_POINTS[level]
+
+
+def holds_sensitive_data() -> bool:
+    """Whether an enabled source holds a category of sensitive personal information."""
+    for categories in DataSource.objects.filter(enabled=True).values_list("categories",
+                                                                          flat=True):
+        for key in categories or ():
+            if any(key == p or key.startswith(p + ".") for p in SENSITIVE_CATEGORY_PREFIXES):
+                return True
+    return False
 
 
 def _missing(request, evidence, matched, required, level) -> str:
