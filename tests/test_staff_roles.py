@@ -28,6 +28,7 @@ from requests_app.models import (
     SourceRun,
     State,
     ThirdParty,
+    VerificationEvidence,
 )
 from requests_app.models.privacy_request import ActorKind
 from requests_app.services.lifecycle import available_transitions
@@ -58,6 +59,7 @@ PAGES = {
     "staff:claim": ("POST", {"alice", "bob"}),
     "staff:add_note": ("POST", {"alice", "bob"}),
     "staff:original": ("GET", {"alice", "bob"}),
+    "staff:permission": ("GET", {"alice", "bob"}),  # an agent's signed permission
     "staff:package_preview": ("GET", {"alice", "bob"}),
     "audit:home": ("GET", {"alice", "charlie"}),
     "audit:requests": ("GET", {"alice", "charlie"}),
@@ -76,7 +78,8 @@ OPEN_PAGES = {
 # The steps are posted by the transition matrix below.
 STEP_URL = "staff:step"
 # Pages showing a person's data: opening one writes an audit event.
-PERSONAL = {"staff:desk", "staff:original", "staff:task", "staff:package_preview",
+PERSONAL = {"staff:desk", "staff:original", "staff:permission", "staff:task",
+            "staff:package_preview",
             "admin:requests_app_privacyrequest_change"}
 POST_DATA = {"text": "Called the customer back.", "assignee": "alice"}
 
@@ -181,6 +184,15 @@ def world(alice, bob, dave, settings, tmp_path):
         out.write("the package")
     Package.objects.create(request=request, kind="access", filename="package.zip", path=path,
                            content_type="application/zip", sha256="0" * 64)
+    # As if an agent had filed it on the portal with a signed permission.
+    permission = f"permissions/{request.reference}.pdf"
+    (tmp_path / "permissions").mkdir()
+    with open_text_writer(tmp_path / permission) as out:
+        out.write("%PDF-1.4 signed permission")
+    VerificationEvidence.objects.create(request=request, submission="s1",
+                                        permission_path=permission,
+                                        permission_name="permission.pdf",
+                                        permission_type="application/pdf")
     source = DataSource.objects.create(name="Paper archive", kind="manual", owner=dave,
                                        categories=["user.contact.address"])
     run = SourceRun.objects.create(request=request, source=source, action="gather",
