@@ -214,6 +214,22 @@ def test_a_bad_post_never_gives_a_server_error(client):
         assert response.status_code == 400
 
 
+def test_a_reference_with_a_nul_byte_or_junk_never_gives_a_server_error(client):
+    for reference in ("\x00", "PP-\x00", "a\x00b" * 4, "é" * 30):
+        for url, data in (("/verify/", {"reference": reference, "resend": "1"}),
+                          ("/verify/", {"reference": reference, "code": "12345678"}),
+                          ("/status/", {"reference": reference}),
+                          ("/status/code/", {"reference": reference, "code": "12345678"})):
+            response = client.post(url, data)
+            assert response.status_code < 500, (url, reference)
+
+
+def test_a_content_length_that_is_not_a_number_is_refused_not_a_server_error(client):
+    for declared in ("abc", "1e9", " "):
+        response = client.post("/request/", form(), CONTENT_LENGTH=declared)
+        assert response.status_code == 413, declared
+
+
 def test_a_form_without_the_csrf_token_is_refused_with_words(settings):
     from django.test import Client
 
