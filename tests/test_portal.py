@@ -652,6 +652,22 @@ def test_someone_elses_reference_cannot_be_opened_with_my_code(client):
     assert theirs.state == State.PENDING_VERIFICATION
 
 
+def test_every_code_that_opens_a_request_gives_the_browser_a_new_session_id(client):
+    planted = file_request(request_type="deletion", email="mallory@example.com")
+    victims = file_request(request_type="deletion")
+    open_status(client, planted)
+    before = client.session.session_key
+    open_status(client, victims)
+    assert client.session.session_key != before
+    from django.conf import settings
+    from django.test import Client
+
+    # Whoever holds the old session id sees nothing of the second request.
+    planter = Client()
+    planter.cookies[settings.SESSION_COOKIE_NAME] = before
+    assert planter.get(f"/status/{victims.reference}/").status_code == 302
+
+
 def test_the_consumer_can_cancel_before_fulfilment_starts(client):
     request = file_request(request_type="deletion")
     url = open_status(client, request)
