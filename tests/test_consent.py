@@ -335,6 +335,22 @@ def test_gpc_on_a_status_page_opened_with_a_code_opts_the_requester_out(client, 
     assert allowed_now(ads, "sam.roe@example.com") is False
 
 
+def test_gpc_is_not_recorded_on_error_pages(client, ads):
+    from tests.test_portal import open_status
+
+    request = file_request(request_type="access")
+    open_status(client, request)  # the visit is tied to the requester
+    client.get("/", HTTP_SEC_GPC="0")  # the browser keeps its id
+    with committed():
+        assert client.get("/no-such-page/", HTTP_SEC_GPC="1").status_code == 404
+        assert client.get("/preferences/link/tampered/", HTTP_SEC_GPC="1").status_code == 400
+        assert client.get("/download/bad-token/", HTTP_SEC_GPC="1").status_code == 410
+    assert not ConsentRecord.objects.exists()
+    with committed():
+        assert client.get("/", HTTP_SEC_GPC="1").status_code == 200
+    assert ConsentRecord.objects.filter(method=Method.GPC).count() == 2  # person, browser
+
+
 def test_gpc_is_not_read_on_staff_pages(client, ads):
     client.get("/staff/login/", HTTP_SEC_GPC="1")
     assert not ConsentRecord.objects.exists()

@@ -74,6 +74,9 @@ def manage(request):
         except TransitionInputError as exc:
             messages.error(request, exc.messages[0])
         return redirect("preferences:manage")
+    from requests_app.preferences.middleware import honour_for_person
+
+    honour_for_person(request)  # a Global Privacy Control signal first: the page shows it
     rows = consent.choices(consent.person(email))
     return render(request, "preferences/manage.html", {
         "choices": [c for c in rows if c.notice is not None],
