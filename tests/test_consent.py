@@ -245,6 +245,17 @@ def test_bad_posts_get_a_message_not_an_error(client, partners):
     assert not ConsentRecord.objects.exists()
 
 
+def test_a_token_opens_only_what_it_was_made_for(client, partners):
+    unsubscribe = links.make_token(PAT, purpose=links.UNSUBSCRIBE)
+    # The List-Unsubscribe token, seen by mail providers, does not open the page of
+    # choices, and a preference link does not unsubscribe.
+    assert client.get(f"/preferences/link/{unsubscribe}/").status_code == 400
+    assert client.get("/preferences/manage/").status_code == 302
+    manage = links.make_token(PAT)
+    assert client.post(f"/preferences/unsubscribe/{manage}/").status_code == 400
+    assert client.get(f"/preferences/unsubscribe/{unsubscribe}/").status_code == 200
+
+
 def test_the_link_does_not_show_the_address():
     token = links.make_token(PAT)
     assert "pat" not in token.lower() or PAT not in token

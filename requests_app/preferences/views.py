@@ -140,7 +140,7 @@ def unsubscribe(request, token: str):
     marketing purpose for the link's address; a GET asks first (mail scanners
     follow links)."""
     try:
-        email = links.read_token(token)
+        email = links.read_token(token, purpose=links.UNSUBSCRIBE)
     except links.LinkExpired:
         return render(request, "preferences/link_refused.html", {"expired": True}, status=410)
     except links.LinkInvalid:
