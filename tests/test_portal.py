@@ -867,3 +867,25 @@ def test_every_described_by_reference_points_at_a_real_element(client):
     assert 'aria-invalid="true"' in html
     for field in re.findall(r'href="#(f-[a-z_]+)"', html):
         assert field in ids, field
+
+
+def test_the_rate_limit_address_is_the_sockets_unless_a_proxy_is_trusted(settings):
+    from django.test import RequestFactory
+
+    from requests_app.ratelimit import client_ip
+
+    spoofed = RequestFactory().get("/", REMOTE_ADDR="203.0.113.9",
+                                   HTTP_X_FORWARDED_FOR="198.51.100.1, 192.0.2.7")
+    settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+    assert client_ip(spoofed) == "203.0.113.9"
+    # Behind the one trusted proxy: the entry it appended, never what the client sent.
+    settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+    assert client_ip(spoofed) == "192.0.2.7"
+
+
+def test_an_email_in_another_case_counts_in_the_same_bucket(client, settings):
+    settings.RATELIMIT_FORM_PER_EMAIL = 2
+    settings.RATELIMIT_FORM_PER_IP = 100
+    for email in ("Pat.Doe@Example.com", " PAT.DOE@EXAMPLE.COM"):
+        assert submit(client, email=email, website="x").status_code == 302
+    assert submit(client, email="pat.doe@example.com", website="x").status_code == 429
