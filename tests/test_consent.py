@@ -36,6 +36,16 @@ from tests.conftest import committed, file_request
 pytestmark = pytest.mark.django_db
 
 PAT = "pat@example.com"
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits():
+    """Rate-limit counters live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
 Method, Action = ConsentRecord.Method, ConsentRecord.Action
 
 
@@ -254,6 +264,23 @@ def test_a_token_opens_only_what_it_was_made_for(client, partners):
     manage = links.make_token(PAT)
     assert client.post(f"/preferences/unsubscribe/{manage}/").status_code == 400
     assert client.get(f"/preferences/unsubscribe/{unsubscribe}/").status_code == 200
+
+
+def test_changes_on_the_preference_page_are_rate_limited(client, settings, partners):
+    settings.RATELIMIT_FORM_PER_EMAIL = 3
+    settings.RATELIMIT_FORM_PER_IP = 100
+    open_page(client)
+    notice = partners.current_notice.pk
+    for choice in ("grant", "withdraw", "grant"):
+        with committed():
+            response = client.post("/preferences/manage/", {
+                "purpose": partners.slug, "choice": choice, "notice": notice})
+        assert response.status_code == 302
+    with committed():
+        response = client.post("/preferences/manage/", {
+            "purpose": partners.slug, "choice": "withdraw", "notice": notice})
+    assert response.status_code == 429
+    assert ConsentRecord.objects.count() == 3
 
 
 def test_the_link_does_not_show_the_address():

@@ -69,6 +69,10 @@ def manage(request):
         return redirect("preferences:start")
     method = request.session.get(SESSION_METHOD, ConsentRecord.Method.PREFERENCE_PAGE)
     if request.method == "POST":
+        # A withdrawal files an opt-out request: an acknowledgment email, and a
+        # notice to each source and third party the purpose governs.
+        if ratelimit.exceeded(request, "form", email=email):
+            return ratelimit.too_many(request)
         try:
             _apply_choice(request, email, method)
         except TransitionInputError as exc:
