@@ -889,3 +889,15 @@ def test_an_email_in_another_case_counts_in_the_same_bucket(client, settings):
     for email in ("Pat.Doe@Example.com", " PAT.DOE@EXAMPLE.COM"):
         assert submit(client, email=email, website="x").status_code == 302
     assert submit(client, email="pat.doe@example.com", website="x").status_code == 429
+
+
+def test_the_page_language_follows_the_active_language_and_errors_take_the_focus(client,
+                                                                                 settings):
+    settings.LANGUAGES = [("en", "English"), ("fr", "French")]
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert '<html lang="fr">' in page
+    # Without JavaScript, the summary of errors is where the focus lands.
+    page = client.post("/request/", form(name="")).content.decode()
+    assert re.search(r'<div class="error-summary"[^>]*\bautofocus\b', page)
+    page = client.post("/preferences/", {"email": "not an address"}).content.decode()
+    assert re.search(r'role="alert"[^>]*\bautofocus\b', page)
