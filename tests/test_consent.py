@@ -384,6 +384,9 @@ def test_gpc_is_not_recorded_on_error_pages(client, ads):
         assert client.get("/preferences/link/tampered/", HTTP_SEC_GPC="1").status_code == 400
         assert client.get("/download/bad-token/", HTTP_SEC_GPC="1").status_code == 410
     assert not ConsentRecord.objects.exists()
+    # The error page does not claim a record it did not make.
+    page = client.get("/no-such-page/", HTTP_SEC_GPC="1").content.decode()
+    assert "Global Privacy Control honoured" in page and "recorded" not in page
     with committed():
         assert client.get("/", HTTP_SEC_GPC="1").status_code == 200
     assert ConsentRecord.objects.filter(method=Method.GPC).count() == 2  # person, browser
