@@ -36,6 +36,16 @@ from tests.conftest import committed, file_request
 pytestmark = pytest.mark.django_db
 
 PAT = "pat@example.com"
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits():
+    """Rate-limit counters live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
 Method, Action = ConsentRecord.Method, ConsentRecord.Action
 
 
@@ -245,6 +255,34 @@ def test_bad_posts_get_a_message_not_an_error(client, partners):
     assert not ConsentRecord.objects.exists()
 
 
+def test_a_token_opens_only_what_it_was_made_for(client, partners):
+    unsubscribe = links.make_token(PAT, purpose=links.UNSUBSCRIBE)
+    # The List-Unsubscribe token, seen by mail providers, does not open the page of
+    # choices, and a preference link does not unsubscribe.
+    assert client.get(f"/preferences/link/{unsubscribe}/").status_code == 400
+    assert client.get("/preferences/manage/").status_code == 302
+    manage = links.make_token(PAT)
+    assert client.post(f"/preferences/unsubscribe/{manage}/").status_code == 400
+    assert client.get(f"/preferences/unsubscribe/{unsubscribe}/").status_code == 200
+
+
+def test_changes_on_the_preference_page_are_rate_limited(client, settings, partners):
+    settings.RATELIMIT_FORM_PER_EMAIL = 3
+    settings.RATELIMIT_FORM_PER_IP = 100
+    open_page(client)
+    notice = partners.current_notice.pk
+    for choice in ("grant", "withdraw", "grant"):
+        with committed():
+            response = client.post("/preferences/manage/", {
+                "purpose": partners.slug, "choice": choice, "notice": notice})
+        assert response.status_code == 302
+    with committed():
+        response = client.post("/preferences/manage/", {
+            "purpose": partners.slug, "choice": "withdraw", "notice": notice})
+    assert response.status_code == 429
+    assert ConsentRecord.objects.count() == 3
+
+
 def test_the_link_does_not_show_the_address():
     token = links.make_token(PAT)
     assert "pat" not in token.lower() or PAT not in token
@@ -333,6 +371,25 @@ def test_gpc_on_a_status_page_opened_with_a_code_opts_the_requester_out(client, 
     person = ConsentRecord.objects.get(subject=consent.person("sam.roe@example.com"))
     assert person.method == Method.GPC and person.action == Action.WITHDRAW
     assert allowed_now(ads, "sam.roe@example.com") is False
+
+
+def test_gpc_is_not_recorded_on_error_pages(client, ads):
+    from tests.test_portal import open_status
+
+    request = file_request(request_type="access")
+    open_status(client, request)  # the visit is tied to the requester
+    client.get("/", HTTP_SEC_GPC="0")  # the browser keeps its id
+    with committed():
+        assert client.get("/no-such-page/", HTTP_SEC_GPC="1").status_code == 404
+        assert client.get("/preferences/link/tampered/", HTTP_SEC_GPC="1").status_code == 400
+        assert client.get("/download/bad-token/", HTTP_SEC_GPC="1").status_code == 410
+    assert not ConsentRecord.objects.exists()
+    # The error page does not claim a record it did not make.
+    page = client.get("/no-such-page/", HTTP_SEC_GPC="1").content.decode()
+    assert "Global Privacy Control honoured" in page and "recorded" not in page
+    with committed():
+        assert client.get("/", HTTP_SEC_GPC="1").status_code == 200
+    assert ConsentRecord.objects.filter(method=Method.GPC).count() == 2  # person, browser
 
 
 def test_gpc_is_not_read_on_staff_pages(client, ads):

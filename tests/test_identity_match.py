@@ -33,6 +33,16 @@ def test_values_are_compared_normalised():
     assert not address_matches("14 Elm Street, Austin TX 73301", ["12 Elm Street", "73301"])
 
 
+def test_a_list_of_guesses_is_not_a_name_or_an_address():
+    assert name_matches("Pat Anne Doe", ["Pat", "Doe"])
+    guesses = "James Mary Pat John Linda Smith Johnson Doe Brown Jones Garcia Miller"
+    assert not name_matches(guesses, ["Pat", "Doe"])
+    assert address_matches("12 Elm Street, Apt 4B, Springfield, Illinois, United States of "
+                           "America 62701", ["12 Elm Street", "62701"])
+    streets = " ".join(str(n) for n in range(1, 60)) + " Elm Oak Main Street 73301 62701"
+    assert not address_matches(streets, ["12 Elm Street", "73301"])
+
+
 @pytest.mark.django_db
 def test_a_sql_source_confirms_points_in_one_query_and_never_logs_values(shop, caplog):  # noqa: F811
     connector = SqlConnector(shop)

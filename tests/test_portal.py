@@ -214,6 +214,22 @@ def test_a_bad_post_never_gives_a_server_error(client):
         assert response.status_code == 400
 
 
+def test_a_reference_with_a_nul_byte_or_junk_never_gives_a_server_error(client):
+    for reference in ("\x00", "PP-\x00", "a\x00b" * 4, "é" * 30):
+        for url, data in (("/verify/", {"reference": reference, "resend": "1"}),
+                          ("/verify/", {"reference": reference, "code": "12345678"}),
+                          ("/status/", {"reference": reference}),
+                          ("/status/code/", {"reference": reference, "code": "12345678"})):
+            response = client.post(url, data)
+            assert response.status_code < 500, (url, reference)
+
+
+def test_a_content_length_that_is_not_a_number_is_refused_not_a_server_error(client):
+    for declared in ("abc", "1e9", " "):
+        response = client.post("/request/", form(), CONTENT_LENGTH=declared)
+        assert response.status_code == 413, declared
+
+
 def test_a_form_without_the_csrf_token_is_refused_with_words(settings):
     from django.test import Client
 
@@ -261,11 +277,13 @@ def test_an_opt_out_acknowledgment_says_nothing_of_verification_and_has_no_code(
     request = PrivacyRequest.objects.get()
     email = last_email("received")
     assert "Your code" not in email.body_text and "Your code" not in email.body_html
-    assert "confirm" not in email.body_text.lower()
-    assert "needs no identity check" in email.body_text
+    for words in (email.body_text.lower(), email.body_html.lower()):
+        assert "confirm" not in words and "verif" not in words and "identity" not in words
+    assert "it will be done by" in email.body_text
     assert request.state != State.PENDING_VERIFICATION  # verified at once
     assert not OneTimeCode.objects.exists()
-    assert "Enter my code" not in client.get("/request/sent/").content.decode()
+    page = client.get("/request/sent/").content.decode()
+    assert "Enter my code" not in page and "identity" not in page.lower()
 
 
 def _normalised(text: str, references, code=None) -> bytes:
@@ -636,6 +654,22 @@ def test_someone_elses_reference_cannot_be_opened_with_my_code(client):
     assert theirs.state == State.PENDING_VERIFICATION
 
 
+def test_every_code_that_opens_a_request_gives_the_browser_a_new_session_id(client):
+    planted = file_request(request_type="deletion", email="mallory@example.com")
+    victims = file_request(request_type="deletion")
+    open_status(client, planted)
+    before = client.session.session_key
+    open_status(client, victims)
+    assert client.session.session_key != before
+    from django.conf import settings
+    from django.test import Client
+
+    # Whoever holds the old session id sees nothing of the second request.
+    planter = Client()
+    planter.cookies[settings.SESSION_COOKIE_NAME] = before
+    assert planter.get(f"/status/{victims.reference}/").status_code == 302
+
+
 def test_the_consumer_can_cancel_before_fulfilment_starts(client):
     request = file_request(request_type="deletion")
     url = open_status(client, request)
@@ -833,3 +867,37 @@ def test_every_described_by_reference_points_at_a_real_element(client):
     assert 'aria-invalid="true"' in html
     for field in re.findall(r'href="#(f-[a-z_]+)"', html):
         assert field in ids, field
+
+
+def test_the_rate_limit_address_is_the_sockets_unless_a_proxy_is_trusted(settings):
+    from django.test import RequestFactory
+
+    from requests_app.ratelimit import client_ip
+
+    spoofed = RequestFactory().get("/", REMOTE_ADDR="203.0.113.9",
+                                   HTTP_X_FORWARDED_FOR="198.51.100.1, 192.0.2.7")
+    settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ["REMOTE_ADDR"]
+    assert client_ip(spoofed) == "203.0.113.9"
+    # Behind the one trusted proxy: the entry it appended, never what the client sent.
+    settings.AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
+    assert client_ip(spoofed) == "192.0.2.7"
+
+
+def test_an_email_in_another_case_counts_in_the_same_bucket(client, settings):
+    settings.RATELIMIT_FORM_PER_EMAIL = 2
+    settings.RATELIMIT_FORM_PER_IP = 100
+    for email in ("Pat.Doe@Example.com", " PAT.DOE@EXAMPLE.COM"):
+        assert submit(client, email=email, website="x").status_code == 302
+    assert submit(client, email="pat.doe@example.com", website="x").status_code == 429
+
+
+def test_the_page_language_follows_the_active_language_and_errors_take_the_focus(client,
+                                                                                 settings):
+    settings.LANGUAGES = [("en", "English"), ("fr", "French")]
+    page = client.get("/", HTTP_ACCEPT_LANGUAGE="fr").content.decode()
+    assert '<html lang="fr">' in page
+    # Without JavaScript, the summary of errors is where the focus lands.
+    page = client.post("/request/", form(name="")).content.decode()
+    assert re.search(r'<div class="error-summary"[^>]*\bautofocus\b', page)
+    page = client.post("/preferences/", {"email": "not an address"}).content.decode()
+    assert re.search(r'role="alert"[^>]*\bautofocus\b', page)

@@ -317,12 +317,20 @@ class CodeForm(PortalForm):
         return value
 
 
+REFERENCE_SHAPE = re.compile(r"PP-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}")
+
+
+def is_reference(value: str) -> bool:
+    """Whether a (normalised) value has the shape of a reference."""
+    return bool(REFERENCE_SHAPE.fullmatch(value or ""))
+
+
 class ReferenceForm(PortalForm):
     reference = CodeForm.base_fields["reference"]
 
     def clean_reference(self):
         value = normalise_reference(self.cleaned_data["reference"])
-        if not re.fullmatch(r"PP-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}-[0-9A-Z]{4}", value):
+        if not is_reference(value):
             raise forms.ValidationError(_("Enter the reference from our email, like "
                                           "PP-7K2D-9QXM-4TRB-H1VC."))
         return value

@@ -10,8 +10,10 @@ SESSION_KEY = "portal_status"
 
 def open_status(http_request, reference: str) -> None:
     opened = dict(http_request.session.get(SESSION_KEY, {}))
-    if not opened:
-        http_request.session.cycle_key()  # a new session id once an address is proved
+    # A new session id on every proof, not only the first: a session id planted
+    # in the browser beforehand (with a request of the planter's own opened in it)
+    # must not follow the person once they prove their address.
+    http_request.session.cycle_key()
     opened[reference] = int(time.time())
     http_request.session[SESSION_KEY] = opened
 

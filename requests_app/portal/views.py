@@ -59,8 +59,20 @@ CODE_PROBLEMS = {
 
 
 def _request_for(reference: str) -> PrivacyRequest | None:
+    """The request with this reference; None for anything not shaped like one (a
+    NUL byte or other junk typed by hand never reaches the database)."""
+    if not portal_forms.is_reference(reference):
+        return None
     return (PrivacyRequest.objects.select_related("identity", "evidence")
             .filter(reference=reference).first())
+
+
+def _content_length(request) -> int:
+    """The declared body size; a header that is not a number counts as too large."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 1 << 62
 
 
 @require_http_methods(["GET", "HEAD"])
@@ -77,7 +89,7 @@ def request_form(request):
     if request.method != "POST":
         return render(request, "portal/request_form.html", {"form": portal_forms.RequestForm()})
     limit = settings.AGENT_PERMISSION_MAX_BYTES + FORM_TEXT_MAX_BYTES
-    if int(request.META.get("CONTENT_LENGTH") or 0) > limit:
+    if _content_length(request) > limit:
         return render(request, "portal/too_large.html", status=413)
     form = portal_forms.RequestForm(request.POST, request.FILES)
     email = request.POST.get("email", "")[:254]

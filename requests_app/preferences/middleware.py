@@ -34,6 +34,17 @@ def tied_people(request) -> list[str]:
     return sorted(emails)
 
 
+def honour_for_person(request) -> None:
+    """Record the signal for the people the visit is tied to, once per request. The
+    middleware does it once the page is answered without an error; a page that
+    shows the person's choices calls it first, so that they show as they now stand."""
+    emails = getattr(request, "_gpc_people", None) or []
+    request._gpc_people = []
+    for email in emails:
+        consent.withdraw_everything(email, method=consent.Method.GPC,
+                                    actor=Actor.consumer(), gpc_only=True)
+
+
 class GlobalPrivacyControlMiddleware:
     def __init__(self, get_response):
         self.get_response = get_response
@@ -43,13 +54,14 @@ class GlobalPrivacyControlMiddleware:
         if request.headers.get("Sec-GPC", "").strip() != "1" or request.path.startswith(
                 _NOT_PORTAL):
             return self.get_response(request)
-        # The person first, so that the page shows their choices as they now stand.
         emails = tied_people(request)
-        for email in emails:
-            consent.withdraw_everything(email, method=consent.Method.GPC,
-                                        actor=Actor.consumer(), gpc_only=True)
+        request._gpc_people = emails
         request.gpc = {"honoured": True, "person": bool(emails)}
         response = self.get_response(request)
+        if response.status_code < 400:
+            # Nothing is recorded on an error page (a page that does not exist, a
+            # refused link, a 429, a crash): only a visit that was answered.
+            honour_for_person(request)
         browser_id = request.COOKIES.get(BROWSER_COOKIE, "")
         if not (len(browser_id) == 32 and browser_id.isalnum()):
             # A browser is recorded once it returns its id: clients that keep no

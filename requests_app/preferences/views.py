@@ -69,11 +69,18 @@ def manage(request):
         return redirect("preferences:start")
     method = request.session.get(SESSION_METHOD, ConsentRecord.Method.PREFERENCE_PAGE)
     if request.method == "POST":
+        # A withdrawal files an opt-out request: an acknowledgment email, and a
+        # notice to each source and third party the purpose governs.
+        if ratelimit.exceeded(request, "form", email=email):
+            return ratelimit.too_many(request)
         try:
             _apply_choice(request, email, method)
         except TransitionInputError as exc:
             messages.error(request, exc.messages[0])
         return redirect("preferences:manage")
+    from requests_app.preferences.middleware import honour_for_person
+
+    honour_for_person(request)  # a Global Privacy Control signal first: the page shows it
     rows = consent.choices(consent.person(email))
     return render(request, "preferences/manage.html", {
         "choices": [c for c in rows if c.notice is not None],
@@ -137,7 +144,7 @@ def unsubscribe(request, token: str):
     marketing purpose for the link's address; a GET asks first (mail scanners
     follow links)."""
     try:
-        email = links.read_token(token)
+        email = links.read_token(token, purpose=links.UNSUBSCRIBE)
     except links.LinkExpired:
         return render(request, "preferences/link_refused.html", {"expired": True}, status=410)
     except links.LinkInvalid:

@@ -23,21 +23,31 @@ def normalise_account(value) -> str:
     return "".join(_tokens(value))
 
 
+# Words a given value may carry beyond what is held: a title or a middle name; a
+# unit, city, state and country. More than that is a list of guesses (a "name" of
+# thirty common first and last names would otherwise contain almost anyone's).
+NAME_EXTRA_WORDS = 2
+ADDRESS_EXTRA_WORDS = 10
+
+
 def name_matches(given: str, held_parts: list) -> bool:
     given_tokens, held = set(_tokens(given)), set()
     for part in held_parts:
         held.update(_tokens(part))
     if not held:
         return False
-    return held == given_tokens or (len(held) >= 2 and held <= given_tokens)
+    return held == given_tokens or (len(held) >= 2 and held <= given_tokens
+                                    and len(given_tokens - held) <= NAME_EXTRA_WORDS)
 
 
 def address_matches(given: str, held_parts: list) -> bool:
     """Every word and number of the held street line and postal code appears in the
-    given address (city, state and country spelled out or not)."""
+    given address (city, state and country spelled out or not), with few words
+    besides."""
     given_tokens = set(_tokens(given))
-    held = [t for part in held_parts for t in _tokens(part)]
-    return len(held) >= 2 and set(held) <= given_tokens
+    held = {t for part in held_parts for t in _tokens(part)}
+    return (len(held) >= 2 and held <= given_tokens
+            and len(given_tokens - held) <= ADDRESS_EXTRA_WORDS)
 
 
 def compare(given: dict, held: dict) -> set[str]:
