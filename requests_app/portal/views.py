@@ -153,9 +153,7 @@ def verify(request):
                                  initial={"reference": request.GET.get("reference", "")[:24]})
     notice = ""
     if request.method == "POST":
-        if ratelimit.exceeded(request, "code",
-                              email=portal_forms.normalise_reference(request.POST.get(
-                                  "reference", ""))):
+        if _codes_limited(request):
             return ratelimit.too_many(request)
         if "resend" in request.POST:
             reference = portal_forms.normalise_reference(request.POST.get("reference", ""))
@@ -181,6 +179,12 @@ def verify(request):
                   status=400 if form.errors else 200)
 
 
+def _codes_limited(request) -> bool:
+    """Code entry and code requests: limited per client address and per reference."""
+    return ratelimit.exceeded(request, "code", email=portal_forms.normalise_reference(
+        request.POST.get("reference", "")))
+
+
 # --- following a request -------------------------------------------------------------
 
 
@@ -191,8 +195,7 @@ def status(request):
     form = portal_forms.ReferenceForm(request.POST or None,
                                       initial={"reference": request.GET.get("reference", "")[:24]})
     if request.method == "POST":
-        if ratelimit.exceeded(request, "code", email=portal_forms.normalise_reference(
-                request.POST.get("reference", ""))):
+        if _codes_limited(request):
             return ratelimit.too_many(request)
         if form.is_valid():
             reference = form.cleaned_data["reference"]
@@ -209,8 +212,7 @@ def status_code(request):
     form = portal_forms.CodeForm(request.POST or None,
                                  initial={"reference": request.GET.get("reference", "")[:24]})
     if request.method == "POST":
-        if ratelimit.exceeded(request, "code", email=portal_forms.normalise_reference(
-                request.POST.get("reference", ""))):
+        if _codes_limited(request):
             return ratelimit.too_many(request)
         if form.is_valid():
             reference = form.cleaned_data["reference"]

@@ -158,15 +158,8 @@ def resend_verification_code(request: PrivacyRequest) -> bool:
     evidence = getattr(request, "evidence", None)
     if evidence is None or request.state != State.PENDING_VERIFICATION:
         return False
-    try:
-        code = codes.issue(verify_purpose(evidence.submission),
-                           codes.subject_for_email(request.identity.email))
-    except codes.TooManyCodes:
-        return False
-    with transaction.atomic():
-        queue_notice(request, "verification_code", code=code,
-                     verify_url=f"{settings.SITE_URL}/verify/")
-    return True
+    return _email_code(request, verify_purpose(evidence.submission), "verification_code",
+                       verify_url=f"{settings.SITE_URL}/verify/")
 
 
 def send_status_code(request: PrivacyRequest | None) -> bool:
@@ -174,14 +167,19 @@ def send_status_code(request: PrivacyRequest | None) -> bool:
     (nothing for an unknown reference or too many asks: the caller answers the same)."""
     if request is None or not hasattr(request, "identity"):
         return False
+    return _email_code(request, status_purpose(request.reference), "status_code",
+                       code_url=f"{settings.SITE_URL}/status/code/")
+
+
+def _email_code(request: PrivacyRequest, purpose: str, notice: str, **context) -> bool:
+    """Issue a code for `purpose` to the request's address and queue its email
+    (False, nothing sent, when codes were asked for too often)."""
     try:
-        code = codes.issue(status_purpose(request.reference),
-                           codes.subject_for_email(request.identity.email))
+        code = codes.issue(purpose, codes.subject_for_email(request.identity.email))
     except codes.TooManyCodes:
         return False
     with transaction.atomic():
-        queue_notice(request, "status_code", code=code,
-                     code_url=f"{settings.SITE_URL}/status/code/")
+        queue_notice(request, notice, code=code, **context)
     return True
 
 
