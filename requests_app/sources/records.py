@@ -2,6 +2,7 @@
 MEDIA_ROOT/runs/<run id>/. Values of never-disclosed categories are replaced
 before anything is written, so they never reach our disk or a package."""
 
+import concurrent.futures
 import contextlib
 import hashlib
 import io
@@ -71,17 +72,31 @@ class RecordSink:
             raise ValueError(f"{collection}: written record by record already")
         info = self.collections[collection] = {
             "columns": dict(categories), "count": 0, "format": "copy", "deflated": {}}
-        for key, suffix, pump in (("file", "json", json_lines), ("csv", "csv", csv)):
-            filename = f"{len(self.collections):03d}-{key}.{suffix}.z.enc"
+        number = len(self.collections)
+
+        def member(key, suffix, pump, on_progress):
+            filename = f"{number:03d}-{key}.{suffix}.z.enc"
             with EncryptedWriter(self.dir / filename) as out:
-                member = _Member(out)
-                blocks = _Blocks(member, self._on_progress, as_array=key == "file")
+                deflated = _Member(out)
+                blocks = _Blocks(deflated, on_progress, as_array=key == "file")
                 pump(blocks.write)
                 blocks.close()
-                info["deflated"][key] = member.summary()
-            if key == "file":
-                info["count"] = blocks.lines
-            info[key] = f"{self.prefix}/{filename}"
+                summary = deflated.summary()
+            return f"{self.prefix}/{filename}", summary, blocks.lines
+
+        # Both at once: the database formats one while we deflate and encrypt the
+        # other (zlib, hashlib and the socket reads release the GIL). The heartbeat
+        # (a database write) stays in this thread.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            csv_done = pool.submit(member, "csv", "csv", csv, None)
+            try:
+                info["file"], info["deflated"]["file"], info["count"] = member(
+                    "file", "json", json_lines, self._on_progress)
+            finally:
+                error = csv_done.exception()  # waits for it either way
+            if error is not None:
+                raise error
+            info["csv"], info["deflated"]["csv"], _ = csv_done.result()
         self._count += info["count"]
         return info["count"]
 

@@ -595,7 +595,9 @@ class SqlConnector(Connector):
         """A leaf table with very many rows of the person's (web_events), formatted by
         PostgreSQL itself: `COPY (SELECT row_to_json(t) ...) TO STDOUT` as JSON lines
         and `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)`, the bytes streamed
-        into the sink's encrypted files, no row ever becoming a Python object.
+        into the sink's encrypted files, no row ever becoming a Python object. The
+        sink runs the two at once (the CSV one on a second pooled connection), so
+        the database formats both while we deflate and encrypt.
         Columns of never-disclosed categories are replaced by a constant in the
         SELECT itself, so their values never leave the database. The select is built
         by SQLAlchemy (identifiers quoted); COPY takes no server-side parameters, so
@@ -614,16 +616,19 @@ class SqlConnector(Connector):
         as_json = ("COPY (SELECT row_to_json(t) FROM (" + inner + ") AS t) TO STDOUT "
                    "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
         as_csv = "COPY (" + inner + ") TO STDOUT (FORMAT csv, HEADER)"
-        pg = conn.connection.driver_connection
+        def copy(pg, statement, write):
+            with pg.cursor() as cursor, cursor.copy(statement, params) as copied:
+                for data in copied:
+                    write(data)
 
-        def copied(statement):
-            def pump(write):
-                with pg.cursor() as cursor, cursor.copy(statement, params) as copy:
-                    for data in copy:
-                        write(data)
-            return pump
+        def json_lines(write):
+            copy(conn.connection.driver_connection, as_json, write)
 
-        return sink.write_copy(spec.name, categories, copied(as_json), copied(as_csv))
+        def csv(write):  # at the same time, in another thread: a connection of its own
+            with self.engine.connect() as other:
+                copy(other.connection.driver_connection, as_csv, write)
+
+        return sink.write_copy(spec.name, categories, json_lines, csv)
 
     # --- identity verification ------------------------------------------------------
 
