@@ -69,6 +69,26 @@ def copy_out(email: str, path) -> tuple[float, int, int]:
     return time.perf_counter() - started, rows, size
 
 
+def copy_out_libpq(email: str, path) -> tuple[float, int, int]:
+    """The same COPYs read the way the connector reads its own (sql._copy_out:
+    libpq's PQgetCopyData in a plain loop, not psycopg's Copy iterator), into a
+    file: a faster floor, reported next to the usual one."""
+    from requests_app.sources.sql import _copy_out
+
+    rows = size = 0
+    started = time.perf_counter()
+    with c.shop_engine().connect() as conn, open(path, "wb") as out:
+        def write(data):
+            nonlocal rows, size
+            out.write(data)
+            size += len(data)
+            rows += bytes(data).count(b"\n")
+
+        for query in COPY_QUERIES:
+            _copy_out(conn, f"COPY ({query}) TO STDOUT (FORMAT csv)", {"e": email}, write)
+    return time.perf_counter() - started, rows, size
+
+
 def breakdown(email: str) -> dict:
     """Where gathering time goes, step by step, for the same rows (seconds, median
     of 3): the rows read by psycopg (server-side cursor, 1,000 per FETCH, as the
@@ -321,7 +341,12 @@ def main():
     copies = [copy_out(EMAIL, copy_path) for _ in range(5)]
     copy_seconds = c.median([x[0] for x in copies])
     copy_rows, copy_bytes = copies[0][1], copies[0][2]
+    copy_out_libpq(EMAIL, copy_path)  # warm-up
+    libpq = [copy_out_libpq(EMAIL, copy_path) for _ in range(5)]
+    libpq_seconds = c.median([x[0] for x in libpq])
     copy_path.unlink()
+    if libpq[0][1] != total_rows:
+        raise SystemExit(f"COPY (libpq loop) wrote {libpq[0][1]} rows, expected {total_rows}")
     if copy_rows != total_rows:
         raise SystemExit(f"COPY wrote {copy_rows} rows, expected {total_rows}")
 
@@ -388,11 +413,14 @@ def main():
         "package_files": checked["files"], "breakdown_seconds": steps,
     }
     result["throughput_vs_copy"] = result["pipeline_rows_per_s"] / result["copy_rows_per_s"]
+    result["copy_libpq_seconds"] = libpq_seconds
+    result["throughput_vs_copy_libpq"] = libpq_seconds / med["total_seconds"]
     if warm_rounds:
         warm = {k: c.median([r[k] for r in warm_rounds]) for k in (
             "gather_seconds", "connector_gather_seconds", "build_seconds", "total_seconds")}
         warm["worst_ru_maxrss_mb"] = max(r["ru_maxrss_mb"] for r in warm_rounds)
         warm["throughput_vs_copy"] = copy_seconds / warm["total_seconds"]
+        warm["throughput_vs_copy_libpq"] = libpq_seconds / warm["total_seconds"]
         result["warm_rounds"], result["warm"] = warm_rounds, warm
     if what_if:
         what_if["rows_per_s"] = total_rows / what_if["total_seconds"]
@@ -425,13 +453,16 @@ def main():
           f"{checked['files']} files")
     print(f"throughput / COPY            {result['throughput_vs_copy']:8.3f}x   target >= 0.5x: "
           f"{c.verdict(result['throughput_vs_copy'] >= 0.5)}")
+    print(f"COPY read by a libpq loop    {libpq_seconds:8.2f} s  (sql._copy_out, as the connector "
+          f"reads): throughput / that {result['throughput_vs_copy_libpq']:.3f}x")
     if warm_rounds:
         print(f"warm worker (median of {len(warm_rounds)}): gather {warm['gather_seconds']:.2f} s "
               f"(SqlConnector.gather {warm['connector_gather_seconds']:.2f} s), build "
               f"{warm['build_seconds']:.2f} s, total {warm['total_seconds']:.2f} s, ru_maxrss "
               f"worst {warm['worst_ru_maxrss_mb']:.1f} MB")
         print(f"throughput / COPY, warm      {warm['throughput_vs_copy']:8.3f}x   target >= 0.5x: "
-              f"{c.verdict(warm['throughput_vs_copy'] >= 0.5)}")
+              f"{c.verdict(warm['throughput_vs_copy'] >= 0.5)}; / the libpq-loop COPY "
+              f"{warm['throughput_vs_copy_libpq']:.3f}x")
     if what_if:
         print(f"what-if (not shipped: never_disclosed cached, zip chunks coalesced): gather "
               f"{what_if['gather_seconds']:.2f} s, build {what_if['build_seconds']:.2f} s, "

@@ -151,3 +151,27 @@ def test_lookups_with_more_values_than_one_array_holds_are_streamed(pg_shop, mon
     identity = IdentityData(email="pat@example.com")
     assert connector.plan_erasure(Run(), identity).result["tables"]["events"]["rows"] == len(
         AWKWARD)
+
+
+def test_copy_out_reads_rows_binds_values_client_side_and_drops_a_failed_connection(pg_shop):
+    engine = sql._engine(sql.engine_url(pg_shop))
+    rows = []
+    with engine.connect() as conn:
+        sql._copy_out(conn, "COPY (SELECT ip FROM events WHERE ip = ANY(%(ips)s) ORDER BY id) "
+                      "TO STDOUT", {"ips": AWKWARD[:2] + ["' OR 1=1 --"]}, rows.append)
+        assert b"".join(rows) == b"10.0.0.1\nquote \" and, comma\n"
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            sql._copy_out(conn, "COPY (SELECT * FROM no_such_table) TO STDOUT", {}, rows.append)
+        assert conn.invalidated
+
+    def fail(data):
+        raise RuntimeError("the sink failed")
+
+    with engine.connect() as conn:  # stopped in the middle of a COPY: not reused
+        with pytest.raises(RuntimeError):
+            sql._copy_out(conn, "COPY (SELECT ip FROM events) TO STDOUT", {}, fail)
+        assert conn.invalidated
+    with engine.connect() as conn:
+        rows.clear()
+        sql._copy_out(conn, "COPY (SELECT count(*) FROM events) TO STDOUT", {}, rows.append)
+        assert b"".join(rows) == f"{len(AWKWARD) + 1}\n".encode()

