@@ -69,6 +69,26 @@ def copy_out(email: str, path) -> tuple[float, int, int]:
     return time.perf_counter() - started, rows, size
 
 
+def copy_out_libpq(email: str, path) -> tuple[float, int, int]:
+    """The same COPYs read the way the connector reads its own (sql._copy_out:
+    libpq's PQgetCopyData in a plain loop, not psycopg's Copy iterator), into a
+    file: a faster floor, reported next to the usual one."""
+    from requests_app.sources.sql import _copy_out
+
+    rows = size = 0
+    started = time.perf_counter()
+    with c.shop_engine().connect() as conn, open(path, "wb") as out:
+        def write(data):
+            nonlocal rows, size
+            out.write(data)
+            size += len(data)
+            rows += bytes(data).count(b"\n")
+
+        for query in COPY_QUERIES:
+            _copy_out(conn, f"COPY ({query}) TO STDOUT (FORMAT csv)", {"e": email}, write)
+    return time.perf_counter() - started, rows, size
+
+
 def breakdown(email: str) -> dict:
     """Where gathering time goes, step by step, for the same rows (seconds, median
     of 3): the rows read by psycopg (server-side cursor, 1,000 per FETCH, as the
@@ -146,10 +166,14 @@ def apply_what_if() -> None:
 
 
 def child(request_id: int, run_id: int, profile: bool, phases: bool,
-          what_if: bool = False) -> None:
+          what_if: bool = False, warm_up: list[int] | None = None) -> None:
     """Gather and build as a worker would, measuring this process. With `phases`,
     VmHWM is reset between gather and build to get each one's peak (that reset also
-    resets what ru_maxrss reports, so rounds without it give the true ru_maxrss)."""
+    resets what ru_maxrss reports, so rounds without it give the true ru_maxrss).
+    With `warm_up` (another request and its gather run, for the same subject), that
+    request is gathered and packaged first, untimed, as a long-lived worker has
+    done before: tables reflected, connections to the shop, the portal database and
+    Redis open. ru_maxrss then covers both."""
     import threading
 
     c.setup_django(migrate=False)
@@ -165,6 +189,9 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool,
     app.loader.import_default_modules()
     if what_if:
         apply_what_if()
+    if warm_up:
+        fulfilment.execute_run(warm_up[1])
+        packages.build(PrivacyRequest.objects.select_related("identity").get(pk=warm_up[0]))
     out = {"baseline_rss_mb": c.rss_mb(), "baseline_peak_mb": c.peak_rss_mb(),
            "phases": phases}
 
@@ -202,7 +229,7 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool,
         raise SystemExit(f"the run ended {status!r} / {run.state}: {run.last_error}")
     out["gather_seconds"] = t1 - t0
     out["connector_gather_seconds"] = inner["gather"][0]
-    out["gather_longest_transaction_s"] = max(clock.read + clock.write)
+    out["gather_longest_transaction_s"] = max(clock.read + clock.write, default=0.0)
     clock.close()
     out["gather_hwm_mb"] = c.hwm_mb()
     out["rss_after_gather_mb"] = c.rss_mb()
@@ -254,13 +281,17 @@ def check_package(package_id: int) -> dict:
 
 
 def one_round(email: str, source, profile: bool = False, phases: bool = False,
-              what_if: bool = False) -> dict:
+              what_if: bool = False, warm: bool = False) -> dict:
     from requests_app.models import SourceRun, State
 
-    request = c.file_request(email, "portability", state=State.FULFILLING)
-    run = SourceRun.objects.create(request=request, source=source,
-                                   action=SourceRun.Action.GATHER)
-    proc = subprocess.run([sys.executable, __file__, "--child", str(request.pk), str(run.pk)]
+    def new_run():
+        request = c.file_request(email, "portability", state=State.FULFILLING)
+        run = SourceRun.objects.create(request=request, source=source,
+                                       action=SourceRun.Action.GATHER)
+        return [str(request.pk), str(run.pk)]
+
+    warm_up = ["--warm-up"] + new_run() if warm else []
+    proc = subprocess.run([sys.executable, __file__, "--child"] + new_run() + warm_up
                           + (["--profile"] if profile else [])
                           + (["--phases"] if phases else [])
                           + (["--what-if"] if what_if else []),
@@ -283,12 +314,18 @@ def main():
                         help="also run once under cProfile and print the top functions")
     parser.add_argument("--child", nargs=2, type=int, metavar=("REQUEST", "RUN"))
     parser.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--warm-up", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--warm", action="store_true",
+                        help="also time warm rounds: each child first gathers and packages "
+                        "another request of the same subject, untimed, as a long-lived "
+                        "worker has done before")
     parser.add_argument("--what-if", action="store_true",
                         help="also time the pipeline with two small fixes patched in "
                         "(obsolete: both are in the shipped code now)")
     args = parser.parse_args()
     if args.child:
-        child(*args.child, profile=args.profile, phases=args.phases, what_if=args.what_if)
+        child(*args.child, profile=args.profile, phases=args.phases, what_if=args.what_if,
+              warm_up=args.warm_up)
         return
 
     c.setup_django()
@@ -304,7 +341,12 @@ def main():
     copies = [copy_out(EMAIL, copy_path) for _ in range(5)]
     copy_seconds = c.median([x[0] for x in copies])
     copy_rows, copy_bytes = copies[0][1], copies[0][2]
+    copy_out_libpq(EMAIL, copy_path)  # warm-up
+    libpq = [copy_out_libpq(EMAIL, copy_path) for _ in range(5)]
+    libpq_seconds = c.median([x[0] for x in libpq])
     copy_path.unlink()
+    if libpq[0][1] != total_rows:
+        raise SystemExit(f"COPY (libpq loop) wrote {libpq[0][1]} rows, expected {total_rows}")
     if copy_rows != total_rows:
         raise SystemExit(f"COPY wrote {copy_rows} rows, expected {total_rows}")
 
@@ -326,8 +368,17 @@ def main():
             print(f"round {i + 1}: gather {r['gather_seconds']:.2f} s, build "
                   f"{r['build_seconds']:.2f} s, ru_maxrss {r['ru_maxrss_mb']:.0f} MB, sampled "
                   f"{r['sampled_max_rss_mb']:.0f} MB", flush=True)
+    warm_rounds = []
+    for i in range(args.repeat if args.warm else 0):
+        r = one_round(EMAIL, source, warm=True)
+        if r["records"] != total_rows:
+            raise SystemExit(f"gather found {r['records']} rows, expected {total_rows}")
+        r["total_seconds"] = r["gather_seconds"] + r["build_seconds"]
+        warm_rounds.append(r)
+        print(f"warm round {i + 1}: gather {r['gather_seconds']:.2f} s, build "
+              f"{r['build_seconds']:.2f} s, ru_maxrss {r['ru_maxrss_mb']:.0f} MB", flush=True)
     if args.profile:
-        one_round(EMAIL, source, profile=True)
+        one_round(EMAIL, source, profile=True, warm=args.warm)
     # After the rounds: a child's ru_maxrss starts at this process's RSS when it is
     # started (Linux keeps the peak across fork/vfork and exec), and this breakdown
     # holds the traversal's keys of every row (gather into a sink without
@@ -362,6 +413,15 @@ def main():
         "package_files": checked["files"], "breakdown_seconds": steps,
     }
     result["throughput_vs_copy"] = result["pipeline_rows_per_s"] / result["copy_rows_per_s"]
+    result["copy_libpq_seconds"] = libpq_seconds
+    result["throughput_vs_copy_libpq"] = libpq_seconds / med["total_seconds"]
+    if warm_rounds:
+        warm = {k: c.median([r[k] for r in warm_rounds]) for k in (
+            "gather_seconds", "connector_gather_seconds", "build_seconds", "total_seconds")}
+        warm["worst_ru_maxrss_mb"] = max(r["ru_maxrss_mb"] for r in warm_rounds)
+        warm["throughput_vs_copy"] = copy_seconds / warm["total_seconds"]
+        warm["throughput_vs_copy_libpq"] = libpq_seconds / warm["total_seconds"]
+        result["warm_rounds"], result["warm"] = warm_rounds, warm
     if what_if:
         what_if["rows_per_s"] = total_rows / what_if["total_seconds"]
         what_if["vs_copy"] = what_if["rows_per_s"] / result["copy_rows_per_s"]
@@ -393,6 +453,16 @@ def main():
           f"{checked['files']} files")
     print(f"throughput / COPY            {result['throughput_vs_copy']:8.3f}x   target >= 0.5x: "
           f"{c.verdict(result['throughput_vs_copy'] >= 0.5)}")
+    print(f"COPY read by a libpq loop    {libpq_seconds:8.2f} s  (sql._copy_out, as the connector "
+          f"reads): throughput / that {result['throughput_vs_copy_libpq']:.3f}x")
+    if warm_rounds:
+        print(f"warm worker (median of {len(warm_rounds)}): gather {warm['gather_seconds']:.2f} s "
+              f"(SqlConnector.gather {warm['connector_gather_seconds']:.2f} s), build "
+              f"{warm['build_seconds']:.2f} s, total {warm['total_seconds']:.2f} s, ru_maxrss "
+              f"worst {warm['worst_ru_maxrss_mb']:.1f} MB")
+        print(f"throughput / COPY, warm      {warm['throughput_vs_copy']:8.3f}x   target >= 0.5x: "
+              f"{c.verdict(warm['throughput_vs_copy'] >= 0.5)}; / the libpq-loop COPY "
+              f"{warm['throughput_vs_copy_libpq']:.3f}x")
     if what_if:
         print(f"what-if (not shipped: never_disclosed cached, zip chunks coalesced): gather "
               f"{what_if['gather_seconds']:.2f} s, build {what_if['build_seconds']:.2f} s, "

@@ -18,19 +18,18 @@ import hashlib
 import io
 import json
 import secrets
-import zlib
 from pathlib import Path
 
 from django.conf import settings
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
-from stream_zip import ZIP_64, stream_zip
 
 from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
 from requests_app.sources import categories as cats
-from requests_app.sources.records import read_records, run_dir
+from requests_app.sources.records import iter_member, read_records, run_dir
+from requests_app.zipfiles import Deflated, stream_zip
 
 Action, RunState = SourceRun.Action, SourceRun.State
 
@@ -68,8 +67,7 @@ def build(request) -> Package | None:
     path = Path(settings.MEDIA_ROOT) / relative
     now = datetime.datetime.now(datetime.timezone.utc)
     with EncryptedWriter(path) as out:
-        entries = ((name, now, 0o600, ZIP_64, body) for name, body in members)
-        for chunk in stream_zip(entries, chunk_size=CHUNK_SIZE, get_compressobj=_fast_deflate):
+        for chunk in stream_zip(members, now):
             out.write(chunk)
     return Package.objects.create(
         request=request, kind=kind, filename=f"{request.reference}-{kind}.zip",
@@ -106,13 +104,6 @@ def _collections(request):
             yield run, name, info
 
 
-def _fast_deflate():
-    # Level 1: several times faster than stream_zip's default 9; JSON and CSV of
-    # records still shrink about 15-fold (2.43 MB against 2.31 MB at level 6 for
-    # the 37 MB of a 200,000-row benchmark table).
-    return zlib.compressobj(level=1, wbits=-zlib.MAX_WBITS)
-
-
 def _encode(text_chunks, size=CHUNK_SIZE):
     """Text pieces (often one per record) as UTF-8 in blocks of about `size` bytes:
     compressing and encrypting a few large blocks costs far less than many tiny."""
@@ -128,20 +119,20 @@ def _encode(text_chunks, size=CHUNK_SIZE):
 
 
 def _copied_json_array(run, info):
-    """A JSON array from a collection the database formatted as JSON lines
-    (RecordSink.write_copy): the bytes as they are, each newline but the last
-    preceded by a comma; the same layout as _json_array."""
-    yield b"[\n"
-    held = b""
-    for chunk in iter_decrypted(run_dir(run) / info["file"]):
-        block = held + chunk
-        held = block[-1:]
-        yield block[:-1].replace(b"\n", b",\n")
-    yield held + b"]\n"
+    """The JSON array of a collection the database formatted (RecordSink.write_copy),
+    inflated: the same layout as _json_array."""
+    yield from iter_member(run, info, "file")
 
 
 def _copied_csv(run, info):
-    yield from iter_decrypted(run_dir(run) / info["csv"])
+    yield from iter_member(run, info, "csv")
+
+
+def _deflated(run, info, key) -> Deflated:
+    """A member deflated while it was gathered, as it is on disk (decrypted only)."""
+    meta = info["deflated"][key]
+    return Deflated(iter_decrypted(run_dir(run) / info[key]), meta["crc32"], meta["bytes"],
+                    meta["compressed"])
 
 
 def _json_array(records):
@@ -229,11 +220,16 @@ def _portability_members(request):
             base += "_"
         used.add(base)
         schema = info["columns"]
-        if info.get("format") == "copy":  # formatted by the database already
-            bodies = (("json", _copied_json_array(run, info)), ("csv", _copied_csv(run, info)))
-        else:
-            bodies = (("json", _encode(_json_array(read_records(run, info)))),
-                      ("csv", _encode(_csv(read_records(run, info), list(schema)))))
+        if info.get("deflated"):  # formatted by the database, deflated when gathered
+            for suffix, key in (("json", "file"), ("csv", "csv")):
+                meta = info["deflated"][key]
+                manifest["files"].append({
+                    "name": f"{base}.{suffix}", "records": info["count"], "schema": schema,
+                    "sha256": meta["sha256"], "bytes": meta["bytes"]})
+                yield f"{base}.{suffix}", _deflated(run, info, key)
+            continue
+        bodies = (("json", _encode(_json_array(read_records(run, info)))),
+                  ("csv", _encode(_csv(read_records(run, info), list(schema)))))
         for suffix, body in bodies:
             entry = {"name": f"{base}.{suffix}", "records": info["count"], "schema": schema}
             manifest["files"].append(entry)

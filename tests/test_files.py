@@ -264,3 +264,37 @@ def test_writing_50_MB_keeps_memory_bounded(tmp_path, key):
         assert len(chunk) <= CHUNK_SIZE
         check.update(chunk)
     assert check.hexdigest() == digest.hexdigest() == writer.sha256
+
+
+def test_zip_writer_mixes_members_deflated_beforehand_with_streamed_ones(tmp_path):
+    import datetime
+    import zipfile
+    import zlib
+
+    from requests_app.zipfiles import Deflated, compressor, stream_zip
+
+    plain = os.urandom(70_000) + "zoë,\"q\"\n".encode() * 50_000
+    deflate = compressor()
+    compressed = deflate.compress(plain) + deflate.flush()
+    empty = compressor().flush()
+    members = [
+        ("dir/ünï.json", Deflated([compressed[:777], compressed[777:]], zlib.crc32(plain),
+                                  len(plain), len(compressed))),
+        ("streamed.csv", iter([b"a,b\n", b"1,2\n" * 100_000])),
+        ("nothing", iter([])),
+        ("empty.json", Deflated([empty], zlib.crc32(b""), 0, len(empty))),
+    ]
+    path = tmp_path / "t.zip"
+    path.write_bytes(b"".join(stream_zip(
+        members, datetime.datetime(2026, 11, 29, 20, 1, 3, tzinfo=datetime.timezone.utc))))
+    with zipfile.ZipFile(path) as archive:
+        assert archive.testzip() is None
+        assert archive.namelist() == ["dir/ünï.json", "streamed.csv", "nothing", "empty.json"]
+        assert archive.read("dir/ünï.json") == plain
+        assert archive.read("streamed.csv") == b"a,b\n" + b"1,2\n" * 100_000
+        assert archive.read("nothing") == b"" and archive.read("empty.json") == b""
+        info = archive.getinfo("streamed.csv")
+        assert info.date_time == (2026, 11, 29, 20, 1, 2) and info.external_attr >> 16 == 0o100600
+    wrong = [("x", Deflated([compressed], zlib.crc32(plain), len(plain), len(compressed) + 1))]
+    with pytest.raises(ValueError):
+        b"".join(stream_zip(wrong, datetime.datetime.now(datetime.timezone.utc)))

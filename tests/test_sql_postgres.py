@@ -5,9 +5,12 @@ PostgreSQL formats, never-disclosed columns replaced in the SELECT), and the
 portability package built from those bytes."""
 
 import csv
+import datetime
+import hashlib
 import io
 import json
 import os
+import zipfile
 
 import psycopg
 import pytest
@@ -19,8 +22,9 @@ from requests_app.models import DataSource
 from requests_app.sources import sql
 from requests_app.sources.base import IdentityData
 from requests_app.sources.categories import WITHHELD
-from requests_app.sources.records import RecordSink, read_records, run_dir
+from requests_app.sources.records import RecordSink, iter_member, read_records, run_dir
 from requests_app.sources.sql import SqlConnector
+from requests_app.zipfiles import stream_zip
 from tests.test_sql_source import MAP, SCHEMA, TRICKY, Run
 
 # Values a hand-made JSON or CSV writer would get wrong.
@@ -95,9 +99,11 @@ def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(pg_shop, monk
     assert info["format"] == "copy" and info["count"] == len(AWKWARD)
     assert outcome.result["tables"]["events"] == len(AWKWARD)
     assert [r["ip"] for r in read_records(run, info)] == [WITHHELD] * len(AWKWARD)
-    for key in ("file", "csv"):
-        text = b"".join(iter_decrypted(run_dir(run) / info[key])).decode()
+    for key in ("file", "csv"):  # deflated, then encrypted: look at the plaintext
+        assert b"".join(iter_decrypted(run_dir(run) / info[key]))  # something written
+        text = b"".join(iter_member(run, info, key)).decode()
         assert "10.0.0.1" not in text and "sams-ip" not in text
+        assert info["deflated"][key]["bytes"] == len(text.encode())
 
     connector = SqlConnector(source())
     run, outcome, collections = gather(connector, "pat@example.com")
@@ -108,6 +114,16 @@ def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(pg_shop, monk
     rows = list(csv.DictReader(io.StringIO(
         b"".join(packages._copied_csv(run, info)).decode(), newline="")))
     assert sorted(r["ip"] for r in rows) == sorted(AWKWARD)
+    # The members go into the zip as they were deflated when gathered.
+    archive = zipfile.ZipFile(io.BytesIO(b"".join(stream_zip(
+        [(f"{key}.x", packages._deflated(run, info, key)) for key in ("file", "csv")],
+        datetime.datetime.now(datetime.timezone.utc)))))
+    assert archive.testzip() is None
+    for key in ("file", "csv"):
+        body = archive.read(f"{key}.x")
+        assert body == b"".join(iter_member(run, info, key))
+        assert hashlib.sha256(body).hexdigest() == info["deflated"][key]["sha256"]
+    assert json.loads(archive.read("file.x")) == array
     empty = Run()
     with RecordSink(empty, 1) as sink:
         sink.write_copy("none", {"ip": "user"}, lambda write: None, lambda write: write(b"ip\n"))
@@ -135,3 +151,27 @@ def test_lookups_with_more_values_than_one_array_holds_are_streamed(pg_shop, mon
     identity = IdentityData(email="pat@example.com")
     assert connector.plan_erasure(Run(), identity).result["tables"]["events"]["rows"] == len(
         AWKWARD)
+
+
+def test_copy_out_reads_rows_binds_values_client_side_and_drops_a_failed_connection(pg_shop):
+    engine = sql._engine(sql.engine_url(pg_shop))
+    rows = []
+    with engine.connect() as conn:
+        sql._copy_out(conn, "COPY (SELECT ip FROM events WHERE ip = ANY(%(ips)s) ORDER BY id) "
+                      "TO STDOUT", {"ips": AWKWARD[:2] + ["' OR 1=1 --"]}, rows.append)
+        assert b"".join(rows) == b"10.0.0.1\nquote \" and, comma\n"
+        with pytest.raises(psycopg.errors.UndefinedTable):
+            sql._copy_out(conn, "COPY (SELECT * FROM no_such_table) TO STDOUT", {}, rows.append)
+        assert conn.invalidated
+
+    def fail(data):
+        raise RuntimeError("the sink failed")
+
+    with engine.connect() as conn:  # stopped in the middle of a COPY: not reused
+        with pytest.raises(RuntimeError):
+            sql._copy_out(conn, "COPY (SELECT ip FROM events) TO STDOUT", {}, fail)
+        assert conn.invalidated
+    with engine.connect() as conn:
+        rows.clear()
+        sql._copy_out(conn, "COPY (SELECT count(*) FROM events) TO STDOUT", {}, rows.append)
+        assert b"".join(rows) == f"{len(AWKWARD) + 1}\n".encode()

