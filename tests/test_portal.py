@@ -5,9 +5,11 @@ import datetime
 import io
 import re
 import zipfile
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from django.conf import settings
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
@@ -192,9 +194,7 @@ def test_a_png_named_like_a_pdf_is_accepted_as_what_it_is(client):
     assert response.status_code == 302
     evidence = VerificationEvidence.objects.get()
     assert evidence.permission_type == "image/png"
-    stored = (evidence.permission_path and
-              (__import__("pathlib").Path(str(__import__("django.conf").conf.settings
-                                              .MEDIA_ROOT)) / evidence.permission_path))
+    stored = Path(settings.MEDIA_ROOT) / evidence.permission_path
     assert PNG not in stored.read_bytes()  # encrypted at rest
     from requests_app.files import EncryptedReader
 
@@ -764,6 +764,20 @@ def test_a_replayed_download_link_stops_after_five_downloads(client, settings):
     assert "no longer works" in refused.content.decode()
 
 
+def test_a_package_that_cannot_be_read_does_not_use_up_a_download(client, settings):
+    request, package = completed_with_package()
+    page = client.get(open_status(client, request)).content.decode()
+    link = re.search(r'href="(/download/[^"]+/)"', page).group(1)
+    stored = Path(settings.MEDIA_ROOT) / package.path
+    saved = stored.read_bytes()
+    stored.write_bytes(saved[:10] + b"tampered" + saved[18:])
+    assert client.get(link).status_code == 404
+    package.refresh_from_db()
+    assert package.download_count == 0
+    stored.write_bytes(saved)
+    assert client.get(link).status_code == 200
+
+
 def test_an_expired_download_link_is_refused(client):
     request, package = completed_with_package()
     page = client.get(open_status(client, request)).content.decode()
@@ -789,8 +803,7 @@ def test_expired_packages_are_purged_by_the_periodic_task(client):
     request, package = completed_with_package()
     Package.objects.filter(pk=package.pk).update(
         expires_at=timezone.now() - datetime.timedelta(days=1))
-    path = __import__("pathlib").Path(str(__import__("django.conf").conf.settings.MEDIA_ROOT)) \
-        / package.path
+    path = Path(settings.MEDIA_ROOT) / package.path
     assert path.exists()
     assert purge_expired_packages() == 1
     package.refresh_from_db()
@@ -817,7 +830,6 @@ def test_staff_open_the_agents_signed_permission_decrypted_and_audited(client, a
 
 
 def test_the_agents_permission_file_is_purged_once_the_request_has_ended(client, settings):
-    from pathlib import Path
 
     from requests_app.tasks import purge_expired_packages
 

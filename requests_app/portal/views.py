@@ -407,19 +407,24 @@ def download(request, token):
     if package is None or not session.is_open(request, package.request.reference):
         # The link works in the browser that opened the status page with a fresh code.
         return _refused(request)
-    ip_hash = hashlib.sha256(
-        (settings.IDENTITY_HASH_KEY + ratelimit.client_ip(request)).encode()).hexdigest()
-    try:
-        package = portal.do_count_download(package.pk, ip_hash)
-    except portal.DownloadRefused:
+    # The file is opened (and its first block decrypted) before the download is
+    # counted: a package that cannot be read does not use up one of the downloads.
+    if package.purged_at is not None or not package.path:
         return _refused(request)
     path = Path(settings.MEDIA_ROOT) / package.path
     try:
         chunks = iter_decrypted(path)
         first = next(chunks, b"")
-    except (DecryptionError, FileNotFoundError):
+    except (DecryptionError, OSError):
         log.error("download: package %s could not be read", package.pk)
         raise Http404 from None
+    ip_hash = hashlib.sha256(
+        (settings.IDENTITY_HASH_KEY + ratelimit.client_ip(request)).encode()).hexdigest()
+    try:
+        package = portal.do_count_download(package.pk, ip_hash)
+    except portal.DownloadRefused:
+        chunks.close()
+        return _refused(request)
 
     def body():
         yield first
