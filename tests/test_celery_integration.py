@@ -31,3 +31,24 @@ def test_the_worker_expires_requests_never_verified(real_worker, days_ago):
     assert wait_for(lambda: state_of(old) == State.EXPIRED)
     assert state_of(recent) == State.PENDING_VERIFICATION
     assert old.audit_events.filter(action="request.expire", actor_kind="system").exists()
+
+
+def test_a_fresh_web_process_knows_every_task_it_enqueues_by_name():
+    """A new web process (gunicorn worker) enqueues a step's follow-up by name before
+    anything else imported requests_app.tasks: it must be registered at start-up."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    script = ("import django; django.setup()\n"
+              "from privacyportal.celery import app\n"
+              "from requests_app.services.lifecycle import FOLLOW_UPS\n"
+              "print(sorted({app.tasks[name].name for name in FOLLOW_UPS.values()}))\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60,
+                            env={**os.environ,
+                                 "DJANGO_SETTINGS_MODULE": "privacyportal.settings"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "requests_app.tasks.begin_fulfilment" in result.stdout
