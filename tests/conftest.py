@@ -1,3 +1,4 @@
+import contextlib
 import datetime
 import os
 import signal
@@ -175,6 +176,28 @@ def test_database_url() -> str:
         pytest.fail("integration tests need PostgreSQL: run them with `make test`")
     return (f"postgres://{settings_dict['USER']}@{settings_dict['HOST']}:"
             f"{settings_dict['PORT']}/{settings_dict['NAME']}")
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str):
+    """A database of its own on the test PostgreSQL server (a source's "company
+    database"), dropped afterwards even if connections still hold it; yields its DSN."""
+    import psycopg
+
+    from requests_app.sources import sql
+
+    s = connection.settings_dict
+    server = f"postgresql://{s['USER']}@{s['HOST']}:{s['PORT']}"
+    name = f"{prefix}_{os.getpid()}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        sql._engine.cache_clear()  # its pooled connections hold the database open
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1):

@@ -14,6 +14,7 @@ import yaml
 from fideslang.default_taxonomy import DEFAULT_TAXONOMY
 
 from requests_app.demo import shop
+from tests.conftest import scratch_database
 
 MAP_PATH = Path(shop.__file__).with_name("shop_map.yaml")
 CATEGORIES = {c.fides_key for c in DEFAULT_TAXONOMY.data_category}
@@ -249,18 +250,13 @@ def test_following_the_map_reaches_only_that_persons_rows(sqlite_shop, shop_map)
 
 @pytest.fixture
 def postgres_engine():
-    name = f"demo_shop_test_{os.getpid()}"
-    with psycopg.connect(PG_URL, autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = sa.engine.make_url(PG_URL).set(drivername="postgresql+psycopg", database=name)
-    engine = sa.create_engine(url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        with psycopg.connect(PG_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+    with scratch_database("demo_shop_test") as dsn:
+        url = sa.engine.make_url(dsn).set(drivername="postgresql+psycopg")
+        engine = sa.create_engine(url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
 
 @pytest.mark.skipif(PG_URL is None, reason="DATABASE_URL is not a reachable PostgreSQL server")

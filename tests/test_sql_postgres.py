@@ -14,7 +14,6 @@ import zipfile
 
 import psycopg
 import pytest
-from django.db import connection
 
 from requests_app import packages
 from requests_app.files import iter_decrypted
@@ -25,6 +24,7 @@ from requests_app.sources.categories import WITHHELD
 from requests_app.sources.records import RecordSink, iter_member, read_records, run_dir
 from requests_app.sources.sql import SqlConnector
 from requests_app.zipfiles import stream_zip
+from tests.conftest import scratch_database
 from tests.test_sql_source import MAP, SCHEMA, TRICKY, Run
 
 # Values a hand-made JSON or CSV writer would get wrong.
@@ -35,13 +35,11 @@ AWKWARD = ['10.0.0.1', 'quote " and, comma', 'back\\slash', 'new\nline', 'tab\th
 @pytest.fixture
 def pg_shop(settings, tmp_path):
     settings.MEDIA_ROOT = str(tmp_path)
-    s = connection.settings_dict
-    server = f"postgresql://{s['USER']}@{s['HOST']}:{s['PORT']}"
-    name = f"pg_shop_{os.getpid()}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"{server}/{name}"
+    with scratch_database("pg_shop") as dsn:
+        yield load_pg_shop(dsn)
+
+
+def load_pg_shop(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCHEMA)
         conn.execute("INSERT INTO customers VALUES "
@@ -57,10 +55,7 @@ def pg_shop(settings, tmp_path):
             conn.execute("INSERT INTO events VALUES (%s, 'ck-pat', %s)", (70 + i, ip))
         conn.execute("INSERT INTO events VALUES (80, 'ck-sam', 'sams-ip')")
     os.environ["PG_SHOP_DSN"] = dsn
-    yield dsn
-    sql._engine.cache_clear()  # its pooled connections hold the database open
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return dsn
 
 
 def source(dataset_map=MAP):

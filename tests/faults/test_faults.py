@@ -14,13 +14,18 @@ import time
 
 import psycopg
 import pytest
-from django.db import connection
 
 from privacyportal.celery import app as celery_app
 from requests_app.models import Actor, AuditEvent, DataSource, PrivacyRequest, SourceRun, State
 from requests_app.services.lifecycle import do_transition
 from requests_app.tasks import reconcile
-from tests.conftest import file_request, start_worker, stop_process_group, wait_for
+from tests.conftest import (
+    file_request,
+    scratch_database,
+    start_worker,
+    stop_process_group,
+    wait_for,
+)
 from tests.test_sql_source import MAP, SCHEMA
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -33,13 +38,11 @@ FAST = {"SOURCE_RUN_STALE_SECONDS": "3", "RECONCILE_AFTER_SECONDS": "2"}
 @pytest.fixture
 def shop_dsn():
     """A customer database of its own on the test PostgreSQL server."""
-    s = connection.settings_dict
-    server = f"postgresql://{s['USER']}@{s['HOST']}:{s['PORT']}"
-    name = f"faults_shop_{os.getpid()}"
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = f"{server}/{name}"
+    with scratch_database("faults_shop") as dsn:
+        yield load_shop(dsn)
+
+
+def load_shop(dsn: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute(SCHEMA)
         conn.execute("INSERT INTO customers (id, email, name, phone, since) SELECT n, "
@@ -58,9 +61,7 @@ def shop_dsn():
         conn.execute("CREATE INDEX ON orders (customer_id)")
         conn.execute("ANALYZE")
     os.environ["FAULTS_SHOP_DSN"] = dsn
-    yield dsn
-    with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return dsn
 
 
 @pytest.fixture
