@@ -139,34 +139,8 @@ def breakdown(email: str) -> dict:
 # --- the worker-like child ------------------------------------------------------
 
 
-def apply_what_if() -> None:
-    """NOT the shipped code: two small changes, patched in, to size their effect
-    (see docs/benchmarks.md). 1. never_disclosed() answered once per category, not
-    once per value; 2. the package's text chunks (one per record) coalesced into
-    ~64 KiB before stream_zip, which otherwise deflates every record separately."""
-    import functools
-
-    from requests_app import packages
-    from requests_app.sources import records
-
-    records.never_disclosed = functools.cache(records.never_disclosed)
-
-    def _encode(text_chunks, size=64 * 1024):
-        buffer, length = [], 0
-        for text in text_chunks:
-            buffer.append(text)
-            length += len(text)
-            if length >= size:
-                yield "".join(buffer).encode("utf-8")
-                buffer, length = [], 0
-        if buffer:
-            yield "".join(buffer).encode("utf-8")
-
-    packages._encode = _encode
-
-
 def child(request_id: int, run_id: int, profile: bool, phases: bool,
-          what_if: bool = False, warm_up: list[int] | None = None) -> None:
+          warm_up: list[int] | None = None) -> None:
     """Gather and build as a worker would, measuring this process. With `phases`,
     VmHWM is reset between gather and build to get each one's peak (that reset also
     resets what ru_maxrss reports, so rounds without it give the true ru_maxrss).
@@ -187,8 +161,6 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool,
     from requests_app.sources.sql import SqlConnector
 
     app.loader.import_default_modules()
-    if what_if:
-        apply_what_if()
     if warm_up:
         fulfilment.execute_run(warm_up[1])
         packages.build(PrivacyRequest.objects.select_related("identity").get(pk=warm_up[0]))
@@ -281,7 +253,7 @@ def check_package(package_id: int) -> dict:
 
 
 def one_round(email: str, source, profile: bool = False, phases: bool = False,
-              what_if: bool = False, warm: bool = False) -> dict:
+              warm: bool = False) -> dict:
     from requests_app.models import SourceRun, State
 
     def new_run():
@@ -293,8 +265,7 @@ def one_round(email: str, source, profile: bool = False, phases: bool = False,
     warm_up = ["--warm-up"] + new_run() if warm else []
     proc = subprocess.run([sys.executable, __file__, "--child"] + new_run() + warm_up
                           + (["--profile"] if profile else [])
-                          + (["--phases"] if phases else [])
-                          + (["--what-if"] if what_if else []),
+                          + (["--phases"] if phases else []),
                           capture_output=True, text=True)
     if profile:
         print(proc.stderr[-6000:])
@@ -319,13 +290,9 @@ def main():
                         help="also time warm rounds: each child first gathers and packages "
                         "another request of the same subject, untimed, as a long-lived "
                         "worker has done before")
-    parser.add_argument("--what-if", action="store_true",
-                        help="also time the pipeline with two small fixes patched in "
-                        "(obsolete: both are in the shipped code now)")
     args = parser.parse_args()
     if args.child:
-        child(*args.child, profile=args.profile, phases=args.phases, what_if=args.what_if,
-              warm_up=args.warm_up)
+        child(*args.child, profile=args.profile, phases=args.phases, warm_up=args.warm_up)
         return
 
     c.setup_django()
@@ -385,12 +352,6 @@ def main():
     # write_copy), which made this parent, and so every child's ru_maxrss, as big
     # as the gather it measures.
     steps = breakdown(EMAIL)
-    what_if = None
-    if args.what_if:
-        tries = [one_round(EMAIL, source, what_if=True) for _ in range(args.repeat)]
-        what_if = {k: c.median([r[k] for r in tries]) for k in (
-            "gather_seconds", "build_seconds", "ru_maxrss_mb")}
-        what_if["total_seconds"] = what_if["gather_seconds"] + what_if["build_seconds"]
     checked = check_package(rounds[-1]["package_id"])
     web = [v for k, v in checked["records"].items() if k.endswith("web_events.json")]
     if web != [args.events]:
@@ -422,10 +383,6 @@ def main():
         warm["throughput_vs_copy"] = copy_seconds / warm["total_seconds"]
         warm["throughput_vs_copy_libpq"] = libpq_seconds / warm["total_seconds"]
         result["warm_rounds"], result["warm"] = warm_rounds, warm
-    if what_if:
-        what_if["rows_per_s"] = total_rows / what_if["total_seconds"]
-        what_if["vs_copy"] = what_if["rows_per_s"] / result["copy_rows_per_s"]
-        result["what_if"] = what_if
     print(f"\n== portability package, {total_rows:,} rows (median of {args.repeat} "
           f"fresh processes) ==")
     print(f"baseline RSS after imports   {med['baseline_rss_mb']:8.1f} MB")
@@ -463,10 +420,6 @@ def main():
         print(f"throughput / COPY, warm      {warm['throughput_vs_copy']:8.3f}x   target >= 0.5x: "
               f"{c.verdict(warm['throughput_vs_copy'] >= 0.5)}; / the libpq-loop COPY "
               f"{warm['throughput_vs_copy_libpq']:.3f}x")
-    if what_if:
-        print(f"what-if (not shipped: never_disclosed cached, zip chunks coalesced): gather "
-              f"{what_if['gather_seconds']:.2f} s, build {what_if['build_seconds']:.2f} s, "
-              f"{what_if['rows_per_s']:,.0f} rows/s = {what_if['vs_copy']:.3f}x COPY")
     from privacyportal.celery import app
 
     app.control.purge()  # the check_fulfilment messages execute_run sent
