@@ -5,9 +5,8 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from requests_app.models import OneTimeCode, OutgoingEmail
+from requests_app.models import OneTimeCode
 from requests_app.services import codes
-from tests.conftest import committed
 
 pytestmark = pytest.mark.django_db
 
@@ -70,38 +69,3 @@ def test_only_the_newest_code_counts():
     if first != second:
         assert codes.check("test", SUBJECT, first) is codes.Result.WRONG
     assert codes.check("test", SUBJECT, second) is codes.Result.OK
-
-
-# --- the preference page's code routes ------------------------------------------------
-
-
-def test_the_preference_page_opens_with_the_emailed_code(client):
-    with committed():
-        response = client.post("/preferences/", {"email": "pat@example.com"})
-    assert response.status_code == 302 and response.url == "/preferences/code/"
-    email = OutgoingEmail.objects.get(notice="preferences_code")
-    code = email.subject.split()[-1]
-    response = client.post("/preferences/code/", {"code": code})
-    assert response.status_code == 302 and response.url == "/preferences/manage/"
-
-
-def test_a_wrong_preference_code_is_refused_in_plain_words(client):
-    with committed():
-        client.post("/preferences/", {"email": "pat@example.com"})
-    response = client.post("/preferences/code/", {"code": "00000000"})
-    assert response.status_code == 200
-    assert "That code is not right" in response.content.decode()
-
-
-def test_the_preference_code_routes_are_rate_limited(client, settings):
-    settings.RATELIMIT_CODE_PER_EMAIL = 3
-    from django.core.cache import cache
-
-    cache.clear()
-    with committed():
-        client.post("/preferences/", {"email": "rl@example.com"})
-    statuses = [client.post("/preferences/code/", {"code": "00000000"}).status_code
-                for _ in range(4)]
-    assert statuses[-1] == 429
-    assert "Too many attempts" in client.post("/preferences/code/", {"code": "1"}).content.decode()
-    cache.clear()

@@ -9,6 +9,7 @@ from django.core.cache import cache
 
 from requests_app.models import ConsentRecord, OutgoingEmail
 from requests_app.preferences.views import session_email
+from tests.conftest import committed
 from tests.test_consent import PAT, make_purpose
 
 pytestmark = pytest.mark.django_db
@@ -129,3 +130,14 @@ def test_code_requests_are_rate_limited_per_address_of_the_client(client, ads, s
     limited = ask_for_code(client, "late@example.com")
     assert limited.status_code == 429
     assert "Too many" in limited.content.decode()
+
+
+def test_code_entry_is_rate_limited_per_address(client, settings):
+    settings.RATELIMIT_CODE_PER_EMAIL = 3
+    settings.RATELIMIT_ENABLED = True
+    with committed():
+        client.post("/preferences/", {"email": "rl@example.com"})
+    statuses = [client.post("/preferences/code/", {"code": "00000000"}).status_code
+                for _ in range(4)]
+    assert statuses[-1] == 429
+    assert "Too many attempts" in client.post("/preferences/code/", {"code": "1"}).content.decode()
