@@ -11,8 +11,10 @@ from django.utils import timezone
 from requests_app.models import Actor, AuditEvent, PrivacyRequest, State
 from requests_app.models.privacy_request import ActorKind, TransitionInputError
 from requests_app.services.lifecycle import (
+    NewRequest,
     TransitionRefused,
     available_transitions,
+    do_receive_request,
     do_transition,
 )
 from tests.conftest import committed, file_request
@@ -442,3 +444,21 @@ def test_identity_can_be_purged_while_the_request_record_stays():
     request.identity.delete()
     request = PrivacyRequest.objects.get(pk=request.pk)
     assert request.reference and not hasattr(request, "identity")
+
+
+def test_rows_recorded_on_receipt_are_filed_with_the_request_or_not_at_all():
+    """NewRequest.on_received runs in the transaction that files the request: if it
+    fails, nothing of the request is left (no row, no event, no acknowledgment)."""
+    def fails(request):
+        assert PrivacyRequest.objects.filter(pk=request.pk).exists()  # filed so far
+        raise RuntimeError("the evidence could not be stored")
+
+    new = NewRequest(request_type="access", jurisdiction="VA", channel="web",
+                     name="Pat Doe", email="pat.doe@example.com", on_received=fails)
+    with pytest.raises(RuntimeError):
+        do_receive_request(new, actor=Actor.consumer())
+    assert not PrivacyRequest.objects.exists()
+    assert not AuditEvent.objects.filter(action="request.received").exists()
+    from requests_app.models import OutgoingEmail
+
+    assert not OutgoingEmail.objects.exists()

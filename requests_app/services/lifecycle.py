@@ -6,6 +6,7 @@ and enqueues its side effects on commit.
 """
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db import transaction
@@ -73,6 +74,10 @@ class NewRequest:
     consent_notices: dict = field(default_factory=dict)
     # Extra context for the acknowledgment email (the portal's verification code).
     notice_extra: dict = field(default_factory=dict)
+    # Called with the new request inside the transaction that files it, for rows
+    # that must exist as soon as the request does (the portal's verification
+    # evidence): a crash can leave neither without the other.
+    on_received: Callable[[PrivacyRequest], None] | None = None
 
 
 # How an opt-out arrived, for the consent ledger, by the channel it came through.
@@ -114,6 +119,8 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
         if original is not None:
             request.duplicate_of = original
             request.save(update_fields=["duplicate_of"])
+        if new.on_received is not None:
+            new.on_received(request)
         event = record_event(
             "request.received",
             actor=actor,

@@ -106,26 +106,8 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
             request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
             email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
             account_number=sub.account_number, postal_address=sub.postal_address,
-            details=details, notice_extra=extra), actor=Actor.consumer())
-        with transaction.atomic():
-            VerificationEvidence.objects.create(
-                request=request, submission=sub.key,
-                points_given=[p for p in POINTS if getattr(sub, p, "")],
-                period_start=sub.period_start if right in ("know_categories", "access") else None,
-                period_end=sub.period_end if right in ("know_categories", "access") else None,
-                corrected_field=sub.corrected_field if right == "correction" else "",
-                correction_wrong=sub.correction_wrong if right == "correction" else "",
-                correction_right=sub.correction_right if right == "correction" else "",
-                declaration_accepted_at=timezone.now()
-                if sub.declaration and right in ("access", "portability") else None,
-                agent_name=sub.agent_name if agent else "",
-                agent_email=sub.agent_email if agent else "",
-                permission_path=permission_path,
-                permission_name=(getattr(sub.permission, "name", "") or "")[:100]
-                if permission_path else "",
-                permission_type=sub.permission_type if permission_path else "",
-                permission_size=getattr(sub.permission, "size", 0) if permission_path else 0,
-            )
+            details=details, notice_extra=extra,
+            on_received=_evidence_of(sub, right, permission_path)), actor=Actor.consumer())
         filed.append(request)
     if agent and verified_types:
         first = next(r for r in filed if needs_verification(r.request_type))
@@ -135,6 +117,34 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
                          references=[r.reference for r in filed])
     log.info("portal: submission filed as %s", ", ".join(r.reference for r in filed))
     return filed
+
+
+def _evidence_of(sub: Submission, right: str, permission_path: str):
+    """What the form gave towards verifying the request for `right`, recorded with
+    the request in the transaction that files it."""
+    agent = sub.filed_by == FiledBy.AGENT
+
+    def record(request: PrivacyRequest) -> None:
+        VerificationEvidence.objects.create(
+            request=request, submission=sub.key,
+            points_given=[p for p in POINTS if getattr(sub, p, "")],
+            period_start=sub.period_start if right in ("know_categories", "access") else None,
+            period_end=sub.period_end if right in ("know_categories", "access") else None,
+            corrected_field=sub.corrected_field if right == "correction" else "",
+            correction_wrong=sub.correction_wrong if right == "correction" else "",
+            correction_right=sub.correction_right if right == "correction" else "",
+            declaration_accepted_at=timezone.now()
+            if sub.declaration and right in ("access", "portability") else None,
+            agent_name=sub.agent_name if agent else "",
+            agent_email=sub.agent_email if agent else "",
+            permission_path=permission_path,
+            permission_name=(getattr(sub.permission, "name", "") or "")[:100]
+            if permission_path else "",
+            permission_type=sub.permission_type if permission_path else "",
+            permission_size=getattr(sub.permission, "size", 0) if permission_path else 0,
+        )
+
+    return record
 
 
 def correction_details(sub) -> str:
