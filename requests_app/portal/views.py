@@ -149,8 +149,7 @@ def sent(request):
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def verify(request):
-    form = portal_forms.CodeForm(request.POST or None,
-                                 initial={"reference": request.GET.get("reference", "")[:24]})
+    form = _with_reference(portal_forms.CodeForm, request)
     notice = ""
     if request.method == "POST":
         if _codes_limited(request):
@@ -179,6 +178,12 @@ def verify(request):
                   status=400 if form.errors else 200)
 
 
+def _with_reference(form_class, request):
+    """A code or reference form, posted or (GET) with the reference from the link."""
+    return form_class(request.POST or None,
+                      initial={"reference": request.GET.get("reference", "")[:24]})
+
+
 def _codes_limited(request) -> bool:
     """Code entry and code requests: limited per client address and per reference."""
     return ratelimit.exceeded(request, "code", email=portal_forms.normalise_reference(
@@ -192,8 +197,7 @@ def _codes_limited(request) -> bool:
 @require_http_methods(["GET", "HEAD", "POST"])
 def status(request):
     """Step 1: the reference. A code goes to the request's email address."""
-    form = portal_forms.ReferenceForm(request.POST or None,
-                                      initial={"reference": request.GET.get("reference", "")[:24]})
+    form = _with_reference(portal_forms.ReferenceForm, request)
     if request.method == "POST":
         if _codes_limited(request):
             return ratelimit.too_many(request)
@@ -209,19 +213,14 @@ def status(request):
 @require_http_methods(["GET", "HEAD", "POST"])
 def status_code(request):
     """Step 2: the code from the email opens the request for this browser."""
-    form = portal_forms.CodeForm(request.POST or None,
-                                 initial={"reference": request.GET.get("reference", "")[:24]})
+    form = _with_reference(portal_forms.CodeForm, request)
     if request.method == "POST":
         if _codes_limited(request):
             return ratelimit.too_many(request)
         if form.is_valid():
             reference = form.cleaned_data["reference"]
-            found = _request_for(reference)
-            result = codes.Result.WRONG
-            if found is not None and hasattr(found, "identity"):
-                result = codes.check(portal.status_purpose(reference),
-                                     codes.subject_for_email(found.identity.email),
-                                     form.cleaned_data["code"])
+            result = portal.check_status_code(_request_for(reference),
+                                              form.cleaned_data["code"])
             if result is codes.Result.OK:
                 session.open_status(request, reference)
                 return redirect("portal:status_detail", reference=reference)

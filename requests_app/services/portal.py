@@ -181,6 +181,15 @@ def send_status_code(request: PrivacyRequest | None) -> bool:
                        code_url=f"{settings.SITE_URL}/status/code/")
 
 
+def check_status_code(request: PrivacyRequest | None, typed: str) -> codes.Result:
+    """Whether `typed` is the status code last sent for the request (WRONG for an
+    unknown reference, answered as for a wrong code)."""
+    if request is None or not hasattr(request, "identity"):
+        return codes.Result.WRONG
+    return codes.check(status_purpose(request.reference),
+                       codes.subject_for_email(request.identity.email), typed)
+
+
 def _email_code(request: PrivacyRequest, purpose: str, notice: str, **context) -> bool:
     """Issue a code for `purpose` to the request's address and queue its email
     (False, nothing sent, when codes were asked for too often)."""
