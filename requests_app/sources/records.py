@@ -9,7 +9,6 @@ import io
 import json
 import shutil
 import time
-import zlib
 from pathlib import Path
 
 from django.conf import settings
@@ -85,7 +84,7 @@ class RecordSink:
             return f"{self.prefix}/{filename}", summary, blocks.lines
 
         # Both at once: the database formats one while we deflate and encrypt the
-        # other (zlib, hashlib and the socket reads release the GIL). The heartbeat
+        # other (ISA-L deflate, hashlib and the socket reads release the GIL). The heartbeat
         # (a database write) stays in this thread.
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
             csv_done = pool.submit(member, "csv", "csv", csv, None)
@@ -125,7 +124,7 @@ class _Member:
         self.crc, self.size, self.compressed, self.hash = 0, 0, 0, hashlib.sha256()
 
     def write(self, data) -> None:
-        self.crc, self.size = zlib.crc32(data, self.crc), self.size + len(data)
+        self.crc, self.size = zipfiles.crc32(data, self.crc), self.size + len(data)
         self.hash.update(data)
         self._out(self.deflate.compress(data))
 
@@ -186,7 +185,7 @@ class _Blocks:
 def iter_member(run, collection_info: dict, key: str):
     """The plaintext of a member written by RecordSink.write_copy (key "file": the
     JSON array, "csv": the CSV), inflated block by block."""
-    inflate = zlib.decompressobj(wbits=-zlib.MAX_WBITS)
+    inflate = zipfiles.decompressor()
     for chunk in iter_decrypted(run_dir(run) / collection_info[key]):
         if data := inflate.decompress(chunk):
             yield data
