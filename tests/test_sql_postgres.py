@@ -170,3 +170,8 @@ def test_copy_out_reads_rows_binds_values_client_side_and_drops_a_failed_connect
         rows.clear()
         sql._copy_out(conn, "COPY (SELECT count(*) FROM events) TO STDOUT", {}, rows.append)
         assert b"".join(rows) == f"{len(AWKWARD) + 1}\n".encode()
+        rows.clear()  # many rows: passed on in blocks of whole rows, not one call per row
+        sql._copy_out(conn, "COPY (SELECT i FROM generate_series(1, 100000) AS i) TO STDOUT",
+                      {}, rows.append)
+        assert 1 < len(rows) < 10 and all(block.endswith(b"\n") for block in rows)
+        assert b"".join(rows) == b"".join(b"%d\n" % i for i in range(1, 100001))

@@ -64,10 +64,15 @@ def _engine(url: str) -> sa.Engine:
     return sa.create_engine(url, **kwargs)
 
 
+_COPY_BLOCK = 1 << 18
+
+
 def _copy_out(conn, statement: str, params: dict, write) -> None:
-    """`COPY ... TO STDOUT` on a SQLAlchemy connection (psycopg 3), each row's bytes
-    passed to `write`. The values are bound client-side by psycopg (COPY takes no
-    server-side parameters): ClientCursor.mogrify quotes them as literals itself.
+    """`COPY ... TO STDOUT` on a SQLAlchemy connection (psycopg 3), the rows' bytes
+    passed to `write` in blocks of about 256 KiB of whole rows (one call per block,
+    not per row: 200,000 calls cost more than the reading itself). The values are
+    bound client-side by psycopg (COPY takes no server-side parameters):
+    ClientCursor.mogrify quotes them as literals itself.
     Rows are read with libpq's PQgetCopyData in a plain loop rather than psycopg's
     Copy iterator, which waits through a generator for every row: that halves the
     client's time per row (0.26 s against 0.45 s for 200,000 rows of CSV here).
@@ -100,11 +105,14 @@ def _copy_out(conn, statement: str, params: dict, write) -> None:
         with driver.lock:
             pgconn.send_query(query.encode(driver.info.encoding))
             check(result(), pq.ExecStatus.COPY_OUT)
-            get = pgconn.get_copy_data
+            get, block = pgconn.get_copy_data, bytearray()
             while True:
                 size, data = get(1)
                 if size > 0:
-                    write(data)
+                    block += data
+                    if len(block) >= _COPY_BLOCK:
+                        write(bytes(block))
+                        block.clear()
                 elif size == 0:  # nothing complete buffered: wait for the socket
                     select.select([pgconn.socket], [], [])
                     pgconn.consume_input()
@@ -113,6 +121,8 @@ def _copy_out(conn, statement: str, params: dict, write) -> None:
                 else:
                     raise psycopg.OperationalError(
                         f"COPY: {pgconn.get_error_message(driver.info.encoding)}")
+            if block:
+                write(bytes(block))
             check(result(), pq.ExecStatus.COMMAND_OK)
             while result() is not None:
                 pass
