@@ -16,6 +16,12 @@ modules imported):
 3. packages.build(request) (what build_results calls): the streamed, encrypted
    zip of JSON + CSV per table and a manifest.
 
+Three kinds of round, each in its own child: "fresh" (a process that has only
+imported the app: the worst case, no longer what a worker meets), "started" (the
+child first does what Celery's worker_process_init makes every worker process do
+before its first task: fulfilment.warm_up_worker, untimed; that is a worker's
+first package) and, with --warm, "warm" (a package built before in the process).
+
 Peak RSS: ru_maxrss of the child (whole life), and per phase VmHWM (reset between
 phases through /proc/self/clear_refs). Throughput: rows / (gather + build), against
 `COPY (SELECT ... the same rows ...) TO STDOUT (FORMAT csv)` read with psycopg's
@@ -140,14 +146,17 @@ def breakdown(email: str) -> dict:
 
 
 def child(request_id: int, run_id: int, profile: bool, phases: bool,
-          warm_up: list[int] | None = None) -> None:
+          warm_up: list[int] | None = None, started: bool = False) -> None:
     """Gather and build as a worker would, measuring this process. With `phases`,
     VmHWM is reset between gather and build to get each one's peak (that reset also
     resets what ru_maxrss reports, so rounds without it give the true ru_maxrss).
     With `warm_up` (another request and its gather run, for the same subject), that
     request is gathered and packaged first, untimed, as a long-lived worker has
     done before: tables reflected, connections to the shop, the portal database and
-    Redis open. ru_maxrss then covers both."""
+    Redis open. ru_maxrss then covers both. With `started`, the process first does
+    what a worker process does when it starts, before it is given a task
+    (fulfilment.warm_up_worker, run on Celery's worker_process_init): SQL sources
+    reflected, their connections and the broker's opened; untimed."""
     import threading
 
     c.setup_django(migrate=False)
@@ -161,6 +170,8 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool,
     from requests_app.sources.sql import SqlConnector
 
     app.loader.import_default_modules()
+    if started:
+        fulfilment.warm_up_worker()
     if warm_up:
         fulfilment.execute_run(warm_up[1])
         packages.build(PrivacyRequest.objects.select_related("identity").get(pk=warm_up[0]))
@@ -253,7 +264,7 @@ def check_package(package_id: int) -> dict:
 
 
 def one_round(email: str, source, profile: bool = False, phases: bool = False,
-              warm: bool = False) -> dict:
+              warm: bool = False, started: bool = False) -> dict:
     from requests_app.models import SourceRun, State
 
     def new_run():
@@ -265,7 +276,8 @@ def one_round(email: str, source, profile: bool = False, phases: bool = False,
     warm_up = ["--warm-up"] + new_run() if warm else []
     proc = subprocess.run([sys.executable, __file__, "--child"] + new_run() + warm_up
                           + (["--profile"] if profile else [])
-                          + (["--phases"] if phases else []),
+                          + (["--phases"] if phases else [])
+                          + (["--started"] if started else []),
                           capture_output=True, text=True)
     if profile:
         print(proc.stderr[-6000:])
@@ -286,13 +298,15 @@ def main():
     parser.add_argument("--child", nargs=2, type=int, metavar=("REQUEST", "RUN"))
     parser.add_argument("--phases", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--warm-up", nargs=2, type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--started", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--warm", action="store_true",
                         help="also time warm rounds: each child first gathers and packages "
                         "another request of the same subject, untimed, as a long-lived "
                         "worker has done before")
     args = parser.parse_args()
     if args.child:
-        child(*args.child, profile=args.profile, phases=args.phases, warm_up=args.warm_up)
+        child(*args.child, profile=args.profile, phases=args.phases, warm_up=args.warm_up,
+              started=args.started)
         return
 
     c.setup_django()
@@ -335,6 +349,17 @@ def main():
             print(f"round {i + 1}: gather {r['gather_seconds']:.2f} s, build "
                   f"{r['build_seconds']:.2f} s, ru_maxrss {r['ru_maxrss_mb']:.0f} MB, sampled "
                   f"{r['sampled_max_rss_mb']:.0f} MB", flush=True)
+    # The first task of a worker process that has started as Celery starts one
+    # (its worker_process_init warm-up done): what a worker's first package costs.
+    started_rounds = []
+    for i in range(args.repeat):
+        r = one_round(EMAIL, source, started=True)
+        if r["records"] != total_rows:
+            raise SystemExit(f"gather found {r['records']} rows, expected {total_rows}")
+        r["total_seconds"] = r["gather_seconds"] + r["build_seconds"]
+        started_rounds.append(r)
+        print(f"started round {i + 1}: gather {r['gather_seconds']:.2f} s, build "
+              f"{r['build_seconds']:.2f} s, ru_maxrss {r['ru_maxrss_mb']:.0f} MB", flush=True)
     warm_rounds = []
     for i in range(args.repeat if args.warm else 0):
         r = one_round(EMAIL, source, warm=True)
@@ -376,6 +401,12 @@ def main():
     result["throughput_vs_copy"] = result["pipeline_rows_per_s"] / result["copy_rows_per_s"]
     result["copy_libpq_seconds"] = libpq_seconds
     result["throughput_vs_copy_libpq"] = libpq_seconds / med["total_seconds"]
+    started = {k: c.median([r[k] for r in started_rounds]) for k in (
+        "gather_seconds", "connector_gather_seconds", "build_seconds", "total_seconds")}
+    started["worst_ru_maxrss_mb"] = max(r["ru_maxrss_mb"] for r in started_rounds)
+    started["throughput_vs_copy"] = copy_seconds / started["total_seconds"]
+    started["throughput_vs_copy_libpq"] = libpq_seconds / started["total_seconds"]
+    result["started_rounds"], result["started"] = started_rounds, started
     if warm_rounds:
         warm = {k: c.median([r[k] for r in warm_rounds]) for k in (
             "gather_seconds", "connector_gather_seconds", "build_seconds", "total_seconds")}
@@ -412,6 +443,12 @@ def main():
           f"{c.verdict(result['throughput_vs_copy'] >= 0.5)}")
     print(f"COPY read by a libpq loop    {libpq_seconds:8.2f} s  (sql._copy_out, as the connector "
           f"reads): throughput / that {result['throughput_vs_copy_libpq']:.3f}x")
+    print(f"started worker's first task (median of {len(started_rounds)}): gather "
+          f"{started['gather_seconds']:.2f} s, build {started['build_seconds']:.2f} s, total "
+          f"{started['total_seconds']:.2f} s, ru_maxrss worst {started['worst_ru_maxrss_mb']:.1f} MB")
+    print(f"throughput / COPY, started   {started['throughput_vs_copy']:8.3f}x   target >= 0.5x: "
+          f"{c.verdict(started['throughput_vs_copy'] >= 0.5)}; / the libpq-loop COPY "
+          f"{started['throughput_vs_copy_libpq']:.3f}x")
     if warm_rounds:
         print(f"warm worker (median of {len(warm_rounds)}): gather {warm['gather_seconds']:.2f} s "
               f"(SqlConnector.gather {warm['connector_gather_seconds']:.2f} s), build "

@@ -7,10 +7,12 @@ import datetime
 import logging
 import random
 import smtplib
+import threading
 
 from celery import shared_task
+from celery.signals import worker_process_init
 from django.conf import settings
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -24,6 +26,20 @@ log = logging.getLogger(__name__)
 
 
 _EMAIL_ERRORS = (smtplib.SMTPException, OSError)
+
+
+@worker_process_init.connect
+def _warm_up(**_kwargs) -> None:
+    """Each worker process, once started, reflects the SQL sources and connects in a
+    thread of its own (a slow source must not hold up the process: Celery kills a
+    pool process whose start takes more than a few seconds)."""
+    def warm_up():
+        try:
+            fulfilment.warm_up_worker()
+        finally:
+            connections.close_all()  # this thread's own connection to the portal database
+
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
 
 
 @shared_task(

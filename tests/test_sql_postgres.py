@@ -175,3 +175,45 @@ def test_copy_out_reads_rows_binds_values_client_side_and_drops_a_failed_connect
                       {}, rows.append)
         assert 1 < len(rows) < 10 and all(block.endswith(b"\n") for block in rows)
         assert b"".join(rows) == b"".join(b"%d\n" % i for i in range(1, 100001))
+
+
+def _connections_to(dsn: str) -> int:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM pg_stat_activity "
+                            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                            ).fetchone()[0]
+
+
+@pytest.mark.django_db
+def test_warming_up_reflects_each_enabled_sql_source_and_only_logs_one_not_reached(
+        pg_shop, monkeypatch, caplog):
+    from requests_app.services.fulfilment import warm_up_worker
+
+    monkeypatch.setattr(sql, "_REFLECTED", {})
+    source().save()
+    unreachable = DataSource.objects.create(name="Gone", kind="sql",
+                                            connection_env="PP_NO_SUCH_DSN", dataset_map=MAP)
+    DataSource.objects.create(name="Off", kind="sql", enabled=False,
+                              connection_env="PP_NO_SUCH_DSN_EITHER", dataset_map=MAP)
+    warm_up_worker()
+    assert [sorted(tables) for tables in sql._REFLECTED.values()] == [
+        sorted(SqlConnector(source()).map.tables)]
+    assert _connections_to(pg_shop) >= 2  # the pool's two, for a copied leaf's two COPYs
+    assert [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()] == [
+        f"warm-up: source {unreachable.pk} not reached (SourceError)"]
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_process_warms_up_its_sql_sources_before_any_task(pg_shop):
+    """Celery's worker_process_init starts the warm-up (tasks._warm_up): a new worker
+    process connects to the source before it is given anything to do."""
+    from tests.conftest import start_worker, stop_process_group, wait_for
+
+    source().save()
+    assert _connections_to(pg_shop) == 0
+    worker = start_worker("warm", {"PG_SHOP_DSN": pg_shop})
+    try:
+        assert wait_for(lambda: _connections_to(pg_shop) >= 2, timeout=30)
+    finally:
+        stop_process_group(worker)

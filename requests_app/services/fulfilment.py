@@ -165,6 +165,28 @@ def heartbeat(run_id: int, attempt: int) -> None:
         heartbeat_at=timezone.now())
 
 
+def warm_up_worker() -> None:
+    """What a worker process does once when it starts (tasks.py runs it in a thread on
+    Celery's worker_process_init), so that its first task does not pay for it: each
+    enabled SQL source's tables reflected and its connections opened, the portal
+    database and the broker connected. A source that cannot be reached is only
+    logged (by id and error type): its runs will meet the error and retry as ever."""
+    from privacyportal.celery import app
+    from requests_app.sources.sql import SqlConnector
+
+    try:
+        for source in DataSource.objects.filter(enabled=True, kind=DataSource.Kind.SQL):
+            try:
+                SqlConnector(source).warm_up()
+            except Exception as exc:  # noqa: BLE001 - a start-up nicety, never fatal
+                log.warning("warm-up: source %s not reached (%s)", source.pk,
+                            type(exc).__name__)
+        with app.producer_or_acquire() as producer:
+            producer.connection.ensure_connection(max_retries=1)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("warm-up stopped (%s)", type(exc).__name__)
+
+
 def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
     """Do the run's work if it can be claimed. Returns "skipped" (not ours), "done",
     "retry" (a transient error, retries left) or "failed"."""
