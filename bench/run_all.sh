@@ -49,8 +49,8 @@ for name in "${wanted[@]}"; do
     gather) "$PY" bench/bench_gather.py --sizes 1000 1000000 --runs 100 ;;
     # (b) 200,000 rows; then 400,000 once, to see how peak RSS grows with rows.
     package)
-      "$PY" bench/bench_package.py --events 200000 --repeat 3
-      "$PY" bench/bench_package.py --events 400000 --repeat 1 --name package_400k ;;
+      "$PY" bench/bench_package.py --events 200000 --repeat 3 --warm
+      "$PY" bench/bench_package.py --events 400000 --repeat 1 --warm --name package_400k ;;
     # (c) 200,000 deletable rows, three times.
     erase) "$PY" bench/bench_erase.py --events 200000 --repeat 3 ;;
     # (d) 1,000 requests, one worker with two pool processes, a 5,000-subject shop.
