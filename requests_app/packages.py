@@ -28,6 +28,7 @@ from django.utils.html import escape
 from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
 from requests_app.sources import categories as cats
+from requests_app.sources.base import requested_period
 from requests_app.sources.records import iter_member, read_records, run_dir
 from requests_app.zipfiles import Deflated, stream_zip
 
@@ -162,7 +163,7 @@ def _access_members(request):
 def _access_report(request):
     yield render_to_string("packages/report_head.html", {
         "request": request, "title": "Your personal information",
-        "summary": _registry_summary(request)})
+        "summary": _registry_summary(request), "period": requested_period(request)})
     collections = list(_collections(request))
     by_category: dict[str, list] = {}
     for run, name, info in collections:
@@ -189,6 +190,15 @@ def _access_report(request):
     yield "</main></body></html>\n"
 
 
+def _period_entry(request) -> dict:
+    """{"period": {"start", "end"}} when the request asked for one (then dated
+    records collected outside it were left out), else nothing."""
+    period = requested_period(request)
+    if not period:
+        return {}
+    return {"period": {"start": period[0].isoformat(), "end": period[1].isoformat()}}
+
+
 def _text(value) -> str:
     return "" if value is None else str(value)
 
@@ -196,6 +206,7 @@ def _text(value) -> str:
 def _access_json(request):
     yield json.dumps({"request": request.reference,
                       "generated_at": timezone.now().isoformat(),
+                      **_period_entry(request),
                       "sources": _registry_summary(request)})[:-1]
     yield ', "records": {'
     first = True
@@ -212,7 +223,7 @@ def _access_json(request):
 
 def _portability_members(request):
     manifest = {"request": request.reference, "generated_at": timezone.now().isoformat(),
-                "files": []}
+                **_period_entry(request), "files": []}
     used = set()
     for run, name, info in list(_collections(request)):
         base = f"{_safe(run.source.name)}/{_safe(name)}"

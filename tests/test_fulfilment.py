@@ -436,3 +436,38 @@ def test_a_worker_whose_run_was_taken_over_cannot_record_its_outcome(sources, al
     run.refresh_from_db()
     assert run.state == "running" and run.records_found != 99 and run.last_error == ""
     assert fulfilment.finish_run(run.pk, 8, {}, attempt=second) is True
+
+
+def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, bob, client):
+    """The Right to Know period (from the portal's form) reaches the SQL source:
+    dated events collected before it are left out; the report and data.json say
+    which period they cover."""
+    import datetime
+
+    from requests_app.models import VerificationEvidence
+    from tests.test_sql_source import MAP
+
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    with sources["engine"].begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at TEXT")
+        conn.exec_driver_sql("UPDATE events SET at = CASE id WHEN 70 THEN '2021-06-01 12:00:00' "
+                             "ELSE '2025-03-01 12:00:00' END")
+    sources["sql"].dataset_map = MAP + "    collected_at: at\n"
+    sources["sql"].save()
+    request = file_request(request_type="access", state=State.IN_REVIEW, email=PAT)
+    VerificationEvidence.objects.create(request=request, submission="s",
+                                        period_start=datetime.date(2025, 1, 1),
+                                        period_end=datetime.date(2025, 12, 31))
+    with committed():
+        do_transition(request.pk, "approve", actor=Actor.staff(alice))
+    request.refresh_from_db()
+    assert request.state == State.RESULTS_READY
+    run = request.source_runs.get(source=sources["sql"])
+    assert run.records_found == 7 and run.result["outside_period"] == {"events": 1}
+    archive = unzip(Package.objects.get(request=request))
+    data = json.loads(archive.read("data.json"))
+    assert data["period"] == {"start": "2025-01-01", "end": "2025-12-31"}
+    assert [e["ip"] for e in data["records"]["Shop/events"]] == ["10.0.0.2"]
+    report = archive.read("report.html").decode()
+    assert "from January 1, 2025 to December 31, 2025, the period you asked for" in report

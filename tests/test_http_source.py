@@ -273,3 +273,27 @@ def test_signature_checks():
     old = str(int(time.time()) - 301)
     assert not verify_signature(b"s", old, body, sign(b"s", old, body))
     assert verify_signature(b"s", old, body, sign(b"s", old, body), max_age=600)
+
+
+def test_a_gather_for_a_right_to_know_period_carries_it(monkeypatch):
+    """The service is told the period asked for (it answers with what it collected
+    then); a request that asked for none sends no period, nor does any other action."""
+    import datetime
+
+    from requests_app.models import VerificationEvidence
+
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    accepting = Receiver(status=202)
+    try:
+        source = make_source(accepting.url + PATH)
+        run = make_run(source)
+        run.request.evidence = VerificationEvidence(period_start=datetime.date(2025, 1, 1),
+                                                    period_end=datetime.date(2025, 12, 31))
+        assert HttpConnector(source).gather(run, identity(), ListSink()).waiting
+        sent = json.loads(accepting.received.get(timeout=5)[2])
+        assert sent["period"] == {"start": "2025-01-01", "end": "2025-12-31"}
+        assert HttpConnector(source).plan_erasure(make_run(source, "plan_erasure"),
+                                                  identity()).waiting
+        assert "period" not in json.loads(accepting.received.get(timeout=5)[2])
+    finally:
+        accepting.close()

@@ -125,6 +125,30 @@ def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(pg_shop, monk
     assert json.loads(b"".join(packages._copied_json_array(empty, sink.collections["none"]))) == []
 
 
+def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(pg_shop, monkeypatch):
+    import datetime
+
+    from tests.test_sql_source import RunFor
+
+    monkeypatch.setattr(sql, "BATCH", 2)  # events are copied
+    with psycopg.connect(pg_shop, autocommit=True) as conn:
+        conn.execute("ALTER TABLE events ADD COLUMN at timestamptz")
+        conn.execute("UPDATE events SET at = CASE id WHEN 70 THEN '2024-12-31 23:59:59+00' "
+                     "WHEN 71 THEN '2025-06-30 23:59:59+00' WHEN 72 THEN '2025-07-01 00:00+00' "
+                     "WHEN 73 THEN '2025-01-01 00:00+00' END::timestamptz")
+    connector = SqlConnector(source(MAP + "    collected_at: at\n"))
+    run, outcome, collections = gather(
+        connector, "pat@example.com", RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 6, 30)))
+    info = collections["events"]
+    assert info["format"] == "copy" and info["count"] == len(AWKWARD) - 2
+    assert sorted(r["ip"] for r in read_records(run, info)) == sorted(
+        ip for i, ip in enumerate(AWKWARD) if 70 + i not in (70, 72))
+    rows = list(csv.DictReader(io.StringIO(
+        b"".join(packages._copied_csv(run, info)).decode(), newline="")))
+    assert len(rows) == len(AWKWARD) - 2
+    assert outcome.result["tables"]["events"] == len(AWKWARD) - 2
+
+
 def test_erasure_on_postgresql_deletes_leaves_set_based_and_leaves_nothing(pg_shop):
     connector, run = SqlConnector(source()), Run()
     identity = IdentityData(email="pat@example.com")

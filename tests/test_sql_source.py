@@ -263,6 +263,11 @@ def test_a_map_naming_a_missing_table_or_column_is_refused(shop):
     source.dataset_map = MAP.replace("ip: user.device.ip_address", "ipv6: user.device.ip_address")
     with pytest.raises(ValidationError, match="no column `ipv6`"):
         source.full_clean()
+    source.dataset_map = MAP + "    collected_at: seen\n"  # events has no column `seen`
+    with pytest.raises(ValidationError, match="no column `seen`"):
+        source.full_clean()
+    with pytest.raises(DatasetMapError, match="`collected_at` must name the column"):
+        parse(MAP + "    collected_at: [at]\n")
 
 
 def test_invalid_yaml_is_reported_with_its_line():
@@ -412,3 +417,80 @@ def test_leaf_tables_are_deleted_set_based_and_an_interrupted_erasure_resumes(
     assert connector.remaining(run, identity) == 0
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SELECT id FROM events").scalars().all() == [80]  # Sam's
+
+
+class RunFor(Run):
+    """A run of a Right to Know request that asked for a period."""
+
+    def __init__(self, start, end):
+        super().__init__()
+        evidence = type("Evidence", (), {"period_start": start, "period_end": end})
+        self.request = type("Request", (), {"evidence": evidence})
+
+
+def test_a_right_to_know_period_keeps_the_rows_collected_in_it(shop):
+    """Rows of a table with `collected_at` outside the period asked for are left out
+    (its bounds included, a row of no known time kept); the traversal still goes
+    through them, and tables without the column are whole."""
+    import datetime
+
+    source, engine = shop
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at TEXT")
+        conn.exec_driver_sql("UPDATE events SET at = CASE id WHEN 70 THEN '2024-12-31 23:59:59' "
+                             "WHEN 71 THEN '2025-06-30 23:59:59' END")
+        conn.exec_driver_sql("INSERT INTO events VALUES (72, 'ck-pat', '10.0.0.3', NULL),"
+                             "(73, 'ck-pat', '10.0.0.4', '2025-01-01T00:00:00+00:00')")
+    source.dataset_map = MAP + "    collected_at: at\n"
+    connector = SqlConnector(source)
+    everything = Sink()
+    outcome = connector.gather(Run(), IdentityData(email="pat@example.com"), everything)
+    assert outcome.result["tables"]["events"] == 4 and "outside_period" not in outcome.result
+
+    sink = Sink()
+    outcome = connector.gather(RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 6, 30)),
+                               IdentityData(email="pat@example.com"), sink)
+    assert sorted(r["ip"] for t, r in sink.rows if t == "events") == [
+        "10.0.0.2", "10.0.0.3", "10.0.0.4"]
+    assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
+                                        "devices": 1, "events": 3}
+    assert outcome.result["outside_period"] == {"events": 1}
+    assert outcome.result["period"] == ["2025-01-01", "2025-06-30"]
+    assert outcome.records == 9
+
+
+@pytest.mark.django_db
+def test_the_period_is_the_one_the_request_asked_for():
+    import datetime
+
+    from requests_app.models import PrivacyRequest, SourceRun, VerificationEvidence
+    from requests_app.sources.base import collection_period
+    from tests.conftest import file_request
+
+    request = file_request()
+    assert collection_period(SourceRun(request=request)) is None  # no evidence
+    VerificationEvidence.objects.create(request=request, submission="s")
+    request = PrivacyRequest.objects.get(pk=request.pk)
+    assert collection_period(SourceRun(request=request)) is None  # no period asked for
+    VerificationEvidence.objects.filter(request=request).update(
+        period_start=datetime.date(2024, 3, 1), period_end=datetime.date(2025, 2, 28))
+    request = PrivacyRequest.objects.get(pk=request.pk)
+    assert collection_period(SourceRun(request=request)) == (
+        datetime.date(2024, 3, 1), datetime.date(2025, 2, 28))
+
+
+def test_a_column_added_while_the_worker_runs_is_seen_and_a_dropped_one_named(shop):
+    """Tables are reflected once per process: again when the map names a column the
+    reflection lacks; a column that is gone is a clear error, not a crash."""
+    from requests_app.sources.base import SourceError
+
+    source, engine = shop
+    SqlConnector(source).gather(Run(), IdentityData(email="pat@example.com"), Sink())
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at TEXT")
+    source.dataset_map = MAP + "    collected_at: at\n"
+    outcome = SqlConnector(source).gather(Run(), IdentityData(email="pat@example.com"), Sink())
+    assert outcome.result["tables"]["events"] == 2
+    source.dataset_map = MAP + "    collected_at: gone\n"
+    with pytest.raises(SourceError, match="table `events` has no column `gone`"):
+        SqlConnector(source).gather(Run(), IdentityData(email="pat@example.com"), Sink())

@@ -7,6 +7,7 @@ Errors it raises must never carry personal values: they are shown to staff and
 stored on the run.
 """
 
+import datetime
 from dataclasses import dataclass, field
 
 
@@ -52,6 +53,39 @@ class IdentityData:
             "account_number": self.account_number,
             "postal_address": self.postal_address,
         }
+
+
+def collection_period(run) -> tuple[datetime.date, datetime.date] | None:
+    """The period a Right to Know request asked for (first and last day: by default
+    the 12 months before the request, back to 2022-01-01 at most when asked;
+    CCPA §1798.130(a)(2)(B), regs §7024(h)), or None: everything found is
+    disclosed. Rows of a table whose map names its `collected_at` column are
+    disclosed only when collected in it (or when their time is unknown)."""
+    return requested_period(getattr(run, "request", None))
+
+
+def requested_period(request) -> tuple[datetime.date, datetime.date] | None:
+    """collection_period of a request (None when it asked for none)."""
+    evidence = getattr(request, "evidence", None) if request is not None else None
+    start = getattr(evidence, "period_start", None)
+    if start is None:
+        return None
+    return start, getattr(evidence, "period_end", None) or datetime.date.max
+
+
+def day_of(value) -> datetime.date | None:
+    """The day of a collection time as a source gives it (a datetime, a date, or
+    ISO 8601 text as SQLite stores them); None when it cannot tell."""
+    if isinstance(value, datetime.datetime):
+        return value.date()
+    if isinstance(value, datetime.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return datetime.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
 
 
 @dataclass

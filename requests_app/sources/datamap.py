@@ -14,6 +14,9 @@ category of each column and what erasure does to it.
           phone: user.contact.phone_number          # erase defaults to null
         erase: update          # delete | update | retain
         legal_basis: "..."     # required when anything is retained
+      orders:
+        collected_at: placed_at   # when each row was collected: a Right to Know
+                                  # answer holds the rows of the period asked for
 
 Errors name the line of the map they come from. `from_fides` turns a Fides
 dataset (fides_meta.identity, references) into this form.
@@ -31,7 +34,7 @@ IDENTITY_FIELDS = ("email", "phone", "account_number")
 TABLE_ACTIONS = ("delete", "update", "retain")
 COLUMN_ACTIONS = ("null", "mask", "hash", "retain")
 _TABLE_KEYS = {"primary_key", "identity", "references", "columns", "erase", "legal_basis",
-               "disclosures"}
+               "disclosures", "collected_at"}
 # A table that logs disclosures to third parties names its columns so (see
 # services/disclosures.py): recipient and time required, the rest optional.
 DISCLOSURE_KEYS = {"third_party": True, "at": True, "categories": False, "purpose": False}
@@ -72,9 +75,13 @@ class Table:
     legal_basis: str
     # {"third_party": column, "at": column, "categories": column, "purpose": column}
     disclosures: dict | None = None
+    # The column saying when each row was collected (a date or a time), if any.
+    collected_at: str = ""
 
     def column_names(self) -> set[str]:
         names = {self.primary_key, *self.identity.values(), *self.columns}
+        if self.collected_at:
+            names.add(self.collected_at)
         names.update(r.column for r in self.references)
         names.update((self.disclosures or {}).values())
         return names
@@ -233,10 +240,15 @@ def _parse_table(name, spec, line, errors):
     if retains and not basis:
         errors.append((line, f"{where}: retaining data needs a `legal_basis`"))
     disclosures = _parse_disclosures(where, spec, errors)
+    collected_at = spec.get("collected_at") or ""
+    if not isinstance(collected_at, str):
+        errors.append((_line(spec, "collected_at"),
+                       f"{where}: `collected_at` must name the column of the collection time"))
+        collected_at = ""
     if not isinstance(pk, str):
         return None
     return Table(name, pk, dict(identity), tuple(references), columns, erase, basis,
-                 disclosures)
+                 disclosures, collected_at)
 
 
 def _parse_disclosures(where, spec, errors) -> dict | None:

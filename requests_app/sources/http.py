@@ -10,6 +10,8 @@ The portal POSTs one JSON object to the source's URL (redirects are not followed
      "identity": {"email": ..., "name": ..., "phone": ..., "account_number": ...,
                   "postal_address": ...},            # empty strings where not given
      "change": {...},                                # only for correct and opt_out
+     "period": {"start": "2025-01-01", "end": "2025-12-31"},  # only for a gather whose
+                                                     # Right to Know request asked for one
      "callback_url": "https://portal.example/api/sources/callback/<run token>/"}
 
 Every message, both ways, is signed with a secret shared with the company (the
@@ -52,6 +54,7 @@ from requests_app.sources.base import (
     Outcome,
     SourceError,
     TransientSourceError,
+    collection_period,
 )
 from requests_app.sources.categories import is_category
 
@@ -162,6 +165,11 @@ class HttpConnector(Connector):
         }
         if change is not None:
             payload["change"] = change
+        if action == "gather" and (period := collection_period(run)):
+            # A Right to Know answer covers the period asked for: the service gives
+            # the records it collected in it (first and last day, inclusive).
+            payload["period"] = {"start": period[0].isoformat(),
+                                 "end": period[1].isoformat()}
         body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
         timestamp = str(int(time.time()))
         headers = {

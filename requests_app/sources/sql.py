@@ -14,6 +14,7 @@ progress cursor) so that a worker killed half-way resumes where it stopped, each
 batch in its own short transaction.
 """
 
+import datetime
 import hashlib
 import hmac
 import json
@@ -36,7 +37,8 @@ except ImportError:  # SQLite only (the embedded demo)
     psycopg = None
 
 from requests_app.files import open_text_reader, open_text_writer
-from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
+from requests_app.sources.base import (Connector, Outcome, SourceError, TransientSourceError,
+                                       collection_period, day_of)
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
 from requests_app.sources.records import run_dir
 
@@ -297,15 +299,25 @@ class SqlConnector(Connector):
         return _engine(engine_url(dsn))
 
     def tables(self, conn) -> dict[str, sa.Table]:
-        """The map's tables as reflected from the database, once per process."""
+        """The map's tables as reflected from the database, once per process, and again
+        when the map names a column the reflection lacks (a column added to the
+        database and then to the map while the worker ran)."""
         key = (str(conn.engine.url), tuple(sorted(self.map.tables)))
-        if key not in _REFLECTED:
+        known = _REFLECTED.get(key)
+        if known is None or any(not spec.column_names() <= set(known[name].c.keys())
+                                for name, spec in self.map.tables.items()):
             metadata = sa.MetaData()
             try:
                 metadata.reflect(bind=conn, only=list(self.map.tables))
             except sa_exc.InvalidRequestError as exc:
                 raise SourceError(f"{self.source.name}: {exc}") from None
-            _REFLECTED[key] = {name: metadata.tables[name] for name in self.map.tables}
+            reflected = {name: metadata.tables[name] for name in self.map.tables}
+            for name, spec in self.map.tables.items():
+                missing = sorted(spec.column_names() - set(reflected[name].c.keys()))
+                if missing:  # dropped since the map was saved
+                    raise SourceError(f"{self.source.name}: table `{name}` has no column "
+                                      f"`{missing[0]}`")
+            _REFLECTED[key] = reflected
         return _REFLECTED[key]
 
     def warm_up(self) -> None:
@@ -654,24 +666,41 @@ class SqlConnector(Connector):
     # --- gathering ------------------------------------------------------------------
 
     def gather(self, run, identity, sink) -> Outcome:
+        """The person's rows, written to `sink`. For a Right to Know request with a
+        period, rows of tables whose map names a `collected_at` column are written
+        only when collected in it (or when that time is empty): the traversal still
+        follows them to related rows. Their number is in result["outside_period"]."""
+        period = collection_period(run)
+        outside: dict[str, int] = {}
+
         def work(conn, tables):
             def on_row(name, row):
                 spec = self.map.tables[name]
+                if period and spec.collected_at:
+                    day = day_of(row[spec.collected_at])
+                    if day is not None and not period[0] <= day <= period[1]:
+                        outside[name] = outside.get(name, 0) + 1
+                        return
                 categories = {c.name: c.category for c in spec.columns.values()}
                 sink.write(name, {c: row[c] for c in spec.columns}, categories)
 
             copies = _arrays(conn) and psycopg is not None and hasattr(sink, "write_copy")
             trav = self._traverse(conn, tables, identity, on_row,
                                   bulk=self._leaves(tables) if copies else ())
-            counts = {name: len(keys) for name, keys in trav.seen.items()}
+            counts = {name: len(keys) - outside.get(name, 0)
+                      for name, keys in trav.seen.items()}
             for name, conditions in trav.leaves.items():
-                counts[name] = self._copy_leaf(conn, tables[name], conditions, sink)
+                counts[name] = self._copy_leaf(conn, tables[name], conditions, sink, period)
             return counts
 
         counts = self._run(work, read_only=True)
-        return Outcome(records=sum(counts.values()), result={"tables": counts})
+        result = {"tables": counts}
+        if period:
+            result["period"] = [period[0].isoformat(), period[1].isoformat()]
+            result["outside_period"] = outside
+        return Outcome(records=sum(counts.values()), result=result)
 
-    def _copy_leaf(self, conn, table, conditions, sink) -> int:
+    def _copy_leaf(self, conn, table, conditions, sink, period=None) -> int:
         """A leaf table with very many rows of the person's (web_events), formatted by
         PostgreSQL itself: `COPY (SELECT row_to_json(t) ...) TO STDOUT` as JSON lines
         and `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)`, the bytes streamed
@@ -688,8 +717,14 @@ class SqlConnector(Connector):
         categories = {c.name: c.category for c in spec.columns.values()}
         selected = [sa.literal(WITHHELD, sa.Text).label(name) if never_disclosed(category)
                     else table.c[name] for name, category in categories.items()]
-        compiled = (sa.select(*selected).where(self._leaf_where(conn, table, conditions))
-                    .compile(dialect=conn.dialect))
+        where = self._leaf_where(conn, table, conditions)
+        if period and spec.collected_at:  # the rows of the period (or of no known time)
+            when = table.c[spec.collected_at]
+            within = [when >= period[0]]
+            if period[1] < datetime.date.max:
+                within.append(when < period[1] + datetime.timedelta(days=1))
+            where = sa.and_(where, sa.or_(when.is_(None), sa.and_(*within)))
+        compiled = (sa.select(*selected).where(where).compile(dialect=conn.dialect))
         inner, params = str(compiled), compiled.params
         # JSON lines: CSV format with a quote and a delimiter that JSON text never
         # holds raw (it escapes control characters), so each line is the JSON as is.
