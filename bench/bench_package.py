@@ -170,8 +170,13 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool,
     from requests_app.sources.sql import SqlConnector
 
     app.loader.import_default_modules()
-    if started:
-        fulfilment.warm_up_worker()
+    if started:  # as Celery's worker_process_init does: the warm-up thread, waited for
+        from requests_app.tasks import _warm_up
+
+        _warm_up()
+        for thread in threading.enumerate():
+            if thread.name == "warm-up":
+                thread.join()
     if warm_up:
         fulfilment.execute_run(warm_up[1])
         packages.build(PrivacyRequest.objects.select_related("identity").get(pk=warm_up[0]))
@@ -349,26 +354,22 @@ def main():
             print(f"round {i + 1}: gather {r['gather_seconds']:.2f} s, build "
                   f"{r['build_seconds']:.2f} s, ru_maxrss {r['ru_maxrss_mb']:.0f} MB, sampled "
                   f"{r['sampled_max_rss_mb']:.0f} MB", flush=True)
+    def timed_rounds(label, count, **kind):
+        done = []
+        for i in range(count):
+            r = one_round(EMAIL, source, **kind)
+            if r["records"] != total_rows:
+                raise SystemExit(f"gather found {r['records']} rows, expected {total_rows}")
+            r["total_seconds"] = r["gather_seconds"] + r["build_seconds"]
+            done.append(r)
+            print(f"{label} round {i + 1}: gather {r['gather_seconds']:.2f} s, build "
+                  f"{r['build_seconds']:.2f} s, ru_maxrss {r['ru_maxrss_mb']:.0f} MB", flush=True)
+        return done
+
     # The first task of a worker process that has started as Celery starts one
     # (its worker_process_init warm-up done): what a worker's first package costs.
-    started_rounds = []
-    for i in range(args.repeat):
-        r = one_round(EMAIL, source, started=True)
-        if r["records"] != total_rows:
-            raise SystemExit(f"gather found {r['records']} rows, expected {total_rows}")
-        r["total_seconds"] = r["gather_seconds"] + r["build_seconds"]
-        started_rounds.append(r)
-        print(f"started round {i + 1}: gather {r['gather_seconds']:.2f} s, build "
-              f"{r['build_seconds']:.2f} s, ru_maxrss {r['ru_maxrss_mb']:.0f} MB", flush=True)
-    warm_rounds = []
-    for i in range(args.repeat if args.warm else 0):
-        r = one_round(EMAIL, source, warm=True)
-        if r["records"] != total_rows:
-            raise SystemExit(f"gather found {r['records']} rows, expected {total_rows}")
-        r["total_seconds"] = r["gather_seconds"] + r["build_seconds"]
-        warm_rounds.append(r)
-        print(f"warm round {i + 1}: gather {r['gather_seconds']:.2f} s, build "
-              f"{r['build_seconds']:.2f} s, ru_maxrss {r['ru_maxrss_mb']:.0f} MB", flush=True)
+    started_rounds = timed_rounds("started", args.repeat, started=True)
+    warm_rounds = timed_rounds("warm", args.repeat if args.warm else 0, warm=True)
     if args.profile:
         one_round(EMAIL, source, profile=True, warm=args.warm)
     # After the rounds: a child's ru_maxrss starts at this process's RSS when it is
@@ -401,18 +402,18 @@ def main():
     result["throughput_vs_copy"] = result["pipeline_rows_per_s"] / result["copy_rows_per_s"]
     result["copy_libpq_seconds"] = libpq_seconds
     result["throughput_vs_copy_libpq"] = libpq_seconds / med["total_seconds"]
-    started = {k: c.median([r[k] for r in started_rounds]) for k in (
-        "gather_seconds", "connector_gather_seconds", "build_seconds", "total_seconds")}
-    started["worst_ru_maxrss_mb"] = max(r["ru_maxrss_mb"] for r in started_rounds)
-    started["throughput_vs_copy"] = copy_seconds / started["total_seconds"]
-    started["throughput_vs_copy_libpq"] = libpq_seconds / started["total_seconds"]
+    def summary(kind_rounds):
+        kind = {k: c.median([r[k] for r in kind_rounds]) for k in (
+            "gather_seconds", "connector_gather_seconds", "build_seconds", "total_seconds")}
+        kind["worst_ru_maxrss_mb"] = max(r["ru_maxrss_mb"] for r in kind_rounds)
+        kind["throughput_vs_copy"] = copy_seconds / kind["total_seconds"]
+        kind["throughput_vs_copy_libpq"] = libpq_seconds / kind["total_seconds"]
+        return kind
+
+    started = summary(started_rounds)
     result["started_rounds"], result["started"] = started_rounds, started
     if warm_rounds:
-        warm = {k: c.median([r[k] for r in warm_rounds]) for k in (
-            "gather_seconds", "connector_gather_seconds", "build_seconds", "total_seconds")}
-        warm["worst_ru_maxrss_mb"] = max(r["ru_maxrss_mb"] for r in warm_rounds)
-        warm["throughput_vs_copy"] = copy_seconds / warm["total_seconds"]
-        warm["throughput_vs_copy_libpq"] = libpq_seconds / warm["total_seconds"]
+        warm = summary(warm_rounds)
         result["warm_rounds"], result["warm"] = warm_rounds, warm
     print(f"\n== portability package, {total_rows:,} rows (median of {args.repeat} "
           f"fresh processes) ==")

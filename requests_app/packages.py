@@ -223,7 +223,7 @@ def _access_json(request):
 
 def _portability_members(request):
     manifest = {"request": request.reference, "generated_at": timezone.now().isoformat(),
-                **_period_entry(request), "files": []}
+                "files": []}
     used = set()
     for run, name, info in list(_collections(request)):
         base = f"{_safe(run.source.name)}/{_safe(name)}"

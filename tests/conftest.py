@@ -196,6 +196,8 @@ def scratch_database(prefix: str):
         yield f"{server}/{name}"
     finally:
         sql._engine.cache_clear()  # its pooled connections hold the database open
+        sql._REFLECTED.clear()  # the next test's database has this one's name
+        sql._LOOKUPS.clear()
         with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

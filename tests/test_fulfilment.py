@@ -470,4 +470,4 @@ def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, b
     assert data["period"] == {"start": "2025-01-01", "end": "2025-12-31"}
     assert [e["ip"] for e in data["records"]["Shop/events"]] == ["10.0.0.2"]
     report = archive.read("report.html").decode()
-    assert "from January 1, 2025 to December 31, 2025, the period you asked for" in report
+    assert "You asked for the period from January 1, 2025 to December 31, 2025" in report

@@ -463,6 +463,8 @@ def test_a_right_to_know_period_keeps_the_rows_collected_in_it(shop):
 def test_the_period_is_the_one_the_request_asked_for():
     import datetime
 
+    from django.utils import timezone
+
     from requests_app.models import PrivacyRequest, SourceRun, VerificationEvidence
     from requests_app.sources.base import collection_period
     from tests.conftest import file_request
@@ -477,20 +479,61 @@ def test_the_period_is_the_one_the_request_asked_for():
     request = PrivacyRequest.objects.get(pk=request.pk)
     assert collection_period(SourceRun(request=request)) == (
         datetime.date(2024, 3, 1), datetime.date(2025, 2, 28))
+    VerificationEvidence.objects.filter(request=request).update(period_end=None)
+    request = PrivacyRequest.objects.get(pk=request.pk)  # no last day: up to the receipt
+    assert collection_period(SourceRun(request=request)) == (
+        datetime.date(2024, 3, 1), timezone.localdate(request.received_at))
+
+
+def test_collection_times_are_read_in_the_portals_time_zone(settings):
+    import datetime
+    import zoneinfo
+
+    from requests_app.sources.base import in_period, period_bounds
+
+    settings.TIME_ZONE = "America/New_York"
+    year = (datetime.date(2025, 1, 1), datetime.date(2025, 12, 31))
+    utc = datetime.timezone.utc
+    assert not in_period(datetime.datetime(2025, 1, 1, 3, tzinfo=utc), year)  # Dec 31 there
+    assert in_period(datetime.datetime(2026, 1, 1, 3, tzinfo=utc), year)  # still Dec 31
+    assert not in_period("2025-01-01T03:00:00+00:00", year)
+    assert in_period("2025-01-01 03:00:00", year)  # no zone: a local time as stored
+    assert in_period(datetime.date(2025, 12, 31), year)
+    assert not in_period(datetime.date(2026, 1, 1), year)
+    assert in_period(None, year) and in_period("yesterday", year)  # unknown: kept
+    first, after = period_bounds(year, aware=True)
+    new_york = zoneinfo.ZoneInfo("America/New_York")
+    assert (first, after) == (datetime.datetime(2025, 1, 1, tzinfo=new_york),
+                              datetime.datetime(2026, 1, 1, tzinfo=new_york))
+    assert period_bounds(year, aware=False) == (year[0], datetime.date(2026, 1, 1))
 
 
 def test_a_column_added_while_the_worker_runs_is_seen_and_a_dropped_one_named(shop):
     """Tables are reflected once per process: again when the map names a column the
-    reflection lacks; a column that is gone is a clear error, not a crash."""
-    from requests_app.sources.base import SourceError
+    reflection lacks, or when a column it has is gone; a mapped column that is gone
+    is a clear error, not a crash. Columns the map does not name are never read."""
+    import datetime
+
+    from requests_app.sources.base import SourceError, TransientSourceError
 
     source, engine = shop
-    SqlConnector(source).gather(Run(), IdentityData(email="pat@example.com"), Sink())
+    pat = IdentityData(email="pat@example.com")
     with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events ADD COLUMN note TEXT")  # not in the map
+    SqlConnector(source).gather(Run(), pat, Sink())
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE events DROP COLUMN note")  # nothing reads it
         conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at TEXT")
+        conn.exec_driver_sql("UPDATE events SET at = '2020-01-01' WHERE id = 70")
     source.dataset_map = MAP + "    collected_at: at\n"
-    outcome = SqlConnector(source).gather(Run(), IdentityData(email="pat@example.com"), Sink())
-    assert outcome.result["tables"]["events"] == 2
-    source.dataset_map = MAP + "    collected_at: gone\n"
-    with pytest.raises(SourceError, match="table `events` has no column `gone`"):
-        SqlConnector(source).gather(Run(), IdentityData(email="pat@example.com"), Sink())
+    outcome = SqlConnector(source).gather(
+        RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)), pat, Sink())
+    assert outcome.result["outside_period"] == {"events": 1}  # `at` was read
+    with engine.begin() as conn:  # dropped while the map still names it
+        conn.exec_driver_sql("ALTER TABLE events DROP COLUMN at")
+    with pytest.raises(TransientSourceError):  # what was reflected is forgotten...
+        SqlConnector(source).gather(Run(), pat, Sink())
+    with pytest.raises(SourceError, match="table `events` has no column `at`"):  # ...and said
+        SqlConnector(source).gather(Run(), pat, Sink())
+    source.dataset_map = MAP
+    assert SqlConnector(source).gather(Run(), pat, Sink()).result["tables"]["events"] == 2

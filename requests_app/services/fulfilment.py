@@ -168,8 +168,8 @@ def heartbeat(run_id: int, attempt: int) -> None:
 def warm_up_worker() -> None:
     """What a worker process does once when it starts (tasks.py runs it in a thread on
     Celery's worker_process_init), so that its first task does not pay for it: each
-    enabled SQL source's tables reflected and its connections opened, the portal
-    database and the broker connected. A source that cannot be reached is only
+    enabled SQL source's tables reflected and its connections opened, the broker
+    connected. A source that cannot be reached is only
     logged (by id and error type): its runs will meet the error and retry as ever."""
     from privacyportal.celery import app
     from requests_app.sources.sql import SqlConnector

@@ -56,36 +56,61 @@ class IdentityData:
 
 
 def collection_period(run) -> tuple[datetime.date, datetime.date] | None:
-    """The period a Right to Know request asked for (first and last day: by default
-    the 12 months before the request, back to 2022-01-01 at most when asked;
-    CCPA §1798.130(a)(2)(B), regs §7024(h)), or None: everything found is
+    """The period a Right to Know request asked for (first and last day, inclusive:
+    by default the 12 months before the request, back to 2022-01-01 at most when
+    asked; CCPA §1798.130(a)(2)(B), regs §7024(h)), or None: everything found is
     disclosed. Rows of a table whose map names its `collected_at` column are
     disclosed only when collected in it (or when their time is unknown)."""
     return requested_period(getattr(run, "request", None))
 
 
 def requested_period(request) -> tuple[datetime.date, datetime.date] | None:
-    """collection_period of a request (None when it asked for none)."""
+    """collection_period of a request (None when it asked for none); a period with
+    no last day ends on the day the request was received."""
+    from django.utils import timezone
+
     evidence = getattr(request, "evidence", None) if request is not None else None
     start = getattr(evidence, "period_start", None)
     if start is None:
         return None
-    return start, getattr(evidence, "period_end", None) or datetime.date.max
+    end = getattr(evidence, "period_end", None)
+    if end is None:
+        received = getattr(request, "received_at", None)
+        end = timezone.localdate(received) if received else timezone.localdate()
+    return start, end
 
 
-def day_of(value) -> datetime.date | None:
-    """The day of a collection time as a source gives it (a datetime, a date, or
-    ISO 8601 text as SQLite stores them); None when it cannot tell."""
-    if isinstance(value, datetime.datetime):
-        return value.date()
-    if isinstance(value, datetime.date):
-        return value
+def period_bounds(period, aware: bool) -> tuple:
+    """The period as [first, after) for comparing collection times: midnights in the
+    portal's time zone (TIME_ZONE) for times with a zone, else plain dates."""
+    from django.utils import timezone
+
+    first, after = period[0], period[1] + datetime.timedelta(days=1)
+    if not aware:
+        return first, after
+    return tuple(timezone.make_aware(datetime.datetime.combine(day, datetime.time.min))
+                 for day in (first, after))
+
+
+def in_period(value, period) -> bool:
+    """Whether a collection time, as a source gives it (a datetime with or without a
+    zone, a date, or ISO 8601 text as SQLite stores it), falls in the period, by
+    the portal's time zone; a time it cannot tell (empty, unparseable) counts as
+    in: the person is not denied a record for want of its date."""
+    from django.utils import timezone
+
     if isinstance(value, str):
         try:
-            return datetime.date.fromisoformat(value[:10])
+            value = datetime.datetime.fromisoformat(value)
         except ValueError:
-            return None
-    return None
+            return True
+    if isinstance(value, datetime.datetime):
+        day = timezone.localtime(value).date() if value.tzinfo else value.date()
+    elif isinstance(value, datetime.date):
+        day = value
+    else:
+        return True
+    return period[0] <= day <= period[1]
 
 
 @dataclass

@@ -20,6 +20,7 @@ import hmac
 import json
 import os
 import re
+import threading
 import time
 from collections import Counter, defaultdict
 from functools import lru_cache
@@ -38,7 +39,7 @@ except ImportError:  # SQLite only (the embedded demo)
 
 from requests_app.files import open_text_reader, open_text_writer
 from requests_app.sources.base import (Connector, Outcome, SourceError, TransientSourceError,
-                                       collection_period, day_of)
+                                       collection_period, in_period, period_bounds)
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
 from requests_app.sources.records import run_dir
 
@@ -54,6 +55,9 @@ def engine_url(dsn: str) -> str:
         if dsn.startswith(prefix):
             return "postgresql+psycopg://" + dsn[len(prefix):]
     return dsn
+
+
+_ENGINE_LOCK = threading.Lock()
 
 
 @lru_cache(maxsize=32)
@@ -230,6 +234,22 @@ class Traversal:
         self.leaves: dict[str, dict[str, set]] = defaultdict(lambda: defaultdict(set))
 
 
+def forget(url: str) -> None:
+    """Drop what this process knows of a database's tables (reflection and compiled
+    lookups): the next use reflects them again."""
+    for cache in (_REFLECTED, _LOOKUPS):
+        for key in [k for k in cache if k[0] == url]:
+            cache.pop(key, None)
+
+
+def _schema_changed(exc: Exception) -> bool:
+    """A table or column the cached reflection has is gone (PostgreSQL's undefined
+    table / column, SQLite's "no such ...")."""
+    orig = getattr(exc, "orig", exc)
+    return (getattr(orig, "sqlstate", None) in ("42P01", "42703")
+            or "no such column" in str(orig) or "no such table" in str(orig))
+
+
 def _transient(exc: Exception) -> bool:
     return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError))
 
@@ -296,7 +316,14 @@ class SqlConnector(Connector):
         if not dsn:
             raise SourceError(f"{self.source.name}: environment variable {name or '(none)'} "
                               "holding the DSN is not set")
-        return _engine(engine_url(dsn))
+        with _ENGINE_LOCK:  # one engine (and pool) per database, whichever thread comes first
+            return _engine(engine_url(dsn))
+
+    def _mapped(self, table: sa.Table) -> list:
+        """The columns the map names (keys, identities, references, categories): a
+        lookup reads those only. Other columns are none of our business, and a
+        column dropped from the database that the map never named breaks nothing."""
+        return [table.c[name] for name in sorted(self.map.tables[table.name].column_names())]
 
     def tables(self, conn) -> dict[str, sa.Table]:
         """The map's tables as reflected from the database, once per process, and again
@@ -306,6 +333,7 @@ class SqlConnector(Connector):
         known = _REFLECTED.get(key)
         if known is None or any(not spec.column_names() <= set(known[name].c.keys())
                                 for name, spec in self.map.tables.items()):
+            forget(str(conn.engine.url))
             metadata = sa.MetaData()
             try:
                 metadata.reflect(bind=conn, only=list(self.map.tables))
@@ -345,6 +373,11 @@ class SqlConnector(Connector):
                     columns[name] = {c["name"]: c for c in inspector.get_columns(name)}
                     for col in sorted(table.column_names() - set(columns[name])):
                         problems.append(f"line {line}: table `{name}` has no column `{col}`")
+                    when = columns[name].get(table.collected_at)
+                    if when and _arrays(conn) and not isinstance(when["type"], (sa.Date,
+                                                                                sa.DateTime)):
+                        problems.append(f"line {line}: table `{name}`: collected_at column "
+                                        f"`{table.collected_at}` must be a date or a timestamp")
                 for name, table in self.map.tables.items():
                     for ref in table.references:
                         if ref.to_table in columns and ref.to_column not in columns[ref.to_table]:
@@ -572,9 +605,10 @@ class SqlConnector(Connector):
     def _lookup(self, conn, table, columns: tuple) -> tuple[str, str, dict]:
         """(SQL with LIMIT, SQL without, default parameters) of the lookup of `table`
         by `columns`: `SELECT ... WHERE c0 = ANY(%(v0)s) OR c1 = ANY(%(v1)s) ...`."""
-        key = (str(conn.engine.url), table.name, columns)
+        key = (str(conn.engine.url), table.name, columns,
+               tuple(sorted(self.map.tables[table.name].column_names())))
         if key not in _LOOKUPS:
-            query = sa.select(table).where(sa.or_(*(
+            query = sa.select(*self._mapped(table)).where(sa.or_(*(
                 table.c[c] == sa.any_(sa.bindparam(f"v{i}", type_=ARRAY(table.c[c].type)))
                 for i, c in enumerate(columns))))
             # By one column: in that column's order, so that the LIMIT stays on its
@@ -634,8 +668,8 @@ class SqlConnector(Connector):
         a LIMIT one above BATCH. Only when that limit is reached (a subject with
         very many rows in this table) is the query run again on a server-side
         cursor, streamed BATCH rows at a time, so memory stays bounded."""
-        query = sa.select(table).where(sa.or_(*(_in(conn, table.c[col], vals)
-                                                for col, vals in parts)))
+        query = sa.select(*self._mapped(table)).where(sa.or_(*(
+            _in(conn, table.c[col], vals) for col, vals in parts)))
         rows = conn.execute(query.limit(BATCH + 1)).mappings().all()
         if len(rows) <= BATCH:
             yield from rows
@@ -656,11 +690,17 @@ class SqlConnector(Connector):
                 return work(conn, self.tables(conn))
         except sa_exc.SQLAlchemyError as exc:
             kind = TransientSourceError if _transient(exc) else SourceError
+            if _schema_changed(exc):  # reflected before a change: the retry reflects anew
+                forget(str(self.engine.url))
+                kind = TransientSourceError
             raise kind(f"{self.source.name}: database error ({type(exc).__name__})") from None
         except Exception as exc:
             if psycopg is None or not isinstance(exc, psycopg.Error):
                 raise
             kind = TransientSourceError if isinstance(exc, psycopg.OperationalError) else SourceError
+            if _schema_changed(exc):
+                forget(str(self.engine.url))
+                kind = TransientSourceError
             raise kind(f"{self.source.name}: database error ({type(exc).__name__})") from None
 
     # --- gathering ------------------------------------------------------------------
@@ -669,18 +709,18 @@ class SqlConnector(Connector):
         """The person's rows, written to `sink`. For a Right to Know request with a
         period, rows of tables whose map names a `collected_at` column are written
         only when collected in it (or when that time is empty): the traversal still
-        follows them to related rows. Their number is in result["outside_period"]."""
+        follows them to related rows. result["outside_period"] counts those left out
+        row by row (a copied leaf leaves them out in its COPY, uncounted)."""
         period = collection_period(run)
         outside: dict[str, int] = {}
 
         def work(conn, tables):
             def on_row(name, row):
                 spec = self.map.tables[name]
-                if period and spec.collected_at:
-                    day = day_of(row[spec.collected_at])
-                    if day is not None and not period[0] <= day <= period[1]:
-                        outside[name] = outside.get(name, 0) + 1
-                        return
+                if period and spec.collected_at and not in_period(row[spec.collected_at],
+                                                                  period):
+                    outside[name] = outside.get(name, 0) + 1
+                    return
                 categories = {c.name: c.category for c in spec.columns.values()}
                 sink.write(name, {c: row[c] for c in spec.columns}, categories)
 
@@ -720,10 +760,9 @@ class SqlConnector(Connector):
         where = self._leaf_where(conn, table, conditions)
         if period and spec.collected_at:  # the rows of the period (or of no known time)
             when = table.c[spec.collected_at]
-            within = [when >= period[0]]
-            if period[1] < datetime.date.max:
-                within.append(when < period[1] + datetime.timedelta(days=1))
-            where = sa.and_(where, sa.or_(when.is_(None), sa.and_(*within)))
+            aware = isinstance(when.type, sa.DateTime) and when.type.timezone
+            first, after = period_bounds(period, aware)
+            where = sa.and_(where, sa.or_(when.is_(None), sa.and_(when >= first, when < after)))
         compiled = (sa.select(*selected).where(where).compile(dialect=conn.dialect))
         inner, params = str(compiled), compiled.params
         # JSON lines: CSV format with a quote and a delimiter that JSON text never
@@ -1034,7 +1073,7 @@ class SqlConnector(Connector):
                 spec, table = self.map.tables[name], tables[name]
                 pk = table.c[spec.primary_key]
                 for chunk in _chunks(conn, keys):
-                    for row in conn.execute(sa.select(table).where(
+                    for row in conn.execute(sa.select(*self._mapped(table)).where(
                             _in(conn, pk, chunk))).mappings():
                         if self._left(name, row):
                             left.add((name, row[spec.primary_key]))
