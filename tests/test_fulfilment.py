@@ -471,3 +471,23 @@ def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, b
     assert [e["ip"] for e in data["records"]["Shop/events"]] == ["10.0.0.2"]
     report = archive.read("report.html").decode()
     assert "You asked for the period from January 1, 2025 to December 31, 2025" in report
+
+
+def test_a_manual_source_owner_is_told_the_period_asked_for(sources, alice, bob, client):
+    import datetime
+
+    from requests_app.models import VerificationEvidence
+
+    request = file_request(request_type="access", state=State.IN_REVIEW, email=PAT)
+    VerificationEvidence.objects.create(request=request, submission="s",
+                                        period_start=datetime.date(2025, 1, 1),
+                                        period_end=datetime.date(2025, 12, 31))
+    with committed():
+        do_transition(request.pk, "approve", actor=Actor.staff(alice))
+    run = request.source_runs.get(source=sources["manual"])
+    staff_login(client, bob)
+    page = client.get(f"/staff/tasks/{run.token}/").content.decode()
+    assert "From January 1, 2025 to December 31, 2025: give the records collected" in page
+    other = approved("portability", alice)  # no period asked for: none shown
+    page = client.get(f"/staff/tasks/{other.source_runs.get(source=sources['manual']).token}/")
+    assert "Period asked for" not in page.content.decode()

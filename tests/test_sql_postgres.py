@@ -147,6 +147,7 @@ def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(pg_shop, monk
         b"".join(packages._copied_csv(run, info)).decode(), newline="")))
     assert len(rows) == len(AWKWARD) - 2
     assert outcome.result["tables"]["events"] == len(AWKWARD) - 2
+    assert outcome.result["outside_period"] == {"events": 2}
     text_time = source(MAP + "    collected_at: ip\n")  # a text column: refused at save
     assert any("collected_at column `ip` must be a date or a timestamp" in p
                for p in SqlConnector(text_time).check())

@@ -709,8 +709,8 @@ class SqlConnector(Connector):
         """The person's rows, written to `sink`. For a Right to Know request with a
         period, rows of tables whose map names a `collected_at` column are written
         only when collected in it (or when that time is empty): the traversal still
-        follows them to related rows. result["outside_period"] counts those left out
-        row by row (a copied leaf leaves them out in its COPY, uncounted)."""
+        follows them to related rows (a copied leaf leaves them out in its COPY).
+        result["outside_period"] counts those left out per table."""
         period = collection_period(run)
         outside: dict[str, int] = {}
 
@@ -730,7 +730,8 @@ class SqlConnector(Connector):
             counts = {name: len(keys) - outside.get(name, 0)
                       for name, keys in trav.seen.items()}
             for name, conditions in trav.leaves.items():
-                counts[name] = self._copy_leaf(conn, tables[name], conditions, sink, period)
+                counts[name] = self._copy_leaf(conn, tables[name], conditions, sink, period,
+                                               outside)
             return counts
 
         counts = self._run(work, read_only=True)
@@ -740,7 +741,7 @@ class SqlConnector(Connector):
             result["outside_period"] = outside
         return Outcome(records=sum(counts.values()), result=result)
 
-    def _copy_leaf(self, conn, table, conditions, sink, period=None) -> int:
+    def _copy_leaf(self, conn, table, conditions, sink, period=None, outside=None) -> int:
         """A leaf table with very many rows of the person's (web_events), formatted by
         PostgreSQL itself: `COPY (SELECT row_to_json(t) ...) TO STDOUT` as JSON lines
         and `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)`, the bytes streamed
@@ -762,7 +763,12 @@ class SqlConnector(Connector):
             when = table.c[spec.collected_at]
             aware = isinstance(when.type, sa.DateTime) and when.type.timezone
             first, after = period_bounds(period, aware)
-            where = sa.and_(where, sa.or_(when.is_(None), sa.and_(when >= first, when < after)))
+            kept = sa.or_(when.is_(None), sa.and_(when >= first, when < after))
+            left_out = conn.execute(sa.select(sa.func.count()).select_from(table).where(
+                where, sa.not_(kept))).scalar()
+            if left_out and outside is not None:
+                outside[table.name] = left_out
+            where = sa.and_(where, kept)
         compiled = (sa.select(*selected).where(where).compile(dialect=conn.dialect))
         inner, params = str(compiled), compiled.params
         # JSON lines: CSV format with a quote and a delimiter that JSON text never

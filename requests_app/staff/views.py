@@ -11,7 +11,7 @@ from requests_app.files import iter_decrypted
 from requests_app.models import Actor, Package, PrivacyRequest, SourceRun
 from requests_app.services import fulfilment
 from requests_app.services.audit import record_event
-from requests_app.sources.base import SourceError
+from requests_app.sources.base import SourceError, collection_period
 from requests_app.sources.manual import MAX_UPLOAD, parse_upload
 from requests_app.staff.access import staff_required
 
@@ -80,7 +80,9 @@ def task_detail(request, token):
         return redirect("staff:tasks")
     record_event("staff.viewed_identity", actor=Actor.staff(request.user), request=run.request,
                  data={"page": "manual task", "source": run.source.name})
-    return render(request, "staff/task_detail.html", {"run": run, "form": form})
+    period = collection_period(run) if run.action == SourceRun.Action.GATHER else None
+    return render(request, "staff/task_detail.html", {"run": run, "form": form,
+                                                      "period": period})
 
 
 @_staff_required
