@@ -48,6 +48,18 @@ def _hit(key: str) -> int:
         return 1
 
 
+def mailbox(email: str) -> str:
+    """The mailbox an address delivers to, for counting: lower case, without a
+    "+tag" in the local part (pat+1@example.com and pat+2@... reach pat@...), so
+    that tags do not multiply the per-address limit. Other text (a reference) is
+    only lowered."""
+    normal = email.strip().lower()
+    local, at, domain = normal.rpartition("@")
+    if not at or not local:
+        return normal
+    return f"{local.split('+', 1)[0] or local}@{domain}"
+
+
 def exceeded(request, bucket: str, *, email: str = "") -> bool:
     """Count one hit for this request's IP address (and the email, when given) in
     `bucket`; True when either is over its hourly limit."""
@@ -57,8 +69,7 @@ def exceeded(request, bucket: str, *, email: str = "") -> bool:
     over = _hit(_key(bucket, "ip", client_ip(request))) > getattr(
         settings, f"RATELIMIT_{name}_PER_IP")
     if email:
-        normal = email.strip().lower()
-        over = _hit(_key(bucket, "email", normal)) > getattr(
+        over = _hit(_key(bucket, "email", mailbox(email))) > getattr(
             settings, f"RATELIMIT_{name}_PER_EMAIL") or over
     return over
 

@@ -339,6 +339,17 @@ def test_the_form_is_rate_limited_per_ip_and_per_email(client, settings):
     assert submit(client, email="third@example.com").status_code == 429
 
 
+def test_plus_tags_do_not_multiply_the_per_email_limit(client, settings):
+    from requests_app.ratelimit import mailbox
+
+    settings.RATELIMIT_FORM_PER_EMAIL = 2
+    statuses = [submit(client, email=f"Pat+{i}@Example.com").status_code for i in range(3)]
+    assert statuses == [302, 302, 429]
+    assert mailbox(" Pat+x+y@Example.COM ") == "pat@example.com"
+    assert mailbox("+tag@example.com") == "+tag@example.com"  # no mailbox name before it
+    assert mailbox("PP-ABCD-1234") == "pp-abcd-1234"
+
+
 # --- confirming the email -------------------------------------------------------------
 
 
