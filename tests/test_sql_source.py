@@ -459,6 +459,27 @@ def test_a_right_to_know_period_keeps_the_rows_collected_in_it(shop):
     assert outcome.records == 9
 
 
+def test_rows_reached_only_through_a_row_outside_the_period_are_left_out(shop):
+    """An old order is left out with what is reached only through it (the address
+    it was shipped to); an address a kept order also reaches stays."""
+    import datetime
+
+    source, engine = shop
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE orders ADD COLUMN placed TEXT")
+        conn.exec_driver_sql("UPDATE orders SET placed = CASE id WHEN 100 THEN '2020-05-01' "
+                             "ELSE '2025-05-01' END")
+    source.dataset_map = MAP.replace("  orders:\n", "  orders:\n    collected_at: placed\n")
+    sink = Sink()
+    outcome = SqlConnector(source).gather(
+        RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)),
+        IdentityData(email="pat@example.com"), sink)
+    assert sorted((t, r.get("city")) for t, r in sink.rows if t in ("orders", "addresses")) == [
+        ("addresses", "Dallas"), ("orders", None)]
+    assert outcome.result["outside_period"] == {"orders": 1}
+    assert outcome.result["tables"]["orders"] == 1 and outcome.result["tables"]["addresses"] == 1
+
+
 @pytest.mark.django_db
 def test_the_period_is_the_one_the_request_asked_for():
     import datetime

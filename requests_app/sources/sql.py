@@ -438,7 +438,8 @@ class SqlConnector(Connector):
         return cached[1]
 
     def _traverse(self, conn, tables, identity, on_row, defer=(), bulk=()) -> "Traversal":
-        """Find the person's rows hop by hop; call on_row(table_name, row) once per row.
+        """Find the person's rows hop by hop; call on_row(table_name, row) once per row
+        (when it returns False, no reference of that row is followed).
         Tables in `defer` (leaves, see _leaves) are not read: the values that would
         find the rows are kept in trav.leaves instead. Tables in `bulk` (leaves too)
         are read as usual unless the lookup finds more than BATCH rows: then they
@@ -514,7 +515,8 @@ class SqlConnector(Connector):
                             trav.own_refs[(name, column)][row[column]] += 1
                     else:
                         trav.shared_values[name][key] = {c: row[c] for c in follow}
-                    on_row(name, row)
+                    if on_row(name, row) is False:
+                        continue  # left out (a period's): nothing is reached through it
                     for column in unique[name]:
                         known[(name, column)].add(row[column])
                     target = owned_now if owned else shared_now
@@ -708,9 +710,10 @@ class SqlConnector(Connector):
     def gather(self, run, identity, sink) -> Outcome:
         """The person's rows, written to `sink`. For a Right to Know request with a
         period, rows of tables whose map names a `collected_at` column are written
-        only when collected in it (or when that time is empty): the traversal still
-        follows them to related rows (a copied leaf leaves them out in its COPY).
-        result["outside_period"] counts those left out per table."""
+        only when collected in it (or when that time is empty), and rows reached only
+        through a row left out are not reached (an old order's items and shipping
+        address); a copied leaf leaves them out in its COPY.
+        result["outside_period"] counts the dated rows left out per table."""
         period = collection_period(run)
         outside: dict[str, int] = {}
 
@@ -720,7 +723,7 @@ class SqlConnector(Connector):
                 if period and spec.collected_at and not in_period(row[spec.collected_at],
                                                                   period):
                     outside[name] = outside.get(name, 0) + 1
-                    return
+                    return False  # and what is reached only through it (an order's items)
                 categories = {c.name: c.category for c in spec.columns.values()}
                 sink.write(name, {c: row[c] for c in spec.columns}, categories)
 
