@@ -310,6 +310,9 @@ MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
 # Packages for consumers: how long a download link lives, how often it may be used.
 DOWNLOAD_LINK_DAYS = envint("DOWNLOAD_LINK_DAYS", 7, minimum=1)
 DOWNLOAD_MAX_COUNT = envint("DOWNLOAD_MAX_COUNT", 5, minimum=1)
+# A third party's link to confirm a deletion or opt-out notice works this long; after
+# that it replies by email and staff record the answer on the request's desk.
+THIRD_PARTY_LINK_DAYS = envint("THIRD_PARTY_LINK_DAYS", 60, minimum=1)
 
 # One-time codes sent by email (services/codes.py): how long one is good for, how
 # many wrong tries lock it, and how often a new one may be sent (at most once per

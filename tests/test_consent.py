@@ -492,6 +492,43 @@ def test_a_third_party_that_cannot_act_must_say_why(client, governed):
     assert client.get(confirm_url[:-5] + "XXXX/").status_code == 400
 
 
+def test_an_answer_given_outside_the_link_is_recorded_on_the_desk(client, governed, alice):
+    """The link expires (THIRD_PARTY_LINK_DAYS); the third party replies by email and
+    staff record its answer on the request's desk, audited with them as actor."""
+    from requests_app.models import AuditEvent
+    from tests.conftest import staff_login
+
+    with committed():
+        consent.withdraw_everything(PAT, method=Method.PREFERENCE_PAGE, actor=Actor.consumer())
+    (sent,) = [m for m in mail.outbox if m.to == ["privacy@contoso.example"]]
+    assert "the link works for 60 days" in sent.body
+    confirm_url = re.search(r"/third-parties/confirm/[^/\s]+/", sent.body).group(0)
+    with time_machine.travel(timezone.now() + datetime.timedelta(days=61)):
+        expired = client.get(confirm_url)
+        assert expired.status_code == 410 and "The link has expired" in expired.content.decode()
+        assert client.post(confirm_url, {"answer": "done"}).status_code == 410
+    notice = ThirdPartyNotice.objects.get()
+    assert notice.state == ThirdPartyNotice.State.SENT
+
+    staff_login(client, alice)
+    desk = f"/staff/requests/{notice.request.reference}/"
+    page = client.get(desk).content.decode()
+    assert "Third parties told" in page and "Record the answer Contoso" in page
+    answer = f"{desk}third-parties/{notice.pk}/"
+    with committed():
+        client.post(answer, {"answer": "impossible", "note": ""})  # a reason is needed
+    notice.refresh_from_db()
+    assert notice.state == ThirdPartyNotice.State.SENT
+    with committed():
+        response = client.post(answer, {"answer": "impossible", "note": "Data already gone."})
+    assert response.status_code == 302
+    notice.refresh_from_db()
+    assert notice.state == ThirdPartyNotice.State.IMPOSSIBLE and notice.note == "Data already gone."
+    event = AuditEvent.objects.get(action="third_party.impossible")
+    assert event.actor == alice and event.data["recorded_by"] == "staff"
+    assert "Record the answer" not in client.get(desk).content.decode()  # answered: final
+
+
 def test_an_opt_out_filed_on_the_request_form_withdraws_its_purposes(governed):
     request = file_request(request_type="opt_out_marketing", email=PAT)
     assert list(request.purposes.all()) == [governed["purpose"]]

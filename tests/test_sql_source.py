@@ -268,6 +268,8 @@ def test_a_map_naming_a_missing_table_or_column_is_refused(shop):
         source.full_clean()
     with pytest.raises(DatasetMapError, match="`collected_at` must name the column"):
         parse(MAP + "    collected_at: [at]\n")
+    with pytest.raises(DatasetMapError, match="not for an identity table"):
+        parse(MAP.replace("  customers:\n", "  customers:\n    collected_at: since\n"))
 
 
 def test_invalid_yaml_is_reported_with_its_line():
@@ -457,6 +459,45 @@ def test_a_right_to_know_period_keeps_the_rows_collected_in_it(shop):
     assert outcome.result["outside_period"] == {"events": 1}
     assert outcome.result["period"] == ["2025-01-01", "2025-06-30"]
     assert outcome.records == 9
+
+
+def test_a_dated_row_is_judged_by_its_own_date_even_under_an_old_row(shop):
+    """A device first seen before the period is left out, but its events of the
+    period are shown (each dated table judges its own rows)."""
+    import datetime
+
+    source, engine = shop
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE devices ADD COLUMN first_seen TEXT")
+        conn.exec_driver_sql("UPDATE devices SET first_seen = '2020-01-01'")
+        conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at TEXT")
+        conn.exec_driver_sql("UPDATE events SET at = CASE id WHEN 70 THEN '2020-02-01' "
+                             "ELSE '2025-02-01' END")
+    source.dataset_map = (MAP.replace("  devices:\n", "  devices:\n    collected_at: first_seen\n")
+                          + "    collected_at: at\n")
+    sink = Sink()
+    outcome = SqlConnector(source).gather(
+        RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)),
+        IdentityData(email="pat@example.com"), sink)
+    assert [r["ip"] for t, r in sink.rows if t == "events"] == ["10.0.0.2"]
+    assert not [r for t, r in sink.rows if t == "devices"]
+    assert outcome.result["outside_period"] == {"devices": 1, "events": 1}
+
+
+def test_columns_the_map_does_not_name_are_not_needed(shop):
+    """A lookup reads the mapped columns and the columns references follow (here
+    devices.cookie, not listed under `columns`); an unmapped unique column (a
+    username) is neither read nor needed."""
+    source, engine = shop
+    with engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE customers ADD COLUMN username TEXT")
+        conn.exec_driver_sql("CREATE UNIQUE INDEX customers_username ON customers (username)")
+    source.dataset_map = MAP.replace("      cookie: user.device.cookie_id\n", "")
+    assert "cookie: user.device" not in source.dataset_map
+    outcome, rows = gather(source, "pat@example.com")
+    assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
+                                        "devices": 1, "events": 2}
+    assert all("username" not in r for t, r in rows)
 
 
 def test_rows_reached_only_through_a_row_outside_the_period_are_left_out(shop):

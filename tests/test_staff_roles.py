@@ -28,6 +28,7 @@ from requests_app.models import (
     SourceRun,
     State,
     ThirdParty,
+    ThirdPartyNotice,
     VerificationEvidence,
 )
 from requests_app.models.privacy_request import ActorKind
@@ -58,6 +59,7 @@ PAGES = {
     "staff:progress": ("GET", {"alice", "bob"}),
     "staff:claim": ("POST", {"alice", "bob"}),
     "staff:add_note": ("POST", {"alice", "bob"}),
+    "staff:notice_answer": ("POST", {"alice", "bob"}),
     "staff:original": ("GET", {"alice", "bob"}),
     "staff:permission": ("GET", {"alice", "bob"}),  # an agent's signed permission
     "staff:package_preview": ("GET", {"alice", "bob"}),
@@ -197,7 +199,11 @@ def world(alice, bob, dave, settings, tmp_path):
                                        categories=["user.contact.address"])
     run = SourceRun.objects.create(request=request, source=source, action="gather",
                                    state=SourceRun.State.WAITING)
-    return {"request": request, "run": run, "source": source, **admin_objects(request, source)}
+    objects = {"request": request, "run": run, "source": source,
+               **admin_objects(request, source)}
+    objects["notice"] = ThirdPartyNotice.objects.create(
+        request=request, third_party_id=objects["thirdparty"]).pk
+    return objects
 
 
 def admin_objects(request, source) -> dict:
@@ -249,6 +255,7 @@ def fill(route: str, world, alice) -> str:
         "<str:reference>": world["request"].reference, "<str:token>": world["run"].token,
         "<slug:notice>": "denied", "<str:kind>": "access", "<int:year>": "2026",
         "<path:object_id>": object_id, "<int:pk>": object_id, "<id>": object_id,
+        "<int:notice_id>": world["notice"],
         "<path:content_type_id>": ContentType.objects.get_for_model(PrivacyRequest).pk,
     }
     for key, value in values.items():

@@ -2,7 +2,10 @@
 is done (or say why it cannot be). Confirmation is a POST: mail scanners that
 fetch links do not confirm anything."""
 
+import datetime
+
 from django import forms
+from django.conf import settings
 from django.core import signing
 from django.shortcuts import render
 from django.utils.translation import gettext_lazy as _
@@ -32,9 +35,13 @@ class AnswerForm(forms.Form):
 @require_http_methods(["GET", "HEAD", "POST"])
 def confirm(request, token: str):
     try:
-        notice_id = signing.loads(token, salt=CONFIRM_SALT)
+        notice_id = signing.loads(token, salt=CONFIRM_SALT,
+                                  max_age=datetime.timedelta(days=settings.THIRD_PARTY_LINK_DAYS))
         notice = ThirdPartyNotice.objects.select_related("request", "third_party").get(
             pk=notice_id)
+    except signing.SignatureExpired:  # the privacy office records a reply by hand
+        return render(request, "preferences/third_party_refused.html", {"expired": True},
+                      status=410)
     except (signing.BadSignature, ThirdPartyNotice.DoesNotExist, TypeError, ValueError):
         return render(request, "preferences/third_party_refused.html", status=400)
     form = AnswerForm(request.POST or None)

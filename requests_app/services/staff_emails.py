@@ -70,7 +70,9 @@ def send_third_party_notice(notice_id: int) -> bool:
             f"Reference: {request.reference}\nEmail: {identity.email}\n"
             + (f"Customer number: {identity.account_number}\n" if identity.account_number else "")
             + "\nWhen it is done (or if it cannot be done), say so here: "
-            f"{settings.SITE_URL}/third-parties/confirm/{confirm_token(notice.pk)}/\n",
+            f"{settings.SITE_URL}/third-parties/confirm/{confirm_token(notice.pk)}/\n"
+            f"(the link works for {settings.THIRD_PARTY_LINK_DAYS} days; after that, or if "
+            "you prefer, reply to this email and we will record your answer)\n",
             None, [party.contact_email],
         )
         notice.state = ThirdPartyNotice.State.SENT
@@ -81,8 +83,11 @@ def send_third_party_notice(notice_id: int) -> bool:
     return True
 
 
-def do_confirm_notice(notice_id: int, *, done: bool, note: str = "") -> ThirdPartyNotice:
-    """The third party answers through its link: done, or impossible with a reason."""
+def do_confirm_notice(notice_id: int, *, done: bool, note: str = "",
+                      actor: Actor | None = None) -> ThirdPartyNotice:
+    """The third party answers through its link (actor: the system), or staff record
+    the answer it gave by email, letter or phone (actor: that staff member): done, or
+    impossible with a reason. The first answer stands."""
     with transaction.atomic(durable=True):
         notice = ThirdPartyNotice.objects.select_for_update(of=("self",)).select_related(
             "third_party", "request").get(pk=notice_id)
@@ -94,6 +99,7 @@ def do_confirm_notice(notice_id: int, *, done: bool, note: str = "") -> ThirdPar
         notice.note = note
         notice.save()
         record_event("third_party.confirmed" if done else "third_party.impossible",
-                     actor=Actor.system(), request=notice.request,
-                     data={"third_party": notice.third_party.name})
+                     actor=actor or Actor.system(), request=notice.request,
+                     data={"third_party": notice.third_party.name,
+                           "recorded_by": "staff" if actor else "third party"})
     return notice

@@ -245,6 +245,11 @@ def _parse_table(name, spec, line, errors):
         errors.append((_line(spec, "collected_at"),
                        f"{where}: `collected_at` must name the column of the collection time"))
         collected_at = ""
+    elif collected_at and identity:
+        errors.append((_line(spec, "collected_at"),
+                       f"{where}: `collected_at` is for tables of dated records (orders, "
+                       "messages), not for an identity table: its rows are the person"))
+        collected_at = ""
     if not isinstance(pk, str):
         return None
     return Table(name, pk, dict(identity), tuple(references), columns, erase, basis,

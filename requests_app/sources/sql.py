@@ -238,7 +238,7 @@ def forget(url: str) -> None:
     """Drop what this process knows of a database's tables (reflection and compiled
     lookups): the next use reflects them again."""
     for cache in (_REFLECTED, _LOOKUPS):
-        for key in [k for k in cache if k[0] == url]:
+        for key in [k for k in list(cache) if k[0] == url]:  # a snapshot: other threads
             cache.pop(key, None)
 
 
@@ -319,11 +319,20 @@ class SqlConnector(Connector):
         with _ENGINE_LOCK:  # one engine (and pool) per database, whichever thread comes first
             return _engine(engine_url(dsn))
 
+    def _needed(self, name: str) -> tuple[str, ...]:
+        """The columns of a table that the map names (keys, identities, references,
+        categories, collection time) or that references into it follow: a lookup
+        reads those only. Other columns are none of our business, and a column
+        dropped from the database that the map never used breaks nothing."""
+        needed = getattr(self, "_needed_cache", None)
+        if needed is None:
+            needed = self._needed_cache = {
+                n: tuple(sorted(spec.column_names() | self.map.referenced_columns(n)))
+                for n, spec in self.map.tables.items()}
+        return needed[name]
+
     def _mapped(self, table: sa.Table) -> list:
-        """The columns the map names (keys, identities, references, categories): a
-        lookup reads those only. Other columns are none of our business, and a
-        column dropped from the database that the map never named breaks nothing."""
-        return [table.c[name] for name in sorted(self.map.tables[table.name].column_names())]
+        return [table.c[name] for name in self._needed(table.name)]
 
     def tables(self, conn) -> dict[str, sa.Table]:
         """The map's tables as reflected from the database, once per process, and again
@@ -331,17 +340,18 @@ class SqlConnector(Connector):
         database and then to the map while the worker ran)."""
         key = (str(conn.engine.url), tuple(sorted(self.map.tables)))
         known = _REFLECTED.get(key)
-        if known is None or any(not spec.column_names() <= set(known[name].c.keys())
-                                for name, spec in self.map.tables.items()):
-            forget(str(conn.engine.url))
+        if known is None or any(not set(self._needed(name)) <= set(known[name].c.keys())
+                                for name in self.map.tables):
+            if known is not None:  # stale: its compiled lookups too
+                forget(str(conn.engine.url))
             metadata = sa.MetaData()
             try:
                 metadata.reflect(bind=conn, only=list(self.map.tables))
             except sa_exc.InvalidRequestError as exc:
                 raise SourceError(f"{self.source.name}: {exc}") from None
             reflected = {name: metadata.tables[name] for name in self.map.tables}
-            for name, spec in self.map.tables.items():
-                missing = sorted(spec.column_names() - set(reflected[name].c.keys()))
+            for name in self.map.tables:
+                missing = sorted(set(self._needed(name)) - set(reflected[name].c.keys()))
                 if missing:  # dropped since the map was saved
                     raise SourceError(f"{self.source.name}: table `{name}` has no column "
                                       f"`{missing[0]}`")
@@ -433,13 +443,19 @@ class SqlConnector(Connector):
                        for n in self.map.tables}
             forwards = {n: {e.from_column for e in edges if e.from_table == n and e.forward}
                         for n in self.map.tables}
-            unique = {n: _unique_columns(tables[n]) for n in self.map.tables}
+            # Unique columns that references lead to: rows seen there need no second
+            # lookup (the only use of `known` in _traverse).
+            unique = {n: _unique_columns(tables[n]) & set(self.map.referenced_columns(n))
+                      for n in self.map.tables}
             cached = self._shape_cache = (tables, (edges, follows, forwards, unique))
         return cached[1]
 
-    def _traverse(self, conn, tables, identity, on_row, defer=(), bulk=()) -> "Traversal":
-        """Find the person's rows hop by hop; call on_row(table_name, row) once per row
-        (when it returns False, no reference of that row is followed).
+    def _traverse(self, conn, tables, identity, on_row, defer=(), bulk=(),
+                  through=()) -> "Traversal":
+        """Find the person's rows hop by hop; call on_row(table_name, row) once per row.
+        When it returns False (a row outside a Right to Know period), the row's
+        references are followed only into the tables in `through` (those that judge
+        each row by its own date): what is reached only through it is left out.
         Tables in `defer` (leaves, see _leaves) are not read: the values that would
         find the rows are kept in trav.leaves instead. Tables in `bulk` (leaves too)
         are read as usual unless the lookup finds more than BATCH rows: then they
@@ -472,6 +488,8 @@ class SqlConnector(Connector):
         while wanted:
             owned_now = defaultdict(lambda: defaultdict(set))
             shared_now = defaultdict(lambda: defaultdict(set))
+            left_owned = defaultdict(lambda: defaultdict(set))  # rows on_row left out
+            left_shared = defaultdict(lambda: defaultdict(set))
             # A leaf left to the caller once stays so in later hops (one copy of it).
             skip = set(defer) | set(trav.leaves)
             for name, conditions in wanted.items():
@@ -515,11 +533,12 @@ class SqlConnector(Connector):
                             trav.own_refs[(name, column)][row[column]] += 1
                     else:
                         trav.shared_values[name][key] = {c: row[c] for c in follow}
-                    if on_row(name, row) is False:
-                        continue  # left out (a period's): nothing is reached through it
-                    for column in unique[name]:
-                        known[(name, column)].add(row[column])
-                    target = owned_now if owned else shared_now
+                    if on_row(name, row) is False:  # left out (outside a period)
+                        target = left_owned if owned else left_shared
+                    else:
+                        for column in unique[name]:
+                            known[(name, column)].add(row[column])
+                        target = owned_now if owned else shared_now
                     for column in follow:
                         if row[column] is not None:
                             target[name][column].add(row[column])
@@ -532,8 +551,14 @@ class SqlConnector(Connector):
                     # "referred by" link, a household) would reach someone else.
                     continue
                 values = set(owned_now.get(edge.from_table, {}).get(edge.from_column, ()))
+                dated = edge.to_table in through  # judged by its own date: reached anyway
+                if dated:
+                    values |= left_owned.get(edge.from_table, {}).get(edge.from_column, set())
                 if edge.forward:
                     values |= shared_now.get(edge.from_table, {}).get(edge.from_column, set())
+                    if dated:
+                        values |= left_shared.get(edge.from_table, {}).get(edge.from_column,
+                                                                           set())
                     # A unique column's rows seen already need no second look.
                     values -= known.get((edge.to_table, edge.to_column), set())
                 else:
@@ -607,8 +632,7 @@ class SqlConnector(Connector):
     def _lookup(self, conn, table, columns: tuple) -> tuple[str, str, dict]:
         """(SQL with LIMIT, SQL without, default parameters) of the lookup of `table`
         by `columns`: `SELECT ... WHERE c0 = ANY(%(v0)s) OR c1 = ANY(%(v1)s) ...`."""
-        key = (str(conn.engine.url), table.name, columns,
-               tuple(sorted(self.map.tables[table.name].column_names())))
+        key = (str(conn.engine.url), table.name, columns, self._needed(table.name))
         if key not in _LOOKUPS:
             query = sa.select(*self._mapped(table)).where(sa.or_(*(
                 table.c[c] == sa.any_(sa.bindparam(f"v{i}", type_=ARRAY(table.c[c].type)))
@@ -710,9 +734,10 @@ class SqlConnector(Connector):
     def gather(self, run, identity, sink) -> Outcome:
         """The person's rows, written to `sink`. For a Right to Know request with a
         period, rows of tables whose map names a `collected_at` column are written
-        only when collected in it (or when that time is empty), and rows reached only
-        through a row left out are not reached (an old order's items and shipping
-        address); a copied leaf leaves them out in its COPY.
+        only when collected in it (or when that time is empty); undated rows reached
+        only through a row left out are not reached (an old order's items and shipping
+        address), dated ones are judged by their own date (a new message on an old
+        ticket is shown); a copied leaf leaves its rows out in its COPY.
         result["outside_period"] counts the dated rows left out per table."""
         period = collection_period(run)
         outside: dict[str, int] = {}
@@ -728,8 +753,10 @@ class SqlConnector(Connector):
                 sink.write(name, {c: row[c] for c in spec.columns}, categories)
 
             copies = _arrays(conn) and psycopg is not None and hasattr(sink, "write_copy")
+            dated = {n for n, spec in self.map.tables.items() if spec.collected_at}
             trav = self._traverse(conn, tables, identity, on_row,
-                                  bulk=self._leaves(tables) if copies else ())
+                                  bulk=self._leaves(tables) if copies else (),
+                                  through=dated if period else ())
             counts = {name: len(keys) - outside.get(name, 0)
                       for name, keys in trav.seen.items()}
             for name, conditions in trav.leaves.items():

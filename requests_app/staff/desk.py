@@ -25,6 +25,7 @@ from requests_app.models import (
     PrivacyRequest,
     RequestNote,
     SourceRun,
+    ThirdPartyNotice,
 )
 from requests_app.models.privacy_request import State, TransitionInputError
 from requests_app.services.audit import record_event
@@ -184,8 +185,20 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "may_assign": user.has_perm("requests_app.assign_request"),
         "staff": assignable_users() if user.has_perm("requests_app.assign_request") else [],
         "note_form": NoteForm(),
+        "notices": _notices(privacy_request),
         **consent_history_panel(user, privacy_request),
     }
+
+
+def _notices(privacy_request: PrivacyRequest) -> list:
+    """The third parties told of a deletion or opt-out, with whether an answer is
+    still awaited (staff may record one given by email, letter or phone)."""
+    notices = list(privacy_request.third_party_notices.select_related("third_party")
+                   .order_by("third_party__name"))
+    for notice in notices:
+        notice.awaited = notice.state in (ThirdPartyNotice.State.PENDING,
+                                          ThirdPartyNotice.State.SENT)
+    return notices
 
 
 class NoteForm(forms.Form):
@@ -262,6 +275,27 @@ def add_note(request, reference):
             messages.error(request, " ".join(getattr(exc, "messages", [str(exc)])))
     else:
         messages.error(request, _("Write the note first (at most 4,000 characters)."))
+    return redirect("staff:desk", reference=reference)
+
+
+@require_POST
+@staff_required(VIEW, "requests_app.work_request")
+def notice_answer(request, reference, notice_id):
+    """Record a third party's answer to a deletion or opt-out notice, given outside
+    its link (a reply by email, a letter, a call; or a notice sent by hand)."""
+    from requests_app.preferences.third_party import AnswerForm
+    from requests_app.services.staff_emails import do_confirm_notice
+
+    privacy_request = _get(reference)
+    notice = get_object_or_404(ThirdPartyNotice, pk=notice_id, request=privacy_request)
+    form = AnswerForm(request.POST)
+    if form.is_valid():
+        do_confirm_notice(notice.pk, done=form.cleaned_data["answer"] == "done",
+                          note=form.cleaned_data["note"], actor=Actor.staff(request.user))
+        messages.success(request, _("The answer of %(party)s is recorded.")
+                         % {"party": notice.third_party.name})
+    else:
+        messages.error(request, _("Choose the answer; if it cannot be done, say why."))
     return redirect("staff:desk", reference=reference)
 
 

@@ -23,6 +23,8 @@ urlpatterns = [
     path("requests/<str:reference>/progress/", desk.progress, name="progress"),
     path("requests/<str:reference>/claim/", queue.claim, name="claim"),
     path("requests/<str:reference>/notes/", desk.add_note, name="add_note"),
+    path("requests/<str:reference>/third-parties/<int:notice_id>/", desk.notice_answer,
+         name="notice_answer"),
     path("requests/<str:reference>/original/", desk.original, name="original"),
     path("requests/<str:reference>/permission/", desk.permission, name="permission"),
     path("requests/<str:reference>/step/<slug:name>/", desk.take_step, name="step"),
