@@ -14,7 +14,6 @@ from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.db.models import Count, Q
 from django.db.models.functions import Coalesce, Lower, TruncWeek
 from django.shortcuts import redirect, render
@@ -23,10 +22,9 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
 
-from requests_app.models import Actor, PrivacyRequest, SourceRun
+from requests_app.models import PrivacyRequest, SourceRun
 from requests_app.models.privacy_request import OPEN_STATES, State, TransitionInputError
 from requests_app.rules import jurisdiction_choices, request_type_choices
-from requests_app.services.audit import hash_value, record_event
 from requests_app.services.lifecycle import TransitionRefused
 from requests_app.services.staff_desk import assignable_users, do_assign, do_claim
 from requests_app.staff.access import staff_required
@@ -133,13 +131,6 @@ def queue(request):
     page = data.get("page") or 1
     start = (page - 1) * PAGE_SIZE
     found = rows[: COUNT_CAP + 1].count()
-    term = (data.get("q") or "").strip()
-    if term and not normalise_reference(term):
-        # Looking a person up by their address ties them to their requests: audited,
-        # with a keyed hash of the address (auditors can match it, not read it).
-        with transaction.atomic():
-            record_event("staff.searched_by_email", actor=Actor.staff(request.user),
-                         data={"email": hash_value(term), "found": min(found, COUNT_CAP)})
     page_rows = list(rows[start:start + PAGE_SIZE])
     for row in page_rows:
         due = row.current_due_on
