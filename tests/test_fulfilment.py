@@ -438,13 +438,26 @@ def test_a_worker_whose_run_was_taken_over_cannot_record_its_outcome(sources, al
     assert fulfilment.finish_run(run.pk, 8, {}, attempt=second) is True
 
 
+def approved_asking_for_2025(manager):
+    """An access request whose Right to Know period is the year 2025, approved."""
+    import datetime
+
+    from requests_app.models import VerificationEvidence
+
+    request = file_request(request_type="access", state=State.IN_REVIEW, email=PAT)
+    VerificationEvidence.objects.create(request=request, submission="s",
+                                        period_start=datetime.date(2025, 1, 1),
+                                        period_end=datetime.date(2025, 12, 31))
+    with committed():
+        do_transition(request.pk, "approve", actor=Actor.staff(manager))
+    request.refresh_from_db()
+    return request
+
+
 def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, bob, client):
     """The Right to Know period (from the portal's form) reaches the SQL source:
     dated events collected before it are left out; the report and data.json say
     which period they cover."""
-    import datetime
-
-    from requests_app.models import VerificationEvidence
     from tests.test_sql_source import MAP
 
     sources["manual"].enabled = False
@@ -455,13 +468,7 @@ def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, b
                              "ELSE '2025-03-01 12:00:00' END")
     sources["sql"].dataset_map = MAP + "    collected_at: at\n"
     sources["sql"].save()
-    request = file_request(request_type="access", state=State.IN_REVIEW, email=PAT)
-    VerificationEvidence.objects.create(request=request, submission="s",
-                                        period_start=datetime.date(2025, 1, 1),
-                                        period_end=datetime.date(2025, 12, 31))
-    with committed():
-        do_transition(request.pk, "approve", actor=Actor.staff(alice))
-    request.refresh_from_db()
+    request = approved_asking_for_2025(alice)
     assert request.state == State.RESULTS_READY
     run = request.source_runs.get(source=sources["sql"])
     assert run.records_found == 7 and run.result["outside_period"] == {"events": 1}
@@ -474,17 +481,7 @@ def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, b
 
 
 def test_a_manual_source_owner_is_told_the_period_asked_for(sources, alice, bob, client):
-    import datetime
-
-    from requests_app.models import VerificationEvidence
-
-    request = file_request(request_type="access", state=State.IN_REVIEW, email=PAT)
-    VerificationEvidence.objects.create(request=request, submission="s",
-                                        period_start=datetime.date(2025, 1, 1),
-                                        period_end=datetime.date(2025, 12, 31))
-    with committed():
-        do_transition(request.pk, "approve", actor=Actor.staff(alice))
-    run = request.source_runs.get(source=sources["manual"])
+    run = approved_asking_for_2025(alice).source_runs.get(source=sources["manual"])
     staff_login(client, bob)
     page = client.get(f"/staff/tasks/{run.token}/").content.decode()
     assert "From January 1, 2025 to December 31, 2025: give the records collected" in page
