@@ -10,6 +10,8 @@ stored on the run.
 import datetime
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
 
 class SourceError(Exception):
     """A permanent failure (bad configuration, a 4xx answer): retrying won't help."""
@@ -67,8 +69,6 @@ def collection_period(run) -> tuple[datetime.date, datetime.date] | None:
 def requested_period(request) -> tuple[datetime.date, datetime.date] | None:
     """collection_period of a request (None when it asked for none); a period with
     no last day ends on the day the request was received."""
-    from django.utils import timezone
-
     evidence = getattr(request, "evidence", None) if request is not None else None
     start = getattr(evidence, "period_start", None)
     if start is None:
@@ -83,8 +83,6 @@ def requested_period(request) -> tuple[datetime.date, datetime.date] | None:
 def period_bounds(period, aware: bool) -> tuple:
     """The period as [first, after) for comparing collection times: midnights in the
     portal's time zone (TIME_ZONE) for times with a zone, else plain dates."""
-    from django.utils import timezone
-
     first, after = period[0], period[1] + datetime.timedelta(days=1)
     if not aware:
         return first, after
@@ -97,8 +95,6 @@ def in_period(value, period) -> bool:
     zone, a date, or ISO 8601 text as SQLite stores it), falls in the period, by
     the portal's time zone; a time it cannot tell (empty, unparseable) counts as
     in: the person is not denied a record for want of its date."""
-    from django.utils import timezone
-
     if isinstance(value, str):
         try:
             value = datetime.datetime.fromisoformat(value)

@@ -445,8 +445,7 @@ class SqlConnector(Connector):
                         for n in self.map.tables}
             # Unique columns that references lead to: rows seen there need no second
             # lookup (the only use of `known` in _traverse).
-            unique = {n: _unique_columns(tables[n]) & set(self.map.referenced_columns(n))
-                      for n in self.map.tables}
+            unique = {n: _unique_columns(tables[n]) & follows[n] for n in self.map.tables}
             cached = self._shape_cache = (tables, (edges, follows, forwards, unique))
         return cached[1]
 

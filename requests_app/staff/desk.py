@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
 
 from requests_app.files import iter_decrypted
+from requests_app.preferences.third_party import AnswerForm
 from requests_app.staff.consent_views import consent_history_panel
 from requests_app.models import (
     Actor,
@@ -36,6 +37,7 @@ from requests_app.services.lifecycle import (
     may_take,
 )
 from requests_app.services.staff_desk import assignable_users, do_add_note
+from requests_app.services.staff_emails import do_confirm_notice
 from requests_app.staff.access import staff_required
 
 VIEW = "requests_app.view_privacyrequest"
@@ -283,9 +285,6 @@ def add_note(request, reference):
 def notice_answer(request, reference, notice_id):
     """Record a third party's answer to a deletion or opt-out notice, given outside
     its link (a reply by email, a letter, a call; or a notice sent by hand)."""
-    from requests_app.preferences.third_party import AnswerForm
-    from requests_app.services.staff_emails import do_confirm_notice
-
     privacy_request = _get(reference)
     notice = get_object_or_404(ThirdPartyNotice, pk=notice_id, request=privacy_request)
     form = AnswerForm(request.POST)
