@@ -160,8 +160,6 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool,
     import threading
 
     c.setup_django(migrate=False)
-    import stream_zip  # noqa: F401
-
     import requests_app.tasks  # noqa: F401  - what a worker process has imported
     from privacyportal.celery import app
     from requests_app import packages

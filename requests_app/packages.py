@@ -119,16 +119,6 @@ def _encode(text_chunks, size=CHUNK_SIZE):
         yield "".join(buffer).encode("utf-8")
 
 
-def _copied_json_array(run, info):
-    """The JSON array of a collection the database formatted (RecordSink.write_copy),
-    inflated: the same layout as _json_array."""
-    yield from iter_member(run, info, "file")
-
-
-def _copied_csv(run, info):
-    yield from iter_member(run, info, "csv")
-
-
 def _deflated(run, info, key) -> Deflated:
     """A member deflated while it was gathered, as it is on disk (decrypted only)."""
     meta = info["deflated"][key]

@@ -1,7 +1,7 @@
 """A streamed ZIP64 writer that also takes members deflated beforehand.
 
-stream_zip (and the standard library's zipfile) compress every member themselves.
-Records copied by the database are deflated while they are gathered
+The stream-zip library and the standard library's zipfile compress every member
+themselves. Records copied by the database are deflated while they are gathered
 (sources/records.py), so that only their compressed bytes are encrypted, written
 and read again; packages.build then only assembles the archive. This module writes
 both kinds of member into one archive, never holding a member in memory:
@@ -10,7 +10,9 @@ both kinds of member into one archive, never holding a member in memory:
   header, wbits=-15) whose CRC-32 and sizes are known: the local header carries
   them, no data descriptor;
 - any other iterable of bytes: deflated here (level 1), with a data descriptor
-  after it, as stream_zip's ZIP_64 does.
+  after it.
+
+Packages and the audit export are written by it.
 
 Every entry has a ZIP64 extra field (sizes and offset) and the archive ends with a
 ZIP64 end of central directory, so there is no 4 GiB limit. Names are UTF-8 (flag

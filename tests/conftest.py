@@ -38,6 +38,14 @@ def fast_password_hasher(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Rate-limit counters live in the cache: each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 def committed():
     """Run the on-commit side effects registered inside the block when it ends, as
     a real commit would (tests run inside a transaction that is rolled back)."""

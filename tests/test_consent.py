@@ -36,16 +36,6 @@ from tests.conftest import committed, file_request
 pytestmark = pytest.mark.django_db
 
 PAT = "pat@example.com"
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    """Rate-limit counters live in the cache: each test starts with none."""
-    from django.core.cache import cache
-
-    cache.clear()
-    yield
-    cache.clear()
 Method, Action = ConsentRecord.Method, ConsentRecord.Action
 
 

@@ -1,6 +1,7 @@
 """Fulfilment from approval to package, across a real SQL source, a real local HTTP
 service and a manual source worked through the staff page."""
 
+import datetime
 import io
 import json
 import zipfile
@@ -21,6 +22,7 @@ from requests_app.models import (
     Suppression,
     ThirdParty,
     ThirdPartyNotice,
+    VerificationEvidence,
 )
 from requests_app.services import fulfilment
 from requests_app.services.lifecycle import TransitionRefused, do_transition
@@ -63,8 +65,12 @@ def sources(shop, http_service, alice, bob):  # noqa: F811
             "service": service}
 
 
-def approved(kind, manager, **extra):
+def approved(kind, manager, period=None, **extra):
+    """A request filed and approved; `period`: the Right to Know period it asked for."""
     request = file_request(request_type=kind, state=State.IN_REVIEW, email=PAT, **extra)
+    if period:
+        VerificationEvidence.objects.create(request=request, submission="s",
+                                            period_start=period[0], period_end=period[1])
     with committed():
         do_transition(request.pk, "approve", actor=Actor.staff(manager))
     request.refresh_from_db()
@@ -438,20 +444,7 @@ def test_a_worker_whose_run_was_taken_over_cannot_record_its_outcome(sources, al
     assert fulfilment.finish_run(run.pk, 8, {}, attempt=second) is True
 
 
-def approved_asking_for_2025(manager):
-    """An access request whose Right to Know period is the year 2025, approved."""
-    import datetime
-
-    from requests_app.models import VerificationEvidence
-
-    request = file_request(request_type="access", state=State.IN_REVIEW, email=PAT)
-    VerificationEvidence.objects.create(request=request, submission="s",
-                                        period_start=datetime.date(2025, 1, 1),
-                                        period_end=datetime.date(2025, 12, 31))
-    with committed():
-        do_transition(request.pk, "approve", actor=Actor.staff(manager))
-    request.refresh_from_db()
-    return request
+YEAR_2025 = (datetime.date(2025, 1, 1), datetime.date(2025, 12, 31))
 
 
 def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, bob, client):
@@ -468,7 +461,7 @@ def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, b
                              "ELSE '2025-03-01 12:00:00' END")
     sources["sql"].dataset_map = MAP + "    collected_at: at\n"
     sources["sql"].save()
-    request = approved_asking_for_2025(alice)
+    request = approved("access", alice, period=YEAR_2025)
     assert request.state == State.RESULTS_READY
     run = request.source_runs.get(source=sources["sql"])
     assert run.records_found == 7 and run.result["outside_period"] == {"events": 1}
@@ -481,7 +474,7 @@ def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, b
 
 
 def test_a_manual_source_owner_is_told_the_period_asked_for(sources, alice, bob, client):
-    run = approved_asking_for_2025(alice).source_runs.get(source=sources["manual"])
+    run = approved("access", alice, period=YEAR_2025).source_runs.get(source=sources["manual"])
     staff_login(client, bob)
     page = client.get(f"/staff/tasks/{run.token}/").content.decode()
     assert "From January 1, 2025 to December 31, 2025: give the records collected" in page

@@ -34,11 +34,8 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
 
 
 @pytest.fixture(autouse=True)
-def fresh_limits(settings, tmp_path):
+def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def form(**overrides):

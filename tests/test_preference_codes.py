@@ -5,7 +5,6 @@ answer never tells whether we know the address."""
 import re
 
 import pytest
-from django.core.cache import cache
 
 from requests_app.models import ConsentRecord, OutgoingEmail
 from requests_app.preferences.views import session_email
@@ -24,9 +23,6 @@ def ads():
 def no_rate_limits(settings):
     # The per-IP limits are tested on their own below; here every test is one IP.
     settings.RATELIMIT_ENABLED = False
-    cache.clear()
-    yield
-    cache.clear()
 
 
 def ask_for_code(client, email=PAT, **extra):

@@ -104,10 +104,10 @@ def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(pg_shop, monk
     run, outcome, collections = gather(connector, "pat@example.com")
     info = collections["events"]
     assert info["format"] == "copy"
-    array = json.loads(b"".join(packages._copied_json_array(run, info)))
+    array = json.loads(b"".join(iter_member(run, info, "file")))
     assert sorted(r["ip"] for r in array) == sorted(AWKWARD)
     rows = list(csv.DictReader(io.StringIO(
-        b"".join(packages._copied_csv(run, info)).decode(), newline="")))
+        b"".join(iter_member(run, info, "csv")).decode(), newline="")))
     assert sorted(r["ip"] for r in rows) == sorted(AWKWARD)
     # The members go into the zip as they were deflated when gathered.
     archive = zipfile.ZipFile(io.BytesIO(b"".join(stream_zip(
@@ -122,7 +122,7 @@ def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(pg_shop, monk
     empty = Run()
     with RecordSink(empty, 1) as sink:
         sink.write_copy("none", {"ip": "user"}, lambda write: None, lambda write: write(b"ip\n"))
-    assert json.loads(b"".join(packages._copied_json_array(empty, sink.collections["none"]))) == []
+    assert json.loads(b"".join(iter_member(empty, sink.collections["none"], "file"))) == []
 
 
 def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(pg_shop, monkeypatch):
@@ -144,7 +144,7 @@ def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(pg_shop, monk
     assert sorted(r["ip"] for r in read_records(run, info)) == sorted(
         ip for i, ip in enumerate(AWKWARD) if 70 + i not in (70, 72))
     rows = list(csv.DictReader(io.StringIO(
-        b"".join(packages._copied_csv(run, info)).decode(), newline="")))
+        b"".join(iter_member(run, info, "csv")).decode(), newline="")))
     assert len(rows) == len(AWKWARD) - 2
     assert outcome.result["tables"]["events"] == len(AWKWARD) - 2
     assert outcome.result["outside_period"] == {"events": 2}

@@ -162,6 +162,11 @@ class ThirdPartyNotice(models.Model):
                                     name="one_notice_per_request_third_party")
         ]
 
+    @property
+    def awaited(self) -> bool:
+        """No answer yet (to send, or sent): the first answer stands."""
+        return self.state in (self.State.PENDING, self.State.SENT)
+
 
 class Package(models.Model):
     """A file prepared for the consumer, encrypted at rest under MEDIA_ROOT."""

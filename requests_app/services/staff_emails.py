@@ -91,7 +91,7 @@ def do_confirm_notice(notice_id: int, *, done: bool, note: str = "",
     with transaction.atomic(durable=True):
         notice = ThirdPartyNotice.objects.select_for_update(of=("self",)).select_related(
             "third_party", "request").get(pk=notice_id)
-        if notice.state in (ThirdPartyNotice.State.CONFIRMED, ThirdPartyNotice.State.IMPOSSIBLE):
+        if not notice.awaited:
             return notice
         notice.state = (ThirdPartyNotice.State.CONFIRMED if done
                         else ThirdPartyNotice.State.IMPOSSIBLE)

@@ -193,14 +193,10 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
 
 
 def _notices(privacy_request: PrivacyRequest) -> list:
-    """The third parties told of a deletion or opt-out, with whether an answer is
-    still awaited (staff may record one given by email, letter or phone)."""
-    notices = list(privacy_request.third_party_notices.select_related("third_party")
-                   .order_by("third_party__name"))
-    for notice in notices:
-        notice.awaited = notice.state in (ThirdPartyNotice.State.PENDING,
-                                          ThirdPartyNotice.State.SENT)
-    return notices
+    """The third parties told of a deletion or opt-out (staff may record an answer
+    still awaited, given by email, letter or phone)."""
+    return list(privacy_request.third_party_notices.select_related("third_party")
+                .order_by("third_party__name"))
 
 
 class NoteForm(forms.Form):
