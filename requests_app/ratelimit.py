@@ -6,14 +6,11 @@ production, shared by every web process), per IP address and per email address.
     if ratelimit.exceeded(request, "code", email=email):
         return ratelimit.too_many(request)
 
-or, for a whole view's POSTs, keyed per IP only: @ratelimit.limit("form").
-
 Buckets are named after the settings: "form" reads RATELIMIT_FORM_PER_IP and
 RATELIMIT_FORM_PER_EMAIL, "code" reads RATELIMIT_CODE_PER_*. Windows are fixed
 hours. Keys are hashed, so the cache holds no address in clear.
 """
 
-import functools
 import hashlib
 import time
 
@@ -76,15 +73,3 @@ def exceeded(request, bucket: str, *, email: str = "") -> bool:
 
 def too_many(request):
     return render(request, "portal/429.html", status=429)
-
-
-def limit(bucket: str):
-    """Decorator: POSTs to the view count per IP address against `bucket`."""
-    def decorator(view):
-        @functools.wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if request.method == "POST" and exceeded(request, bucket):
-                return too_many(request)
-            return view(request, *args, **kwargs)
-        return wrapped
-    return decorator

@@ -5,7 +5,6 @@ Nothing here tells whether we hold anything about an address or whether a
 reference exists: the answers are the same either way."""
 
 import datetime
-import hashlib
 import logging
 from pathlib import Path
 
@@ -34,6 +33,7 @@ from requests_app.portal import forms as portal_forms
 from requests_app.portal import session
 from requests_app.rules import REQUEST_TYPES
 from requests_app.services import codes, portal
+from requests_app.services.audit import hash_value
 from requests_app.services.lifecycle import (
     TransitionRefused,
     available_transitions,
@@ -49,12 +49,9 @@ FORM_TEXT_MAX_BYTES = 64 * 1024
 DOWNLOAD_SALT = "portal.download"
 
 CODE_PROBLEMS = {
+    **codes.PROBLEMS,
     codes.Result.WRONG: gettext_lazy("That code is not right for this reference. Check the "
                                      "email and try again."),
-    codes.Result.EXPIRED: gettext_lazy("That code has expired. Ask for a new one."),
-    codes.Result.USED: gettext_lazy("That code was used already. Ask for a new one."),
-    codes.Result.LOCKED: gettext_lazy("Too many wrong tries: this code is locked. Ask for a "
-                                      "new one."),
 }
 
 
@@ -417,10 +414,9 @@ def download(request, token):
     except (DecryptionError, OSError):
         log.error("download: package %s could not be read", package.pk)
         raise Http404 from None
-    ip_hash = hashlib.sha256(
-        (settings.IDENTITY_HASH_KEY + ratelimit.client_ip(request)).encode()).hexdigest()
     try:
-        package = portal.do_count_download(package.pk, ip_hash)
+        package = portal.do_count_download(package.pk,
+                                           hash_value(ratelimit.client_ip(request)))
     except portal.DownloadRefused:
         chunks.close()
         return _refused(request)

@@ -5,8 +5,6 @@ The answer never depends on whether we know the address: a code goes to any
 address asked for (an opt-out needs no account and no match), and asking too
 often is answered the same way, with no email sent."""
 
-from django.utils.translation import gettext as _
-
 from requests_app.services import codes
 from requests_app.services.notices import queue_plain
 
@@ -23,16 +21,7 @@ def send_preferences_code(request, email: str) -> bool:
     return True
 
 
-_PROBLEMS = {
-    codes.Result.WRONG: lambda: _("That code is not right. Check the email and try again."),
-    codes.Result.EXPIRED: lambda: _("That code has expired. Ask for a new one."),
-    codes.Result.USED: lambda: _("That code was used already. Ask for a new one."),
-    codes.Result.LOCKED: lambda: _("Too many wrong tries: this code is locked. Ask for a "
-                                   "new one."),
-}
-
-
 def check_preferences_code(request, email: str, typed: str) -> str | None:
     """None when the code is right; otherwise what to tell the person."""
     result = codes.check(PREFERENCES, codes.subject_for_email(email), typed)
-    return None if result is codes.Result.OK else _PROBLEMS[result]()
+    return None if result is codes.Result.OK else str(codes.PROBLEMS[result])

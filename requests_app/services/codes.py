@@ -17,6 +17,7 @@ import secrets
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from requests_app.models import OneTimeCode
 
@@ -34,6 +35,16 @@ class Result(enum.Enum):
     EXPIRED = "expired"
     USED = "used"
     LOCKED = "locked"
+
+
+# What to tell the person when a code is refused (the pages word WRONG their way).
+PROBLEMS = {
+    Result.WRONG: gettext_lazy("That code is not right. Check the email and try again."),
+    Result.EXPIRED: gettext_lazy("That code has expired. Ask for a new one."),
+    Result.USED: gettext_lazy("That code was used already. Ask for a new one."),
+    Result.LOCKED: gettext_lazy("Too many wrong tries: this code is locked. Ask for a "
+                                "new one."),
+}
 
 
 def _key() -> bytes:
