@@ -83,3 +83,20 @@ def test_two_stale_copies_saved_at_once_one_wins():
     request.refresh_from_db()
     assert request.state in {State.APPROVED, State.CANCELLED}
     assert request.state in results
+
+
+def test_requests_are_locked_only_through_locked():
+    """A plain FOR UPDATE on a request deadlocks with a transaction that holds the
+    audit chain (services/audit.py, lock order): every lock of a request goes
+    through PrivacyRequest.objects.locked(), which takes FOR NO KEY UPDATE."""
+    import re
+
+    from tests.conftest import ROOT
+
+    plain = re.compile(r"PrivacyRequest\.objects\.(?:[a-z_]+\([^)]*\)\.)*select_for_update")
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "requests_app").rglob("*.py")
+                 if plain.search(p.read_text())]
+    assert offenders == []
+    with transaction.atomic():
+        sql, _ = PrivacyRequest.objects.locked().filter(pk=0).query.sql_with_params()
+    assert sql.endswith("FOR NO KEY UPDATE")

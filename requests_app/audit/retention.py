@@ -35,7 +35,7 @@ def purge(request_id: int) -> bool:
     from requests_app.packages import discard, discard_run_files
 
     with transaction.atomic():
-        request = PrivacyRequest.objects.select_for_update(no_key=True).get(pk=request_id)
+        request = PrivacyRequest.objects.locked().get(pk=request_id)
         deleted, _ = Identity.objects.filter(request=request).delete()
         if not deleted:
             return False

@@ -223,7 +223,18 @@ def _required(value: str, message: str) -> str:
     return value
 
 
+class PrivacyRequestQuerySet(models.QuerySet):
+    def locked(self, of=()):
+        """The one way to lock requests: FOR NO KEY UPDATE, so that an audit event
+        about a locked request can still be inserted by the transaction that holds
+        the audit chain (see the lock order in services/audit.py). `of` as for
+        select_for_update (("self",) when joined rows must stay unlocked)."""
+        return self.select_for_update(no_key=True, of=of)
+
+
 class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
+    objects = PrivacyRequestQuerySet.as_manager()
+
     reference = models.CharField(
         _("reference"), max_length=24, unique=True, default=new_reference, editable=False
     )

@@ -47,7 +47,7 @@ def record_event(
 # (record_event after the change), and after record_event it waits on no other
 # lock. The event's own row references its request, and that foreign key takes a
 # KEY SHARE lock on the request: requests are therefore locked FOR NO KEY UPDATE
-# (select_for_update(no_key=True)), which lets another transaction that holds the
+# (PrivacyRequest.objects.locked()), which lets another transaction that holds the
 # chain insert an event about a request this one has locked, instead of the two
 # waiting on each other (a deadlock the fault tests found).
 _CHAIN_LOCK = 7_261_017

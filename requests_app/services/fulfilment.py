@@ -100,7 +100,7 @@ def begin(request_id: int) -> None:
     from requests_app.tasks import check_fulfilment, run_source
 
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.select_for_update(no_key=True).get(pk=request_id)
+        request = PrivacyRequest.objects.locked().get(pk=request_id)
         if request.state == State.APPROVED:
             _apply(request, "start_fulfilment", actor=Actor.system())
             _start_afresh(request)
@@ -326,7 +326,7 @@ def check(request_id: int) -> None:
     from requests_app.tasks import build_results
 
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.select_for_update(no_key=True).get(pk=request_id)
+        request = PrivacyRequest.objects.locked().get(pk=request_id)
         if request.state not in (State.FULFILLING, State.WAITING_MANUAL):
             return
         action = action_for(request)
@@ -371,7 +371,7 @@ def all_done(request: PrivacyRequest) -> bool:
 def results_built(request_id: int) -> None:
     """The package (or the dry-run summary) is ready: staff review it next."""
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.select_for_update(no_key=True).get(pk=request_id)
+        request = PrivacyRequest.objects.locked().get(pk=request_id)
         if all_done(request):
             _apply(request, "mark_results_ready", actor=Actor.system())
             if request.type_rules.is_opt_out:
@@ -417,7 +417,7 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
             pk=run_id)
         if run.state != RunState.FAILED:
             raise TransitionRefused("Only a failed source can be retried.")
-        request = PrivacyRequest.objects.select_for_update(no_key=True).get(pk=run.request_id)
+        request = PrivacyRequest.objects.locked().get(pk=run.request_id)
         if request.state == State.NEEDS_ATTENTION:
             _apply(request, "retry_fulfilment", actor=actor)
         elif request.state != State.FULFILLING:

@@ -221,7 +221,7 @@ def do_transition(
     nothing is saved.
     """
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.select_for_update(no_key=True).get(pk=request_id)
+        request = PrivacyRequest.objects.locked().get(pk=request_id)
         if ((expected_state is not None and request.state != expected_state)
                 or (expected_version is not None and request.version != expected_version)):
             raise TransitionRefused(

@@ -271,7 +271,7 @@ def do_check_identity(request_id: int) -> str:
         return "skipped"
     matched, checked = points_held(request.identity)
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.select_for_update(no_key=True).get(pk=request_id)
+        request = PrivacyRequest.objects.locked().get(pk=request_id)
         evidence = VerificationEvidence.objects.select_for_update().get(request=request)
         if request.state != State.PENDING_VERIFICATION:
             return "skipped"

@@ -49,8 +49,8 @@ def do_assign(request_ids: list[int], assignee, *, by) -> int:
         raise TransitionInputError(_("That person cannot work requests."))
     changed = 0
     with transaction.atomic(durable=True):
-        requests = (PrivacyRequest.objects.select_for_update(of=("self",), no_key=True)
-                    .select_related("assignee").filter(pk__in=request_ids, state__in=OPEN_STATES).order_by("pk"))
+        requests = (PrivacyRequest.objects.locked(of=("self",)).select_related("assignee")
+                    .filter(pk__in=request_ids, state__in=OPEN_STATES).order_by("pk"))
         for request in requests:
             if request.assignee_id == (assignee.pk if assignee else None):
                 continue
