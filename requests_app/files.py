@@ -201,3 +201,13 @@ def open_text_reader(path, key=None) -> io.TextIOWrapper:
     """Text (utf-8) reader, iterable line by line, e.g. for JSONL."""
     return io.TextIOWrapper(io.BufferedReader(EncryptedReader(path, key), CHUNK_SIZE),
                             encoding="utf-8", newline="\n")
+
+
+def remove_on_commit(*relatives: str) -> None:
+    """Delete files under MEDIA_ROOT once the current transaction commits (a rollback
+    keeps them, with the rows that point at them)."""
+    from django.db import transaction
+
+    for relative in relatives:
+        transaction.on_commit(
+            lambda r=relative: (Path(settings.MEDIA_ROOT) / r).unlink(missing_ok=True))

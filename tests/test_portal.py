@@ -838,7 +838,6 @@ def test_staff_open_the_agents_signed_permission_decrypted_and_audited(client, a
 
 
 def test_the_agents_permission_file_is_purged_once_the_request_has_ended(client, settings):
-
     from requests_app.tasks import purge_expired_packages
 
     upload = SimpleUploadedFile("p.pdf", PDF, content_type="application/pdf")
@@ -853,7 +852,8 @@ def test_the_agents_permission_file_is_purged_once_the_request_has_ended(client,
     first.evidence.refresh_from_db()
     assert first.evidence.permission_path == "" and path.exists()  # still needed by the second
     PrivacyRequest.objects.filter(pk=second.pk).update(state=State.EXPIRED)
-    purge_expired_packages()
+    with committed():  # the file goes once the purge commits
+        purge_expired_packages()
     assert not path.exists()
     assert AuditEvent.objects.filter(action="request.verification_file_purged").count() == 2
 

@@ -4,13 +4,13 @@ answer them is purged. The request record, its metrics fields and the audit trai
 (whose personal values are hashed) stay."""
 
 import logging
-from pathlib import Path
 
 from dateutil.relativedelta import relativedelta
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from requests_app.files import remove_on_commit
 from requests_app.models import (
     Actor,
     Identity,
@@ -54,17 +54,13 @@ def purge(request_id: int) -> bool:
         # The portal's verification evidence: the agent, the permission file and
         # the correction's texts go; the names of matched points and dates stay.
         from requests_app.models import VerificationEvidence
+        from requests_app.services.portal import release_permission
 
-        for evidence in VerificationEvidence.objects.filter(request=request):
-            if evidence.permission_path and not VerificationEvidence.objects.filter(
-                    permission_path=evidence.permission_path).exclude(
-                    request=request).exists():
-                originals.append(evidence.permission_path)
-        VerificationEvidence.objects.filter(request=request).update(
-            agent_name="", agent_email="", permission_path="", permission_name="",
-            correction_wrong="", correction_right="")
-        for path in originals:
-            transaction.on_commit(lambda p=path: _remove(p))
+        evidence = VerificationEvidence.objects.filter(request=request)
+        originals += release_permission(evidence)
+        evidence.update(agent_name="", agent_email="", permission_name="",
+                        correction_wrong="", correction_right="")
+        remove_on_commit(*originals)
         for package in request.packages.filter(purged_at=None):
             discard(package)
         record_event("request.identity_purged", actor=Actor.system(), request=request,
@@ -72,12 +68,6 @@ def purge(request_id: int) -> bool:
     discard_run_files(request)
     return True
 
-
-def _remove(relative: str) -> None:
-    try:
-        (Path(settings.MEDIA_ROOT) / relative).unlink()
-    except FileNotFoundError:
-        pass
 
 
 def purge_all(now=None) -> int:

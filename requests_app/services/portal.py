@@ -17,7 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from requests_app.files import EncryptedWriter
+from requests_app.files import EncryptedWriter, remove_on_commit
 from requests_app.models import (
     Actor,
     DataSource,
@@ -427,13 +427,21 @@ def purge_verification_files() -> int:
     ended = (VerificationEvidence.objects.exclude(permission_path="")
              .filter(request__state__in=FINAL_STATES).select_related("request"))
     for evidence in ended:
-        path = evidence.permission_path
         with transaction.atomic():
-            VerificationEvidence.objects.filter(pk=evidence.pk).update(permission_path="")
+            remove_on_commit(*release_permission(
+                VerificationEvidence.objects.filter(pk=evidence.pk)))
             record_event("request.verification_file_purged", actor=Actor.system(),
                          request=evidence.request, data={"kind": "agent permission"})
-        # The file is shared by the submission's requests: removed with the last one.
-        if not VerificationEvidence.objects.filter(permission_path=path).exists():
-            (Path(settings.MEDIA_ROOT) / path).unlink(missing_ok=True)
         count += 1
     return count
+
+
+def release_permission(evidence) -> list[str]:
+    """Blank the agent's signed permission on these evidence rows; return the files
+    no other row still points at (a submission's requests share one file: it goes
+    with the last of them), for the caller to remove once committed."""
+    paths = set(evidence.exclude(permission_path="").values_list("permission_path", flat=True))
+    evidence.update(permission_path="")
+    still_used = set(VerificationEvidence.objects.filter(permission_path__in=paths)
+                     .values_list("permission_path", flat=True))
+    return sorted(paths - still_used)
