@@ -8,13 +8,15 @@ from django.conf import settings
 SESSION_KEY = "portal_status"
 
 
-def open_status(http_request, reference: str) -> None:
+def open_status(http_request, *references: str) -> None:
+    """Open these requests for this browser (one proof: a code for all of them)."""
     opened = dict(http_request.session.get(SESSION_KEY, {}))
     # A new session id on every proof, not only the first: a session id planted
     # in the browser beforehand (with a request of the planter's own opened in it)
     # must not follow the person once they prove their address.
     http_request.session.cycle_key()
-    opened[reference] = int(time.time())
+    now = int(time.time())
+    opened.update((reference, now) for reference in references)
     http_request.session[SESSION_KEY] = opened
 
 

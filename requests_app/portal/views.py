@@ -166,9 +166,9 @@ def verify(request):
             if found is not None:
                 result = portal.do_confirm_email(found, form.cleaned_data["code"])
             if result is codes.Result.OK:
-                for ev in VerificationEvidence.objects.filter(
-                        submission=found.evidence.submission).select_related("request"):
-                    session.open_status(request, ev.request.reference)
+                session.open_status(request, *VerificationEvidence.objects.filter(
+                    submission=found.evidence.submission).values_list("request__reference",
+                                                                      flat=True))
                 return redirect("portal:status_detail", reference=found.reference)
             form.add_error("code", CODE_PROBLEMS[result])
     return render(request, "portal/verify.html", {"form": form, "notice": notice},
