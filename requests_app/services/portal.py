@@ -40,6 +40,7 @@ from requests_app.services.lifecycle import NewRequest, _apply, do_receive_reque
 from requests_app.services.notices import queue_notice
 from requests_app.services.tasks_queue import enqueue_on_commit
 from requests_app.sources.base import IdentityData, SourceError
+from requests_app.sources.categories import under
 from requests_app.sources.identity_match import POINTS
 
 log = logging.getLogger(__name__)
@@ -336,12 +337,10 @@ def points_required(request: PrivacyRequest) -> int:
 
 def holds_sensitive_data() -> bool:
     """Whether an enabled source holds a category of sensitive personal information."""
-    for categories in DataSource.objects.filter(enabled=True).values_list("categories",
-                                                                          flat=True):
-        for key in categories or ():
-            if any(key == p or key.startswith(p + ".") for p in SENSITIVE_CATEGORY_PREFIXES):
-                return True
-    return False
+    return any(under(key, SENSITIVE_CATEGORY_PREFIXES)
+               for categories in DataSource.objects.filter(enabled=True)
+               .values_list("categories", flat=True)
+               for key in categories or ())
 
 
 def _missing(request, evidence, matched, required, level) -> str:

@@ -33,9 +33,15 @@ def is_category(key: str) -> bool:
     return key in taxonomy()
 
 
+def under(key: str, prefixes) -> bool:
+    """Whether a category key is one of `prefixes` or below one (user.financial
+    holds user.financial.bank_account, not user.financials)."""
+    return any(key == p or key.startswith(p + ".") for p in prefixes)
+
+
 @cache
 def never_disclosed(key: str) -> bool:
-    return any(key == p or key.startswith(p + ".") for p in NEVER_DISCLOSE_PREFIXES)
+    return under(key, NEVER_DISCLOSE_PREFIXES)
 
 
 def label(key: str) -> str:
