@@ -831,6 +831,8 @@ def test_staff_open_the_agents_signed_permission_decrypted_and_audited(client, a
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == PNG
     assert response["Content-Type"] == "image/png"
+    assert response["Content-Disposition"] == (
+        f'attachment; filename="{request.reference}-permission.png"')
     assert AuditEvent.objects.filter(request=request, action="staff.viewed_identity",
                                      data__page="agent permission").exists()
     desk = client.get(f"/staff/requests/{request.reference}/").content.decode()

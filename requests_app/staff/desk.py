@@ -3,6 +3,8 @@ take in its state, read from the machine (services.lifecycle.available_transitio
 each with the inputs it needs. Every opening of a desk is audited: it shows the
 person's data."""
 
+import mimetypes
+
 from django import forms
 from django.conf import settings
 from django.contrib import messages
@@ -296,35 +298,34 @@ def notice_answer(request, reference, notice_id):
 
 @staff_required(VIEW)
 def original(request, reference):
-    """The original of a request entered by staff (letter scan, email), decrypted
-    as it streams; audited."""
+    """The original of a request entered by staff (letter scan, email)."""
     privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
     intake = IntakeRecord.objects.filter(request=privacy_request, purged_at=None).first()
     if intake is None or not intake.original_path:
         raise Http404
-    _viewed(request, privacy_request, "intake original")
-    response = StreamingHttpResponse(
-        iter_decrypted(f"{settings.MEDIA_ROOT}/{intake.original_path}"),
-        content_type="application/octet-stream")
     safe = "".join(c for c in intake.original_name if c.isalnum() or c in "._-") or "original"
-    response["Content-Disposition"] = f'attachment; filename="{safe}"'
-    return response
+    return _stored_file(request, privacy_request, "intake original", intake.original_path,
+                        safe, "application/octet-stream")
 
 
 @staff_required(VIEW)
 def permission(request, reference):
-    """The signed permission an authorized agent uploaded on the portal, decrypted
-    as it streams; audited."""
+    """The signed permission an authorized agent uploaded on the portal."""
     privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
     evidence = VerificationEvidence.objects.filter(request=privacy_request).first()
     if evidence is None or not evidence.permission_path:
         raise Http404
-    _viewed(request, privacy_request, "agent permission")
-    response = StreamingHttpResponse(
-        iter_decrypted(f"{settings.MEDIA_ROOT}/{evidence.permission_path}"),
-        content_type=evidence.permission_type or "application/octet-stream")
-    extension = {"application/pdf": "pdf", "image/png": "png", "image/jpeg": "jpg"}.get(
-        evidence.permission_type, "bin")
-    response["Content-Disposition"] = (
-        f'attachment; filename="{privacy_request.reference}-permission.{extension}"')
+    extension = mimetypes.guess_extension(evidence.permission_type or "") or ".bin"
+    return _stored_file(request, privacy_request, "agent permission", evidence.permission_path,
+                        f"{privacy_request.reference}-permission{extension}",
+                        evidence.permission_type or "application/octet-stream")
+
+
+def _stored_file(request, privacy_request, page, relative, filename, content_type):
+    """A file kept encrypted under MEDIA_ROOT, decrypted as it streams; the viewing
+    is audited."""
+    _viewed(request, privacy_request, page)
+    response = StreamingHttpResponse(iter_decrypted(f"{settings.MEDIA_ROOT}/{relative}"),
+                                     content_type=content_type)
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
