@@ -19,12 +19,6 @@ class RequestsAppConfig(AppConfig):
 
         m2m_changed.connect(_audit_role_change, sender=User.groups.through)
 
-        # Register the Celery tasks in every process, not only in workers (Celery's
-        # autodiscovery runs when a worker starts): a web process enqueues a step's
-        # follow-up by name (lifecycle.FOLLOW_UPS), and a fresh one that had not
-        # happened to import this module yet would fail with NotRegistered.
-        from requests_app import tasks  # noqa: F401
-
 
 def _sync_roles(sender, **kwargs):
     from requests_app.roles import sync_roles

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 from django.utils.translation import gettext as _
 from django_fsm import ConcurrentTransition, can_proceed
 
@@ -49,6 +50,12 @@ FOLLOW_UPS = {
     "approve_erasure": "requests_app.tasks.begin_fulfilment",
     "retry_fulfilment": "requests_app.tasks.begin_fulfilment",
 }
+
+
+def follow_up(name: str):
+    """The task a step enqueues, imported by its dotted path: a fresh web process
+    that never imported requests_app.tasks gets it (and registers it) all the same."""
+    return import_string(FOLLOW_UPS[name])
 
 
 @dataclass(frozen=True)
@@ -264,9 +271,7 @@ def _apply(request: PrivacyRequest, name: str, *, actor: Actor, audit_reason: st
     if name in NOTICES:
         queue_notice(request, NOTICES[name], event)
     if name in FOLLOW_UPS:
-        from privacyportal.celery import app
-
-        enqueue_on_commit(app.tasks[FOLLOW_UPS[name]], request.pk)
+        enqueue_on_commit(follow_up(name), request.pk)
 
 
 def _refusal_reason(transition, request) -> str:
