@@ -276,14 +276,11 @@ class RequestForm(PortalForm):
             if not data.get("correction_right") and "correction_right" not in self.errors:
                 self.add_error("correction_right", _("Say what it should say."))
         if "correction" in rights and not self.errors:
-            from requests_app.services.portal import Submission, correction_details
+            from requests_app.services.portal import correction_details
 
-            size = len(correction_details(Submission(
-                rights=rights, jurisdiction="", name="", email="",
-                corrected_field=data.get("corrected_field", ""),
-                correction_wrong=data.get("correction_wrong", ""),
-                correction_right=data.get("correction_right", ""),
-                details=data.get("details", ""))))
+            size = len(correction_details(
+                data.get("corrected_field", ""), data.get("correction_wrong", ""),
+                data.get("correction_right", ""), data.get("details", "")))
             if size > 2000:
                 self.add_error("details", _("Together with the correction, write at most 2,000 "
                                             "characters (%(size)d now): shorten the details "

@@ -114,7 +114,6 @@ def request_form(request):
         agent_name=data["agent_name"] if data["filed_by"] == "agent" else "",
         agent_email=data["agent_email"] if data["filed_by"] == "agent" else "",
         permission=data["permission"] if data["filed_by"] == "agent" else None,
-        permission_type=getattr(data["permission"], "sniffed_type", ""),
         period_start=data["period_start"], period_end=data["period_end"],
         corrected_field=data["corrected_field"], correction_wrong=data["correction_wrong"],
         correction_right=data["correction_right"], declaration=data["declaration"])

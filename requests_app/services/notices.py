@@ -27,6 +27,7 @@ def notice_context(request: PrivacyRequest, **extra) -> dict:
         "request": request,
         "identity": request.identity,
         "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
+        "verify_url": f"{settings.SITE_URL}/verify/",
         "complaint_text": request.complaint_text,
         "site_url": settings.SITE_URL,
         "download_days": settings.DOWNLOAD_LINK_DAYS,

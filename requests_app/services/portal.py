@@ -72,7 +72,6 @@ class Submission:
     agent_name: str = ""
     agent_email: str = ""
     permission: object = None  # an uploaded file (already type-checked)
-    permission_type: str = ""
     period_start: datetime.date | None = None
     period_end: datetime.date | None = None
     corrected_field: str = ""
@@ -100,9 +99,10 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
     for right in sub.rights:
         extra = {}
         if needs_verification(right):
-            extra = {"agent_name": sub.agent_name} if agent else {
-                "code": code, "verify_url": f"{settings.SITE_URL}/verify/"}
-        details = correction_details(sub) if right == "correction" else sub.details
+            extra = {"agent_name": sub.agent_name} if agent else {"code": code}
+        details = (correction_details(sub.corrected_field, sub.correction_wrong,
+                                      sub.correction_right, sub.details)
+                   if right == "correction" else sub.details)
         request = do_receive_request(NewRequest(
             request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
             email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
@@ -114,7 +114,6 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
         first = next(r for r in filed if needs_verification(r.request_type))
         with transaction.atomic():
             queue_notice(first, "agent_confirm", code=code, agent_name=sub.agent_name,
-                         verify_url=f"{settings.SITE_URL}/verify/",
                          references=[r.reference for r in filed])
     log.info("portal: submission filed as %s", ", ".join(r.reference for r in filed))
     return filed
@@ -141,19 +140,19 @@ def _evidence_of(sub: Submission, right: str, permission_path: str):
             permission_path=permission_path,
             permission_name=(getattr(sub.permission, "name", "") or "")[:100]
             if permission_path else "",
-            permission_type=sub.permission_type if permission_path else "",
+            permission_type=(getattr(sub.permission, "sniffed_type", "") if permission_path
+                             else ""),
             permission_size=getattr(sub.permission, "size", 0) if permission_path else 0,
         )
 
     return record
 
 
-def correction_details(sub) -> str:
+def correction_details(field: str, wrong: str, right: str, details: str) -> str:
     """What a correction asks, as fulfilment passes it to the sources (the request's
     details); the form keeps it within the 2,000 characters of the field."""
-    text = (f"Field to correct: {sub.corrected_field}\nWhat is wrong: {sub.correction_wrong}\n"
-            f"What it should say: {sub.correction_right}")
-    return f"{text}\n\n{sub.details}" if sub.details else text
+    text = f"Field to correct: {field}\nWhat is wrong: {wrong}\nWhat it should say: {right}"
+    return f"{text}\n\n{details}" if details else text
 
 
 def _store_permission(sub: Submission) -> str:
@@ -169,8 +168,7 @@ def resend_verification_code(request: PrivacyRequest) -> bool:
     evidence = getattr(request, "evidence", None)
     if evidence is None or request.state != State.PENDING_VERIFICATION:
         return False
-    return _email_code(request, verify_purpose(evidence.submission), "verification_code",
-                       verify_url=f"{settings.SITE_URL}/verify/")
+    return _email_code(request, verify_purpose(evidence.submission), "verification_code")
 
 
 def send_status_code(request: PrivacyRequest | None) -> bool:
