@@ -5,6 +5,7 @@ Nothing here tells whether we hold anything about an address or whether a
 reference exists: the answers are the same either way."""
 
 import datetime
+import functools
 import logging
 from pathlib import Path
 
@@ -280,27 +281,24 @@ CONSUMER_STATES = {
 }
 
 
-def _opened(request, reference: str) -> PrivacyRequest:
-    if not session.is_open(request, reference):
-        raise _NotOpen
-    found = _request_for(reference)
-    if found is None:
-        raise _NotOpen
-    return found
-
-
-class _NotOpen(Exception):
-    pass
+def _opened(view):
+    """A page of one request, for a browser that opened it with a code: the view
+    is given the request; any other browser goes to the status page, which asks
+    for a code."""
+    @functools.wraps(view)
+    def wrapped(request, reference):
+        reference = portal_forms.normalise_reference(reference)
+        found = _request_for(reference) if session.is_open(request, reference) else None
+        if found is None:
+            return redirect(reverse("portal:status") + f"?reference={reference}")
+        return view(request, found)
+    return wrapped
 
 
 @never_cache
 @require_http_methods(["GET", "HEAD"])
-def status_detail(request, reference):
-    reference = portal_forms.normalise_reference(reference)
-    try:
-        pr = _opened(request, reference)
-    except _NotOpen:
-        return redirect(reverse("portal:status") + f"?reference={reference}")
+@_opened
+def status_detail(request, pr):
     return render(request, "portal/status_detail.html", _status_context(pr))
 
 
@@ -339,12 +337,8 @@ def _status_context(pr: PrivacyRequest, appeal_form=None) -> dict:
 
 
 @require_POST
-def cancel(request, reference):
-    reference = portal_forms.normalise_reference(reference)
-    try:
-        pr = _opened(request, reference)
-    except _NotOpen:
-        return redirect(reverse("portal:status") + f"?reference={reference}")
+@_opened
+def cancel(request, pr):
     try:
         do_transition(pr.pk, "cancel", actor=Actor.consumer(),
                       expected_state=request.POST.get("expected_state", ""))
@@ -353,16 +347,12 @@ def cancel(request, reference):
             **_status_context(pr),
             "problem": _("The request can no longer be cancelled: its fulfilment has started "
                          "or it has already ended.")}, status=409)
-    return redirect("portal:status_detail", reference=reference)
+    return redirect("portal:status_detail", reference=pr.reference)
 
 
 @require_POST
-def appeal(request, reference):
-    reference = portal_forms.normalise_reference(reference)
-    try:
-        pr = _opened(request, reference)
-    except _NotOpen:
-        return redirect(reverse("portal:status") + f"?reference={reference}")
+@_opened
+def appeal(request, pr):
     form = portal_forms.AppealForm(request.POST)
     if not form.is_valid():
         return render(request, "portal/status_detail.html", _status_context(pr, form),
@@ -373,7 +363,7 @@ def appeal(request, reference):
         return render(request, "portal/status_detail.html", {
             **_status_context(pr),
             "problem": _("An appeal is not possible for this request now.")}, status=409)
-    return redirect("portal:status_detail", reference=reference)
+    return redirect("portal:status_detail", reference=pr.reference)
 
 
 @require_POST
