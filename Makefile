@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install lifecycle-diagram
+.PHONY: run test install lifecycle-diagram architecture-doc
 
 $(BIN)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "Creating a virtualenv failed: install python3-venv (apt-get install python3-venv) and run make again."; exit 1; }
@@ -24,3 +24,7 @@ test: install
 # Regenerate the lifecycle diagram in docs/lifecycle.md from the state machine.
 lifecycle-diagram: install
 	DEBUG=1 $(BIN)/python manage.py lifecycle_diagram --write docs/lifecycle.md
+
+# Regenerate docs/architecture.md (packages, layers, the path of a request) from the code.
+architecture-doc: install
+	DEBUG=1 $(BIN)/python manage.py architecture_doc --write docs/architecture.md

@@ -213,7 +213,7 @@ def file_request(email: str, request_type: str, state: str | None = None,
     locmem outbox), as in the test suite."""
     from privacyportal.celery import app
     from requests_app.models import Actor, PrivacyRequest
-    from requests_app.services.lifecycle import NewRequest, do_receive_request
+    from requests_app.services.requests.filing import NewRequest, do_receive_request
 
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = True

@@ -173,7 +173,7 @@ def main():
     from privacyportal.celery import app
     from requests_app.models import (Actor, AuditEvent, Package, PrivacyRequest, SourceRun,
                                      State)
-    from requests_app.services.lifecycle import do_transition
+    from requests_app.services.requests.lifecycle import do_transition
 
     source = c.shop_source()
     mgr = c.manager()

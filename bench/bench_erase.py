@@ -144,7 +144,7 @@ def left_of(email: str) -> int:
 
 def one_round(events: int, source, round_no: int) -> dict:
     from requests_app.models import SourceRun, State
-    from requests_app.services import fulfilment
+    from requests_app.services.fulfilment import runs as fulfilment
     from requests_app.sources.sql import BATCH, SqlConnector
 
     EMAILS = emails(round_no)

@@ -19,7 +19,7 @@ modules imported):
 Three kinds of round, each in its own child: "fresh" (a process that has only
 imported the app: the worst case, no longer what a worker meets), "started" (the
 child first does what Celery's worker_process_init makes every worker process do
-before its first task: fulfilment.warm_up_worker, untimed; that is a worker's
+before its first task: fulfilment.warm_up.warm_up_worker, untimed; that is a worker's
 first package) and, with --warm, "warm" (a package built before in the process).
 
 Peak RSS: ru_maxrss of the child (whole life), and per phase VmHWM (reset between
@@ -155,21 +155,21 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool,
     done before: tables reflected, connections to the shop, the portal database and
     Redis open. ru_maxrss then covers both. With `started`, the process first does
     what a worker process does when it starts, before it is given a task
-    (fulfilment.warm_up_worker, run on Celery's worker_process_init): SQL sources
+    (fulfilment.warm_up.warm_up_worker, run on Celery's worker_process_init): SQL sources
     reflected, their connections and the broker's opened; untimed."""
     import threading
 
     c.setup_django(migrate=False)
-    import requests_app.tasks  # noqa: F401  - what a worker process has imported
+    import requests_app.services.fulfilment.tasks  # noqa: F401  - what a worker process has imported
     from privacyportal.celery import app
-    from requests_app import packages
+    from requests_app.services.fulfilment import packages
     from requests_app.models import PrivacyRequest, SourceRun
-    from requests_app.services import fulfilment
+    from requests_app.services.fulfilment import runs as fulfilment
     from requests_app.sources.sql import SqlConnector
 
     app.loader.import_default_modules()
     if started:  # as Celery's worker_process_init does: the warm-up thread, waited for
-        from requests_app.tasks import _warm_up
+        from requests_app.services.fulfilment.tasks import _warm_up
 
         _warm_up()
         for thread in threading.enumerate():

@@ -1,5 +1,6 @@
-"""The Celery application: tasks live in requests_app/tasks.py, take ids, re-fetch
-their objects and call a service function. No state lives only in the broker."""
+"""The Celery application. Tasks live beside the use cases they run, in each
+domain's tasks.py under requests_app/services/ (and the reconciler); they take ids,
+re-fetch their objects and call a use case. No state lives only in the broker."""
 
 import os
 from pathlib import Path
@@ -24,36 +25,39 @@ app.conf.update(
     worker_hijack_root_logger=False,
     beat_schedule={
         "expire-unverified-requests": {
-            "task": "requests_app.tasks.expire_unverified_requests",
+            "task": "requests_app.services.requests.tasks.expire_unverified_requests",
             "schedule": crontab(minute=17),
         },
         "reconcile": {
-            "task": "requests_app.tasks.reconcile",
+            "task": "requests_app.services.reconciler.reconcile",
             "schedule": 60.0,
         },
         "note-audit-chain-head": {
-            "task": "requests_app.tasks.note_audit_chain_head",
+            "task": "requests_app.services.audit.tasks.note_audit_chain_head",
             "schedule": crontab(hour=0, minute=5),
         },
         "purge-expired-identities": {
-            "task": "requests_app.tasks.purge_expired_identities",
+            "task": "requests_app.services.retention.tasks.purge_expired_identities",
             "schedule": crontab(hour=2, minute=30),
         },
         "scan-disclosures": {
-            "task": "requests_app.tasks.scan_disclosures",
+            "task": "requests_app.services.consent.tasks.scan_disclosures",
             "schedule": 15 * 60.0,
         },
         "purge-expired-packages": {
-            "task": "requests_app.tasks.purge_expired_packages",
+            "task": "requests_app.services.retention.tasks.purge_expired_packages",
             "schedule": crontab(minute=41),
         },
         "remind-source-owners": {
-            "task": "requests_app.tasks.remind_source_owners",
+            "task": "requests_app.services.notices.tasks.remind_source_owners",
             "schedule": crontab(hour=8, minute=0),
         },
     },
 )
-app.autodiscover_tasks()
+# The domains whose tasks.py a worker imports, and the reconciler.
+DOMAINS = ["audit", "consent", "fulfilment", "notices", "requests", "retention", "verification"]
+app.autodiscover_tasks([f"requests_app.services.{domain}" for domain in DOMAINS])
+app.conf.include = ["requests_app.services.reconciler"]
 
 
 def ensure_broker_folders() -> None:

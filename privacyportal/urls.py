@@ -4,7 +4,7 @@ from django_otp.admin import OTPAdminSite
 
 from requests_app import views
 from requests_app.preferences.third_party import confirm as third_party_confirm
-from requests_app.sources.views import source_callback
+from requests_app.api.callbacks import source_callback
 
 # The admin needs a session verified with a TOTP code too (StaffAccessMiddleware
 # sends everyone else to /staff/login/ first; this is the admin's own check).

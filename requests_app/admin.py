@@ -8,7 +8,7 @@ from django import forms
 from django.contrib import admin
 from django.db import transaction
 
-from requests_app.services.audit import record_event
+from requests_app.services.audit.events import record_event
 
 from requests_app.models import (
     Actor,

@@ -1,3 +1,6 @@
+"""The Django app: groups and permissions kept in step with roles.py after every migrate,
+and every change of who holds a role audited."""
+
 from django.apps import AppConfig
 
 
@@ -33,7 +36,7 @@ def _audit_role_change(sender, instance, action, pk_set, **kwargs):
     from django.contrib.auth.models import Group
 
     from requests_app.models import Actor
-    from requests_app.services.audit import record_event
+    from requests_app.services.audit.events import record_event
 
     groups = sorted(Group.objects.filter(pk__in=pk_set or []).values_list("name", flat=True))
     record_event("config.roles_changed", actor=Actor.system(),

@@ -105,21 +105,29 @@ class RequestType:
     # An opt-out clock of its own, the same in every jurisdiction (None: the
     # jurisdiction's opt-out period applies).
     opt_out_period: Period | None = None
+    # What the portal's form gathers towards this right, kept as the request's
+    # verification evidence: the period a Right to Know covers, the field a
+    # correction changes, and the signed declaration that comes with a request for
+    # specific pieces (CCPA regs §7062).
+    covers_period: bool = False
+    corrects_a_field: bool = False
+    takes_declaration: bool = False
 
 
 REQUEST_TYPES: dict[str, RequestType] = {
     t.code: t
     for t in [
         RequestType("know_categories", _("Right to know: categories"), "know",
-                    Verification.TWO_POINTS),
+                    Verification.TWO_POINTS, covers_period=True),
         RequestType("access", _("Right to know: specific pieces / access"), "access",
-                    Verification.THREE_POINTS_AND_DECLARATION),
+                    Verification.THREE_POINTS_AND_DECLARATION, covers_period=True,
+                    takes_declaration=True),
         RequestType("portability", _("Portability"), "access",
-                    Verification.THREE_POINTS_AND_DECLARATION),
+                    Verification.THREE_POINTS_AND_DECLARATION, takes_declaration=True),
         RequestType("deletion", _("Deletion"), "delete", Verification.SENSITIVITY,
                     is_deletion=True),
         RequestType("correction", _("Correction"), "correct",
-                    Verification.TWO_POINTS_EXCLUDING_CORRECTED),
+                    Verification.TWO_POINTS_EXCLUDING_CORRECTED, corrects_a_field=True),
         RequestType("opt_out_sale", _("Opt-out of sale or sharing"), "opt_out",
                     Verification.NONE, is_opt_out=True),
         RequestType("opt_out_partners", _("Opt-out of disclosure to partners"), "opt_out",

@@ -1,3 +1,5 @@
+"""The health check (`/healthz`): the database and the broker answer."""
+
 import logging
 
 from django.db import connection

@@ -89,6 +89,8 @@ export PG_BIN TEST_TMP="$TMP" REDIS_PORT
 export TEST_ARTIFACTS="${TEST_ARTIFACTS:-$ROOT/test-artifacts}"
 
 cd "$ROOT"
+# The architecture's contracts (pyproject.toml, [tool.importlinter]).
+"$BIN/lint-imports" --no-cache
 "$BIN/python" manage.py collectstatic --noinput -v 0
 echo "make test: PostgreSQL on 127.0.0.1:$PG_PORT, Redis on 127.0.0.1:$REDIS_PORT"
 if [ $# -gt 0 ]; then

@@ -16,7 +16,7 @@ from django.utils import timezone
 from privacyportal.celery import app as celery_app
 from requests_app.models import Actor, PrivacyRequest
 from requests_app.roles import sync_roles
-from requests_app.services.lifecycle import NewRequest, do_receive_request
+from requests_app.services.requests.filing import NewRequest, do_receive_request
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ import time_machine
 from django.utils import timezone
 
 from requests_app.audit import reports
-from requests_app.audit.retention import purge_all
+from requests_app.services.retention.purge import purge_all
 from requests_app.models import (
     Actor,
     AuditEvent,
@@ -21,7 +21,7 @@ from requests_app.models import (
     PrivacyRequest,
     State,
 )
-from requests_app.services.lifecycle import do_transition
+from requests_app.services.requests.lifecycle import do_transition
 from tests.conftest import committed, file_request, staff_login
 
 pytestmark = pytest.mark.django_db

@@ -6,8 +6,8 @@ from django.core.management.base import CommandError
 from django.db import connection, transaction
 
 from requests_app.models import Actor, AuditEvent, State
-from requests_app.services.audit_chain import record_chain_head, verify_chain
-from requests_app.services.lifecycle import do_transition
+from requests_app.services.audit.chain import record_chain_head, verify_chain
+from requests_app.services.requests.lifecycle import do_transition
 from tests.conftest import file_request
 
 pytestmark = pytest.mark.django_db

@@ -3,8 +3,8 @@
 import pytest
 
 from requests_app.models import Actor, PrivacyRequest, State
-from requests_app.services.lifecycle import do_transition
-from requests_app.tasks import expire_unverified_requests
+from requests_app.services.requests.lifecycle import do_transition
+from requests_app.services.requests.tasks import expire_unverified_requests
 from tests.conftest import file_request, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -34,21 +34,38 @@ def test_the_worker_expires_requests_never_verified(real_worker, days_ago):
 
 
 def test_a_fresh_web_process_knows_every_task_it_enqueues_by_name():
-    """A new web process (gunicorn worker) enqueues a step's follow-up before anything
-    else imported requests_app.tasks: the task is found (and registered) all the same."""
+    """Use cases enqueue tasks by their dotted name: a web process imports no task
+    module, and every name enqueued anywhere (the machine's follow-ups, the names in
+    the services) is a task a worker process registers."""
+    import json
     import os
+    import re
     import subprocess
     import sys
 
     from tests.conftest import ROOT
 
-    script = ("import django; django.setup()\n"
+    named = set()
+    for path in (ROOT / "requests_app").rglob("*.py"):
+        named |= set(re.findall(r'"(requests_app\.services\.[\w.]+\.tasks\.\w+)"',
+                                path.read_text()))
+    assert len(named) >= 8
+    script = ("import django, json, sys; django.setup()\n"
+              "import privacyportal.urls  # what a web process loads\n"
+              "web = sorted(m for m in sys.modules if m.startswith('requests_app')"
+              " and m.endswith('.tasks'))\n"
               "from privacyportal.celery import app\n"
-              "from requests_app.services.lifecycle import FOLLOW_UPS, follow_up\n"
-              "print(sorted({app.tasks[follow_up(step).name].name for step in FOLLOW_UPS}))\n")
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60,
+              "from requests_app.services.reconciler import follow_ups\n"
+              "app.loader.import_default_modules()  # what a worker process loads\n"
+              "names = set(json.loads(sys.argv[1])) | set(follow_ups().values())\n"
+              "print(json.dumps({'web': web, 'missing': sorted(n for n in names"
+              " if n not in app.tasks), 'follow_ups': sorted(follow_ups().values())}))\n")
+    result = subprocess.run([sys.executable, "-c", script, json.dumps(sorted(named))],
+                            cwd=ROOT, capture_output=True, text=True, timeout=60,
                             env={**os.environ,
                                  "DJANGO_SETTINGS_MODULE": "privacyportal.settings"})
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "requests_app.tasks.begin_fulfilment" in result.stdout
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["web"] == []
+    assert found["missing"] == []
+    assert "requests_app.services.fulfilment.tasks.begin_fulfilment" in found["follow_ups"]

@@ -6,7 +6,7 @@ import pytest
 from django.utils import timezone
 
 from requests_app.models import OneTimeCode
-from requests_app.services import codes
+from requests_app.services.verification import codes
 
 pytestmark = pytest.mark.django_db
 

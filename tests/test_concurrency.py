@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django_fsm import ConcurrentTransition
 
 from requests_app.models import Actor, AuditEvent, PrivacyRequest, State
-from requests_app.services.lifecycle import TransitionRefused, do_transition
+from requests_app.services.requests.lifecycle import TransitionRefused, do_transition
 from tests.conftest import file_request
 
 pytestmark = [

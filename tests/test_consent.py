@@ -29,7 +29,10 @@ from requests_app.models.audit import AppendOnlyError
 from requests_app.models.privacy_request import TransitionInputError
 from requests_app.preferences import links
 from requests_app.preferences.middleware import BROWSER_COOKIE
-from requests_app.services import consent, disclosures, fulfilment
+from requests_app.services.consent import disclosures
+from requests_app.services.consent import ledger as consent
+from requests_app.services.fulfilment import manual
+from requests_app.services.preferences import choices
 from requests_app.sources.demo_http import DemoHttpService, seed
 from tests.conftest import committed, file_request
 
@@ -159,7 +162,7 @@ def test_a_changed_notice_must_be_read_again_before_choosing(partners):
     old = partners.current_notice
     PurposeNotice.objects.create(purpose=partners, version=2, text="New words")
     with pytest.raises(TransitionInputError, match="changed"):
-        consent.change(PAT, partners, Action.GRANT, method=Method.PREFERENCE_PAGE, notice=old,
+        choices.change(PAT, partners, Action.GRANT, method=Method.PREFERENCE_PAGE, notice=old,
                        actor=Actor.consumer(), affirmative_act="yes")
 
 
@@ -452,7 +455,7 @@ def test_an_opt_out_reaches_every_governed_source_and_third_party_on_its_clock(
 
     # The manual owner confirms: the opt-out is honoured and the consumer told.
     with committed():
-        fulfilment.complete_manual_run(runs["Mailing house"], actor=Actor.staff(bob),
+        manual.complete_manual_run(runs["Mailing house"], actor=Actor.staff(bob),
                                        outcome="done")
     request.refresh_from_db()
     assert request.state == State.COMPLETED and request.responded_at is not None
@@ -471,7 +474,7 @@ def test_an_opt_out_reaches_every_governed_source_and_third_party_on_its_clock(
 
 def test_a_third_party_that_cannot_act_must_say_why(client, governed):
     with committed():
-        consent.withdraw_everything(PAT, method=Method.PREFERENCE_PAGE, actor=Actor.consumer())
+        choices.withdraw_everything(PAT, method=Method.PREFERENCE_PAGE, actor=Actor.consumer())
     (sent,) = [m for m in mail.outbox if m.to == ["privacy@contoso.example"]]
     confirm_url = re.search(r"/third-parties/confirm/[^/\s]+/", sent.body).group(0)
     response = client.post(confirm_url, {"answer": "impossible", "note": ""})
@@ -489,7 +492,7 @@ def test_an_answer_given_outside_the_link_is_recorded_on_the_desk(client, govern
     from tests.conftest import staff_login
 
     with committed():
-        consent.withdraw_everything(PAT, method=Method.PREFERENCE_PAGE, actor=Actor.consumer())
+        choices.withdraw_everything(PAT, method=Method.PREFERENCE_PAGE, actor=Actor.consumer())
     (sent,) = [m for m in mail.outbox if m.to == ["privacy@contoso.example"]]
     assert "the link works for 60 days" in sent.body
     confirm_url = re.search(r"/third-parties/confirm/[^/\s]+/", sent.body).group(0)
@@ -643,7 +646,7 @@ def test_a_broken_disclosure_table_does_not_stop_the_other_sources(shop_with_sha
 
 
 def test_a_right_to_know_answer_lists_the_recipients(shop_with_shares, partners):
-    from requests_app import packages
+    from requests_app.services.fulfilment import packages
     from tests.test_fulfilment import unzip
 
     northwind = ThirdParty.objects.create(name="Northwind Resellers", kind="third_party")
@@ -658,7 +661,7 @@ def test_a_right_to_know_answer_lists_the_recipients(shop_with_shares, partners)
 
 
 def test_a_withdrawal_by_letter_counts_from_the_day_it_arrived(governed, alice, days_ago):
-    from requests_app.services.lifecycle import NewRequest, do_receive_request
+    from requests_app.services.requests.filing import NewRequest, do_receive_request
 
     with committed():
         request = do_receive_request(NewRequest(

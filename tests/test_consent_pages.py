@@ -9,7 +9,7 @@ import time_machine
 from django.core.management import call_command
 
 from requests_app.models import Actor, ConsentRecord, Disclosure, DataSource
-from requests_app.services import consent
+from requests_app.services.consent import ledger as consent
 from tests.conftest import committed, file_request, screenshot, staff_login
 from tests.test_consent import grant, make_purpose
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FILE_A_REQUEST = """
 import django; django.setup()
 from requests_app.models import Actor
-from requests_app.services.lifecycle import NewRequest, do_receive_request
+from requests_app.services.requests.filing import NewRequest, do_receive_request
 r = do_receive_request(NewRequest(request_type="deletion", jurisdiction="CA", channel="web",
                                   name="Sam Roe", email="sam@example.com"), actor=Actor.consumer())
 print(r.pk)

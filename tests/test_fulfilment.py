@@ -24,8 +24,9 @@ from requests_app.models import (
     ThirdPartyNotice,
     VerificationEvidence,
 )
-from requests_app.services import fulfilment
-from requests_app.services.lifecycle import TransitionRefused, do_transition
+from requests_app.services.fulfilment import runs as fulfilment
+from requests_app.services.fulfilment import third_parties
+from requests_app.services.requests.lifecycle import TransitionRefused, do_transition
 from requests_app.sources.categories import WITHHELD
 from requests_app.sources.demo_http import DemoHttpService, seed
 from tests.conftest import committed, file_request, staff_login
@@ -310,8 +311,8 @@ def test_a_deleted_person_is_suppressed_by_a_keyed_hash_not_their_address(source
     request = approved("deletion", alice)
     with committed():
         do_transition(request.pk, "approve_erasure", actor=Actor.staff(alice))
-    assert fulfilment.is_suppressed("PAT@example.com ")
-    assert not fulfilment.is_suppressed("sam@example.com")
+    assert third_parties.is_suppressed("PAT@example.com ")
+    assert not third_parties.is_suppressed("sam@example.com")
     stored = Suppression.objects.values_list("identity_hash", flat=True).get()
     assert "@" not in stored and len(stored) == 32  # a keyed hash, not the address
 
@@ -322,7 +323,7 @@ def test_owners_of_waiting_manual_tasks_are_reminded(sources, alice, bob):
     import time_machine
     from django.utils import timezone
 
-    from requests_app.tasks import remind_source_owners
+    from requests_app.services.notices.tasks import remind_source_owners
 
     approved("access", alice)
     mail.outbox.clear()
@@ -375,7 +376,7 @@ def test_an_http_source_that_never_calls_back_fails_after_the_timeout(sources, a
     import time_machine
     from django.utils import timezone
 
-    from requests_app.tasks import reconcile
+    from requests_app.services.reconciler import reconcile
 
     sources["manual"].enabled = False
     sources["manual"].save()

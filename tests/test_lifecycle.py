@@ -10,11 +10,10 @@ from django.utils import timezone
 
 from requests_app.models import Actor, AuditEvent, PrivacyRequest, State
 from requests_app.models.privacy_request import ActorKind, TransitionInputError
-from requests_app.services.lifecycle import (
-    NewRequest,
+from requests_app.services.requests.filing import NewRequest, do_receive_request
+from requests_app.services.requests.lifecycle import (
     TransitionRefused,
     available_transitions,
-    do_receive_request,
     do_transition,
 )
 from tests.conftest import committed, file_request
@@ -353,7 +352,7 @@ def test_verification_moves_the_request_on_to_review():
 
 def test_an_email_is_sent_once_even_if_its_task_runs_twice(alice):
     from requests_app.models import OutgoingEmail
-    from requests_app.services.notices import send_email
+    from requests_app.services.notices.outbox import send_email
 
     request = file_request(state=State.IN_REVIEW)
     with committed():
@@ -387,7 +386,7 @@ def test_a_lost_email_is_sent_by_the_reconciler(alice, days_ago):
     import time_machine
 
     from requests_app.models import OutgoingEmail
-    from requests_app.tasks import reconcile
+    from requests_app.services.reconciler import reconcile
 
     request = file_request(state=State.IN_REVIEW)
     with TestCase.captureOnCommitCallbacks(execute=False):  # the broker lost the task

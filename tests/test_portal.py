@@ -602,7 +602,7 @@ def test_an_unconfirmed_agent_request_expires_by_the_rules(client, settings):
     request = PrivacyRequest.objects.get()
     PrivacyRequest.objects.filter(pk=request.pk).update(
         received_at=timezone.now() - datetime.timedelta(days=settings.VERIFICATION_WINDOW_DAYS))
-    from requests_app.tasks import expire_unverified_requests
+    from requests_app.services.requests.tasks import expire_unverified_requests
 
     with committed():
         assert expire_unverified_requests() == 1
@@ -737,7 +737,7 @@ def test_an_extension_notice_is_shown(client):
 
 
 def completed_with_package(request_type="portability"):
-    from requests_app import packages
+    from requests_app.services.fulfilment import packages
 
     request = file_request(request_type=request_type, state="completed")
     package = packages.build(request)
@@ -806,7 +806,7 @@ def test_a_download_link_needs_the_browser_that_entered_a_fresh_code(client):
 
 
 def test_expired_packages_are_purged_by_the_periodic_task(client):
-    from requests_app.tasks import purge_expired_packages
+    from requests_app.services.retention.tasks import purge_expired_packages
 
     request, package = completed_with_package()
     Package.objects.filter(pk=package.pk).update(
@@ -840,7 +840,7 @@ def test_staff_open_the_agents_signed_permission_decrypted_and_audited(client, a
 
 
 def test_the_agents_permission_file_is_purged_once_the_request_has_ended(client, settings):
-    from requests_app.tasks import purge_expired_packages
+    from requests_app.services.retention.tasks import purge_expired_packages
 
     upload = SimpleUploadedFile("p.pdf", PDF, content_type="application/pdf")
     submit(client, rights=["deletion", "correction"], corrected_field="name",

@@ -12,7 +12,7 @@ import zipfile
 import pytest
 
 from requests_app.models import Actor, OutgoingEmail, PrivacyRequest, State
-from requests_app.services.lifecycle import do_transition
+from requests_app.services.requests.lifecycle import do_transition
 from tests.conftest import screenshot
 from tests.test_portal import shop  # noqa: F401 - the fixture
 

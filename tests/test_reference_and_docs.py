@@ -37,3 +37,48 @@ def test_every_setting_is_documented():
     documented = (ROOT / "docs" / "configuration.md").read_text()
     missing = sorted(n for n in names if f"`{n}`" not in documented)
     assert not missing, f"undocumented settings: {missing}"
+
+
+def test_the_committed_architecture_page_matches_the_code(settings):
+    from requests_app.management.commands.architecture_doc import render
+
+    committed = (ROOT / "docs" / "architecture.md").read_text()
+    assert committed == render(), "run `make architecture-doc` and commit docs/architecture.md"
+
+
+def test_the_architecture_contracts_hold_and_list_no_exceptions():
+    """import-linter's contracts (pyproject.toml) are kept, and none of them is kept
+    by an `ignore_imports` list."""
+    import subprocess
+    import sys
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    contracts = config["tool"]["importlinter"]["contracts"]
+    assert len(contracts) >= 5
+    assert not [c["name"] for c in contracts if c.get("ignore_imports")]
+    result = subprocess.run([str(Path(sys.executable).parent / "lint-imports"), "--no-cache"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert f"Contracts: {len(contracts)} kept, 0 broken." in result.stdout
+
+
+def test_modules_and_functions_stay_small_enough_to_read():
+    """Outside migrations and the demo company's data, no module reaches 500 lines
+    and no function 60 (the demo data generator is the one exception)."""
+    import ast
+
+    app = ROOT / "requests_app"
+    long_modules, long_functions = [], []
+    for path in app.rglob("*.py"):
+        relative = path.relative_to(app)
+        if relative.parts[0] in ("migrations", "demo"):
+            continue
+        text = path.read_text()
+        if text.count("\n") >= 500:
+            long_modules.append(str(relative))
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                if node.end_lineno - node.lineno + 1 > 60:
+                    long_functions.append(f"{relative}:{node.name}")
+    assert long_modules == [] and long_functions == []

@@ -15,7 +15,7 @@ import zipfile
 import psycopg
 import pytest
 
-from requests_app import packages
+from requests_app.services.fulfilment import packages
 from requests_app.files import iter_decrypted
 from requests_app.models import DataSource
 from requests_app.sources import sql
@@ -215,7 +215,7 @@ def _connections_to(dsn: str) -> int:
 @pytest.mark.django_db
 def test_warming_up_reflects_each_enabled_sql_source_and_only_logs_one_not_reached(
         pg_shop, monkeypatch, caplog):
-    from requests_app.services.fulfilment import warm_up_worker
+    from requests_app.services.fulfilment.warm_up import warm_up_worker
 
     monkeypatch.setattr(sql, "_REFLECTED", {})
     source().save()

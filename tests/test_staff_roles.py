@@ -32,7 +32,7 @@ from requests_app.models import (
     VerificationEvidence,
 )
 from requests_app.models.privacy_request import ActorKind
-from requests_app.services.lifecycle import available_transitions
+from requests_app.services.requests.lifecycle import available_transitions
 from tests.conftest import committed, file_request, staff_login, totp_device
 from tests.test_lifecycle import EXPECTED_SOURCES, INPUTS, TRANSITIONS
 
@@ -210,7 +210,7 @@ def admin_objects(request, source) -> dict:
     """One row of every model the admin lists, for its change and history pages."""
     from axes.models import AccessAttempt, AccessFailureLog, AccessLog
 
-    from requests_app.services import consent
+    from requests_app.services.consent import ledger as consent
 
     seen = {"user_agent": "test", "ip_address": "127.0.0.1", "username": "nobody",
             "http_accept": "*/*", "path_info": "/staff/login/"}

@@ -19,7 +19,7 @@ from requests_app.models import (
     RequestNote,
     State,
 )
-from requests_app.services import email_templates
+from requests_app.services.notices import templates as email_templates
 from tests.conftest import committed, file_request, staff_login, totp_code, totp_device
 
 pytestmark = pytest.mark.django_db
@@ -654,8 +654,8 @@ def test_an_unknown_email_is_not_found(client, alice):
 
 
 def test_retention_purges_notes_and_intake_evidence(alice, days_ago):
-    from requests_app.audit.retention import purge
-    from requests_app.services.staff_desk import do_add_note
+    from requests_app.services.retention.purge import purge
+    from requests_app.services.requests.desk import do_add_note
 
     request = file_request(state=State.CLOSED)
     do_add_note(request, "Spoke to Pat Doe.", by=alice)

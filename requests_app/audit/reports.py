@@ -57,13 +57,19 @@ def days_to_respond(received_at, responded_at) -> int | None:
     return (timezone.localdate(responded_at) - timezone.localdate(received_at)).days
 
 
+def _between(rows, column: str, start=None, end=None):
+    """Rows whose `column` falls on a date from `start` to `end` (either may be None)."""
+    if start:
+        rows = rows.filter(**{f"{column}__date__gte": start})
+    if end:
+        rows = rows.filter(**{f"{column}__date__lte": end})
+    return rows
+
+
 def request_log(start=None, end=None, request_type=None, outcome=None):
     """One dict per request, oldest first, filtered by receipt date, type and outcome."""
-    rows = PrivacyRequest.objects.order_by("received_at", "id")
-    if start:
-        rows = rows.filter(received_at__date__gte=start)
-    if end:
-        rows = rows.filter(received_at__date__lte=end)
+    rows = _between(PrivacyRequest.objects.order_by("received_at", "id"), "received_at",
+                    start, end)
     if request_type:
         rows = rows.filter(request_type=request_type)
     fields = ["reference", "request_type", "jurisdiction", "channel", "received_at",
@@ -88,11 +94,7 @@ def request_log(start=None, end=None, request_type=None, outcome=None):
 
 
 def event_log(start=None, end=None, action=None):
-    rows = AuditEvent.objects.order_by("id")
-    if start:
-        rows = rows.filter(at__date__gte=start)
-    if end:
-        rows = rows.filter(at__date__lte=end)
+    rows = _between(AuditEvent.objects.order_by("id"), "at", start, end)
     if action:
         rows = rows.filter(action__startswith=action)
     fields = ["id", "at", "actor_kind", "actor_label", "action", "request__reference",

@@ -14,7 +14,7 @@ from requests_app import zipfiles
 from requests_app.audit import opt_outs, reports
 from requests_app.models import Actor, AuditEvent
 from requests_app.rules import request_type_choices
-from requests_app.services.audit import record_event
+from requests_app.services.audit.events import record_event
 from requests_app.staff.access import staff_required
 
 AUDITOR_PERMISSION = "requests_app.view_auditevent"

@@ -1,3 +1,5 @@
+"""The model: privacy requests and their state machine (privacy_request.py, steps.py), identities, the audit trail, the source registry, the consent ledger, the outbox."""
+
 from requests_app.models.audit import AuditEvent
 from requests_app.models.consent import (
     ConsentRecord,

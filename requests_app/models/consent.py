@@ -8,7 +8,7 @@ carries a versioned notice: the exact words shown when a choice is made.
 The ledger (`ConsentRecord`) holds every grant and withdrawal, per person per
 purpose, with when, how, and the notice version shown. It is append-only: rows are
 never updated or deleted (the ORM refuses, and on PostgreSQL a trigger does too).
-A person's current choice is always computed from it (services/consent.py); an
+A person's current choice is always computed from it (services/consent/ledger.py); an
 opt-in purpose with no grant is never consent.
 
 A disclosure (`Disclosure`) is a record, read from a source, that a person's data

@@ -12,7 +12,7 @@ from django.db import models
 
 class OutgoingEmail(models.Model):
     # None for an email about no request (a preference-page code): those are
-    # deleted a day after they are sent (see audit/retention.py).
+    # deleted a day after they are sent (see services/retention/purge.py).
     request = models.ForeignKey("requests_app.PrivacyRequest", on_delete=models.PROTECT,
                                 related_name="emails", null=True, blank=True)
     notice = models.CharField(max_length=40)

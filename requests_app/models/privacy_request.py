@@ -2,17 +2,13 @@
 
 The state machine lives here, on the model: each transition names its sources,
 target, guards (``conditions``), staff permission, and which kinds of actor may
-take it (``custom["actors"]``). Transitions change fields only and do no I/O; the
+take it and what it means (``custom``, built by models/steps.py). Transitions change
+fields only and do no I/O; the
 use-case functions in requests_app/services/ lock the row, call them, save, write
 the audit event and enqueue side effects on commit.
 """
 
-import datetime
-import secrets
-from dataclasses import dataclass
-
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce, Lower
@@ -21,213 +17,49 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from requests_app import deadlines
-from requests_app.rules import (
-    JURISDICTIONS,
-    REQUEST_TYPES,
-    Verification,
-    jurisdiction_choices,
-    request_type_choices,
+from requests_app.models.states import (  # noqa: F401 - the names this module has always given
+    CONSUMER,
+    FINAL_STATES,
+    OPEN_STATES,
+    STAFF,
+    SYSTEM,
+    Actor,
+    ActorKind,
+    Channel,
+    DenialReason,
+    FiledBy,
+    State,
+    new_reference,
 )
-
-# Crockford's base32 alphabet: no I, L, O or U, so a reference read over the phone
-# or copied by hand is hard to get wrong.
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def new_reference() -> str:
-    """An unguessable public reference: 80 random bits, e.g. PP-7K2D-9QXM-4TRB-H1VC."""
-    number = secrets.randbits(80)
-    chars = "".join(_ALPHABET[(number >> (5 * i)) & 31] for i in range(16))
-    return "PP-" + "-".join(chars[i : i + 4] for i in range(0, 16, 4))
-
-
-class State(models.TextChoices):
-    PENDING_VERIFICATION = "pending_verification", _("Pending identity verification")
-    VERIFIED = "verified", _("Identity verified")
-    IN_REVIEW = "in_review", _("In review")
-    APPROVED = "approved", _("Approved")
-    FULFILLING = "fulfilling", _("Being fulfilled")
-    WAITING_MANUAL = "waiting_manual", _("Waiting on a manual source")
-    RESULTS_READY = "results_ready", _("Results ready for staff review")
-    COMPLETED = "completed", _("Completed")
-    CLOSED = "closed", _("Closed")
-    DENIED = "denied", _("Denied")
-    CANCELLED = "cancelled", _("Cancelled")
-    EXPIRED = "expired", _("Expired (identity never verified)")
-    NEEDS_ATTENTION = "needs_attention", _("Needs attention")
-    UNDER_APPEAL = "under_appeal", _("Under appeal")
-    APPEAL_DENIED = "appeal_denied", _("Appeal denied")
-
-
-# States in which the request is still being worked and its deadline runs.
-OPEN_STATES = [
-    State.PENDING_VERIFICATION,
-    State.VERIFIED,
-    State.IN_REVIEW,
-    State.APPROVED,
-    State.FULFILLING,
-    State.WAITING_MANUAL,
-    State.RESULTS_READY,
-    State.NEEDS_ATTENTION,
-]
-# States from which nothing more happens.
-FINAL_STATES = [State.CLOSED, State.CANCELLED, State.EXPIRED]
-
-
-class Channel(models.TextChoices):
-    WEB = "web", _("Web form")
-    EMAIL = "email", _("Email")
-    POST = "post", _("Postal mail")
-    PHONE = "phone", _("Phone")
-    API = "api", _("API")
-
-
-class FiledBy(models.TextChoices):
-    SELF = "self", _("The person themself")
-    AGENT = "agent", _("An authorized agent")
-    PARENT = "parent", _("A parent or guardian of a child under 13")
-
-
-class DenialReason(models.TextChoices):
-    UNVERIFIABLE = "unverifiable", _("Identity could not be verified")
-    EXEMPTION = "exemption", _("An exemption applies")
-    NOT_COVERED = "not_covered", _("Not covered by the law")
-    UNFOUNDED = "unfounded", _("Manifestly unfounded or excessive")
-    DUPLICATE = "duplicate", _("Duplicate of another request")
-
-
-class ActorKind(models.TextChoices):
-    SYSTEM = "system", _("System")
-    CONSUMER = "consumer", _("Consumer")
-    STAFF = "staff", _("Staff")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who takes a transition: the system (a task), the consumer (through the
-    portal, after proving control of the request's email), or a staff user."""
-
-    kind: str
-    user: object = None
-
-    @classmethod
-    def system(cls) -> "Actor":
-        return cls(ActorKind.SYSTEM)
-
-    @classmethod
-    def consumer(cls) -> "Actor":
-        return cls(ActorKind.CONSUMER)
-
-    @classmethod
-    def staff(cls, user) -> "Actor":
-        return cls(ActorKind.STAFF, user)
-
-    @property
-    def label(self) -> str:
-        if self.kind == ActorKind.STAFF:
-            return self.user.get_username()
-        return str(self.kind)
-
-
-SYSTEM, CONSUMER, STAFF = ActorKind.SYSTEM, ActorKind.CONSUMER, ActorKind.STAFF
-
-
-def _perm(codename: str) -> str:
-    return f"requests_app.{codename}"
-
-
-def _may_approve(instance: "PrivacyRequest", user) -> bool:
-    """`approve_deletion` for a deletion, else `work_request`"""
-    if instance.type_rules.is_deletion:
-        return user.has_perm(_perm("approve_deletion"))
-    return user.has_perm(_perm("work_request"))
-
-
-def _verification_window_elapsed(instance: "PrivacyRequest") -> bool:
-    """VERIFICATION_WINDOW_DAYS have passed since receipt, for a type that needs verifying"""
-    if instance.type_rules.verification is Verification.NONE:
-        return False
-    limit = instance.received_at + datetime.timedelta(days=settings.VERIFICATION_WINDOW_DAYS)
-    return timezone.now() >= limit
-
-
-def _may_extend(instance: "PrivacyRequest") -> bool:
-    """not extended yet, the jurisdiction allows it, on or before the first due date"""
-    return (
-        instance.extended_at is None
-        and instance.extension_available
-        and timezone.localdate() <= instance.due_on
-    )
-
-
-def _has_appeal_process(instance: "PrivacyRequest") -> bool:
-    """answered (denied or completed), not appealed yet, and the jurisdiction has an appeal process"""
-    return (
-        instance.responded_at is not None
-        and instance.appeal_received_at is None
-        and instance.appeal_window_exists
-    )
-
-
-def _erasure_plan_awaits_approval(instance: "PrivacyRequest") -> bool:
-    """a deletion whose dry run is ready and not yet approved"""
-    return instance.type_rules.is_deletion and instance.erasure_approved_at is None
-
-
-def _is_opt_out(instance: "PrivacyRequest") -> bool:
-    """an opt-out (no review: it is carried out as received)"""
-    return instance.type_rules.is_opt_out
-
-
-def _is_flagged_duplicate(instance: "PrivacyRequest") -> bool:
-    """flagged as a duplicate of another request that is still open"""
-    original = instance.duplicate_of
-    return original is not None and original.state in OPEN_STATES
-
-
-def _results_are_final(instance: "PrivacyRequest") -> bool:
-    """for a deletion: the erasure itself has run, not only its dry run"""
-    return not instance.type_rules.is_deletion or instance.erasure_approved_at is not None
-
-
-# What a refused step tells staff when its guard does not hold.
-_verification_window_elapsed.refusal = _("The time allowed for verification has not run out yet.")
-_may_extend.refusal = _(
-    "The deadline can be extended only once, on or before the original due date."
+from requests_app.models.steps import (
+    BEGIN_FULFILMENT,
+    BEGIN_REVIEW,
+    Input,
+    TransitionInputError,
+    erasure_plan_awaits_approval,
+    has_appeal_process,
+    is_flagged_duplicate,
+    is_opt_out,
+    may_approve,
+    may_extend,
+    perm,
+    required,
+    results_are_final,
+    step,
+    verification_window_elapsed,
 )
-_erasure_plan_awaits_approval.refusal = _(
-    "Only the dry run of a deletion that is not yet approved can be approved or rejected."
-)
-_is_opt_out.refusal = _("Only an opt-out is approved and confirmed by the system.")
-_results_are_final.refusal = _("Approve the deletion dry run first: nothing has been deleted yet.")
-_is_flagged_duplicate.refusal = _(
-    "Only a request flagged as a duplicate of another open request can be merged into it."
-)
-_has_appeal_process.refusal = _(
-    "No appeal is possible: the request was appealed already, or its jurisdiction has no appeal."
-)
+from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, jurisdiction_choices, request_type_choices
 
 
 # Columns the staff queue filters on, carried in its indexes (see Meta.indexes).
 QUEUE_FILTER_COLUMNS = ["request_type", "jurisdiction", "assignee", "due_on", "extended_due_on"]
 
 
-class TransitionInputError(ValidationError):
-    """A transition was asked for without what it needs (a reason, a notice)."""
-
-
-def _required(value: str, message: str) -> str:
-    value = (value or "").strip()
-    if not value:
-        raise TransitionInputError(message)
-    return value
-
-
 class PrivacyRequestQuerySet(models.QuerySet):
     def locked(self, of=()):
         """The one way to lock requests: FOR NO KEY UPDATE, so that an audit event
         about a locked request can still be inserted by the transaction that holds
-        the audit chain (see the lock order in services/audit.py). `of` as for
+        the audit chain (see the lock order in services/audit/events.py). `of` as for
         select_for_update (("self",) when joined rows must stay unlocked)."""
         return self.select_for_update(no_key=True, of=of)
 
@@ -335,7 +167,7 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     @property
     def version(self) -> str:
         """Changes with every save: a staff form carries it, so a form posted after
-        someone else changed the request is refused (services.lifecycle)."""
+        someone else changed the request is refused (services.requests.lifecycle)."""
         return self.updated_at.isoformat() if self.updated_at else ""
 
     @property
@@ -363,109 +195,149 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
         self.acknowledge_by = deadlines.acknowledge_by(self.received_at, self.jurisdiction)
         self.due_on = deadlines.response_due(self.received_at, self.jurisdiction, self.type_rules)
 
+    @classmethod
+    def step_meta(cls, name: str) -> dict | None:
+        """What step `name` means (its ``custom``, see models/steps.py); None if no such step."""
+        for t in cls._meta.get_field("state").get_all_transitions(cls):
+            if t.name == name:
+                return t.custom
+        return None
+
     # --- the lifecycle ------------------------------------------------------------
+    # Each step's meaning (label, inputs, notice, follow-up, timeline...) is given by
+    # step() in models/steps.py; the use cases in services/requests/lifecycle.py
+    # take the steps.
 
     @transition(state, source=State.PENDING_VERIFICATION, target=State.VERIFIED,
-                permission=_perm("work_request"), custom={"actors": (SYSTEM, STAFF)})
+                permission=perm("work_request"),
+                custom=step(SYSTEM, STAFF, label=_("Mark identity verified"),
+                            follow_up=BEGIN_REVIEW, timeline=_("Your identity was confirmed.")))
     def verify(self):
         self.verified_at = timezone.now()
 
     @transition(state, source=State.PENDING_VERIFICATION, target=State.EXPIRED,
-                conditions=[_verification_window_elapsed], custom={"actors": (SYSTEM,)})
+                conditions=[verification_window_elapsed],
+                custom=step(SYSTEM, notice="expired", timeline=_(
+                    "The request expired: the email address was never confirmed.")))
     def expire(self):
         self.closed_at = timezone.now()
 
     @transition(state, source=State.VERIFIED, target=State.IN_REVIEW,
-                permission=_perm("work_request"), custom={"actors": (SYSTEM, STAFF)})
+                permission=perm("work_request"),
+                custom=step(SYSTEM, STAFF, label=_("Start review"),
+                            timeline=_("Our privacy office is reviewing your request.")))
     def start_review(self):
         pass
 
-    @transition(state, source=State.IN_REVIEW, target=State.APPROVED,
-                permission=_may_approve, custom={"actors": (STAFF,)})
+    @transition(state, source=State.IN_REVIEW, target=State.APPROVED, permission=may_approve,
+                custom=step(STAFF, label=_("Approve and start fulfilment"),
+                            follow_up=BEGIN_FULFILMENT, timeline=_(
+                                "Your request was approved; we are carrying it out.")))
     def approve(self):
         pass
 
-    @transition(state, source=State.IN_REVIEW, target=State.APPROVED,
-                conditions=[_is_opt_out], custom={"actors": (SYSTEM,)})
+    @transition(state, source=State.IN_REVIEW, target=State.APPROVED, conditions=[is_opt_out],
+                custom=step(SYSTEM, follow_up=BEGIN_FULFILMENT,
+                            timeline=_("We are carrying out your opt-out.")))
     def approve_opt_out(self):
         """An opt-out needs no verification and no review: carried out as received."""
 
-    @transition(state, source=State.APPROVED, target=State.FULFILLING,
-                custom={"actors": (SYSTEM,)})
+    @transition(state, source=State.APPROVED, target=State.FULFILLING, custom=step(SYSTEM))
     def start_fulfilment(self):
         pass
 
     @transition(state, source=State.FULFILLING, target=State.WAITING_MANUAL,
-                custom={"actors": (SYSTEM,)})
+                custom=step(SYSTEM))
     def wait_on_manual_source(self):
         pass
 
     @transition(state, source=State.WAITING_MANUAL, target=State.FULFILLING,
-                custom={"actors": (SYSTEM,)})
+                custom=step(SYSTEM))
     def resume_fulfilment(self):
         pass
 
     @transition(state, source=[State.FULFILLING, State.WAITING_MANUAL],
-                target=State.RESULTS_READY, custom={"actors": (SYSTEM,)})
+                target=State.RESULTS_READY, custom=step(SYSTEM))
     def mark_results_ready(self):
         pass
 
     @transition(state, source=[State.FULFILLING, State.WAITING_MANUAL],
-                target=State.NEEDS_ATTENTION, custom={"actors": (SYSTEM,)})
+                target=State.NEEDS_ATTENTION, custom=step(SYSTEM))
     def flag_for_attention(self, reason=""):
-        _required(reason, _("Say which source failed and why."))
+        required(reason, _("Say which source failed and why."))
 
     @transition(state, source=State.NEEDS_ATTENTION, target=State.FULFILLING,
-                permission=_perm("work_request"), custom={"actors": (STAFF,)})
+                permission=perm("work_request"),
+                custom=step(STAFF, label=_("Retry fulfilment"), follow_up=BEGIN_FULFILMENT))
     def retry_fulfilment(self):
         pass
 
     @transition(state, source=State.RESULTS_READY, target=State.FULFILLING,
-                conditions=[_erasure_plan_awaits_approval],
-                permission=_perm("approve_deletion"), custom={"actors": (STAFF,)})
+                conditions=[erasure_plan_awaits_approval], permission=perm("approve_deletion"),
+                custom=step(STAFF, label=_("Approve the deletion dry run: delete"),
+                            follow_up=BEGIN_FULFILMENT, danger=True, hint="approve_erasure",
+                            confirm=_("Delete this person's data in every source of the "
+                                      "dry run? This cannot be undone."),
+                            timeline=_("Deletion approved; we are deleting your information.")))
     def approve_erasure(self):
         """The dry run was right: now delete."""
         self.erasure_approved_at = timezone.now()
 
     @transition(state, source=State.RESULTS_READY, target=State.IN_REVIEW,
-                conditions=[_erasure_plan_awaits_approval],
-                permission=_perm("approve_deletion"), custom={"actors": (STAFF,)})
+                conditions=[erasure_plan_awaits_approval], permission=perm("approve_deletion"),
+                custom=step(STAFF, label=_("Reject the deletion dry run"), danger=True,
+                            inputs=[Input("reason", _("Reason"), rows=3)]))
     def reject_erasure_plan(self, reason=""):
         """The dry run was wrong (a map to fix): back to review, nothing deleted."""
-        _required(reason, _("Say what is wrong with the dry run."))
+        required(reason, _("Say what is wrong with the dry run."))
 
     @transition(state, source=State.RESULTS_READY, target=State.COMPLETED,
-                conditions=[_results_are_final],
-                permission=_perm("release_results"), custom={"actors": (STAFF,)})
+                conditions=[results_are_final], permission=perm("release_results"),
+                custom=step(STAFF, label=_("Release the results to the consumer"),
+                            notice="completed", hint="release",
+                            timeline=_("Your request is complete.")))
     def release(self):
         self.responded_at = timezone.now()
 
     @transition(state, source=State.RESULTS_READY, target=State.COMPLETED,
-                conditions=[_is_opt_out], custom={"actors": (SYSTEM,)})
+                conditions=[is_opt_out],
+                custom=step(SYSTEM, notice="opt_out_done",
+                            timeline=_("Your opt-out is in effect.")))
     def confirm_opt_out(self):
         """Every source it was pushed to confirmed it: the opt-out is honoured."""
         self.responded_at = timezone.now()
 
     @transition(state, source=[State.COMPLETED, State.DENIED, State.APPEAL_DENIED],
-                target=State.CLOSED, permission=_perm("work_request"),
-                custom={"actors": (SYSTEM, STAFF)})
+                target=State.CLOSED, permission=perm("work_request"),
+                custom=step(SYSTEM, STAFF, label=_("Close"),
+                            timeline=_("The request was closed.")))
     def close(self):
         self.closed_at = timezone.now()
 
     @transition(state, source=[State.PENDING_VERIFICATION, State.VERIFIED, State.IN_REVIEW,
                                State.NEEDS_ATTENTION, State.RESULTS_READY],
-                target=State.DENIED, permission=_perm("deny_request"), custom={"actors": (STAFF,)})
+                target=State.DENIED, permission=perm("deny_request"),
+                custom=step(STAFF, label=_("Deny"), notice="denied", danger=True, hint="deny",
+                            inputs=[Input("reason_code", _("Reason"),
+                                          choices=tuple(DenialReason.choices)),
+                                    Input("detail", _("Explanation for the consumer"),
+                                          help_text=_("The jurisdiction's appeal or complaint "
+                                                      "text is added to the email "
+                                                      "automatically."))],
+                            timeline=_("We denied your request."),
+                            audit=lambda r: {"denial_reason": r.denial_reason}))
     def deny(self, reason_code="", detail=""):
         if reason_code not in DenialReason.values:
             raise TransitionInputError(_("Choose a reason for the denial."))
-        self.denial_detail = _required(detail, _("Explain the denial to the consumer."))
+        self.denial_detail = required(detail, _("Explain the denial to the consumer."))
         self.denial_reason = reason_code
         self.responded_at = timezone.now()
 
     @transition(state, source=[State.PENDING_VERIFICATION, State.VERIFIED, State.IN_REVIEW,
                                State.APPROVED],
-                target=State.CANCELLED, permission=_perm("work_request"),
-                custom={"actors": (CONSUMER, STAFF)})
+                target=State.CANCELLED, permission=perm("work_request"),
+                custom=step(CONSUMER, STAFF, label=_("Cancel the request"), notice="cancelled",
+                            danger=True, timeline=_("The request was cancelled.")))
     def cancel(self):
         self.closed_at = timezone.now()
 
@@ -473,26 +345,38 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     # answered can still be appealed.
     @transition(state, source=[State.DENIED, State.COMPLETED, State.CLOSED],
                 target=State.UNDER_APPEAL,
-                conditions=[_has_appeal_process], permission=_perm("work_request"),
-                custom={"actors": (CONSUMER, STAFF)})
+                conditions=[has_appeal_process], permission=perm("work_request"),
+                custom=step(CONSUMER, STAFF, label=_("Record an appeal"),
+                            notice="appeal_received",
+                            inputs=[Input("text", _("The consumer's appeal, as received"))],
+                            timeline=_("We received your appeal."),
+                            audit=lambda r: {"appeal_due_on": r.appeal_due_on.isoformat()
+                                             if r.appeal_due_on else None}))
     def appeal(self, text=""):
-        self.appeal_text = _required(text, _("Say why you disagree with the decision."))
+        self.appeal_text = required(text, _("Say why you disagree with the decision."))
         self.appeal_received_at = timezone.now()
         self.appeal_due_on = deadlines.appeal_due(self.appeal_received_at, self.jurisdiction)
 
     @transition(state, source=State.UNDER_APPEAL, target=State.IN_REVIEW,
-                permission=_perm("decide_appeal"), custom={"actors": (STAFF,)})
+                permission=perm("decide_appeal"),
+                custom=step(STAFF, label=_("Grant the appeal"), notice="appeal_granted",
+                            inputs=[Input("reason", _("Reason"), rows=3)],
+                            timeline=_("Your appeal was granted; we are working on your "
+                                       "request again.")))
     def grant_appeal(self, reason=""):
-        self.appeal_decision = _required(reason, _("Give the reasons for the decision."))
+        self.appeal_decision = required(reason, _("Give the reasons for the decision."))
         self.appeal_outcome = "granted"
         self.denial_reason = ""
         self.denial_detail = ""
         self.responded_at = None
 
     @transition(state, source=State.UNDER_APPEAL, target=State.APPEAL_DENIED,
-                permission=_perm("decide_appeal"), custom={"actors": (STAFF,)})
+                permission=perm("decide_appeal"),
+                custom=step(STAFF, label=_("Deny the appeal"), notice="appeal_denied",
+                            danger=True, inputs=[Input("reason", _("Reason"), rows=3)],
+                            timeline=_("Your appeal was denied.")))
     def deny_appeal(self, reason=""):
-        self.appeal_decision = _required(reason, _("Give the reasons for the decision."))
+        self.appeal_decision = required(reason, _("Give the reasons for the decision."))
         self.appeal_outcome = "denied"
 
     # Asking for more information keeps the state and does not stop the clock: the
@@ -500,25 +384,41 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     # denied as such, or expires). The message goes to the consumer in the notice
     # `more_information`.
     @transition(state, source=[State.PENDING_VERIFICATION, State.VERIFIED, State.IN_REVIEW],
-                target=None, permission=_perm("work_request"), custom={"actors": (STAFF,)})
+                target=None, permission=perm("work_request"),
+                custom=step(STAFF, label=_("Ask the consumer for more information"),
+                            notice="more_information",
+                            inputs=[Input("message", _("Message to the consumer: what we need"),
+                                          rows=5)],
+                            timeline=_("We asked you for more information."),
+                            audit=lambda r: {"asked_at": r.information_requested_at.isoformat()}))
     def request_information(self, message=""):
-        self.information_request = _required(
+        self.information_request = required(
             message, _("Write the message that tells the consumer what is needed."))
         self.information_requested_at = timezone.now()
 
     # A second request for the same right from the same person while the first is
     # open: folded into the first, which answers both. The duplicate ends cancelled.
     @transition(state, source=[State.PENDING_VERIFICATION, State.VERIFIED, State.IN_REVIEW],
-                target=State.CANCELLED, conditions=[_is_flagged_duplicate],
-                permission=_perm("work_request"), custom={"actors": (STAFF,)})
+                target=State.CANCELLED, conditions=[is_flagged_duplicate],
+                permission=perm("work_request"),
+                custom=step(STAFF, label=_("Merge into the earlier request"), notice="merged",
+                            timeline=_("This request was joined to an earlier identical "
+                                       "request."),
+                            audit=lambda r: {"merged_into": r.duplicate_of.reference}))
     def merge(self):
         self.closed_at = timezone.now()
 
-    @transition(state, source=OPEN_STATES, target=None, conditions=[_may_extend],
-                permission=_perm("extend_deadline"), custom={"actors": (STAFF,)})
+    @transition(state, source=OPEN_STATES, target=None, conditions=[may_extend],
+                permission=perm("extend_deadline"),
+                custom=step(STAFF, label=_("Extend the deadline"), notice="extended",
+                            inputs=[Input("notice", _("Notice to the consumer: why more time "
+                                                      "is needed"))],
+                            timeline=_("We extended the deadline."),
+                            audit=lambda r: {"due_on": r.due_on.isoformat(),
+                                             "extended_due_on": r.extended_due_on.isoformat()}))
     def extend(self, notice=""):
         """Not a change of state: the one extension, moving the due date."""
-        self.extension_notice = _required(
+        self.extension_notice = required(
             notice, _("Write the notice that tells the consumer why more time is needed.")
         )
         self.extended_at = timezone.now()

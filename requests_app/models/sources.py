@@ -3,7 +3,7 @@
 Every bit of fulfilment state lives in these tables: which source runs exist for
 a request, where each stands, how many records it found, its last error. The
 broker only carries "go and run SourceRun 42"; if that message is lost, the
-reconciler (services/fulfilment.py) sends it again.
+reconciler (services/reconciler.py) sends it again.
 """
 
 import secrets

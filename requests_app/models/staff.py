@@ -2,7 +2,7 @@
 request that came by email, post or phone, and the editable consumer emails.
 
 Notes and intake records hold free text and files that may describe the person:
-they are purged with the identity (audit/retention.py). Email template versions
+they are purged with the identity (services/retention/purge.py). Email template versions
 are configuration: kept for ever, never edited in place.
 """
 

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app.models.privacy_request import FiledBy
 from requests_app.rules import KNOW_DEFAULT_MONTHS, KNOW_EARLIEST, REQUEST_TYPES
+from requests_app.services.verification.portal import Submission, correction_details
 
 # The rights, in the words the form uses.
 RIGHT_LABELS = {
@@ -252,7 +253,7 @@ class RequestForm(PortalForm):
             if not data.get("permission") and "permission" not in self.errors:
                 self.add_error("permission", _("Upload the person's signed permission for the "
                                                "agent."))
-        if {"know_categories", "access"} & set(rights):
+        if any(REQUEST_TYPES[r].covers_period for r in rights):
             start, end = default_period()
             first = data.get("period_start") or start
             last = data.get("period_end") or end
@@ -268,16 +269,15 @@ class RequestForm(PortalForm):
             data["period_start"], data["period_end"] = first, last
         else:
             data["period_start"] = data["period_end"] = None
-        if "correction" in rights:
+        corrects = any(REQUEST_TYPES[r].corrects_a_field for r in rights)
+        if corrects:
             if not data.get("corrected_field") and "corrected_field" not in self.errors:
                 self.add_error("corrected_field", _("Choose which information is wrong."))
             if not data.get("correction_wrong") and "correction_wrong" not in self.errors:
                 self.add_error("correction_wrong", _("Say what is wrong."))
             if not data.get("correction_right") and "correction_right" not in self.errors:
                 self.add_error("correction_right", _("Say what it should say."))
-        if "correction" in rights and not self.errors:
-            from requests_app.services.portal import correction_details
-
+        if corrects and not self.errors:
             size = len(correction_details(
                 data.get("corrected_field", ""), data.get("correction_wrong", ""),
                 data.get("correction_right", ""), data.get("details", "")))
@@ -285,10 +285,27 @@ class RequestForm(PortalForm):
                 self.add_error("details", _("Together with the correction, write at most 2,000 "
                                             "characters (%(size)d now): shorten the details "
                                             "or the correction.") % {"size": size})
-        if {"access", "portability"} & set(rights) and not data.get("declaration"):
+        if any(REQUEST_TYPES[r].takes_declaration for r in rights) and not data.get("declaration"):
             self.add_error("declaration", _("To receive a copy of your information, tick the "
                                             "declaration."))
         return data
+
+    def submission(self) -> Submission:
+        """The cleaned form as the use case takes it (services/verification/portal.py)."""
+        data = self.cleaned_data
+        agent = data["filed_by"] == "agent"
+        return Submission(
+            rights=[code for code in REQUEST_TYPES if code in data["rights"]],
+            jurisdiction=JURISDICTION_OF[data["residence"]],
+            name=data["name"], email=data["email"], phone=data["phone"],
+            account_number=data["account_number"], postal_address=data["postal_address"],
+            details=data["details"], filed_by=data["filed_by"],
+            agent_name=data["agent_name"] if agent else "",
+            agent_email=data["agent_email"] if agent else "",
+            permission=data["permission"] if agent else None,
+            period_start=data["period_start"], period_end=data["period_end"],
+            corrected_field=data["corrected_field"], correction_wrong=data["correction_wrong"],
+            correction_right=data["correction_right"], declaration=data["declaration"])
 
 
 class CodeForm(PortalForm):

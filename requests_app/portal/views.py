@@ -33,9 +33,10 @@ from requests_app.models.privacy_request import State, new_reference
 from requests_app.portal import forms as portal_forms
 from requests_app.portal import session
 from requests_app.rules import REQUEST_TYPES
-from requests_app.services import codes, portal
-from requests_app.services.audit import hash_value
-from requests_app.services.lifecycle import (
+from requests_app.services.fulfilment import downloads
+from requests_app.services.verification import codes, portal
+from requests_app.services.audit.events import hash_value
+from requests_app.services.requests.lifecycle import (
     TransitionRefused,
     available_transitions,
     do_transition,
@@ -106,19 +107,7 @@ def request_form(request):
                                               REQUEST_TYPES[code]).isoformat()}
             for code in REQUEST_TYPES if code in data["rights"]]
         return redirect("portal:sent")
-    rights = [code for code in REQUEST_TYPES if code in data["rights"]]
-    sub = portal.Submission(
-        rights=rights, jurisdiction=portal_forms.JURISDICTION_OF[data["residence"]],
-        name=data["name"], email=data["email"], phone=data["phone"],
-        account_number=data["account_number"], postal_address=data["postal_address"],
-        details=data["details"], filed_by=data["filed_by"],
-        agent_name=data["agent_name"] if data["filed_by"] == "agent" else "",
-        agent_email=data["agent_email"] if data["filed_by"] == "agent" else "",
-        permission=data["permission"] if data["filed_by"] == "agent" else None,
-        period_start=data["period_start"], period_end=data["period_end"],
-        corrected_field=data["corrected_field"], correction_wrong=data["correction_wrong"],
-        correction_right=data["correction_right"], declaration=data["declaration"])
-    filed = portal.do_file_submission(sub)
+    filed = portal.do_file_submission(form.submission())
     request.session[SESSION_SENT] = [
         {"reference": r.reference, "type": r.request_type, "due_on": r.due_on.isoformat()}
         for r in filed]
@@ -226,8 +215,9 @@ def status_code(request):
                   status=400 if form.errors else 200)
 
 
-# What each audit event means to the consumer (others are not shown).
-TIMELINE = {
+# What each audit event means to the consumer (others are not shown): the steps'
+# own wording (models/steps.py), and the events that are not steps.
+EVENTS = {
     "request.received": gettext_lazy("We received your request."),
     "request.email_confirmed": gettext_lazy("You confirmed your email address."),
     "request.needs_manual_verification": gettext_lazy(
@@ -236,28 +226,15 @@ TIMELINE = {
     "request.treated_as_categories": gettext_lazy(
         "We could not confirm your identity well enough to send specific information, so we "
         "are answering with the categories of information we hold."),
-    "request.verify": gettext_lazy("Your identity was confirmed."),
-    "request.start_review": gettext_lazy("Our privacy office is reviewing your request."),
-    "request.approve": gettext_lazy("Your request was approved; we are carrying it out."),
-    "request.approve_opt_out": gettext_lazy("We are carrying out your opt-out."),
-    "request.approve_erasure": gettext_lazy("Deletion approved; we are deleting your "
-                                            "information."),
-    "request.request_information": gettext_lazy("We asked you for more information."),
-    "request.extend": gettext_lazy("We extended the deadline."),
-    "request.release": gettext_lazy("Your request is complete."),
-    "request.confirm_opt_out": gettext_lazy("Your opt-out is in effect."),
-    "request.deny": gettext_lazy("We denied your request."),
-    "request.cancel": gettext_lazy("The request was cancelled."),
-    "request.merge": gettext_lazy("This request was joined to an earlier identical request."),
-    "request.expire": gettext_lazy("The request expired: the email address was never "
-                                   "confirmed."),
-    "request.appeal": gettext_lazy("We received your appeal."),
-    "request.grant_appeal": gettext_lazy("Your appeal was granted; we are working on your "
-                                         "request again."),
-    "request.deny_appeal": gettext_lazy("Your appeal was denied."),
-    "request.close": gettext_lazy("The request was closed."),
     "package.downloaded": gettext_lazy("Your files were downloaded."),
 }
+
+
+def _timeline_text() -> dict:
+    steps = {f"request.{t.name}": t.custom["timeline"]
+             for t in PrivacyRequest._meta.get_field("state").get_all_transitions(PrivacyRequest)
+             if t.custom.get("timeline")}
+    return {**EVENTS, **steps}
 
 
 # Where a request stands, as the consumer sees it (the staff's finer states merged).
@@ -298,17 +275,18 @@ def _opened(view):
 @never_cache
 @require_http_methods(["GET", "HEAD"])
 @_opened
-def status_detail(request, pr):
-    return render(request, "portal/status_detail.html", _status_context(pr))
+def status_detail(request, privacy_request):
+    return render(request, "portal/status_detail.html", _status_context(privacy_request))
 
 
-def _status_context(pr: PrivacyRequest, appeal_form=None) -> dict:
-    events = AuditEvent.objects.filter(request=pr, action__in=list(TIMELINE)).order_by("at", "id")
-    timeline = [{"at": e.at, "text": TIMELINE[e.action]} for e in events]
-    steps = available_transitions(pr, Actor.consumer())
+def _status_context(privacy_request: PrivacyRequest, appeal_form=None) -> dict:
+    texts = _timeline_text()
+    events = AuditEvent.objects.filter(request=privacy_request, action__in=list(texts)).order_by("at", "id")
+    timeline = [{"at": e.at, "text": texts[e.action]} for e in events]
+    steps = available_transitions(privacy_request, Actor.consumer())
     links = []
-    for package in portal.downloadable(pr):
-        package = portal.offer(package)
+    for package in downloads.downloadable(privacy_request):
+        package = downloads.offer(package)
         links.append({
             "package": package,
             "url": reverse("portal:download", args=[signing.dumps(package.pk,
@@ -317,53 +295,53 @@ def _status_context(pr: PrivacyRequest, appeal_form=None) -> dict:
             "usable": package.download_count < settings.DOWNLOAD_MAX_COUNT
             and package.expires_at is not None,
         })
-    evidence = getattr(pr, "evidence", None)
+    evidence = getattr(privacy_request, "evidence", None)
     return {
-        "pr": pr,
-        "label": portal_forms.RIGHT_LABELS.get(pr.request_type, pr.type_rules.label),
-        "stands": CONSUMER_STATES.get(pr.state, pr.get_state_display()),
+        "privacy_request": privacy_request,
+        "label": portal_forms.RIGHT_LABELS.get(privacy_request.request_type, privacy_request.type_rules.label),
+        "stands": CONSUMER_STATES.get(privacy_request.state, privacy_request.get_state_display()),
         "timeline": timeline,
         "may_cancel": "cancel" in steps,
         "may_appeal": "appeal" in steps,
         "appeal_form": appeal_form or portal_forms.AppealForm(),
         "downloads": links,
-        "denied": pr.state in (State.DENIED, State.APPEAL_DENIED, State.CLOSED)
-        and bool(pr.denial_reason),
-        "waiting_for_email": pr.state == State.PENDING_VERIFICATION and evidence is not None
+        "denied": privacy_request.state in (State.DENIED, State.APPEAL_DENIED, State.CLOSED)
+        and bool(privacy_request.denial_reason),
+        "waiting_for_email": privacy_request.state == State.PENDING_VERIFICATION and evidence is not None
         and evidence.email_confirmed_at is None,
         "manual_review": evidence is not None and evidence.manual_review
-        and pr.state == State.PENDING_VERIFICATION,
+        and privacy_request.state == State.PENDING_VERIFICATION,
     }
 
 
 @require_POST
 @_opened
-def cancel(request, pr):
+def cancel(request, privacy_request):
     try:
-        do_transition(pr.pk, "cancel", actor=Actor.consumer(),
+        do_transition(privacy_request.pk, "cancel", actor=Actor.consumer(),
                       expected_state=request.POST.get("expected_state", ""))
     except TransitionRefused:
         return render(request, "portal/status_detail.html", {
-            **_status_context(pr),
+            **_status_context(privacy_request),
             "problem": _("The request can no longer be cancelled: its fulfilment has started "
                          "or it has already ended.")}, status=409)
-    return redirect("portal:status_detail", reference=pr.reference)
+    return redirect("portal:status_detail", reference=privacy_request.reference)
 
 
 @require_POST
 @_opened
-def appeal(request, pr):
+def appeal(request, privacy_request):
     form = portal_forms.AppealForm(request.POST)
     if not form.is_valid():
-        return render(request, "portal/status_detail.html", _status_context(pr, form),
+        return render(request, "portal/status_detail.html", _status_context(privacy_request, form),
                       status=400)
     try:
-        do_transition(pr.pk, "appeal", actor=Actor.consumer(), text=form.cleaned_data["text"])
+        do_transition(privacy_request.pk, "appeal", actor=Actor.consumer(), text=form.cleaned_data["text"])
     except TransitionRefused:
         return render(request, "portal/status_detail.html", {
-            **_status_context(pr),
+            **_status_context(privacy_request),
             "problem": _("An appeal is not possible for this request now.")}, status=409)
-    return redirect("portal:status_detail", reference=pr.reference)
+    return redirect("portal:status_detail", reference=privacy_request.reference)
 
 
 @require_POST
@@ -404,9 +382,9 @@ def download(request, token):
         log.error("download: package %s could not be read", package.pk)
         raise Http404 from None
     try:
-        package = portal.do_count_download(package.pk,
+        package = downloads.do_count_download(package.pk,
                                            hash_value(ratelimit.client_ip(request)))
-    except portal.DownloadRefused:
+    except downloads.DownloadRefused:
         chunks.close()
         return _refused(request)
 

@@ -5,8 +5,8 @@ The answer never depends on whether we know the address: a code goes to any
 address asked for (an opt-out needs no account and no match), and asking too
 often is answered the same way, with no email sent."""
 
-from requests_app.services import codes
-from requests_app.services.notices import queue_plain
+from requests_app.services.verification import codes
+from requests_app.services.notices.outbox import queue_plain
 
 PREFERENCES = "preferences"
 

@@ -13,7 +13,8 @@ import secrets
 from django.conf import settings
 
 from requests_app.models import Actor
-from requests_app.services import consent
+from requests_app.services.consent import ledger as consent
+from requests_app.services.preferences import choices
 
 BROWSER_COOKIE = "pp_browser"
 # Where the signal is not about the consumer's choices.
@@ -25,7 +26,7 @@ def tied_people(request) -> list[str]:
     """The addresses the visit has proved control of: a preference-page session
     (signed link or code) and the requests opened on the status page with a code."""
     from requests_app.portal.session import verified_emails
-    from requests_app.preferences.views import session_email
+    from requests_app.preferences.session import session_email
 
     emails = set(verified_emails(request))
     preference = session_email(request)
@@ -41,7 +42,7 @@ def honour_for_person(request) -> None:
     emails = getattr(request, "_gpc_people", None) or []
     request._gpc_people = []
     for email in emails:
-        consent.withdraw_everything(email, method=consent.Method.GPC,
+        choices.withdraw_everything(email, method=consent.Method.GPC,
                                     actor=Actor.consumer(), gpc_only=True)
 
 

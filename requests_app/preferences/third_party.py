@@ -13,7 +13,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from requests_app.models import ThirdPartyNotice
-from requests_app.services.staff_emails import CONFIRM_SALT, do_confirm_notice
+from requests_app.services.notices.staff import CONFIRM_SALT, do_confirm_notice
 
 
 class AnswerForm(forms.Form):

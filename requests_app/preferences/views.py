@@ -4,10 +4,8 @@ choice, one click to change it, and "withdraw from everything" in one step.
 Reached through a signed link in a marketing email (links.py) or by the address
 plus a one-time code sent to it. Nothing more is asked for an opt-out."""
 
-import time
 
 from django import forms
-from django.conf import settings
 from django.contrib import messages
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect, render
@@ -21,30 +19,15 @@ from requests_app import ratelimit
 from requests_app.models import Actor, ConsentRecord, Purpose, PurposeNotice
 from requests_app.models.privacy_request import TransitionInputError
 from requests_app.preferences import links
-from requests_app.services import consent
-
-SESSION_EMAIL = "preferences_email"
-SESSION_METHOD = "preferences_method"
-SESSION_SINCE = "preferences_since"
-
-
-def open_session(request, email: str, method: str) -> None:
-    request.session.cycle_key()  # a new session id once the address is proved
-    request.session[SESSION_EMAIL] = email
-    request.session[SESSION_METHOD] = method
-    request.session[SESSION_SINCE] = int(time.time())
-
-
-def session_email(request) -> str | None:
-    session = getattr(request, "session", None)
-    if session is None or SESSION_EMAIL not in session:
-        return None
-    if time.time() - session.get(SESSION_SINCE, 0) > settings.PREFERENCE_SESSION_MINUTES * 60:
-        for key in (SESSION_EMAIL, SESSION_METHOD, SESSION_SINCE):
-            session.pop(key, None)
-        return None
-    return session[SESSION_EMAIL]
-
+from requests_app.preferences.session import (
+    SESSION_EMAIL,
+    SESSION_METHOD,
+    SESSION_SINCE,
+    open_session,
+    session_email,
+)
+from requests_app.services.consent import ledger as consent
+from requests_app.services.preferences import choices
 
 @never_cache
 def follow_link(request, token: str):
@@ -91,7 +74,7 @@ def manage(request):
 def _apply_choice(request, email: str, method: str) -> None:
     actor = Actor.consumer()
     if "everything" in request.POST:
-        filed = consent.withdraw_everything(email, method=method, actor=actor)
+        filed = choices.withdraw_everything(email, method=method, actor=actor)
         messages.success(request, _("Done: you have withdrawn from everything listed below.")
                          + _done_by(filed))
         return
@@ -108,7 +91,7 @@ def _apply_choice(request, email: str, method: str) -> None:
     if action == ConsentRecord.Action.GRANT:
         act = _("Pressed “Yes, I agree” under version %(version)s of the notice on the "
                 "preference page") % {"version": notice.version}
-    entry, filed = consent.change(email, purpose, action, method=method, notice=notice,
+    entry, filed = choices.change(email, purpose, action, method=method, notice=notice,
                                   actor=actor, affirmative_act=act)
     if action == ConsentRecord.Action.GRANT:
         messages.success(request, _("Saved: you said yes to “%(purpose)s”.")
@@ -152,7 +135,7 @@ def unsubscribe(request, token: str):
     marketing = list(Purpose.objects.filter(active=True, opt_out_type="opt_out_marketing"))
     done = None
     if request.method == "POST":
-        done = consent.withdraw_purposes(email, marketing, method=ConsentRecord.Method.EMAIL_LINK,
+        done = choices.withdraw_purposes(email, marketing, method=ConsentRecord.Method.EMAIL_LINK,
                                          actor=Actor.consumer())
     return render(request, "preferences/unsubscribe.html", {
         "purposes": marketing, "done": done, "token": token,

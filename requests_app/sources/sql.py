@@ -361,7 +361,7 @@ class SqlConnector(Connector):
     def warm_up(self) -> None:
         """Reflect the map's tables and open the pool's two connections (a copied
         leaf's JSON and CSV COPYs run on two at once), as a worker process does once
-        when it starts (fulfilment.warm_up_worker), so that its first task does not
+        when it starts (fulfilment.warm_up.warm_up_worker), so that its first task does not
         pay for them: about 0.1 s of reflection and two connections here."""
         with self.engine.connect() as conn, self.engine.connect():
             self.tables(conn)

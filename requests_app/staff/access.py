@@ -169,7 +169,7 @@ def login_view(request):
     from django.shortcuts import render
 
     from requests_app.models import Actor
-    from requests_app.services.audit import record_event
+    from requests_app.services.audit.events import record_event
 
     if (request.method == "GET" and request.user.is_authenticated and request.user.is_staff
             and request.user.is_verified()):

@@ -7,7 +7,7 @@ from django.db.models import Count
 from django.shortcuts import render
 
 from requests_app.models import Disclosure, ThirdPartyNotice
-from requests_app.services import consent
+from requests_app.services.consent import ledger as consent
 from requests_app.staff.access import staff_required
 
 VIEW_CONSENT = "requests_app.view_consentrecord"

@@ -1,5 +1,5 @@
 """The request desk: everything about one request, and the steps this user may
-take in its state, read from the machine (services.lifecycle.available_transitions),
+take in its state, read from the machine (services.requests.lifecycle.available_transitions),
 each with the inputs it needs. Every opening of a desk is audited: it shows the
 person's data."""
 
@@ -21,7 +21,6 @@ from requests_app.staff.consent_views import consent_history_panel
 from requests_app.models import (
     Actor,
     AuditEvent,
-    DenialReason,
     IntakeRecord, VerificationEvidence,
     OutgoingEmail,
     Package,
@@ -31,15 +30,16 @@ from requests_app.models import (
     ThirdPartyNotice,
 )
 from requests_app.models.privacy_request import State, TransitionInputError
-from requests_app.services.audit import record_event
-from requests_app.services.lifecycle import (
+from requests_app.models.steps import Input
+from requests_app.services.audit.events import record_event
+from requests_app.services.requests.lifecycle import (
     TransitionRefused,
     available_transitions,
     do_transition,
     may_take,
 )
-from requests_app.services.staff_desk import assignable_users, do_add_note
-from requests_app.services.staff_emails import do_confirm_notice
+from requests_app.services.requests.desk import assignable_users, do_add_note
+from requests_app.services.notices.staff import do_confirm_notice
 from requests_app.staff.access import staff_required
 
 VIEW = "requests_app.view_privacyrequest"
@@ -50,103 +50,47 @@ POLL_SECONDS = 5
 
 class StepForm(forms.Form):
     """The fields every step's form carries: what the user saw, so that a form
-    posted after someone else changed the request is refused."""
+    posted after someone else changed the request is refused. A step's own inputs
+    are added from its description on the machine (models/steps.py)."""
 
     expected_state = forms.CharField(widget=forms.HiddenInput)
     version = forms.CharField(widget=forms.HiddenInput)
 
     def inputs(self) -> dict:
-        return {}
+        return {k: v for k, v in self.cleaned_data.items()
+                if k not in ("expected_state", "version")}
 
 
-def _text(label, rows=4, help_text=""):
-    return forms.CharField(label=label, widget=forms.Textarea(attrs={"rows": rows}),
-                           max_length=4000, help_text=help_text)
+def _field(spec: Input) -> forms.Field:
+    if spec.choices:
+        return forms.ChoiceField(label=spec.label, choices=[("", "---------"), *spec.choices],
+                                 help_text=spec.help_text)
+    return forms.CharField(label=spec.label, widget=forms.Textarea(attrs={"rows": spec.rows}),
+                           max_length=4000, help_text=spec.help_text)
 
 
-class DenyForm(StepForm):
-    reason_code = forms.ChoiceField(label=_lazy("Reason"),
-                                    choices=[("", "---------")] + DenialReason.choices)
-    detail = _text(_lazy("Explanation for the consumer"),
-                   help_text=_lazy("The jurisdiction's appeal or complaint text is added "
-                                   "to the email automatically."))
-
-    def inputs(self):
-        return {"reason_code": self.cleaned_data["reason_code"],
-                "detail": self.cleaned_data["detail"]}
+def _step_form(name: str, request: PrivacyRequest, data=None) -> StepForm:
+    meta = PrivacyRequest.step_meta(name) or {}
+    form = StepForm(data, prefix=name, initial={"expected_state": request.state,
+                                                "version": request.version})
+    for spec in meta.get("inputs", ()):
+        form.fields[spec.name] = _field(spec)
+    return form
 
 
-class ExtendForm(StepForm):
-    notice = _text(_lazy("Notice to the consumer: why more time is needed"))
-
-    def inputs(self):
-        return {"notice": self.cleaned_data["notice"]}
-
-
-class InformationForm(StepForm):
-    message = _text(_lazy("Message to the consumer: what we need"), rows=5)
-
-    def inputs(self):
-        return {"message": self.cleaned_data["message"]}
-
-
-class ReasonForm(StepForm):
-    reason = _text(_lazy("Reason"), rows=3)
-
-    def inputs(self):
-        return {"reason": self.cleaned_data["reason"]}
-
-
-class AppealForm(StepForm):
-    text = _text(_lazy("The consumer's appeal, as received"))
-
-    def inputs(self):
-        return {"text": self.cleaned_data["text"]}
-
-
-STEP_FORMS = {
-    "deny": DenyForm,
-    "extend": ExtendForm,
-    "request_information": InformationForm,
-    "reject_erasure_plan": ReasonForm,
-    "grant_appeal": ReasonForm,
-    "deny_appeal": ReasonForm,
-    "appeal": AppealForm,
-}
-STEP_LABELS = {
-    "verify": _lazy("Mark identity verified"),
-    "start_review": _lazy("Start review"),
-    "approve": _lazy("Approve and start fulfilment"),
-    "retry_fulfilment": _lazy("Retry fulfilment"),
-    "approve_erasure": _lazy("Approve the deletion dry run: delete"),
-    "reject_erasure_plan": _lazy("Reject the deletion dry run"),
-    "release": _lazy("Release the results to the consumer"),
-    "close": _lazy("Close"),
-    "deny": _lazy("Deny"),
-    "cancel": _lazy("Cancel the request"),
-    "appeal": _lazy("Record an appeal"),
-    "grant_appeal": _lazy("Grant the appeal"),
-    "deny_appeal": _lazy("Deny the appeal"),
-    "extend": _lazy("Extend the deadline"),
-    "request_information": _lazy("Ask the consumer for more information"),
-    "merge": _lazy("Merge into the earlier request"),
-}
-# Steps shown with a warning colour.
-DANGER = {"deny", "cancel", "deny_appeal", "reject_erasure_plan", "approve_erasure"}
-
-
-def _step_form(name: str, request: PrivacyRequest, data=None):
-    form_class = STEP_FORMS.get(name, StepForm)
-    return form_class(data, prefix=name, initial={"expected_state": request.state,
-                                                  "version": request.version})
+def _label(name: str) -> str:
+    meta = PrivacyRequest.step_meta(name) or {}
+    return meta.get("label") or name
 
 
 def _steps(request: PrivacyRequest, user, bound=None) -> list[dict]:
     steps = []
     for name in available_transitions(request, Actor.staff(user)):
+        meta = PrivacyRequest.step_meta(name)
         form = bound if bound is not None and bound.prefix == name else _step_form(name, request)
-        steps.append({"name": name, "label": STEP_LABELS.get(name, name), "form": form,
-                      "danger": name in DANGER})
+        steps.append({"name": name, "label": meta["label"] or name, "form": form,
+                      "danger": meta["danger"], "confirm": meta["confirm"],
+                      "hint": f"staff/steps/{meta['hint']}.html" if meta["hint"] else ""})
     return steps
 
 
@@ -174,7 +118,7 @@ def _runs(request: PrivacyRequest):
 
 def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
     return {
-        "pr": privacy_request,
+        "privacy_request": privacy_request,
         "identity": getattr(privacy_request, "identity", None),
         "intake": IntakeRecord.objects.filter(request=privacy_request).first(),
         "evidence": VerificationEvidence.objects.filter(request=privacy_request).first(),
@@ -202,7 +146,7 @@ def _notices(privacy_request: PrivacyRequest) -> list:
 
 
 class NoteForm(forms.Form):
-    text = _text(_lazy("Internal note (never shown to the consumer)"), rows=3)
+    text = _field(Input("text", _lazy("Internal note (never shown to the consumer)"), rows=3))
 
 
 def _viewed(request, privacy_request: PrivacyRequest, page: str) -> None:
@@ -222,7 +166,7 @@ def progress(request, reference):
     """The per-source progress panel alone, for the desk's polling."""
     privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
     return render(request, "staff/_progress.html", {
-        "pr": privacy_request, "runs": _runs(privacy_request),
+        "privacy_request": privacy_request, "runs": _runs(privacy_request),
         "poll": privacy_request.state in WORKING, "poll_seconds": POLL_SECONDS})
 
 
@@ -235,14 +179,14 @@ def take_step(request, reference, name):
     if allowed is False:
         raise PermissionDenied
     form = _step_form(name, privacy_request, request.POST)
-    if allowed is None and name not in STEP_LABELS:
+    if allowed is None and not (PrivacyRequest.step_meta(name) or {}).get("label"):
         raise Http404
     if not form.is_valid():
         if {"expected_state", "version"} & set(form.errors):
             messages.error(request, _("The form was incomplete; reload the page and try again."))
             return redirect("staff:desk", reference=reference)
         messages.error(request, _("Check the form of “%(step)s”.")
-                       % {"step": STEP_LABELS.get(name, name)})
+                       % {"step": _label(name)})
         _viewed(request, privacy_request, "request desk")
         return render(request, "staff/desk.html",
                       desk_context(privacy_request, request.user, bound=form), status=400)
@@ -258,7 +202,7 @@ def take_step(request, reference, name):
     except TransitionRefused as exc:
         messages.error(request, str(exc))
         return redirect("staff:desk", reference=reference)
-    messages.success(request, _("Done: %(step)s.") % {"step": STEP_LABELS.get(name, name)})
+    messages.success(request, _("Done: %(step)s.") % {"step": _label(name)})
     return redirect("staff:desk", reference=reference)
 
 

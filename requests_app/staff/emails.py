@@ -1,5 +1,5 @@
 """Email templates for the consumer, edited by Privacy Managers: a preview on a
-sample request, then a new version (services/email_templates.py)."""
+sample request, then a new version (services/notices/templates.py)."""
 
 from django import forms
 from django.contrib import messages
@@ -11,7 +11,7 @@ from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
 
 from requests_app.models import EmailTemplateVersion
-from requests_app.services import email_templates
+from requests_app.services.notices import templates as email_templates
 from requests_app.staff.access import staff_required
 
 MANAGE = "requests_app.manage_email_templates"

@@ -14,8 +14,9 @@ from django.utils.translation import gettext_lazy as _lazy
 from requests_app.models import Channel, FiledBy, IntakeRecord
 from requests_app.models.privacy_request import TransitionInputError
 from requests_app.rules import jurisdiction_choices, request_type_choices
-from requests_app.services.lifecycle import NewRequest, TransitionRefused
-from requests_app.services.staff_desk import MAX_ORIGINAL, do_staff_intake
+from requests_app.services.requests.filing import NewRequest
+from requests_app.services.requests.lifecycle import TransitionRefused
+from requests_app.services.requests.desk import MAX_ORIGINAL, do_staff_intake
 from requests_app.staff.access import staff_required
 
 OLDEST_DAYS = 366  # a date of receipt further back is refused as a typo

@@ -25,8 +25,8 @@ from django.views.decorators.http import require_POST
 from requests_app.models import PrivacyRequest, SourceRun
 from requests_app.models.privacy_request import OPEN_STATES, State, TransitionInputError
 from requests_app.rules import jurisdiction_choices, request_type_choices
-from requests_app.services.lifecycle import TransitionRefused
-from requests_app.services.staff_desk import assignable_users, do_assign, do_claim
+from requests_app.services.requests.lifecycle import TransitionRefused
+from requests_app.services.requests.desk import assignable_users, do_assign, do_claim
 from requests_app.staff.access import staff_required
 from requests_app.staff.consent_views import violations_panel
 

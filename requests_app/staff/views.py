@@ -9,8 +9,8 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app.files import iter_decrypted
 from requests_app.models import Actor, Package, PrivacyRequest, SourceRun
-from requests_app.services import fulfilment
-from requests_app.services.audit import record_event
+from requests_app.services.fulfilment import manual
+from requests_app.services.audit.events import record_event
 from requests_app.sources.base import SourceError, collection_period
 from requests_app.sources.manual import MAX_UPLOAD, parse_upload
 from requests_app.staff.access import staff_required
@@ -73,9 +73,9 @@ def task_detail(request, token):
     if request.method == "POST" and run.state == SourceRun.State.WAITING and form.is_valid():
         actor = Actor.staff(request.user)
         if run.action == SourceRun.Action.GATHER:
-            fulfilment.complete_manual_run(run, actor=actor, records=form.cleaned_data["parsed"])
+            manual.complete_manual_run(run, actor=actor, records=form.cleaned_data["parsed"])
         else:
-            fulfilment.complete_manual_run(run, actor=actor, outcome=form.cleaned_data["outcome"],
+            manual.complete_manual_run(run, actor=actor, outcome=form.cleaned_data["outcome"],
                                            reason=form.cleaned_data["reason"])
         return redirect("staff:tasks")
     record_event("staff.viewed_identity", actor=Actor.staff(request.user), request=run.request,

@@ -17,8 +17,8 @@ import pytest
 
 from privacyportal.celery import app as celery_app
 from requests_app.models import Actor, AuditEvent, DataSource, PrivacyRequest, SourceRun, State
-from requests_app.services.lifecycle import do_transition
-from requests_app.tasks import reconcile
+from requests_app.services.requests.lifecycle import do_transition
+from requests_app.services.reconciler import reconcile
 from tests.conftest import (
     file_request,
     scratch_database,

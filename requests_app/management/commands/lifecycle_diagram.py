@@ -18,7 +18,7 @@ Generated from the state machine in `requests_app/models/privacy_request.py` by
 `make lifecycle-diagram`; do not edit by hand (a test fails when this file and
 the machine disagree).
 
-Every step is taken through `requests_app.services.lifecycle.do_transition`,
+Every step is taken through `requests_app.services.requests.lifecycle.do_transition`,
 which locks the request row, checks who may take the step, applies it, and in
 the same transaction writes an audit event (actor, from, to, reason, time). Its
 side effects (emails to the consumer, the system's next step) are sent to the
@@ -62,15 +62,18 @@ def render() -> str:
     lines.append("```")
 
     table = [
-        "| step | from | to | who may take it | guards |",
-        "|---|---|---|---|---|",
+        "| step | from | to | who may take it | guards | email to the consumer | then |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, transitions in _transitions().items():
         t = transitions[0]
         sources = ", ".join(sorted(str(labels[x.source]) for x in transitions))
         target = labels[t.target] if t.target else "(same state)"
         guards = "; ".join((c.__doc__ or c.__name__).strip() for c in t.conditions) or "none"
-        table.append(f"| `{name}` | {sources} | {target} | {_who(t)} | {guards} |")
+        notice = f"`{t.custom['notice']}`" if t.custom.get("notice") else ""
+        then = f"`{t.custom['follow_up'].rsplit('.', 1)[-1]}`" if t.custom.get("follow_up") else ""
+        table.append(f"| `{name}` | {sources} | {target} | {_who(t)} | {guards} | {notice} "
+                     f"| {then} |")
     return "\n".join([HEADER, *lines, "", "## Steps", "", *table, "", *_deadlines(), ""])
 
 

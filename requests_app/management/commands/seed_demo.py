@@ -26,13 +26,9 @@ from requests_app.demo.setup import (
 )
 from requests_app.models import Actor, PrivacyRequest
 from requests_app.rules import JURISDICTIONS, REQUEST_TYPES
-from requests_app.services import disclosures
-from requests_app.services.lifecycle import (
-    NewRequest,
-    TransitionRefused,
-    do_receive_request,
-    do_transition,
-)
+from requests_app.services.consent import disclosures
+from requests_app.services.requests.filing import NewRequest, do_receive_request
+from requests_app.services.requests.lifecycle import TransitionRefused, do_transition
 
 # Paths through the lifecycle, each a list of (step, actor kind, inputs).
 PATHS = [

@@ -16,7 +16,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from requests_app.models import Actor
-from requests_app.services.audit import record_event
+from requests_app.services.audit.events import record_event
 
 
 def new_device(user) -> TOTPDevice:

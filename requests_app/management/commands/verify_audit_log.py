@@ -5,7 +5,7 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app.services.audit_chain import verify_chain
+from requests_app.services.audit.chain import verify_chain
 
 
 class Command(BaseCommand):

@@ -15,13 +15,9 @@ from django.utils.translation import gettext as _
 from requests_app.files import EncryptedWriter
 from requests_app.models import Actor, IntakeRecord, PrivacyRequest, RequestNote
 from requests_app.models.privacy_request import OPEN_STATES, TransitionInputError
-from requests_app.services.audit import record_event
-from requests_app.services.lifecycle import (
-    NewRequest,
-    TransitionRefused,
-    do_receive_request,
-    do_transition,
-)
+from requests_app.services.audit.events import record_event
+from requests_app.services.requests.filing import NewRequest, do_receive_request
+from requests_app.services.requests.lifecycle import TransitionRefused, do_transition
 
 ASSIGN = "requests_app.assign_request"
 WORK = "requests_app.work_request"

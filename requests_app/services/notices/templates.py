@@ -30,7 +30,7 @@ from requests_app.models import (
     Identity,
     PrivacyRequest,
 )
-from requests_app.services.audit import record_event
+from requests_app.services.audit.events import record_event
 
 PARTS = ("subject", "body_text", "body_html")
 FILES = {"subject": "subject.txt", "body_text": "body.txt", "body_html": "body.html"}
@@ -41,6 +41,20 @@ ALLOWED_TAGS = {
     "blocktranslate", "endblocktranslate", "blocktrans", "endblocktrans", "plural",
 }
 _TAG = re.compile(r"{%-?\s*(\w+)([^%]*)%}")
+
+
+def notice_context(request: PrivacyRequest, **extra) -> dict:
+    return {
+        "request": request,
+        "identity": request.identity,
+        "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
+        "verify_url": f"{settings.SITE_URL}/verify/",
+        "complaint_text": request.complaint_text,
+        "site_url": settings.SITE_URL,
+        "download_days": settings.DOWNLOAD_LINK_DAYS,
+        "download_max": settings.DOWNLOAD_MAX_COUNT,
+        **extra,
+    }
 
 
 def email_dir() -> Path:
@@ -158,8 +172,6 @@ def sample_request() -> PrivacyRequest:
 
 
 def sample_render(sources: dict[str, str]) -> tuple[str, str, str]:
-    from requests_app.services.notices import notice_context
-
     request = sample_request()
     extra = {"code": "123456", "download_url": f"{settings.SITE_URL}/download/sample/",
              "expires_at": timezone.now() + datetime.timedelta(days=7)}

@@ -17,11 +17,10 @@ from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from requests_app.files import EncryptedWriter, remove_on_commit
+from requests_app.files import EncryptedWriter
 from requests_app.models import (
     Actor,
     DataSource,
-    Package,
     PrivacyRequest,
     State,
     VerificationEvidence,
@@ -34,17 +33,19 @@ from requests_app.rules import (
     SENSITIVE_DELETION_POINTS,
     Verification,
 )
-from requests_app.services import codes
-from requests_app.services.audit import record_event
-from requests_app.services.lifecycle import NewRequest, _apply, do_receive_request
-from requests_app.services.notices import queue_notice
-from requests_app.services.tasks_queue import enqueue_on_commit
+from requests_app.services.verification import codes
+from requests_app.services.audit.events import record_event
+from requests_app.services.requests.filing import NewRequest, do_receive_request
+from requests_app.services.requests.lifecycle import apply_transition
+from requests_app.services.notices.outbox import queue_notice
+from requests_app.services.queue import enqueue_on_commit
 from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.categories import under
 from requests_app.sources.identity_match import POINTS
 
 log = logging.getLogger(__name__)
 
+CHECK_IDENTITY = "requests_app.services.verification.tasks.check_identity"
 VERIFY = "verify"
 
 
@@ -102,7 +103,7 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
             extra = {"agent_name": sub.agent_name} if agent else {"code": code}
         details = (correction_details(sub.corrected_field, sub.correction_wrong,
                                       sub.correction_right, sub.details)
-                   if right == "correction" else sub.details)
+                   if REQUEST_TYPES[right].corrects_a_field else sub.details)
         request = do_receive_request(NewRequest(
             request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
             email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
@@ -120,29 +121,31 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
 
 
 def _evidence_of(sub: Submission, right: str, permission_path: str):
-    """What the form gave towards verifying the request for `right`, recorded with
-    the request in the transaction that files it."""
+    """What the form gave towards verifying the request for `right` (what the right
+    takes: its flags in rules.REQUEST_TYPES), recorded with the request in the
+    transaction that files it."""
+    rules = REQUEST_TYPES[right]
     agent = sub.filed_by == FiledBy.AGENT
+    period = (sub.period_start, sub.period_end) if rules.covers_period else (None, None)
+    correction = ((sub.corrected_field, sub.correction_wrong, sub.correction_right)
+                  if rules.corrects_a_field else ("", "", ""))
+    permission = sub.permission if permission_path else None
 
     def record(request: PrivacyRequest) -> None:
         VerificationEvidence.objects.create(
             request=request, submission=sub.key,
             points_given=[p for p in POINTS if getattr(sub, p, "")],
-            period_start=sub.period_start if right in ("know_categories", "access") else None,
-            period_end=sub.period_end if right in ("know_categories", "access") else None,
-            corrected_field=sub.corrected_field if right == "correction" else "",
-            correction_wrong=sub.correction_wrong if right == "correction" else "",
-            correction_right=sub.correction_right if right == "correction" else "",
+            period_start=period[0], period_end=period[1],
+            corrected_field=correction[0], correction_wrong=correction[1],
+            correction_right=correction[2],
             declaration_accepted_at=timezone.now()
-            if sub.declaration and right in ("access", "portability") else None,
+            if sub.declaration and rules.takes_declaration else None,
             agent_name=sub.agent_name if agent else "",
             agent_email=sub.agent_email if agent else "",
             permission_path=permission_path,
-            permission_name=(getattr(sub.permission, "name", "") or "")[:100]
-            if permission_path else "",
-            permission_type=(getattr(sub.permission, "sniffed_type", "") if permission_path
-                             else ""),
-            permission_size=getattr(sub.permission, "size", 0) if permission_path else 0,
+            permission_name=(getattr(permission, "name", "") or "")[:100],
+            permission_type=getattr(permission, "sniffed_type", "") if permission else "",
+            permission_size=getattr(permission, "size", 0) if permission else 0,
         )
 
     return record
@@ -213,8 +216,6 @@ def do_confirm_email(request: PrivacyRequest, typed: str) -> codes.Result:
                          codes.subject_for_email(identity.email), typed)
     if result is not codes.Result.OK:
         return result
-    from requests_app.tasks import check_identity
-
     now = timezone.now()
     with transaction.atomic(durable=True):
         for ev in (VerificationEvidence.objects.select_for_update()
@@ -227,7 +228,7 @@ def do_confirm_email(request: PrivacyRequest, typed: str) -> codes.Result:
             record_event("request.email_confirmed", actor=Actor.consumer(), request=ev.request,
                          data={"agent_confirmed": bool(ev.agent_email)})
             if ev.request.state == State.PENDING_VERIFICATION:
-                enqueue_on_commit(check_identity, ev.request_id)
+                enqueue_on_commit(CHECK_IDENTITY, ev.request_id)
     return result
 
 
@@ -284,34 +285,12 @@ def do_check_identity(request_id: int) -> str:
         evidence.points_required = required
         evidence.checked_at = timezone.now()
         missing = _missing(request, evidence, matched, required, level)
-        outcome = "verified"
         if not missing:
-            evidence.level_reached = True
-            evidence.outcome = _("Verified automatically: %(n)d data points matched.") % {
-                "n": len(matched)}
-            evidence.save()
-            _apply(request, "verify", actor=Actor.system(),
-                   audit_reason=f"{len(matched)} data points matched")
+            outcome = _verified(request, evidence, matched)
         elif (level is Verification.THREE_POINTS_AND_DECLARATION
               and len(matched) >= REQUIRED_POINTS[Verification.TWO_POINTS]
               and request.filed_by == FiledBy.SELF):
-            old_type = request.request_type
-            request.request_type = "know_categories"
-            request.save(update_fields=["request_type", "updated_at"])
-            evidence.level_reached = True
-            evidence.level_required = Verification.TWO_POINTS.value
-            evidence.points_required = REQUIRED_POINTS[Verification.TWO_POINTS]
-            evidence.outcome = _("Specific pieces could not be verified (%(missing)s); "
-                                 "treated as a request for categories.") % {
-                "missing": missing}
-            evidence.save()
-            event = record_event("request.treated_as_categories", actor=Actor.system(),
-                                 request=request, reason=missing,
-                                 data={"from_type": old_type, "matched": sorted(matched)})
-            queue_notice(request, "treated_as_categories", event, old_type=old_type)
-            _apply(request, "verify", actor=Actor.system(),
-                   audit_reason="verified for categories only")
-            outcome = "categories"
+            outcome = _verified_for_categories(request, evidence, matched, missing)
         else:
             evidence.manual_review = True
             evidence.outcome = _("Needs manual verification: %(missing)s.") % {"missing": missing}
@@ -322,6 +301,38 @@ def do_check_identity(request_id: int) -> str:
             outcome = "manual"
     log.info("request %s: identity check: %s", request.reference, outcome)
     return outcome
+
+
+def _verified(request: PrivacyRequest, evidence, matched: set) -> str:
+    evidence.level_reached = True
+    evidence.outcome = _("Verified automatically: %(n)d data points matched.") % {
+        "n": len(matched)}
+    evidence.save()
+    apply_transition(request, "verify", actor=Actor.system(),
+                     audit_reason=f"{len(matched)} data points matched")
+    return "verified"
+
+
+def _verified_for_categories(request: PrivacyRequest, evidence, matched: set,
+                             missing: str) -> str:
+    """Access or portability that reached only the level of categories (§7024):
+    answered as a request for categories, and the consumer told so."""
+    old_type = request.request_type
+    request.request_type = "know_categories"
+    request.save(update_fields=["request_type", "updated_at"])
+    evidence.level_reached = True
+    evidence.level_required = Verification.TWO_POINTS.value
+    evidence.points_required = REQUIRED_POINTS[Verification.TWO_POINTS]
+    evidence.outcome = _("Specific pieces could not be verified (%(missing)s); "
+                         "treated as a request for categories.") % {"missing": missing}
+    evidence.save()
+    event = record_event("request.treated_as_categories", actor=Actor.system(),
+                         request=request, reason=missing,
+                         data={"from_type": old_type, "matched": sorted(matched)})
+    queue_notice(request, "treated_as_categories", event, old_type=old_type)
+    apply_transition(request, "verify", actor=Actor.system(),
+                     audit_reason="verified for categories only")
+    return "categories"
 
 
 def points_required(request: PrivacyRequest) -> int:
@@ -353,92 +364,3 @@ def _missing(request, evidence, matched, required, level) -> str:
             and evidence.declaration_accepted_at is None):
         return "no signed declaration"
     return ""
-
-
-# --- downloads -----------------------------------------------------------------------
-
-
-def downloadable(request: PrivacyRequest):
-    """The request's packages a consumer may download now."""
-    if request.responded_at is None or request.state not in (
-            State.COMPLETED, State.CLOSED, State.UNDER_APPEAL, State.APPEAL_DENIED):
-        return []
-    return list(Package.objects.filter(request=request, purged_at=None))
-
-
-def offer(package: Package) -> Package:
-    """The first offer of a package starts its DOWNLOAD_LINK_DAYS."""
-    if package.expires_at is None:
-        expires = timezone.now() + datetime.timedelta(days=settings.DOWNLOAD_LINK_DAYS)
-        Package.objects.filter(pk=package.pk, expires_at=None).update(
-            expires_at=expires, released_at=timezone.now())
-        package.refresh_from_db()
-    return package
-
-
-class DownloadRefused(Exception):
-    pass
-
-
-def do_count_download(package_id: int, ip_hash: str) -> Package:
-    """Count one download, atomically (at most DOWNLOAD_MAX_COUNT), and audit it."""
-    from django.db.models import F
-
-    from requests_app.models import DownloadEvent
-
-    now = timezone.now()
-    with transaction.atomic(durable=True):
-        updated = Package.objects.filter(
-            pk=package_id, purged_at=None, expires_at__gt=now,
-            download_count__lt=settings.DOWNLOAD_MAX_COUNT,
-        ).update(download_count=F("download_count") + 1)
-        if not updated:
-            raise DownloadRefused
-        package = Package.objects.select_related("request").get(pk=package_id)
-        DownloadEvent.objects.create(package=package, ip_hash=ip_hash)
-        record_event("package.downloaded", actor=Actor.consumer(), request=package.request,
-                     data={"package": package.pk, "kind": package.kind,
-                           "count": package.download_count})
-    return package
-
-
-def purge_expired_packages() -> int:
-    from requests_app import packages
-
-    count = 0
-    for package in Package.objects.filter(purged_at=None, expires_at__lt=timezone.now()):
-        packages.discard(package)
-        record_event("package.purged", actor=Actor.system(), request=package.request,
-                     data={"package": package.pk, "kind": package.kind})
-        count += 1
-    return count
-
-
-def purge_verification_files() -> int:
-    """Data gathered only to verify goes once the request has ended (closed,
-    cancelled, expired): the agent's signed permission file. What was matched and
-    when stays, as the record of the verification."""
-    from requests_app.models.privacy_request import FINAL_STATES
-
-    count = 0
-    ended = (VerificationEvidence.objects.exclude(permission_path="")
-             .filter(request__state__in=FINAL_STATES).select_related("request"))
-    for evidence in ended:
-        with transaction.atomic():
-            remove_on_commit(*release_permission(
-                VerificationEvidence.objects.filter(pk=evidence.pk)))
-            record_event("request.verification_file_purged", actor=Actor.system(),
-                         request=evidence.request, data={"kind": "agent permission"})
-        count += 1
-    return count
-
-
-def release_permission(evidence) -> list[str]:
-    """Blank the agent's signed permission on these evidence rows; return the files
-    no other row still points at (a submission's requests share one file: it goes
-    with the last of them), for the caller to remove once committed."""
-    paths = set(evidence.exclude(permission_path="").values_list("permission_path", flat=True))
-    evidence.update(permission_path="")
-    still_used = set(VerificationEvidence.objects.filter(permission_path__in=paths)
-                     .values_list("permission_path", flat=True))
-    return sorted(paths - still_used)

@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from requests_app.models import SourceRun
-from requests_app.services import fulfilment
+from requests_app.services.fulfilment import runs as fulfilment
 from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.http import (
     SIGNATURE_HEADER,

@@ -32,8 +32,8 @@ from requests_app.models import (
     Purpose,
     ThirdParty,
 )
-from requests_app.services import consent
-from requests_app.services.audit import record_event
+from requests_app.services.consent import ledger as consent
+from requests_app.services.audit.events import record_event
 from requests_app.sources.base import SourceError
 from requests_app.sources.datamap import disclosure_path
 

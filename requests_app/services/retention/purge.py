@@ -16,11 +16,15 @@ from requests_app.models import (
     Identity,
     IntakeRecord,
     OutgoingEmail,
+    Package,
     PrivacyRequest,
     RequestNote,
+    VerificationEvidence,
 )
 from requests_app.models.privacy_request import FINAL_STATES
-from requests_app.services.audit import record_event
+from requests_app.services.audit.events import record_event
+from requests_app.services.fulfilment import packages
+from requests_app.services.verification import codes
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +36,6 @@ def due_for_purge(now=None):
 
 
 def purge(request_id: int) -> bool:
-    from requests_app.packages import discard, discard_run_files
-
     with transaction.atomic():
         request = PrivacyRequest.objects.locked().get(pk=request_id)
         deleted, _ = Identity.objects.filter(request=request).delete()
@@ -53,21 +55,17 @@ def purge(request_id: int) -> bool:
             purged_at=timezone.now())
         # The portal's verification evidence: the agent, the permission file and
         # the correction's texts go; the names of matched points and dates stay.
-        from requests_app.models import VerificationEvidence
-        from requests_app.services.portal import release_permission
-
         evidence = VerificationEvidence.objects.filter(request=request)
         originals += release_permission(evidence)
         evidence.update(agent_name="", agent_email="", permission_name="",
                         correction_wrong="", correction_right="")
         remove_on_commit(*originals)
         for package in request.packages.filter(purged_at=None):
-            discard(package)
+            packages.discard(package)
         record_event("request.identity_purged", actor=Actor.system(), request=request,
                      data={"retention_months": settings.RETENTION_MONTHS, "emails": emails})
-    discard_run_files(request)
+    packages.discard_run_files(request)
     return True
-
 
 
 def purge_all(now=None) -> int:
@@ -80,3 +78,45 @@ def purge_all(now=None) -> int:
     if count:
         log.info("retention: purged the identity of %s closed requests", count)
     return count
+
+
+def purge_expired_packages() -> int:
+    """Packages whose download link expired are deleted (the row stays); old
+    one-time codes and the permission files of ended requests go too."""
+    codes.purge_old()
+    purge_verification_files()
+    count = 0
+    for package in Package.objects.filter(purged_at=None, expires_at__lt=timezone.now()):
+        packages.discard(package)
+        record_event("package.purged", actor=Actor.system(), request=package.request,
+                     data={"package": package.pk, "kind": package.kind})
+        count += 1
+    return count
+
+
+def purge_verification_files() -> int:
+    """Data gathered only to verify goes once the request has ended (closed,
+    cancelled, expired): the agent's signed permission file. What was matched and
+    when stays, as the record of the verification."""
+    count = 0
+    ended = (VerificationEvidence.objects.exclude(permission_path="")
+             .filter(request__state__in=FINAL_STATES).select_related("request"))
+    for evidence in ended:
+        with transaction.atomic():
+            remove_on_commit(*release_permission(
+                VerificationEvidence.objects.filter(pk=evidence.pk)))
+            record_event("request.verification_file_purged", actor=Actor.system(),
+                         request=evidence.request, data={"kind": "agent permission"})
+        count += 1
+    return count
+
+
+def release_permission(evidence) -> list[str]:
+    """Blank the agent's signed permission on these evidence rows; return the files
+    no other row still points at (a submission's requests share one file: it goes
+    with the last of them), for the caller to remove once committed."""
+    paths = set(evidence.exclude(permission_path="").values_list("permission_path", flat=True))
+    evidence.update(permission_path="")
+    still_used = set(VerificationEvidence.objects.filter(permission_path__in=paths)
+                     .values_list("permission_path", flat=True))
+    return sorted(paths - still_used)

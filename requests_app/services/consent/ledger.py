@@ -7,11 +7,9 @@ Rules, all computed from the append-only ledger:
   grant;
 - the latest record wins (ties broken by insertion order).
 
-A withdrawal of a purpose that governs sources or third parties also files an
-opt-out request of the purpose's type (services/lifecycle.do_receive_request),
-which pushes the withdrawal to each of them and tracks it to confirmation on the
-legal clock. Withdrawals made through the request form are recorded by that
-request (see `record_request_opt_out`).
+Withdrawals that must reach sources or third parties file an opt-out request
+(services/preferences/choices.py); every opt-out request records its withdrawals
+here (`record_request_opt_out`, called as the request is filed).
 """
 
 import datetime
@@ -26,7 +24,7 @@ from django.utils.translation import gettext as _
 
 from requests_app.models import Actor, ConsentRecord, Purpose, PurposeNotice, PrivacyRequest
 from requests_app.models.privacy_request import TransitionInputError
-from requests_app.services.audit import hash_value, record_event
+from requests_app.services.audit.events import hash_value, record_event
 
 Action, Method = ConsentRecord.Action, ConsentRecord.Method
 
@@ -137,97 +135,6 @@ def record(
     return entry
 
 
-def change(
-    email: str,
-    purpose: Purpose,
-    action: str,
-    *,
-    method: str,
-    notice: PurposeNotice,
-    actor: Actor,
-    affirmative_act: str = "",
-) -> tuple[ConsentRecord, PrivacyRequest | None]:
-    """A person's choice, from the preference page (or staff on their behalf).
-    A withdrawal also files the opt-out request that carries it to the sources
-    and third parties the purpose governs. Returns the record and that request."""
-    if purpose.current_notice is None or notice.pk != purpose.current_notice.pk:
-        raise TransitionInputError(
-            _("The notice for “%(purpose)s” has changed since the page was shown: read it "
-              "again and choose.") % {"purpose": purpose.name})
-    subject = person(email)
-    if action == Action.WITHDRAW and _needs_request(purpose):
-        request = _file_opt_out(email, purpose.opt_out_type, {purpose: notice}, method=method,
-                                actor=actor)
-        return request.consent_records.get(purpose=purpose), request
-    with transaction.atomic(durable=True):
-        entry = record(subject, purpose, action, method=method, notice=notice, actor=actor,
-                       affirmative_act=affirmative_act)
-    return entry, None
-
-
-def _file_opt_out(email: str, request_type: str, notices: dict, *, method: str,
-                  actor: Actor) -> PrivacyRequest:
-    """The opt-out request that carries withdrawals (purpose -> notice shown) to the
-    sources and third parties. The person's residence is not asked: the earliest
-    legal clock applies (jurisdiction unknown)."""
-    from requests_app.services.lifecycle import NewRequest, do_receive_request
-
-    return do_receive_request(
-        NewRequest(request_type=request_type, jurisdiction="UNKNOWN", channel="web", name="",
-                   email=email, purposes=tuple(notices), consent_method=method,
-                   consent_notices={p.pk: n for p, n in notices.items()}),
-        actor=actor)
-
-
-def _needs_request(purpose: Purpose) -> bool:
-    return purpose.sources.exists() or purpose.third_parties.exists()
-
-
-def withdraw_purposes(email: str, purposes, *, method: str, actor: Actor) -> list:
-    """Withdraw these purposes (those not withdrawn already), as `withdraw_everything`
-    does for all. Returns the opt-out requests filed."""
-    subject = person(email)
-    with subject_lock(subject):
-        return _withdraw_everything(email, subject, method=method, actor=actor,
-                                    gpc_only=False, only={p.pk for p in purposes})
-
-
-def withdraw_everything(email: str, *, method: str, actor: Actor,
-                        gpc_only: bool = False) -> list[PrivacyRequest]:
-    """One step: withdraw every active purpose the person has not already withdrawn
-    (with `gpc_only`, those a Global Privacy Control signal covers). Purposes are
-    grouped by their opt-out type: one request per type. Idempotent."""
-    subject = person(email)
-    with subject_lock(subject):
-        return _withdraw_everything(email, subject, method=method, actor=actor,
-                                    gpc_only=gpc_only)
-
-
-def _withdraw_everything(email, subject, *, method, actor, gpc_only, only=None):
-    by_type: dict[str, list[Choice]] = {}
-    plain = []
-    honoured = _gpc_honoured(subject) if gpc_only else set()
-    for choice in choices(subject):
-        if choice.notice is None or choice.withdrawn:
-            continue
-        if gpc_only and (not choice.purpose.honours_gpc or choice.purpose.pk in honoured):
-            continue
-        if only is not None and choice.purpose.pk not in only:
-            continue
-        if _needs_request(choice.purpose):
-            by_type.setdefault(choice.purpose.opt_out_type, []).append(choice)
-        else:
-            plain.append(choice)
-    requests = [_file_opt_out(email, request_type, {c.purpose: c.notice for c in picked},
-                              method=method, actor=actor)
-                for request_type, picked in by_type.items()]
-    with transaction.atomic(durable=True):
-        for choice in plain:
-            record(subject, choice.purpose, Action.WITHDRAW, method=method,
-                   notice=choice.notice, actor=actor)
-    return requests
-
-
 def record_request_opt_out(request: PrivacyRequest, purposes, *, method: str, actor: Actor,
                            notices: dict | None = None) -> None:
     """Inside do_receive_request: an opt-out request withdraws its purposes in the
@@ -260,7 +167,7 @@ def honour_gpc_for_browser(subject: str, *, actor: Actor) -> list[ConsentRecord]
     `withdraw_everything(..., gpc_only=True)`, which also tells the sources.)"""
     recorded = []
     with subject_lock(subject):
-        honoured = _gpc_honoured(subject)
+        honoured = gpc_honoured(subject)
         for choice in choices(subject):
             if (not choice.purpose.honours_gpc or choice.notice is None or choice.withdrawn
                     or choice.purpose.pk in honoured):
@@ -271,7 +178,7 @@ def honour_gpc_for_browser(subject: str, *, actor: Actor) -> list[ConsentRecord]
     return recorded
 
 
-def _gpc_honoured(subject: str) -> set[int]:
+def gpc_honoured(subject: str) -> set[int]:
     """Purposes a GPC signal was already recorded for. The signal is honoured once:
     a "yes" the person gives afterwards is their own choice and stands (CCPA regs
     §7025(c)(3)), and later visits with the same signal do not undo it."""

@@ -7,9 +7,12 @@ State lives in the database, never only in the broker:
 - `execute_run` claims its run with a conditional UPDATE (so two deliveries of the
   same task cannot both work), asks the source's connector, and records the outcome;
 - `check` looks at all runs of the request and takes the next step of the machine:
-  wait on manual sources, flag for attention, or build the package and mark the
-  results ready;
-- the reconciler (tasks.reconcile) re-dispatches runs that nobody is working on.
+  wait on manual sources, flag for attention, or say that the results can be built;
+- the worker that finishes a run checks (and builds the results) in the same task,
+  so a request whose sources answer at once goes from approval to results ready in
+  two broker trips (begin_fulfilment, run_source); a run finished elsewhere (an HTTP
+  callback, a manual owner's upload) queues the check;
+- the reconciler (services/reconciler.py) re-dispatches runs nobody is working on.
 """
 
 import datetime
@@ -27,19 +30,24 @@ from requests_app.models import (
     PrivacyRequest,
     SourceRun,
     State,
-    Suppression,
     ThirdParty,
-    ThirdPartyNotice,
 )
-from requests_app.services.audit import hash_value, record_event
-from requests_app.services.lifecycle import TransitionRefused, _apply
-from requests_app.services.tasks_queue import enqueue_on_commit
+from requests_app.services.audit.events import record_event
+from requests_app.services.requests.lifecycle import TransitionRefused, apply_transition
+from requests_app.services.queue import enqueue_on_commit
+from requests_app.services.fulfilment import packages, third_parties
 from requests_app.sources.base import IdentityData, SourceError, TransientSourceError
 from requests_app.sources.records import RecordSink, run_dir
 from requests_app.sources.registry import connector_for
 
 log = logging.getLogger(__name__)
 Action, RunState = SourceRun.Action, SourceRun.State
+
+# The tasks this module asks for, by name (fulfilment/tasks.py imports this module).
+BEGIN = "requests_app.services.fulfilment.tasks.begin_fulfilment"
+RUN_SOURCE = "requests_app.services.fulfilment.tasks.run_source"
+CHECK = "requests_app.services.fulfilment.tasks.check_fulfilment"
+NOTIFY_OWNER = "requests_app.services.notices.tasks.notify_source_owner"
 
 # Which kinds of source take part in each action.
 KINDS = {
@@ -90,24 +98,22 @@ def _start_afresh(request: PrivacyRequest) -> None:
         state=RunState.PENDING, result={}, records_found=None, last_error="",
         finished_at=None)
     for package in request.packages.filter(purged_at=None):
-        from requests_app.packages import discard
-
-        discard(package)
+        packages.discard(package)
 
 
-def begin(request_id: int) -> None:
-    """After approval (or a retry): move to fulfilling and dispatch the runs."""
-    from requests_app.tasks import check_fulfilment, run_source
-
+def begin(request_id: int) -> bool:
+    """After approval (or a retry): move to fulfilling and dispatch the runs. True
+    when there is nothing to wait for (no sources, or all done already): the caller
+    checks at once. Else each run checks when it finishes."""
     with transaction.atomic(durable=True):
         request = PrivacyRequest.objects.locked().get(pk=request_id)
         if request.state == State.APPROVED:
-            _apply(request, "start_fulfilment", actor=Actor.system())
+            apply_transition(request, "start_fulfilment", actor=Actor.system())
             _start_afresh(request)
         elif request.state == State.WAITING_MANUAL:
-            _apply(request, "resume_fulfilment", actor=Actor.system())
+            apply_transition(request, "resume_fulfilment", actor=Actor.system())
         elif request.state != State.FULFILLING:
-            return
+            return False
         action = action_for(request)
         runs = []
         if action:
@@ -119,14 +125,11 @@ def begin(request_id: int) -> None:
         SourceRun.objects.filter(pk__in=[r.pk for r in to_dispatch]).update(
             dispatched_at=timezone.now())
         for run in to_dispatch:
-            enqueue_on_commit(run_source, run.pk)
+            enqueue_on_commit(RUN_SOURCE, run.pk)
         if action == Action.OPT_OUT:
-            _tell_third_parties(request, ThirdParty.objects.filter(
+            third_parties.tell(request, ThirdParty.objects.filter(
                 purposes__in=request.purposes.all()).distinct())
-        if not to_dispatch:
-            # Nothing to wait for (no sources, or all done already): look now. Else
-            # each run looks when it finishes.
-            enqueue_on_commit(check_fulfilment, request.pk)
+    return not to_dispatch
 
 
 def claim(run_id: int, *, waiting: bool = False) -> int | None:
@@ -165,31 +168,10 @@ def heartbeat(run_id: int, attempt: int) -> None:
         heartbeat_at=timezone.now())
 
 
-def warm_up_worker() -> None:
-    """What a worker process does once when it starts (tasks.py runs it in a thread on
-    Celery's worker_process_init), so that its first task does not pay for it: each
-    enabled SQL source's tables reflected and its connections opened, the broker
-    connected. A source that cannot be reached is only
-    logged (by id and error type): its runs will meet the error and retry as ever."""
-    from privacyportal.celery import app
-    from requests_app.sources.sql import SqlConnector
-
-    try:
-        for source in DataSource.objects.filter(enabled=True, kind=DataSource.Kind.SQL):
-            try:
-                SqlConnector(source).warm_up()
-            except Exception as exc:  # noqa: BLE001 - a start-up nicety, never fatal
-                log.warning("warm-up: source %s not reached (%s)", source.pk,
-                            type(exc).__name__)
-        with app.producer_or_acquire() as producer:
-            producer.connection.ensure_connection(max_retries=1)
-    except Exception as exc:  # noqa: BLE001
-        log.warning("warm-up stopped (%s)", type(exc).__name__)
-
-
 def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
     """Do the run's work if it can be claimed. Returns "skipped" (not ours), "done",
-    "retry" (a transient error, retries left) or "failed"."""
+    "retry" (a transient error, retries left) or "failed". The caller (the worker)
+    checks the request after "done" or "failed": nothing is queued for it here."""
     attempt = claim(run_id)
     if attempt is None:
         return "skipped"
@@ -197,10 +179,10 @@ def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
         _work(run_id, attempt)
         return "done"
     except TransientSourceError as exc:
-        note_error(run_id, str(exc), final=final_attempt, attempt=attempt)
+        note_error(run_id, str(exc), final=final_attempt, attempt=attempt, queue_check=False)
         return "failed" if final_attempt else "retry"
     except SourceError as exc:
-        note_error(run_id, str(exc), final=True, attempt=attempt)
+        note_error(run_id, str(exc), final=True, attempt=attempt, queue_check=False)
         return "failed"
     except Exception as exc:
         # Messages of unexpected errors (a database's DETAIL, say) may hold personal
@@ -208,7 +190,7 @@ def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
         log.error("run %s failed with %s at\n%s", run_id, type(exc).__name__,
                   "".join(traceback.format_tb(exc.__traceback__)))
         note_error(run_id, f"internal error ({type(exc).__name__})", final=True,
-                   attempt=attempt)
+                   attempt=attempt, queue_check=False)
         return "failed"
 
 
@@ -244,7 +226,8 @@ def _work(run_id: int, attempt: int) -> None:
     else:
         outcome = connector.apply_change(run, identity, change_of(run.request))
         result = outcome.result
-    finish_run(run.pk, outcome.records, result, waiting=outcome.waiting, attempt=attempt)
+    finish_run(run.pk, outcome.records, result, waiting=outcome.waiting, attempt=attempt,
+               queue_check=False)
 
 
 def change_of(request: PrivacyRequest) -> dict:
@@ -254,11 +237,10 @@ def change_of(request: PrivacyRequest) -> dict:
 
 
 def finish_run(run_id: int, records, result: dict, *, attempt: int,
-               waiting: bool = False) -> bool:
-    """Record a run's outcome and let the request take its next step. False when the
-    run was taken over by another attempt (then this outcome is not recorded)."""
-    from requests_app.tasks import check_fulfilment
-
+               waiting: bool = False, queue_check: bool = True) -> bool:
+    """Record a run's outcome and (with `queue_check`) queue the request's check of
+    its next step. False when the run was taken over by another attempt (then this
+    outcome is not recorded)."""
     with transaction.atomic():
         run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
             pk=run_id)
@@ -284,10 +266,9 @@ def finish_run(run_id: int, records, result: dict, *, attempt: int,
                   "tables": _counts(result)},
         )
         if notify_owner:
-            from requests_app.tasks import notify_source_owner
-
-            enqueue_on_commit(notify_source_owner, run.pk)
-        enqueue_on_commit(check_fulfilment, run.request_id)
+            enqueue_on_commit(NOTIFY_OWNER, run.pk)
+        if queue_check:
+            enqueue_on_commit(CHECK, run.request_id)
     return True
 
 
@@ -298,10 +279,10 @@ def _counts(result: dict) -> dict:
             for k, v in tables.items()}
 
 
-def note_error(run_id: int, error: str, *, final: bool, attempt: int) -> None:
-    """A failed attempt. `final`: the last retry is spent; the run fails and staff see why."""
-    from requests_app.tasks import check_fulfilment
-
+def note_error(run_id: int, error: str, *, final: bool, attempt: int,
+               queue_check: bool = True) -> None:
+    """A failed attempt. `final`: the last retry is spent; the run fails and staff see
+    why (and, with `queue_check`, the request's check is queued)."""
     with transaction.atomic():
         run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
             pk=run_id)
@@ -314,43 +295,44 @@ def note_error(run_id: int, error: str, *, final: bool, attempt: int) -> None:
             record_event(f"source.{run.action}.failed", actor=Actor.system(),
                          request=run.request, reason=error,
                          data={"source": run.source.name, "attempts": run.attempts})
-            enqueue_on_commit(check_fulfilment, run.request_id)
+            if queue_check:
+                enqueue_on_commit(CHECK, run.request_id)
         else:
             run.state = RunState.PENDING  # the retry will claim it again
             run.dispatched_at = timezone.now()  # the reconciler leaves it to the retry
         run.save()
 
 
-def check(request_id: int) -> None:
-    """Take the machine's next step from the runs' states."""
-    from requests_app.tasks import build_results
-
+def check(request_id: int) -> bool:
+    """Take the machine's next step from the runs' states. True when every run is
+    done: the caller builds the results."""
     with transaction.atomic(durable=True):
         request = PrivacyRequest.objects.locked().get(pk=request_id)
         if request.state not in (State.FULFILLING, State.WAITING_MANUAL):
-            return
+            return False
         action = action_for(request)
         runs = list(request.source_runs.filter(action=action).select_related("source"))
         if action and _sources_for(action, request).exclude(
                 pk__in=[r.source_id for r in runs]).exists():
             # A source has no run yet (the step that creates them was lost with a
             # worker): create and dispatch them first.
-            from requests_app.tasks import begin_fulfilment
-
-            enqueue_on_commit(begin_fulfilment, request.pk)
-            return
+            enqueue_on_commit(BEGIN, request.pk)
+            return False
         states = {r.state for r in runs}
+        if states & {RunState.PENDING, RunState.RUNNING}:
+            # Others still work: a failure is flagged once they have settled (flagging
+            # now would leave their runs unclaimed until the reconciler found them).
+            return False
         if RunState.FAILED in states:
             failed = [r for r in runs if r.state == RunState.FAILED]
             reason = "; ".join(f"{r.source.name}: {r.last_error}" for r in failed)[:500]
-            _apply(request, "flag_for_attention", actor=Actor.system(), reason=reason)
-        elif states & {RunState.PENDING, RunState.RUNNING}:
-            return
+            apply_transition(request, "flag_for_attention", actor=Actor.system(), reason=reason)
         elif RunState.WAITING in states:
             if request.state == State.FULFILLING:
-                _apply(request, "wait_on_manual_source", actor=Actor.system())
+                apply_transition(request, "wait_on_manual_source", actor=Actor.system())
         else:
-            enqueue_on_commit(build_results, request.pk)
+            return True
+    return False
 
 
 def all_done(request: PrivacyRequest) -> bool:
@@ -373,45 +355,15 @@ def results_built(request_id: int) -> None:
     with transaction.atomic(durable=True):
         request = PrivacyRequest.objects.locked().get(pk=request_id)
         if all_done(request):
-            _apply(request, "mark_results_ready", actor=Actor.system())
+            apply_transition(request, "mark_results_ready", actor=Actor.system())
             if request.type_rules.is_opt_out:
                 # Every source confirmed: honoured. (Third parties confirm on
                 # their own time; their notices are tracked apart.)
-                _apply(request, "confirm_opt_out", actor=Actor.system())
-
-
-def after_erasure(request: PrivacyRequest) -> None:
-    """Once every source has erased: suppress the person, tell the third parties."""
-    Suppression.objects.get_or_create(
-        identity_hash=hash_value(request.identity.email),
-        defaults={"request_reference": request.reference})
-    # Only the third parties of sources that held something of this person's.
-    erased = [run.source_id for run in
-              request.source_runs.filter(action=Action.ERASE, state=RunState.DONE)
-              if run.records_found != 0 and run.result.get("outcome") != "impossible"]
-    _tell_third_parties(request, ThirdParty.objects.filter(sources__in=erased).distinct())
-
-
-def _tell_third_parties(request: PrivacyRequest, parties) -> None:
-    """One notice per third party, sent after the commit and tracked to confirmation."""
-    from requests_app.tasks import send_third_party_notice
-
-    for party in parties:
-        notice, _ = ThirdPartyNotice.objects.get_or_create(request=request, third_party=party)
-        if notice.state == ThirdPartyNotice.State.PENDING:
-            enqueue_on_commit(send_third_party_notice, notice.pk)
-
-
-def is_suppressed(email: str) -> bool:
-    """For importers: was this person's data deleted at their request? Then a record
-    from an old copy or a partner feed must not be brought back."""
-    return Suppression.objects.filter(identity_hash=hash_value(email)).exists()
+                apply_transition(request, "confirm_opt_out", actor=Actor.system())
 
 
 def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
     """Staff: run one failed source again, leaving the others as they are."""
-    from requests_app.tasks import run_source
-
     with transaction.atomic(durable=True):
         run = SourceRun.objects.select_for_update(of=("self",)).select_related("request", "source").get(
             pk=run_id)
@@ -419,7 +371,7 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
             raise TransitionRefused("Only a failed source can be retried.")
         request = PrivacyRequest.objects.locked().get(pk=run.request_id)
         if request.state == State.NEEDS_ATTENTION:
-            _apply(request, "retry_fulfilment", actor=actor)
+            apply_transition(request, "retry_fulfilment", actor=actor)
         elif request.state != State.FULFILLING:
             raise TransitionRefused("The request is not being fulfilled.")
         run.state = RunState.PENDING
@@ -433,7 +385,7 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
         run.save()
         record_event("source.retried", actor=actor, request=request,
                      data={"source": run.source.name, "action": run.action})
-        enqueue_on_commit(run_source, run.pk)
+        enqueue_on_commit(RUN_SOURCE, run.pk)
     return run
 
 
@@ -461,40 +413,3 @@ def fail_silent_run(run_id: int) -> None:
     if attempt is not None:
         note_error(run_id, f"no reply within {settings.HTTP_REPLY_TIMEOUT_HOURS} hours "
                            "of a 202 answer", final=True, attempt=attempt)
-
-
-def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: str = "",
-                        reason: str = "") -> None:
-    """The owner of a manual source finished their task: records uploaded, or the
-    deletion/correction confirmed done, or impossible (with the reason)."""
-    attempt = claim(run.pk, waiting=True)
-    if attempt is None:
-        raise SourceError("This task is not waiting for you any more.")
-    result = {}
-    count = None
-    if records is not None:
-        category = _category_for(run.source)
-        with RecordSink(run, attempt) as sink:
-            for record in records:
-                sink.write(run.source.name, dict(record), {k: category for k in record})
-        result = {"collections": sink.collections}
-        count = len(records)
-    else:
-        result = {"outcome": outcome, "reason": reason}
-    with transaction.atomic():
-        # The run's row first, the audit chain second, as finish_run takes them.
-        SourceRun.objects.select_for_update(of=("self",)).filter(pk=run.pk).first()
-        record_event(f"source.{run.action}.manual", actor=actor, request=run.request,
-                     data={"source": run.source.name, "outcome": outcome or "uploaded",
-                           "records": count})
-        finish_run(run.pk, count, result, attempt=attempt)
-
-
-def _category_for(source) -> str:
-    """Uploaded records carry no per-field categories. If the source holds anything
-    that must never be disclosed, every uploaded value is treated as such (withheld):
-    we cannot tell which field it is in. Otherwise the source's first category."""
-    from requests_app.sources.categories import never_disclosed
-
-    sensitive = [c for c in source.categories or [] if never_disclosed(c)]
-    return sensitive[0] if sensitive else (source.categories or ["user"])[0]

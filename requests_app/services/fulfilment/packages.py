@@ -29,7 +29,7 @@ from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
 from requests_app.sources import categories as cats
 from requests_app.sources.base import requested_period
-from requests_app.sources.records import iter_member, read_records, run_dir
+from requests_app.sources.records import read_records, run_dir
 from requests_app.zipfiles import Deflated, stream_zip
 
 Action, RunState = SourceRun.Action, SourceRun.State
@@ -308,7 +308,7 @@ def _disclosed_to(request) -> dict:
     """Whom this person's information went to, from the sources' disclosure logs
     (read up to now first), with the categories and the stated purpose; and the
     sources whose log could not be read now (the answer says it may be incomplete)."""
-    from requests_app.services import disclosures
+    from requests_app.services.consent import disclosures
 
     scanned = disclosures.scan_all()
     return {

@@ -9,7 +9,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from requests_app.models import Actor, SourceRun, ThirdPartyNotice
-from requests_app.services.audit import record_event
+from requests_app.services.audit.events import record_event
 
 
 def notify_source_owner(run_id: int, *, reminder: bool = False) -> bool:

@@ -2,7 +2,7 @@
 
 Each notice is a subject / text / HTML triple in templates/emails/<notice>/. A
 Privacy Manager may edit it in the staff area: the newest EmailTemplateVersion of
-the notice then overrides the files (services/email_templates.py). It is rendered
+the notice then overrides the files (services/notices/templates.py). It is rendered
 inside the transaction of the event that causes it and stored in the outbox
 (OutgoingEmail, with the version that was used); a worker sends it after the commit.
 """
@@ -16,24 +16,14 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 
 from requests_app.models import Actor, OutgoingEmail, PrivacyRequest
-from requests_app.services.audit import hash_value, record_event
-from requests_app.services.tasks_queue import enqueue_on_commit
+from requests_app.services.audit.events import hash_value, record_event
+from requests_app.services.notices import templates as email_templates
+from requests_app.services.notices.templates import notice_context
+from requests_app.services.queue import enqueue_on_commit
+
+SEND_EMAIL = "requests_app.services.notices.tasks.send_email"
 
 log = logging.getLogger(__name__)
-
-
-def notice_context(request: PrivacyRequest, **extra) -> dict:
-    return {
-        "request": request,
-        "identity": request.identity,
-        "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
-        "verify_url": f"{settings.SITE_URL}/verify/",
-        "complaint_text": request.complaint_text,
-        "site_url": settings.SITE_URL,
-        "download_days": settings.DOWNLOAD_LINK_DAYS,
-        "download_max": settings.DOWNLOAD_MAX_COUNT,
-        **extra,
-    }
 
 
 def render_notice(request: PrivacyRequest, notice: str, **extra) -> tuple[str, str, str]:
@@ -43,8 +33,6 @@ def render_notice(request: PrivacyRequest, notice: str, **extra) -> tuple[str, s
 def render_notice_versioned(request: PrivacyRequest, notice: str,
                             **extra) -> tuple[str, str, str, str]:
     """subject, text, HTML and the label of the template version used."""
-    from requests_app.services import email_templates
-
     context = notice_context(request, **extra)
     version = email_templates.current_version(notice)
     if version is not None and not version.use_default:
@@ -66,9 +54,7 @@ def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> O
         request=request, notice=notice, cause=cause, to=request.identity.email,
         subject=subject, body_text=text, body_html=html, template_version=version,
     )
-    from requests_app.tasks import send_email
-
-    enqueue_on_commit(send_email, email.pk)
+    enqueue_on_commit(SEND_EMAIL, email.pk)
     return email
 
 
@@ -81,9 +67,7 @@ def queue_plain(to: str, notice: str, **context) -> OutgoingEmail:
         request=None, notice=notice, to=to, subject=subject,
         body_text=render_to_string(f"emails/{notice}/body.txt", context),
         body_html=render_to_string(f"emails/{notice}/body.html", context))
-    from requests_app.tasks import send_email
-
-    enqueue_on_commit(send_email, email.pk)
+    enqueue_on_commit(SEND_EMAIL, email.pk)
     return email
 
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from requests_app.models import Actor, AuditEvent
-from requests_app.services.audit import record_event
+from requests_app.services.audit.events import record_event
 
 
 @dataclass

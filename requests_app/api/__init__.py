@@ -1,0 +1,1 @@
+"""Machine interfaces: the endpoint where HTTP sources deliver asynchronous replies."""

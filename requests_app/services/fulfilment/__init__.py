@@ -1,0 +1,1 @@
+"""Fulfilment: one run per source for an approved request, the packages built from what they gathered, erasure's aftermath, downloads."""

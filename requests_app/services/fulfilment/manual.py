@@ -1,0 +1,47 @@
+"""Manual sources: the owner's answer to a task (records uploaded, or an erasure,
+correction or opt-out confirmed done or impossible) finishes the run; the
+request's check is queued as for any run finished outside a worker."""
+
+from django.db import transaction
+
+from requests_app.models import Actor, SourceRun
+from requests_app.services.audit.events import record_event
+from requests_app.services.fulfilment import runs
+from requests_app.sources.base import SourceError
+from requests_app.sources.categories import never_disclosed
+from requests_app.sources.records import RecordSink
+
+
+def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: str = "",
+                        reason: str = "") -> None:
+    """The owner of a manual source finished their task: records uploaded, or the
+    deletion/correction confirmed done, or impossible (with the reason)."""
+    attempt = runs.claim(run.pk, waiting=True)
+    if attempt is None:
+        raise SourceError("This task is not waiting for you any more.")
+    result = {}
+    count = None
+    if records is not None:
+        category = _category_for(run.source)
+        with RecordSink(run, attempt) as sink:
+            for record in records:
+                sink.write(run.source.name, dict(record), {k: category for k in record})
+        result = {"collections": sink.collections}
+        count = len(records)
+    else:
+        result = {"outcome": outcome, "reason": reason}
+    with transaction.atomic():
+        # The run's row first, the audit chain second, as finish_run takes them.
+        SourceRun.objects.select_for_update(of=("self",)).filter(pk=run.pk).first()
+        record_event(f"source.{run.action}.manual", actor=actor, request=run.request,
+                     data={"source": run.source.name, "outcome": outcome or "uploaded",
+                           "records": count})
+        runs.finish_run(run.pk, count, result, attempt=attempt)
+
+
+def _category_for(source) -> str:
+    """Uploaded records carry no per-field categories. If the source holds anything
+    that must never be disclosed, every uploaded value is treated as such (withheld):
+    we cannot tell which field it is in. Otherwise the source's first category."""
+    sensitive = [c for c in source.categories or [] if never_disclosed(c)]
+    return sensitive[0] if sensitive else (source.categories or ["user"])[0]

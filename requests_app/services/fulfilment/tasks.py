@@ -1,0 +1,73 @@
+"""The fulfilment domain's tasks. Thin: they take ids and call runs.py.
+
+The path of an approved request through the broker: `begin_fulfilment` (one per
+request) dispatches `run_source` (one per source); the worker that finishes the
+last run checks the request and builds its results in the same task. Two trips
+when every source answers at once. `check_fulfilment` is queued only where a run
+finishes outside a worker (an HTTP callback, a manual owner) or by the reconciler.
+"""
+
+import random
+import threading
+
+from celery import shared_task
+from celery.signals import worker_process_init
+from django.db import connections, transaction
+
+from requests_app.models import PrivacyRequest, SourceRun
+from requests_app.services.fulfilment import packages, runs, third_parties
+from requests_app.services.fulfilment.warm_up import warm_up_worker
+
+
+@worker_process_init.connect
+def _warm_up(**_kwargs) -> None:
+    """Each worker process, once started, reflects the SQL sources and connects in a
+    thread of its own (a slow source must not hold up the process: Celery kills a
+    pool process whose start takes more than a few seconds)."""
+    def warm_up():
+        try:
+            warm_up_worker()
+        finally:
+            connections.close_all()  # this thread's own connection to the portal database
+
+    threading.Thread(target=warm_up, name="warm-up", daemon=True).start()
+
+
+@shared_task
+def begin_fulfilment(request_id: int) -> None:
+    if runs.begin(request_id):
+        check_fulfilment(request_id)
+
+
+def _backoff(retries: int) -> float:
+    """Exponential backoff with full jitter: up to 10 s, 20 s, 40 s ... capped at 5 min."""
+    return random.uniform(1, min(300, 10 * 2**retries))
+
+
+@shared_task(bind=True, max_retries=5)
+def run_source(self, run_id: int) -> None:
+    final = self.request.retries >= self.max_retries
+    outcome = runs.execute_run(run_id, final_attempt=final)
+    if outcome == "retry":
+        raise self.retry(countdown=_backoff(self.request.retries))
+    if outcome in ("done", "failed"):
+        check_fulfilment(SourceRun.objects.values_list("request_id", flat=True).get(pk=run_id))
+
+
+@shared_task
+def check_fulfilment(request_id: int) -> None:
+    if runs.check(request_id):
+        build_results(request_id)
+
+
+@shared_task
+def build_results(request_id: int) -> None:
+    request = PrivacyRequest.objects.select_related("identity").get(pk=request_id)
+    if not runs.all_done(request):
+        return
+    if request.type_rules.is_deletion and request.erasure_approved_at:
+        with transaction.atomic():
+            third_parties.after_erasure(request)
+    packages.build(request)
+    runs.results_built(request_id)
+    packages.discard_run_files(request)

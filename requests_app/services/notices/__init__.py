@@ -1,0 +1,1 @@
+"""Notices: the outbox of consumer emails (rendered from editable templates), source owners' tasks and third parties' notices."""

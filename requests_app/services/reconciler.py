@@ -1,0 +1,76 @@
+"""The reconciler: work the database says is due but that no task is doing (the
+broker lost a message, a worker died, the broker was down when a step committed),
+sent again. Every task is idempotent, so a duplicate is harmless.
+
+What "due" means comes from the domains themselves: the follow-up of each step of
+the machine (its ``custom["follow_up"]``, the same table lifecycle.py enqueues
+from), the outbox's unsent emails, and the fulfilment runs nobody works on.
+"""
+
+import datetime
+import logging
+
+from celery import shared_task
+from django.conf import settings
+from django.utils import timezone
+
+from requests_app.models import OutgoingEmail, PrivacyRequest, SourceRun, State
+from requests_app.rules import OPT_OUT_TYPES
+from requests_app.services.fulfilment import runs
+from requests_app.services.notices.outbox import SEND_EMAIL
+from requests_app.services.queue import enqueue
+
+log = logging.getLogger(__name__)
+
+
+def follow_ups() -> dict[str, str]:
+    """State reached -> the task that moves a request on from it, read from the
+    machine: every step with a follow-up task, by its target state."""
+    return {t.target: t.custom["follow_up"]
+            for t in PrivacyRequest._meta.get_field("state").get_all_transitions(PrivacyRequest)
+            if t.custom.get("follow_up") and t.target}
+
+
+def _requests_left_in(state, stale, **filters):
+    return PrivacyRequest.objects.filter(state=state, updated_at__lte=stale,
+                                         **filters).values_list("pk", flat=True)
+
+
+@shared_task
+def reconcile() -> dict:
+    """Periodic: send again what is due and not being done; returns what was sent."""
+    stale = timezone.now() - datetime.timedelta(seconds=settings.RECONCILE_AFTER_SECONDS)
+    counts = {"emails": 0, "follow_ups": 0, "runs": 0, "timeouts": 0, "checks": 0}
+    for email_id in OutgoingEmail.objects.filter(
+            sent_at=None, created_at__lte=stale).values_list("pk", flat=True):
+        enqueue(SEND_EMAIL, email_id)
+        counts["emails"] += 1
+    for state, task in follow_ups().items():
+        if state in (State.FULFILLING,):
+            continue  # a request being fulfilled moves on by its runs (below)
+        for request_id in _requests_left_in(state, stale):
+            enqueue(task, request_id)
+            counts["follow_ups"] += 1
+    # Opt-outs left in review (their approval, taken by begin_review, was lost).
+    for request_id in _requests_left_in(State.IN_REVIEW, stale,
+                                        request_type__in=OPT_OUT_TYPES):
+        enqueue(follow_ups()[State.VERIFIED], request_id)
+        counts["follow_ups"] += 1
+    for run_id in runs.stuck_runs().values_list("pk", flat=True):
+        SourceRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
+        enqueue(runs.RUN_SOURCE, run_id)
+        counts["runs"] += 1
+    # HTTP sources that answered 202 and never called back.
+    for run_id in runs.silent_http_runs().values_list("pk", flat=True):
+        runs.fail_silent_run(run_id)
+        counts["timeouts"] += 1
+    # Requests whose runs are all settled but which did not move on (a lost check).
+    for request_id in PrivacyRequest.objects.filter(
+        state__in=[State.FULFILLING, State.WAITING_MANUAL], updated_at__lte=stale
+    ).exclude(source_runs__state__in=[SourceRun.State.PENDING, SourceRun.State.RUNNING]
+              ).values_list("pk", flat=True):
+        enqueue(runs.CHECK, request_id)
+        counts["checks"] += 1
+    if any(counts.values()):
+        log.info("reconcile: re-sent %s", counts)
+    return counts

@@ -1,0 +1,123 @@
+"""Filing a request: from whichever door it came in (the portal, staff intake, the
+preference page), a request is received here, its deadlines set from receipt,
+flagged when it duplicates an open one, acknowledged, and, for an opt-out, its
+withdrawals written to the consent ledger in the same transaction.
+"""
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from django.db import transaction
+from django.db.models.functions import Lower
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from requests_app.models import Actor, Identity, PrivacyRequest
+from requests_app.models.privacy_request import OPEN_STATES, TransitionInputError
+from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, UNKNOWN, Verification
+from requests_app.services.audit.events import record_event
+from requests_app.services.consent.ledger import record_request_opt_out
+from requests_app.services.notices.outbox import queue_notice
+from requests_app.services.requests.lifecycle import apply_transition
+
+
+@dataclass(frozen=True)
+class NewRequest:
+    request_type: str
+    jurisdiction: str
+    channel: str
+    name: str
+    email: str
+    filed_by: str = "self"
+    phone: str = ""
+    account_number: str = ""
+    postal_address: str = ""
+    details: str = ""
+    # When the request reached us; staff entering a letter days later set this, and
+    # the clock starts from it.
+    received_at: datetime.datetime | None = None
+    # Opt-outs: the purposes withdrawn (empty: every purpose of this opt-out type),
+    # how the choice was made (ConsentRecord.Method; default from the channel) and
+    # the notice version shown for each purpose (default: the current one).
+    purposes: tuple = ()
+    consent_method: str = ""
+    consent_notices: dict = field(default_factory=dict)
+    # Extra context for the acknowledgment email (the portal's verification code).
+    notice_extra: dict = field(default_factory=dict)
+    # Called with the new request inside the transaction that files it, for rows
+    # that must exist as soon as the request does (the portal's verification
+    # evidence): a crash can leave neither without the other.
+    on_received: Callable[[PrivacyRequest], None] | None = None
+
+
+# How an opt-out arrived, for the consent ledger, by the channel it came through.
+CONSENT_METHODS = {"web": "request_form", "api": "request_form", "phone": "staff_phone",
+                   "email": "staff_writing", "post": "staff_writing"}
+
+
+def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
+    if new.request_type not in REQUEST_TYPES:
+        raise TransitionInputError(_("Unknown request type."))
+    if new.jurisdiction not in JURISDICTIONS and new.jurisdiction != UNKNOWN:
+        raise TransitionInputError(_("Unknown jurisdiction."))
+    received_at = new.received_at or timezone.now()
+    if received_at > timezone.now():
+        raise TransitionInputError(_("The date of receipt cannot be in the future."))
+    with transaction.atomic(durable=True):
+        request, identity = _create(new, received_at)
+        original = _open_duplicate_of(request, identity)
+        if original is not None:
+            request.duplicate_of = original
+            request.save(update_fields=["duplicate_of"])
+        if new.on_received is not None:
+            new.on_received(request)
+        event = record_event(
+            "request.received",
+            actor=actor,
+            request=request,
+            to_state=request.state,
+            data={
+                "type": request.request_type,
+                "jurisdiction": request.jurisdiction,
+                "channel": request.channel,
+                "due_on": request.due_on.isoformat(),
+            },
+        )
+        queue_notice(request, "received", event, **new.notice_extra)
+        if request.type_rules.is_opt_out:
+            record_request_opt_out(
+                request, new.purposes, actor=actor, notices=new.consent_notices,
+                method=new.consent_method or CONSENT_METHODS.get(new.channel, "request_form"))
+        if original is not None:
+            record_event("request.flagged_duplicate", actor=Actor.system(), request=request,
+                         data={"duplicate_of": original.reference})
+        if request.type_rules.verification is Verification.NONE:
+            # Opt-outs need no identity verification (CCPA regs §7026): straight on.
+            apply_transition(request, "verify", actor=Actor.system(),
+                   audit_reason="no identity verification for this type")
+    return request
+
+
+def _create(new: NewRequest, received_at) -> tuple[PrivacyRequest, Identity]:
+    request = PrivacyRequest(request_type=new.request_type, jurisdiction=new.jurisdiction,
+                             channel=new.channel, filed_by=new.filed_by, details=new.details,
+                             received_at=received_at)
+    request.set_deadlines()
+    request.full_clean(exclude=["state"])
+    request.save()
+    identity = Identity(request=request, name=new.name, email=new.email, phone=new.phone,
+                        account_number=new.account_number, postal_address=new.postal_address)
+    identity.full_clean()
+    identity.save()
+    return request, identity
+
+
+def _open_duplicate_of(request: PrivacyRequest, identity: Identity) -> PrivacyRequest | None:
+    """The oldest open request for the same right from the same person (the same
+    email, in any case), which a new request duplicates."""
+    return (PrivacyRequest.objects
+            .filter(state__in=OPEN_STATES, request_type=request.request_type)
+            .annotate(email_lower=Lower("identity__email"))
+            .filter(email_lower=identity.email.strip().lower())
+            .exclude(pk=request.pk).order_by("received_at", "id").first())

@@ -1,0 +1,1 @@
+"""Retention: what is purged once a request has ended (identities, files, expired packages, old codes), and when."""

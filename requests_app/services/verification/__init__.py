@@ -1,0 +1,1 @@
+"""Verification: one-time codes, the portal's submissions and their evidence, and the identity check against the sources."""
