@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def disclosure_tables(source: DataSource):
-    from requests_app.sources.sql import SqlConnector
+    from requests_app.sources.sql.connector import SqlConnector
 
     connector = SqlConnector(source)
     return connector, [t for t in connector.map.tables.values() if t.disclosures]

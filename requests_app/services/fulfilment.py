@@ -172,7 +172,7 @@ def warm_up_worker() -> None:
     connected. A source that cannot be reached is only
     logged (by id and error type): its runs will meet the error and retry as ever."""
     from privacyportal.celery import app
-    from requests_app.sources.sql import SqlConnector
+    from requests_app.sources.sql.connector import SqlConnector
 
     try:
         for source in DataSource.objects.filter(enabled=True, kind=DataSource.Kind.SQL):
