@@ -97,8 +97,8 @@ def use_shop(db: str) -> str:
 
 
 def shop_engine(dsn: str | None = None):
-    """The connector's own engine (requests_app.sources.sql._engine), shared with it."""
-    from requests_app.sources.sql import _engine, engine_url
+    """The connector's own engine (requests_app.sources.sql.driver._engine), shared with it."""
+    from requests_app.sources.sql.driver import _engine, engine_url
 
     return _engine(engine_url(dsn or shop_dsn()))
 
@@ -127,7 +127,7 @@ def ensure_shop(subjects: int, db: str | None = None, force: bool = False) -> di
     import sqlalchemy as sa
 
     from requests_app.demo import shop
-    from requests_app.sources import sql
+    from requests_app.sources.sql import driver
 
     dsn = shop_dsn(db)
     name = dsn.rsplit("/", 1)[1]
@@ -139,7 +139,7 @@ def ensure_shop(subjects: int, db: str | None = None, force: bool = False) -> di
         conn.execute("CREATE TABLE IF NOT EXISTS bench_meta (subjects integer NOT NULL, "
                      "loaded_at timestamptz NOT NULL DEFAULT now())")
         conn.execute("DELETE FROM bench_meta")
-    engine = sa.create_engine(sql.engine_url(dsn))
+    engine = sa.create_engine(driver.engine_url(dsn))
     started = time.perf_counter()
     try:
         shop.populate(engine, subjects, fast=True)
@@ -152,8 +152,8 @@ def ensure_shop(subjects: int, db: str | None = None, force: bool = False) -> di
     vacuumed = time.perf_counter() - started - loaded
     print(f"loaded in {loaded:.1f} s, vacuumed in {vacuumed:.1f} s", flush=True)
     # The connector caches reflected tables per process: a reload recreates them.
-    sql._REFLECTED.clear()
-    sql._engine.cache_clear()
+    driver._REFLECTED.clear()
+    driver._engine.cache_clear()
     return {"load_seconds": loaded, "vacuum_seconds": vacuumed}
 
 

@@ -145,7 +145,8 @@ def left_of(email: str) -> int:
 def one_round(events: int, source, round_no: int) -> dict:
     from requests_app.models import SourceRun, State
     from requests_app.services.fulfilment import runs as fulfilment
-    from requests_app.sources.sql import BATCH, SqlConnector
+    from requests_app.sources.sql.connector import SqlConnector
+    from requests_app.sources.sql.driver import BATCH
 
     EMAILS = emails(round_no)
     rows = {}

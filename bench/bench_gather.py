@@ -148,7 +148,7 @@ class Size:
     def __init__(self, size: int):
         import sqlalchemy as sa
 
-        from requests_app.sources.sql import SqlConnector
+        from requests_app.sources.sql.connector import SqlConnector
 
         self.size, self.db = size, db_for(size)
         self.env = c.SHOP_ENV if self.db == c.SHOP_DB else f"SHOP_BENCH_{size}_DSN"
@@ -256,20 +256,20 @@ def measure(sizes: list[int], subject: int, runs: int) -> list[dict]:
 
 
 def what_if(size: int, subject: int, runs: int) -> dict:
-    """NOT the shipped code: SqlConnector._run_select patched to a client-side cursor
+    """NOT the shipped code: traversal._run_select patched to a client-side cursor
     (one round trip per query instead of DECLARE / FETCH ... / CLOSE), timed
     alternately with the shipped one on the same shop, to size the fix."""
     import sqlalchemy as sa
 
     from requests_app.sources.base import IdentityData
-    from requests_app.sources.sql import SqlConnector
+    from requests_app.sources.sql import traversal
 
     load([size])
     shop = Size(size)
     identity = IdentityData(email=f"user{subject}@example.com")
-    shipped = SqlConnector._run_select
+    shipped = traversal._run_select
 
-    def client_side(self, conn, table, parts):
+    def client_side(conn, table, selected, parts):
         query = sa.select(table).where(sa.or_(*(table.c[col].in_(vals) for col, vals in parts)))
         yield from conn.execute(query).mappings()
 
@@ -277,13 +277,13 @@ def what_if(size: int, subject: int, runs: int) -> dict:
     try:
         for i in range(runs + 3):
             for label, impl in (("shipped", shipped), ("client_cursor", client_side)):
-                SqlConnector._run_select = impl
+                traversal._run_select = impl
                 t0 = time.perf_counter()
                 shop.connector.gather(None, identity, DropSink())
                 if i >= 3:
                     times[label].append(time.perf_counter() - t0)
     finally:
-        SqlConnector._run_select = shipped
+        traversal._run_select = shipped
     return {k: c.median(v) * 1000 for k, v in times.items()}
 
 

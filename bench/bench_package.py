@@ -76,10 +76,10 @@ def copy_out(email: str, path) -> tuple[float, int, int]:
 
 
 def copy_out_libpq(email: str, path) -> tuple[float, int, int]:
-    """The same COPYs read the way the connector reads its own (sql._copy_out:
+    """The same COPYs read the way the connector reads its own (driver._copy_out:
     libpq's PQgetCopyData in a plain loop, not psycopg's Copy iterator), into a
     file: a faster floor, reported next to the usual one."""
-    from requests_app.sources.sql import _copy_out
+    from requests_app.sources.sql.driver import _copy_out
 
     rows = size = 0
     started = time.perf_counter()
@@ -107,7 +107,7 @@ def breakdown(email: str) -> dict:
 
     from bench_gather import DropSink
     from requests_app.sources.base import IdentityData
-    from requests_app.sources.sql import SqlConnector
+    from requests_app.sources.sql.connector import SqlConnector
 
     query = " UNION ALL ".join(
         f"SELECT count(*) FROM ({q}) AS x" for q in COPY_QUERIES)  # warms the same pages
@@ -165,7 +165,7 @@ def child(request_id: int, run_id: int, profile: bool, phases: bool,
     from requests_app.services.fulfilment import packages
     from requests_app.models import PrivacyRequest, SourceRun
     from requests_app.services.fulfilment import runs as fulfilment
-    from requests_app.sources.sql import SqlConnector
+    from requests_app.sources.sql.connector import SqlConnector
 
     app.loader.import_default_modules()
     if started:  # as Celery's worker_process_init does: the warm-up thread, waited for
@@ -440,8 +440,8 @@ def main():
           f"{checked['files']} files")
     print(f"throughput / COPY            {result['throughput_vs_copy']:8.3f}x   target >= 0.5x: "
           f"{c.verdict(result['throughput_vs_copy'] >= 0.5)}")
-    print(f"COPY read by a libpq loop    {libpq_seconds:8.2f} s  (sql._copy_out, as the connector "
-          f"reads): throughput / that {result['throughput_vs_copy_libpq']:.3f}x")
+    print(f"COPY read by a libpq loop    {libpq_seconds:8.2f} s  (driver._copy_out, as the "
+          f"connector reads): throughput / that {result['throughput_vs_copy_libpq']:.3f}x")
     print(f"started worker's first task (median of {len(started_rounds)}): gather "
           f"{started['gather_seconds']:.2f} s, build {started['build_seconds']:.2f} s, total "
           f"{started['total_seconds']:.2f} s, ru_maxrss worst {started['worst_ru_maxrss_mb']:.1f} MB")

@@ -192,7 +192,7 @@ def scratch_database(prefix: str):
     database"), dropped afterwards even if connections still hold it; yields its DSN."""
     import psycopg
 
-    from requests_app.sources import sql
+    from requests_app.sources.sql import driver
 
     s = connection.settings_dict
     server = f"postgresql://{s['USER']}@{s['HOST']}:{s['PORT']}"
@@ -203,9 +203,9 @@ def scratch_database(prefix: str):
     try:
         yield f"{server}/{name}"
     finally:
-        sql._engine.cache_clear()  # its pooled connections hold the database open
-        sql._REFLECTED.clear()  # the next test's database has this one's name
-        sql._LOOKUPS.clear()
+        driver._engine.cache_clear()  # its pooled connections hold the database open
+        driver._REFLECTED.clear()  # the next test's database has this one's name
+        driver._LOOKUPS.clear()
         with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 

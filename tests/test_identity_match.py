@@ -16,7 +16,7 @@ from requests_app.sources.identity_match import (
     normalise_phone,
 )
 from requests_app.sources.manual import ManualConnector
-from requests_app.sources.sql import SqlConnector
+from requests_app.sources.sql.connector import SqlConnector
 from tests.test_portal import SHOP_MAP, shop  # noqa: F401 - the fixture
 
 TRICKY = "o'brien%_zoë@example.com"

@@ -18,11 +18,11 @@ import pytest
 from requests_app.services.fulfilment import packages
 from requests_app.files import iter_decrypted
 from requests_app.models import DataSource
-from requests_app.sources import sql
 from requests_app.sources.base import IdentityData
 from requests_app.sources.categories import WITHHELD
 from requests_app.sources.records import RecordSink, iter_member, read_records, run_dir
-from requests_app.sources.sql import SqlConnector
+from requests_app.sources.sql import driver
+from requests_app.sources.sql.connector import SqlConnector
 from requests_app.zipfiles import stream_zip
 from tests.conftest import scratch_database
 from tests.test_sql_source import MAP, SCHEMA, TRICKY, Run
@@ -85,7 +85,7 @@ def test_gathering_on_postgresql_finds_the_same_rows_in_one_round_trip_per_hop(p
 
 
 def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(pg_shop, monkeypatch):
-    monkeypatch.setattr(sql, "BATCH", 2)  # so events (7 rows of Pat's) counts as many
+    monkeypatch.setattr(driver, "BATCH", 2)  # so events (7 rows of Pat's) counts as many
     # ip as a never-disclosed category: replaced in the SELECT, never on our disk.
     secret_map = MAP.replace("ip: user.device.ip_address", "ip: user.authorization.credentials")
     connector = SqlConnector(source(secret_map))
@@ -130,7 +130,7 @@ def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(pg_shop, monk
 
     from tests.test_sql_source import RunFor
 
-    monkeypatch.setattr(sql, "BATCH", 2)  # events are copied
+    monkeypatch.setattr(driver, "BATCH", 2)  # events are copied
     with psycopg.connect(pg_shop, autocommit=True) as conn:
         conn.execute("ALTER TABLE events ADD COLUMN at timestamptz")
         conn.execute("UPDATE events SET at = CASE id WHEN 70 THEN '2024-12-31 23:59:59+00' "
@@ -166,7 +166,7 @@ def test_erasure_on_postgresql_deletes_leaves_set_based_and_leaves_nothing(pg_sh
 
 
 def test_lookups_with_more_values_than_one_array_holds_are_streamed(pg_shop, monkeypatch):
-    monkeypatch.setattr(sql, "ARRAY_BATCH", 1)  # every lookup of 2+ values: chunked
+    monkeypatch.setattr(driver, "ARRAY_BATCH", 1)  # every lookup of 2+ values: chunked
     connector = SqlConnector(source())
     run, outcome, collections = gather(connector, "Pat@Example.com")  # and pat@example.com
     assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
@@ -177,14 +177,14 @@ def test_lookups_with_more_values_than_one_array_holds_are_streamed(pg_shop, mon
 
 
 def test_copy_out_reads_rows_binds_values_client_side_and_drops_a_failed_connection(pg_shop):
-    engine = sql._engine(sql.engine_url(pg_shop))
-    rows = []
+    engine = driver._engine(driver.engine_url(pg_shop))
+    copy_out, rows = driver._copy_out, []
     with engine.connect() as conn:
-        sql._copy_out(conn, "COPY (SELECT ip FROM events WHERE ip = ANY(%(ips)s) ORDER BY id) "
-                      "TO STDOUT", {"ips": AWKWARD[:2] + ["' OR 1=1 --"]}, rows.append)
+        copy_out(conn, "COPY (SELECT ip FROM events WHERE ip = ANY(%(ips)s) ORDER BY id) "
+                 "TO STDOUT", {"ips": AWKWARD[:2] + ["' OR 1=1 --"]}, rows.append)
         assert b"".join(rows) == b"10.0.0.1\nquote \" and, comma\n"
         with pytest.raises(psycopg.errors.UndefinedTable):
-            sql._copy_out(conn, "COPY (SELECT * FROM no_such_table) TO STDOUT", {}, rows.append)
+            copy_out(conn, "COPY (SELECT * FROM no_such_table) TO STDOUT", {}, rows.append)
         assert conn.invalidated
 
     def fail(data):
@@ -192,15 +192,15 @@ def test_copy_out_reads_rows_binds_values_client_side_and_drops_a_failed_connect
 
     with engine.connect() as conn:  # stopped in the middle of a COPY: not reused
         with pytest.raises(RuntimeError):
-            sql._copy_out(conn, "COPY (SELECT ip FROM events) TO STDOUT", {}, fail)
+            copy_out(conn, "COPY (SELECT ip FROM events) TO STDOUT", {}, fail)
         assert conn.invalidated
     with engine.connect() as conn:
         rows.clear()
-        sql._copy_out(conn, "COPY (SELECT count(*) FROM events) TO STDOUT", {}, rows.append)
+        copy_out(conn, "COPY (SELECT count(*) FROM events) TO STDOUT", {}, rows.append)
         assert b"".join(rows) == f"{len(AWKWARD) + 1}\n".encode()
         rows.clear()  # many rows: passed on in blocks of whole rows, not one call per row
-        sql._copy_out(conn, "COPY (SELECT i FROM generate_series(1, 100000) AS i) TO STDOUT",
-                      {}, rows.append)
+        copy_out(conn, "COPY (SELECT i FROM generate_series(1, 100000) AS i) TO STDOUT",
+                 {}, rows.append)
         assert 1 < len(rows) < 10 and all(block.endswith(b"\n") for block in rows)
         assert b"".join(rows) == b"".join(b"%d\n" % i for i in range(1, 100001))
 
@@ -217,14 +217,14 @@ def test_warming_up_reflects_each_enabled_sql_source_and_only_logs_one_not_reach
         pg_shop, monkeypatch, caplog):
     from requests_app.services.fulfilment.warm_up import warm_up_worker
 
-    monkeypatch.setattr(sql, "_REFLECTED", {})
+    monkeypatch.setattr(driver, "_REFLECTED", {})
     source().save()
     unreachable = DataSource.objects.create(name="Gone", kind="sql",
                                             connection_env="PP_NO_SUCH_DSN", dataset_map=MAP)
     DataSource.objects.create(name="Off", kind="sql", enabled=False,
                               connection_env="PP_NO_SUCH_DSN_EITHER", dataset_map=MAP)
     warm_up_worker()
-    assert [sorted(tables) for tables in sql._REFLECTED.values()] == [
+    assert [sorted(tables) for tables in driver._REFLECTED.values()] == [
         sorted(SqlConnector(source()).map.tables)]
     assert _connections_to(pg_shop) >= 2  # the pool's two, for a copied leaf's two COPYs
     assert [r.getMessage() for r in caplog.records if "warm-up" in r.getMessage()] == [

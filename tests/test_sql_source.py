@@ -9,7 +9,9 @@ from requests_app.models import DataSource
 from requests_app.sources.base import IdentityData
 from requests_app.sources.categories import WITHHELD
 from requests_app.sources.datamap import DatasetMapError, from_fides, parse
-from requests_app.sources.sql import SqlConnector, _engine, engine_url, keyed_hash, mask
+from requests_app.sources.sql.actions import keyed_hash, mask
+from requests_app.sources.sql.connector import SqlConnector
+from requests_app.sources.sql.driver import _engine, engine_url
 
 SCHEMA = """
 CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT, phone TEXT,
@@ -382,7 +384,7 @@ def test_leaf_tables_are_deleted_set_based_and_an_interrupted_erasure_resumes(
     a leaf: erasure deletes it on the server in bounded batches from the cookie
     values, never reading its rows. A worker dying after the first batch leaves the
     rest to the next attempt, which finishes from the same stored plan."""
-    from requests_app.sources import sql
+    from requests_app.sources.sql import erasure
 
     settings.MEDIA_ROOT = str(tmp_path)
     source, engine = shop
@@ -390,12 +392,12 @@ def test_leaf_tables_are_deleted_set_based_and_an_interrupted_erasure_resumes(
         conn.exec_driver_sql("INSERT INTO events VALUES (72, 'ck-pat', '10.0.0.3'),"
                              "(73, 'ck-pat', '10.0.0.4')")
     connector, run = SqlConnector(source), Run()
-    assert "events" in connector._deletable_leaves(
+    assert "events" in connector.shape.deletable_leaves(
         connector._run(lambda conn, tables: tables))
     plan = connector.plan_erasure(run, IdentityData(email="pat@example.com"))
     assert plan.result["tables"]["events"]["rows"] == 4
-    monkeypatch.setattr(sql, "LEAF_BATCH", 1)
-    monkeypatch.setattr(sql, "PROGRESS_EVERY", 0)
+    monkeypatch.setattr(erasure, "LEAF_BATCH", 1)
+    monkeypatch.setattr(erasure, "PROGRESS_EVERY", 0)
     recorded = []
 
     class Killed(Exception):

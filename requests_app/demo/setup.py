@@ -12,7 +12,7 @@ from django.conf import settings
 from requests_app.demo import shop
 from requests_app.models import DataSource, Purpose, PurposeNotice, ThirdParty
 from requests_app.sources import demo_http
-from requests_app.sources.sql import engine_url
+from requests_app.sources.sql.driver import engine_url
 
 MAP_PATH = Path(shop.__file__).with_name("shop_map.yaml")
 DEMO_HTTP_PORT = 8765

@@ -190,15 +190,40 @@ def _parse_table(name, spec, line, errors):
     pk = spec.get("primary_key")
     if not isinstance(pk, str) or not pk:
         errors.append((line, f"{where}: `primary_key` is required"))
+    identity = _parse_identity(where, spec, errors)
+    references = _parse_references(where, spec, errors)
+    erase = spec.get("erase", "update")
+    if erase not in TABLE_ACTIONS:
+        errors.append((_line(spec, "erase"),
+                       f"{where}: erase must be one of {', '.join(TABLE_ACTIONS)}, not `{erase}`"))
+    columns = _parse_columns(where, spec, errors)
+    retains = erase == "retain" or (erase == "update" and any(
+        c.erase == "retain" for c in columns.values()))
+    basis = str(spec.get("legal_basis") or "").strip()
+    if retains and not basis:
+        errors.append((line, f"{where}: retaining data needs a `legal_basis`"))
+    disclosures = _parse_disclosures(where, spec, errors)
+    collected_at = _parse_collected_at(where, spec, identity, errors)
+    if not isinstance(pk, str):
+        return None
+    return Table(name, pk, dict(identity), tuple(references), columns, erase, basis,
+                 disclosures, collected_at)
+
+
+def _parse_identity(where, spec, errors) -> dict:
     identity = spec.get("identity") or {}
     if not isinstance(identity, dict):
         errors.append((_line(spec, "identity"), f"{where}: `identity` must be a mapping"))
-        identity = {}
+        return {}
     for field_name in identity:
         if field_name not in IDENTITY_FIELDS:
             errors.append((_line(identity, field_name),
                            f"{where}: identity field `{field_name}` is not one of "
                            + ", ".join(IDENTITY_FIELDS)))
+    return identity
+
+
+def _parse_references(where, spec, errors) -> list[Reference]:
     references = []
     for ref in spec.get("references") or []:
         target = ref.get("to", "") if isinstance(ref, dict) else ""
@@ -208,52 +233,52 @@ def _parse_table(name, spec, line, errors):
             continue
         to_table, to_column = target.split(".")
         references.append(Reference(str(ref["column"]), to_table, to_column))
-    erase = spec.get("erase", "update")
-    if erase not in TABLE_ACTIONS:
-        errors.append((_line(spec, "erase"),
-                       f"{where}: erase must be one of {', '.join(TABLE_ACTIONS)}, not `{erase}`"))
+    return references
+
+
+def _parse_columns(where, spec, errors) -> dict[str, Column]:
     columns = {}
     raw_columns = spec.get("columns") or {}
     if not isinstance(raw_columns, dict):
         errors.append((_line(spec, "columns"), f"{where}: `columns` must be a mapping"))
         raw_columns = {}
     for col, value in raw_columns.items():
-        col_line = _line(raw_columns, col)
-        if isinstance(value, str):
-            category, action = value, "null"
-        elif isinstance(value, dict):
-            category, action = value.get("category"), value.get("erase", "null")
-            action = "null" if action is None else action  # YAML reads `null` as None
-        else:
-            errors.append((col_line, f"{where}: column `{col}` needs a category"))
-            continue
-        if not isinstance(category, str) or not is_category(category):
-            errors.append((col_line, f"{where}: column `{col}`: `{category}` is not a "
-                                     "data category of the fideslang taxonomy"))
-        if action not in COLUMN_ACTIONS:
-            errors.append((col_line, f"{where}: column `{col}`: erase must be one of "
-                                     f"{', '.join(COLUMN_ACTIONS)}, not `{action}`"))
-        columns[str(col)] = Column(str(col), category, action)
-    retains = erase == "retain" or (erase == "update" and any(
-        c.erase == "retain" for c in columns.values()))
-    basis = str(spec.get("legal_basis") or "").strip()
-    if retains and not basis:
-        errors.append((line, f"{where}: retaining data needs a `legal_basis`"))
-    disclosures = _parse_disclosures(where, spec, errors)
+        column = _parse_column(where, col, value, _line(raw_columns, col), errors)
+        if column is not None:
+            columns[column.name] = column
+    return columns
+
+
+def _parse_column(where, col, value, col_line, errors) -> Column | None:
+    if isinstance(value, str):
+        category, action = value, "null"
+    elif isinstance(value, dict):
+        category, action = value.get("category"), value.get("erase", "null")
+        action = "null" if action is None else action  # YAML reads `null` as None
+    else:
+        errors.append((col_line, f"{where}: column `{col}` needs a category"))
+        return None
+    if not isinstance(category, str) or not is_category(category):
+        errors.append((col_line, f"{where}: column `{col}`: `{category}` is not a "
+                                 "data category of the fideslang taxonomy"))
+    if action not in COLUMN_ACTIONS:
+        errors.append((col_line, f"{where}: column `{col}`: erase must be one of "
+                                 f"{', '.join(COLUMN_ACTIONS)}, not `{action}`"))
+    return Column(str(col), category, action)
+
+
+def _parse_collected_at(where, spec, identity, errors) -> str:
     collected_at = spec.get("collected_at") or ""
     if not isinstance(collected_at, str):
         errors.append((_line(spec, "collected_at"),
                        f"{where}: `collected_at` must name the column of the collection time"))
-        collected_at = ""
-    elif collected_at and identity:
+        return ""
+    if collected_at and identity:
         errors.append((_line(spec, "collected_at"),
                        f"{where}: `collected_at` is for tables of dated records (orders, "
                        "messages), not for an identity table: its rows are the person"))
-        collected_at = ""
-    if not isinstance(pk, str):
-        return None
-    return Table(name, pk, dict(identity), tuple(references), columns, erase, basis,
-                 disclosures, collected_at)
+        return ""
+    return collected_at
 
 
 def _parse_disclosures(where, spec, errors) -> dict | None:

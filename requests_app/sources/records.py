@@ -140,7 +140,7 @@ class _Member:
 
 
 class _Blocks:
-    """Writes gathered into blocks of at least 256 KiB (sql._copy_out already passes
+    """Writes gathered into blocks of at least 256 KiB (sql.driver._copy_out passes
     blocks of whole rows that size: they go on as they are); with `as_array`, JSON
     lines become a JSON array ("[", a comma after each line but the last, "]"),
     counted in `lines`; a heartbeat at most once a second. One pass over the bytes

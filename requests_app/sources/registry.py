@@ -12,7 +12,7 @@ from requests_app.sources.categories import is_category
 def connector_for(source):
     from requests_app.sources.http import HttpConnector
     from requests_app.sources.manual import ManualConnector
-    from requests_app.sources.sql import SqlConnector
+    from requests_app.sources.sql.connector import SqlConnector
 
     return {"sql": SqlConnector, "http": HttpConnector, "manual": ManualConnector}[
         source.kind](source)
@@ -36,7 +36,7 @@ def _variable_problem(name: str) -> str | None:
 def validate_source(source) -> None:
     """Raise ValidationError naming each problem (with map line numbers)."""
     from requests_app.sources.datamap import DatasetMapError, parse
-    from requests_app.sources.sql import SqlConnector
+    from requests_app.sources.sql.connector import SqlConnector
 
     errors: dict[str, list[str]] = {}
     bad = [c for c in source.categories or [] if not is_category(c)]

@@ -8,7 +8,7 @@ import tomllib
 from pathlib import Path
 
 from django.conf import settings
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
 from requests_app.models import PrivacyRequest, State
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 def disclosure_tables(source: DataSource):
-    from requests_app.sources.sql import SqlConnector
+    from requests_app.sources.sql.connector import SqlConnector
 
     connector = SqlConnector(source)
     return connector, [t for t in connector.map.tables.values() if t.disclosures]
@@ -83,6 +83,28 @@ def _scan_page(source, connector, table, batch: int) -> tuple[int, bool]:
 
 
 def _read_page(source, connector, table, batch, scan) -> tuple[int, bool]:
+    rows = _page_rows(source, connector, table, batch, scan)
+    if not rows:
+        DisclosureScan.objects.filter(pk=scan.pk).update(scanned_at=timezone.now())
+        return 0, False
+    # Where this page ends, whatever is kept of it.
+    last_key, more = _json_key(rows[-1].key), len(rows) == batch
+    made = _judged_disclosures(source, table, rows)
+    with transaction.atomic():
+        Disclosure.objects.bulk_create(made, ignore_conflicts=True)
+        DisclosureScan.objects.filter(pk=scan.pk).update(
+            last_key=last_key, scanned_at=timezone.now())
+        violations = [d for d in made if d.violated_purpose is not None]
+        if violations:
+            record_event("disclosure.violations_found", actor=Actor.system(), data={
+                "source": source.name, "table": table.name, "count": len(violations),
+                "purposes": sorted({d.violated_purpose.slug for d in violations})})
+    return len(made), more
+
+
+def _page_rows(source, connector, table, batch, scan) -> list:
+    """The table's next `batch` rows after the scan's last key, in key order, each
+    with the email of the person it belongs to (None once they are erased)."""
     own_column, person_table, key_column, email_column = disclosure_path(
         connector.map.tables, table)
     spec = table.disclosures
@@ -103,17 +125,16 @@ def _read_page(source, connector, table, batch, scan) -> tuple[int, bool]:
                     d.outerjoin(p, d.c[own_column] == p.c[key_column]))
             if scan.last_key is not None:
                 query = query.where(d.c[table.primary_key] > scan.last_key)
-            rows = conn.execute(query.order_by(d.c[table.primary_key]).limit(batch)).all()
+            return conn.execute(query.order_by(d.c[table.primary_key]).limit(batch)).all()
     except (sa.exc.SQLAlchemyError, KeyError, ValueError) as exc:
         raise SourceError(f"{source.name}: {type(exc).__name__} reading {table.name} "
                           "(check the map's disclosure columns)") from None
-    if not rows:
-        DisclosureScan.objects.filter(pk=scan.pk).update(scanned_at=timezone.now())
-        return 0, False
+
+
+def _judged_disclosures(source, table, rows) -> list:
+    """A Disclosure for each new row of the page, judged against the ledger."""
     parties = list(ThirdParty.objects.all())
     governing = _governing_purposes()
-    # Where this page ends, whatever is kept of it.
-    last_key, more = _json_key(rows[-1].key), len(rows) == batch
     known = set(Disclosure.objects.filter(source=source, table=table.name, row_key__in=[
         str(row.key) for row in rows]).values_list("row_key", flat=True))
     # A row whose person is gone (erased: no email) or whose time cannot be read
@@ -136,16 +157,7 @@ def _read_page(source, connector, table, batch, scan) -> tuple[int, bool]:
             categories=_categories(getattr(row, "categories", None)),
             purpose_text=str(getattr(row, "purpose", "") or "")[:300],
             disclosed_at=disclosed_at, violated_purpose=violated, violation=why))
-    with transaction.atomic():
-        Disclosure.objects.bulk_create(made, ignore_conflicts=True)
-        DisclosureScan.objects.filter(pk=scan.pk).update(
-            last_key=last_key, scanned_at=timezone.now())
-        violations = [d for d in made if d.violated_purpose is not None]
-        if violations:
-            record_event("disclosure.violations_found", actor=Actor.system(), data={
-                "source": source.name, "table": table.name, "count": len(violations),
-                "purposes": sorted({d.violated_purpose.slug for d in violations})})
-    return len(made), more
+    return made
 
 
 def match_third_party(name: str, parties) -> ThirdParty | None:

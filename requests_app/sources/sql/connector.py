@@ -1,0 +1,132 @@
+"""The SQL connector: a source's dataset map and the database its DSN names, tied
+to the traversal, identity verification, gathering and erasure of this package.
+The DSN is read from the environment variable the source names; it is never
+stored."""
+
+import os
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
+from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
+from requests_app.sources.sql import erasure, gathering
+from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, error_kind,
+                                             forget, reflect)
+from requests_app.sources.sql.identity import email_table, identity_points
+from requests_app.sources.sql.shape import MapShape
+
+
+class SqlConnector(Connector):
+    def __init__(self, source):
+        super().__init__(source)
+        try:
+            self.map: DatasetMap = parse(source.dataset_map)
+        except DatasetMapError as exc:
+            raise SourceError(f"{source.name}: the dataset map is invalid ({exc})") from None
+        self.shape = MapShape(self.map)
+
+    @property
+    def engine(self) -> sa.Engine:
+        name = self.source.connection_env
+        dsn = os.environ.get(name or "")
+        if not dsn:
+            raise SourceError(f"{self.source.name}: environment variable {name or '(none)'} "
+                              "holding the DSN is not set")
+        return engine_for(dsn)
+
+    def tables(self, conn) -> dict[str, sa.Table]:
+        """The map's tables as reflected from the database (driver.reflect)."""
+        return reflect(conn, self.shape, self.source.name)
+
+    def warm_up(self) -> None:
+        """Reflect the map's tables and open the pool's two connections (a copied
+        leaf's JSON and CSV COPYs run on two at once), as a worker process does once
+        when it starts (services/fulfilment/warm_up.py), so that its first task does not
+        pay for them: about 0.1 s of reflection and two connections here."""
+        with self.engine.connect() as conn, self.engine.connect():
+            self.tables(conn)
+
+    def check(self) -> list[str]:
+        """Problems between the map and the real database (missing tables or
+        columns, references that cannot be cleared), for validation at save time."""
+        problems = []
+        try:
+            with self.engine.connect() as conn:
+                self._find_problems(conn, problems)
+        except sa_exc.SQLAlchemyError as exc:
+            problems.append(f"cannot reach the database: {type(exc).__name__}")
+        return problems
+
+    def _find_problems(self, conn, problems: list[str]) -> None:
+        columns = {}
+        inspector = sa.inspect(conn)
+        existing = set(inspector.get_table_names())
+        for name, table in self.map.tables.items():
+            line = self.map.lines.get(name)
+            if name not in existing:
+                problems.append(f"line {line}: table `{name}` does not exist")
+                continue
+            columns[name] = {c["name"]: c for c in inspector.get_columns(name)}
+            for col in sorted(table.column_names() - set(columns[name])):
+                problems.append(f"line {line}: table `{name}` has no column `{col}`")
+            when = columns[name].get(table.collected_at)
+            if when and _arrays(conn) and not isinstance(when["type"], (sa.Date, sa.DateTime)):
+                problems.append(f"line {line}: table `{name}`: collected_at column "
+                                f"`{table.collected_at}` must be a date or a timestamp")
+        for name, table in self.map.tables.items():
+            for ref in table.references:
+                if ref.to_table in columns and ref.to_column not in columns[ref.to_table]:
+                    problems.append(
+                        f"line {self.map.lines.get(name)}: table `{name}` refers to "
+                        f"`{ref.to_table}.{ref.to_column}`, which does not exist")
+        for table, column in self.shape.cleared_references():
+            info = columns.get(table, {}).get(column)
+            if info is not None and not info["nullable"]:
+                problems.append(
+                    f"line {self.map.lines.get(table)}: `{table}.{column}` refers to "
+                    "rows that erasure deletes, so it must accept NULL")
+
+    def _run(self, work, read_only=False):
+        """work(conn, tables) on a pooled connection. read_only: in autocommit mode on
+        PostgreSQL, so that no read transaction (and its AccessShareLocks, and its
+        snapshot holding back VACUUM) spans the whole traversal: each hop's lookups
+        see the database as it is then."""
+        try:
+            with self.engine.connect() as conn:
+                if read_only and _arrays(conn):
+                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                return work(conn, self.tables(conn))
+        except Exception as exc:
+            kind = error_kind(exc)
+            if kind is None:
+                raise
+            if _schema_changed(exc):  # reflected before a change: the retry reflects anew
+                forget(str(self.engine.url))
+                kind = TransientSourceError
+            raise kind(f"{self.source.name}: database error ({type(exc).__name__})") from None
+
+    def gather(self, run, identity, sink) -> Outcome:
+        """The person's rows, written to `sink` (see gathering.gather)."""
+        return gathering.gather(self.shape, self._run, lambda: self.engine.connect(), run,
+                                identity, sink)
+
+    def identity_points(self, identity) -> set[str] | None:
+        """The points of the identity that the identity table's rows for its email
+        address confirm (see identity.identity_points); None when the map has no
+        email identity or the request no email."""
+        root = email_table(self.map)
+        if root is None or not identity.email:
+            return None
+        return self._run(lambda conn, tables: identity_points(conn, tables, self.map, root,
+                                                              identity))
+
+    def plan_erasure(self, run, identity) -> Outcome:
+        return erasure.plan_erasure(self.shape, self._run, identity)
+
+    def erase(self, run, identity, plan: dict, on_batch=None) -> Outcome:
+        """See erasure.erase: resumable, from keys kept when the run first started."""
+        return erasure.erase(self.shape, self._run, run, identity, on_batch)
+
+    def remaining(self, run, identity) -> int:
+        return erasure.remaining(self.shape, self._run, run, identity)

@@ -1,0 +1,108 @@
+"""Gathering a person's rows for a Right to Know or portability answer: the rows
+traversal finds, written to the sink as they arrive, and leaf tables with very
+many rows copied and formatted by PostgreSQL itself.
+
+`run_work(work, read_only=False)` is the connector's: work(conn, tables) on a
+pooled connection, database errors turned into SourceErrors; `connect()` opens
+another connection of the same engine."""
+
+import sqlalchemy as sa
+
+from requests_app.sources.base import Outcome, collection_period, in_period, period_bounds
+from requests_app.sources.sql.driver import _arrays, _copy_out, psycopg
+from requests_app.sources.sql.shape import MapShape
+from requests_app.sources.sql.traversal import leaf_where, traverse
+
+
+def gather(shape: MapShape, run_work, connect, run, identity, sink) -> Outcome:
+    """The person's rows, written to `sink`. For a Right to Know request with a
+    period, rows of tables whose map names a `collected_at` column are written
+    only when collected in it (or when that time is empty); undated rows reached
+    only through a row left out are not reached (an old order's items and shipping
+    address), dated ones are judged by their own date (a new message on an old
+    ticket is shown); a copied leaf leaves its rows out in its COPY.
+    result["outside_period"] counts the dated rows left out per table."""
+    period = collection_period(run)
+    outside: dict[str, int] = {}
+
+    def work(conn, tables):
+        def on_row(name, row):
+            spec = shape.map.tables[name]
+            if period and spec.collected_at and not in_period(row[spec.collected_at],
+                                                              period):
+                outside[name] = outside.get(name, 0) + 1
+                return False  # and what is reached only through it (an order's items)
+            categories = {c.name: c.category for c in spec.columns.values()}
+            sink.write(name, {c: row[c] for c in spec.columns}, categories)
+
+        copies = _arrays(conn) and psycopg is not None and hasattr(sink, "write_copy")
+        dated = {n for n, spec in shape.map.tables.items() if spec.collected_at}
+        trav = traverse(conn, tables, shape, identity, on_row,
+                        bulk=shape.leaves(tables) if copies else (),
+                        through=dated if period else ())
+        counts = {name: len(keys) - outside.get(name, 0)
+                  for name, keys in trav.seen.items()}
+        for name, conditions in trav.leaves.items():
+            counts[name] = _copy_leaf(conn, connect, shape, tables[name], conditions, sink,
+                                      period, outside)
+        return counts
+
+    counts = run_work(work, read_only=True)
+    result = {"tables": counts}
+    if period:
+        result["period"] = [period[0].isoformat(), period[1].isoformat()]
+        result["outside_period"] = outside
+    return Outcome(records=sum(counts.values()), result=result)
+
+
+def _copy_leaf(conn, connect, shape: MapShape, table, conditions, sink, period=None,
+               outside=None) -> int:
+    """A leaf table with very many rows of the person's (web_events), formatted by
+    PostgreSQL itself: `COPY (SELECT row_to_json(t) ...) TO STDOUT` as JSON lines
+    and `COPY (SELECT ...) TO STDOUT (FORMAT csv, HEADER)`, the bytes streamed
+    into the sink's encrypted files, no row ever becoming a Python object. The
+    sink runs the two at once (the CSV one on a second pooled connection), so
+    the database formats both while we deflate and encrypt.
+    Columns of never-disclosed categories are replaced by a constant in the
+    SELECT itself, so their values never leave the database. The select is built
+    by SQLAlchemy (identifiers quoted); COPY takes no server-side parameters, so
+    psycopg binds the values client-side, as literals it quotes itself."""
+    from requests_app.sources.categories import WITHHELD, never_disclosed
+
+    spec = shape.map.tables[table.name]
+    categories = {c.name: c.category for c in spec.columns.values()}
+    selected = [sa.literal(WITHHELD, sa.Text).label(name) if never_disclosed(category)
+                else table.c[name] for name, category in categories.items()]
+    where = leaf_where(conn, table, conditions)
+    if period and spec.collected_at:  # the rows of the period (or of no known time)
+        where = sa.and_(where, _in_period(conn, table, spec, where, period, outside))
+    compiled = (sa.select(*selected).where(where).compile(dialect=conn.dialect))
+    inner, params = str(compiled), compiled.params
+    # JSON lines: CSV format with a quote and a delimiter that JSON text never
+    # holds raw (it escapes control characters), so each line is the JSON as is.
+    as_json = ("COPY (SELECT row_to_json(t) FROM (" + inner + ") AS t) TO STDOUT "
+               "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+    as_csv = "COPY (" + inner + ") TO STDOUT (FORMAT csv, HEADER)"
+
+    def json_lines(write):
+        _copy_out(conn, as_json, params, write)
+
+    def csv(write):  # at the same time, in another thread: a connection of its own
+        with connect() as other:
+            _copy_out(other, as_csv, params, write)
+
+    return sink.write_copy(spec.name, categories, json_lines, csv)
+
+
+def _in_period(conn, table, spec, where, period, outside):
+    """The condition that keeps the rows collected in the period (or at no known
+    time); the rows `where` finds outside it are counted in `outside`."""
+    when = table.c[spec.collected_at]
+    aware = isinstance(when.type, sa.DateTime) and when.type.timezone
+    first, after = period_bounds(period, aware)
+    kept = sa.or_(when.is_(None), sa.and_(when >= first, when < after))
+    left_out = conn.execute(sa.select(sa.func.count()).select_from(table).where(
+        where, sa.not_(kept))).scalar()
+    if left_out and outside is not None:
+        outside[table.name] = left_out
+    return kept

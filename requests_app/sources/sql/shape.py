@@ -1,0 +1,133 @@
+"""What a dataset map says about its tables, worked out once per connector: the
+columns a lookup reads, the references traversal follows (and which way), the
+tables that are leaves, the references erasure clears and the order in which it
+visits the tables. Nothing here touches a database; what depends on the
+reflected tables (their unique columns) takes them as an argument."""
+
+from functools import cached_property
+
+import sqlalchemy as sa
+
+from requests_app.sources.datamap import DatasetMap
+
+
+def _unique_columns(table: sa.Table) -> set[str]:
+    """Columns whose value names one row: the primary key and unique columns."""
+    names = {c.name for c in table.columns if c.primary_key or c.unique}
+    for constraint in table.constraints:
+        if isinstance(constraint, sa.UniqueConstraint) and len(constraint.columns) == 1:
+            names.update(c.name for c in constraint.columns)
+    for index in table.indexes:
+        if index.unique and len(index.columns) == 1:
+            names.update(c.name for c in index.columns)
+    return names
+
+
+class MapShape:
+    """A parsed dataset map as traversal and erasure read it."""
+
+    def __init__(self, dataset_map: DatasetMap):
+        self.map = dataset_map
+        self._unique = None  # (tables, {table: unique columns}) of the last reflection
+
+    @cached_property
+    def _needed(self) -> dict[str, tuple[str, ...]]:
+        return {n: tuple(sorted(spec.column_names() | self.map.referenced_columns(n)))
+                for n, spec in self.map.tables.items()}
+
+    def needed(self, name: str) -> tuple[str, ...]:
+        """The columns of a table that the map names (keys, identities, references,
+        categories, collection time) or that references into it follow: a lookup
+        reads those only. Other columns are none of our business, and a column
+        dropped from the database that the map never used breaks nothing."""
+        return self._needed[name]
+
+    def mapped(self, table: sa.Table) -> list:
+        return [table.c[name] for name in self.needed(table.name)]
+
+    @cached_property
+    def edges(self) -> list:
+        """The map's references, followed in both directions (DatasetMap.edges)."""
+        return self.map.edges()
+
+    @cached_property
+    def follows(self) -> dict[str, set[str]]:
+        """The columns traversal follows out of each table."""
+        return {n: {e.from_column for e in self.edges if e.from_table == n}
+                for n in self.map.tables}
+
+    @cached_property
+    def forwards(self) -> dict[str, set[str]]:
+        """The columns of each table that refer to another table's rows."""
+        return {n: {e.from_column for e in self.edges if e.from_table == n and e.forward}
+                for n in self.map.tables}
+
+    @cached_property
+    def to_people(self) -> dict[str, list[tuple[str, str, str]]]:
+        """References into identity tables, (column, table, column) per table: a
+        shared row that points at a person who is not this one (an address whose
+        customer_id is someone else's) is theirs."""
+        return {name: [(r.column, r.to_table, r.to_column) for r in spec.references
+                       if self.map.tables[r.to_table].identity]
+                for name, spec in self.map.tables.items()}
+
+    def unique(self, tables: dict[str, sa.Table]) -> dict[str, set[str]]:
+        """Unique columns that references lead to, per table, worked out once per
+        reflected schema: rows seen there need no second lookup."""
+        if self._unique is None or self._unique[0] is not tables:
+            unique = {n: _unique_columns(tables[n]) & self.follows[n] for n in self.map.tables}
+            self._unique = (tables, unique)
+        return self._unique[1]
+
+    def leaves(self, tables: dict[str, sa.Table]) -> set[str]:
+        """Tables whose rows are all the person's own and lead nowhere else: no
+        identity columns, no other table refers to them, and their one reference
+        points at a unique column (so following it back finds only the row it came
+        from). Traversal reaches them only backwards from the person's own rows
+        (web_events from the person's devices), so every row it would find there is
+        theirs, and the values it would look them up by are all erasure needs: it
+        can delete them on the server, set-based, without reading them."""
+        referenced = {r.to_table for spec in self.map.tables.values() for r in spec.references}
+        leaves = set()
+        for name, spec in self.map.tables.items():
+            if spec.identity or name in referenced or len(spec.references) != 1:
+                continue
+            ref = spec.references[0]
+            if ref.to_column in _unique_columns(tables[ref.to_table]):
+                leaves.add(name)
+        return leaves
+
+    def deletable_leaves(self, tables: dict[str, sa.Table]) -> set[str]:
+        return {n for n in self.leaves(tables) if self.map.tables[n].erase == "delete"}
+
+    def cleared_references(self) -> list[tuple[str, str]]:
+        """(table, column) of kept rows that point at rows erasure deletes."""
+        cleared = []
+        for edge in self.map.edges():
+            source, target = self.map.tables[edge.from_table], self.map.tables[edge.to_table]
+            refs = {(r.column, r.to_table, r.to_column) for r in source.references}
+            if (edge.from_column, edge.to_table, edge.to_column) in refs:
+                if target.erase == "delete" and source.erase != "delete":
+                    cleared.append((source.name, edge.from_column))
+        return cleared
+
+    def erase_order(self) -> list[str]:
+        """Tables in the order erasure visits them: rows that point at others before
+        the rows they point at, identity tables last (they are how we find the rest)."""
+        tables = self.map.tables
+        order, visiting, done = [], set(), set()
+
+        def visit(name):
+            if name in done or name in visiting:
+                return
+            visiting.add(name)
+            for other in tables.values():
+                if any(r.to_table == name for r in other.references) and other.name != name:
+                    visit(other.name)
+            visiting.discard(name)
+            done.add(name)
+            order.append(name)
+
+        for name in sorted(tables, key=lambda n: bool(tables[n].identity)):
+            visit(name)
+        return order

@@ -1,0 +1,300 @@
+"""Finding a person's rows: from the rows matching their identity, the map's
+references followed both ways, hop by hop (never into another identity table's
+rows: those are other people, reached only by their own identity; cycles end
+where rows were seen already): one query per table per hop, with bound, batched
+IN-lists or array parameters (SQLAlchemy Core quotes identifiers and binds every
+value; no SQL is built by formatting strings). Rows are streamed to the caller as
+they arrive; only primary keys and the values needed for the next hop are kept."""
+
+from collections import Counter, defaultdict
+
+import sqlalchemy as sa
+
+from requests_app.sources.sql import driver
+from requests_app.sources.sql.driver import (_arrays, _chunks, _in, _ordered, compiled_lookup,
+                                             dict_row, psycopg)
+from requests_app.sources.sql.shape import MapShape
+
+_BULK = object()  # a leaf table with too many rows to read one by one: copied instead
+
+
+def _values_by_column():
+    """{table: {column: set of values}}"""
+    return defaultdict(lambda: defaultdict(set))
+
+
+class Traversal:
+    """What a traversal found: every row's key, which rows are the person's own,
+    and, for rows that may be shared, the values other rows refer to them by."""
+
+    def __init__(self):
+        self.seen: dict[str, set] = defaultdict(set)
+        self.owned: dict[str, set] = defaultdict(set)
+        self.shared_values: dict[str, dict] = defaultdict(dict)
+        self.own_refs: dict[tuple, Counter] = defaultdict(Counter)
+        # Deferred leaf tables (see MapShape.leaves): not read, only the values
+        # that find the person's rows in them, {table: {column: values}}.
+        self.leaves: dict[str, dict[str, set]] = _values_by_column()
+
+
+def traverse(conn, tables, shape: MapShape, identity, on_row, defer=(), bulk=(),
+             through=()) -> Traversal:
+    """Find the person's rows hop by hop; call on_row(table_name, row) once per row.
+    When it returns False (a row outside a Right to Know period), the row's
+    references are followed only into the tables in `through` (those that judge
+    each row by its own date): what is reached only through it is left out.
+    Tables in `defer` (leaves, see MapShape.leaves) are not read: the values that
+    would find the rows are kept in trav.leaves instead. Tables in `bulk` (leaves
+    too) are read as usual unless the lookup finds more than BATCH rows: then they
+    are left to the caller in the same way (gathering copies them).
+
+    A row is the person's own when their identity finds it, or when it refers
+    to a row of theirs (their orders). A row that one of theirs refers to (the
+    address an order was shipped to) may be shared with other people: it is
+    found, but the rows that refer to it are not followed, or traversal would
+    walk through a shared row into someone else's data."""
+    walk = _Walk(conn, tables, shape, on_row, defer, bulk, through)
+    walk.start(identity)
+    while walk.wanted:
+        walk.hop()
+    return walk.trav
+
+
+class _Hop:
+    """The values one hop found to follow in the next, per table and column: of
+    the person's own rows and of rows that may be shared, those on_row kept and
+    those it left out."""
+
+    def __init__(self):
+        self.owned, self.shared = _values_by_column(), _values_by_column()
+        self.left_owned, self.left_shared = _values_by_column(), _values_by_column()
+
+
+class _Walk:
+    def __init__(self, conn, tables, shape: MapShape, on_row, defer, bulk, through):
+        self.conn, self.tables, self.shape, self.on_row = conn, tables, shape, on_row
+        self.defer, self.bulk, self.through = defer, bulk, through
+        self.trav = Traversal()
+        self.unique = shape.unique(tables)
+        self.wanted: dict[str, dict[str, set]] = _values_by_column()
+        self.owning: dict[str, set] = defaultdict(set)  # columns whose match makes a row theirs
+        self.mine: dict[tuple, set] = defaultdict(set)  # values of the person's identity rows
+        self.known: dict[tuple, set] = defaultdict(set)  # values of unique columns of seen rows
+
+    def start(self, identity) -> None:
+        """The first hop looks for the identity's values in the identity columns."""
+        lookups = identity.lookup_values()
+        for name, spec in self.shape.map.tables.items():
+            for field_name, column in spec.identity.items():
+                value = lookups.get(field_name)
+                if value:
+                    self.wanted[name][column].update({value, value.lower()}
+                                                     if field_name == "email" else {value})
+                    self.owning[name].add(column)
+
+    def hop(self) -> None:
+        """Look up what is wanted, take the rows found, and work out the next hop."""
+        trav, hop = self.trav, _Hop()
+        # A leaf left to the caller once stays so in later hops (one copy of it).
+        skip = set(self.defer) | set(trav.leaves)
+        for name, conditions in self.wanted.items():
+            if name in skip:
+                self._leave(name, conditions)
+        fetched = _fetch(self.conn, self.tables, self.shape,
+                         {n: c for n, c in self.wanted.items() if n not in skip}, bulk=self.bulk)
+        for name, conditions in self.wanted.items():
+            if name in skip:
+                continue
+            rows = fetched[name]
+            if rows is _BULK:
+                if not trav.seen.get(name):
+                    self._leave(name, conditions)
+                    continue
+                # Some of its rows were read one by one in an earlier hop: these
+                # too, streamed, so that the table stays one collection.
+                rows = _select(self.conn, self.tables[name], self.shape, conditions)
+            self._take(name, rows, conditions, hop)
+        self.wanted, self.owning = self._next(hop)
+
+    def _leave(self, name, conditions) -> None:
+        for column, values in conditions.items():
+            self.trav.leaves[name][column].update(values)
+
+    def _take(self, name, rows, conditions, hop: _Hop) -> None:
+        """The rows of one table found in this hop: each once, the person's own or
+        maybe shared, never someone else's."""
+        trav, mine, known, on_row = self.trav, self.mine, self.known, self.on_row
+        shape, spec, owning = self.shape, self.shape.map.tables[name], self.owning[name]
+        follow, forward_cols = shape.follows[name], shape.forwards[name]
+        to_people, unique = shape.to_people[name], self.unique[name]
+        for row in rows:
+            key = row[spec.primary_key]
+            if key in trav.seen[name]:
+                continue
+            trav.seen[name].add(key)
+            owned = any(row[c] in conditions.get(c, ()) for c in owning)
+            if not owned and any(
+                row[col] is not None and row[col] not in mine[(person, pcol)]
+                for col, person, pcol in to_people
+            ):
+                continue  # someone else's row: neither shown nor erased
+            if owned:
+                trav.owned[name].add(key)
+                if spec.identity:
+                    for column in row.keys():
+                        mine[(name, column)].add(row[column])
+                # Only the person's own rows count as their references to a
+                # shared row (a kept shared row's links are not theirs).
+                for column in forward_cols:
+                    trav.own_refs[(name, column)][row[column]] += 1
+            else:
+                trav.shared_values[name][key] = {c: row[c] for c in follow}
+            if on_row(name, row) is False:  # left out (outside a period)
+                target = hop.left_owned if owned else hop.left_shared
+            else:
+                for column in unique:
+                    known[(name, column)].add(row[column])
+                target = hop.owned if owned else hop.shared
+            for column in follow:
+                if row[column] is not None:
+                    target[name][column].add(row[column])
+
+    def _next(self, hop: _Hop) -> tuple[dict, dict]:
+        """(wanted, owning) of the next hop: the values found followed along every
+        edge, except into identity tables."""
+        wanted, owning = _values_by_column(), defaultdict(set)
+        for edge in self.shape.edges:
+            if self.shape.map.tables[edge.to_table].identity:
+                # Rows of an identity table are people: only the person's own
+                # identity finds theirs. Following a reference into one (a
+                # "referred by" link, a household) would reach someone else.
+                continue
+            values = set(hop.owned.get(edge.from_table, {}).get(edge.from_column, ()))
+            dated = edge.to_table in self.through  # judged by its own date: reached anyway
+            if dated:
+                values |= hop.left_owned.get(edge.from_table, {}).get(edge.from_column, set())
+            if edge.forward:
+                values |= hop.shared.get(edge.from_table, {}).get(edge.from_column, set())
+                if dated:
+                    values |= hop.left_shared.get(edge.from_table, {}).get(edge.from_column,
+                                                                           set())
+                # A unique column's rows seen already need no second look.
+                values -= self.known.get((edge.to_table, edge.to_column), set())
+            else:
+                owning[edge.to_table].add(edge.to_column)
+            if values:
+                wanted[edge.to_table][edge.to_column].update(values)
+        return wanted, owning
+
+
+# --- lookups -------------------------------------------------------------------------
+
+
+def leaf_where(conn, table, conditions: dict):
+    """The rows of a leaf table that any of the values finds ({column: values})."""
+    return sa.or_(*(_in(conn, table.c[column], chunk)
+                    for column, values in conditions.items()
+                    for chunk in _chunks(conn, _ordered(values))))
+
+
+def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=()) -> dict:
+    """One hop's lookups, {table: rows}. On PostgreSQL they all go in one round
+    trip (psycopg pipeline mode), one statement per table with one array
+    parameter per column and a LIMIT one above BATCH; a table that reaches the
+    limit is read again, streamed (see _stream). Elsewhere: _select, lazily."""
+    if not _arrays(conn) or psycopg is None or not wanted:
+        return {name: _select(conn, tables[name], shape, conditions)
+                for name, conditions in wanted.items()}
+    pg = conn.connection.driver_connection
+    fetched, pending = {}, []
+    for name, conditions in wanted.items():
+        columns = tuple(sorted(conditions))
+        values = [_ordered(conditions[c]) for c in columns]
+        if any(len(v) > driver.ARRAY_BATCH for v in values):
+            fetched[name] = _select(conn, tables[name], shape, conditions)
+            continue
+        sql, streamed, params = compiled_lookup(conn, tables[name], columns, shape.needed(name))
+        params = {**params, **{f"v{i}": v for i, v in enumerate(values)}}
+        pending.append((name, sql, streamed, params))
+    for name, rows, streamed, params in _pipelined(pg, pending):
+        if len(rows) <= driver.BATCH:
+            fetched[name] = rows
+        else:
+            fetched[name] = _BULK if name in bulk else _stream(pg, streamed, params)
+    return fetched
+
+
+def _pipelined(pg, pending: list) -> list:
+    """The lookups (name, sql, streamed sql, params) sent in one round trip,
+    returned as (name, rows, streamed sql, params)."""
+    cursors = []
+    with pg.pipeline():
+        for name, sql, streamed, params in pending:
+            cursor = pg.cursor(row_factory=dict_row)
+            cursor.execute(sql, params)
+            cursors.append((name, cursor, streamed, params))
+    done = []
+    for name, cursor, streamed, params in cursors:
+        rows = cursor.fetchall()
+        cursor.close()
+        done.append((name, rows, streamed, params))
+    return done
+
+
+def _stream(pg, sql, params):
+    """A lookup that finds very many rows, read on a server-side cursor BATCH rows
+    per round trip (memory stays bounded), in a transaction of its own."""
+    with pg.transaction():
+        with pg.cursor(name="pp_lookup", row_factory=dict_row) as cursor:
+            cursor.itersize = driver.BATCH
+            cursor.execute(sql, {k: v for k, v in params.items() if k != "limit"})
+            yield from cursor
+
+
+def _select(conn, table, shape: MapShape, conditions: dict[str, set]):
+    """One query per table per hop: OR of one array parameter per column on
+    PostgreSQL (ARRAY_BATCH values each); of IN-lists batched at BATCH values
+    on SQLite."""
+    if _arrays(conn) and psycopg is not None:
+        # Only for many rows or values (see _fetch): streamed on a server-side
+        # cursor in a transaction of its own (reads run in autocommit mode).
+        columns = tuple(sorted(conditions))
+        chunks = [_chunks(conn, _ordered(conditions[c])) for c in columns]
+        _limited, sql, params = compiled_lookup(conn, table, columns, shape.needed(table.name))
+        pg = conn.connection.driver_connection
+        for i in range(max(len(c) for c in chunks)):
+            values = {f"v{j}": c[i] if i < len(c) else [] for j, c in enumerate(chunks)}
+            yield from _stream(pg, sql, {**params, **values})
+        return
+    batch, chunks = driver.BATCH, []
+    for column, values in conditions.items():
+        ordered = _ordered(values)
+        chunks.extend((column, ordered[i:i + batch]) for i in range(0, len(ordered), batch))
+    # Pack the chunks into as few statements as possible, BATCH values each.
+    selected = shape.mapped(table)
+    statement, size = [], 0
+    for column, values in chunks:
+        if statement and size + len(values) > batch:
+            yield from _run_select(conn, table, selected, statement)
+            statement, size = [], 0
+        statement.append((column, values))
+        size += len(values)
+    if statement:
+        yield from _run_select(conn, table, selected, statement)
+
+
+def _run_select(conn, table, selected: list, parts):
+    """Most lookups find a few rows: one round trip on a client-side cursor, with
+    a LIMIT one above BATCH. Only when that limit is reached (a subject with
+    very many rows in this table) is the query run again on a server-side
+    cursor, streamed BATCH rows at a time, so memory stays bounded."""
+    query = sa.select(*selected).where(sa.or_(*(
+        _in(conn, table.c[col], vals) for col, vals in parts)))
+    rows = conn.execute(query.limit(driver.BATCH + 1)).mappings().all()
+    if len(rows) <= driver.BATCH:
+        yield from rows
+        return
+    del rows
+    result = conn.execution_options(stream_results=True,
+                                    yield_per=driver.BATCH).execute(query)
+    yield from result.mappings()
