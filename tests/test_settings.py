@@ -65,7 +65,8 @@ def test_commands_run_with_nothing_set_share_the_development_secrets(tmp_path):
     second = run_python(code, {"DEBUG": "1"}, tmp_path)  # as `make run` starts its processes
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert len(first.stdout.strip()) >= 50
-    assert first.stdout == second.stdout == (tmp_path / "data" / "dev-secret-key").read_text() + "\n"
+    kept = (tmp_path / "data" / "dev-secret-key").read_text()
+    assert first.stdout == second.stdout == kept + "\n"
 
 
 def test_production_variables_select_postgresql_redis_and_smtp(tmp_path):
