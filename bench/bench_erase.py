@@ -41,9 +41,7 @@ KINDS = ("erase", "raw", "batched", "batched10k")
 
 
 def emails(round_no: int) -> dict[str, str]:
-    """A new email per round: erasure hashes the customer's email with a keyed (so
-    deterministic) hash into a unique column, so erasing a second customer with the
-    email of one erased before fails (IntegrityError; see docs/benchmarks.md)."""
+    """A new email per round, so that each round erases a customer of its own."""
     stamp = f"{int(time.time())}-{round_no}"
     return {kind: f"bench-{kind}-{stamp}@example.com" for kind in KINDS}
 

@@ -22,12 +22,21 @@ from privacyportal.env import env, envbool, envint, envlist, envstr, fail
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 
-DEBUG = envbool("DEBUG", False)
+# Variables only a production deployment sets. With none of them, the portal runs
+# on its embedded defaults as a development setup (DEBUG on, development secrets in
+# DATA_DIR), exactly as `make run` does, so `manage.py` commands work there as
+# written; as soon as one is set, DEBUG is off unless set, and every secret must come
+# from the environment. Each can also come from NAME_FILE.
+PRODUCTION_VARIABLES = ("SECRET_KEY", "FILE_ENCRYPTION_KEY", "IDENTITY_HASH_KEY", "DATABASE_URL",
+                        "CELERY_BROKER_URL", "CACHE_URL", "EMAIL_HOST", "EMAIL_BACKEND",
+                        "ALLOWED_HOSTS")
+DEBUG = envbool("DEBUG", not any(env(name) for name in PRODUCTION_VARIABLES))
 
 
 def _development_secret(filename: str, make) -> str:
-    """A secret kept in DATA_DIR so that a development server keeps its sessions
-    and files across restarts. Only ever used with DEBUG on."""
+    """A secret kept in DATA_DIR so that a development server (and every command
+    run beside it) keeps its sessions and files across restarts. Only ever used
+    with DEBUG on."""
     path = DATA_DIR / filename
     try:
         return path.read_text().strip()
@@ -42,7 +51,8 @@ def _development_secret(filename: str, make) -> str:
 SECRET_KEY = env("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
-        fail("SECRET_KEY is not set; set SECRET_KEY (or SECRET_KEY_FILE) when DEBUG is off.")
+        fail("SECRET_KEY is not set; set SECRET_KEY (or SECRET_KEY_FILE) when DEBUG is off "
+             "(it is off by default once a production variable such as DATABASE_URL is set).")
     SECRET_KEY = _development_secret("dev-secret-key", lambda: secrets.token_urlsafe(50))
 
 # Key for files at rest (packages, uploads): 32 bytes, URL-safe base64 (a Fernet key).

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBUG="${DEBUG:-1}"
 export WEB_ADDRESS="${WEB_ADDRESS:-127.0.0.1:8000}"
+export DEMO_HTTP_PORT="${DEMO_HTTP_PORT:-8765}"
 BIN=.venv/bin
 
 $BIN/python manage.py migrate --noinput

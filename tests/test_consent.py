@@ -42,29 +42,14 @@ PAT = "pat@example.com"
 Method, Action = ConsentRecord.Method, ConsentRecord.Action
 
 
-def make_purpose(slug, basis, opt_out_type="opt_out_sale", gpc=False, text="Notice v1"):
-    purpose = Purpose.objects.create(slug=slug, name=slug.replace("-", " ").title(),
-                                     description=f"What {slug} means.", basis=basis,
-                                     opt_out_type=opt_out_type, honours_gpc=gpc)
-    PurposeNotice.objects.create(purpose=purpose, version=1, text=text)
-    return purpose
-
-
 @pytest.fixture
-def partners():
+def partners(make_purpose):
     return make_purpose("channel-partners", "opt_in", "opt_out_partners")
 
 
 @pytest.fixture
-def ads():
+def ads(make_purpose):
     return make_purpose("cross-context-ads", "opt_out", "opt_out_sale", gpc=True)
-
-
-def grant(purpose, email=PAT, when=None):
-    with committed():
-        return consent.record(consent.person(email), purpose, Action.GRANT,
-                              method=Method.PREFERENCE_PAGE, notice=purpose.current_notice,
-                              actor=Actor.consumer(), affirmative_act="ticked yes")
 
 
 def withdraw(purpose, email=PAT):
@@ -92,7 +77,7 @@ def test_an_opt_in_purpose_with_no_grant_is_never_consent(partners, ads):
     assert allowed_now(partners) is False
 
 
-def test_a_withdrawal_after_a_grant_wins_and_a_new_grant_after_it_wins_again(partners):
+def test_a_withdrawal_after_a_grant_wins_and_a_new_grant_after_it_wins_again(partners, grant):
     with time_machine.travel("2026-03-01 10:00Z"):
         grant(partners)
     with time_machine.travel("2026-04-01 10:00Z"):
@@ -107,7 +92,7 @@ def test_a_withdrawal_after_a_grant_wins_and_a_new_grant_after_it_wins_again(par
     assert allowed_now(partners, email="sam@example.com") is False
 
 
-def test_the_ledger_matches_the_address_whatever_its_case(partners):
+def test_the_ledger_matches_the_address_whatever_its_case(partners, grant):
     grant(partners, email="Pat@Example.COM")
     assert allowed_now(partners, email="pat@example.com") is True
 
@@ -122,7 +107,7 @@ def test_an_opt_in_grant_needs_its_affirmative_act_and_the_notice_of_its_purpose
     assert not ConsentRecord.objects.exists()
 
 
-def test_each_record_names_the_notice_version_shown_and_is_audited(partners):
+def test_each_record_names_the_notice_version_shown_and_is_audited(partners, grant):
     entry = grant(partners)
     assert entry.notice.version == 1 and entry.affirmative_act == "ticked yes"
     event = entry.purpose.records.get().request  # no request for a plain grant
@@ -134,7 +119,7 @@ def test_each_record_names_the_notice_version_shown_and_is_audited(partners):
     assert PAT not in str(audit.data) and audit.data["subject"] == consent.person(PAT)
 
 
-def test_the_ledger_cannot_be_edited_or_deleted(partners):
+def test_the_ledger_cannot_be_edited_or_deleted(partners, grant):
     entry = grant(partners)
     with pytest.raises(AppendOnlyError):
         ConsentRecord.objects.filter(pk=entry.pk).update(action=Action.WITHDRAW)
@@ -191,7 +176,7 @@ def test_the_signed_link_opens_the_choices_and_one_click_changes_one(client, par
     assert allowed_now(partners) is True
 
 
-def test_withdraw_from_everything_in_one_step(client, partners, ads, settings):
+def test_withdraw_from_everything_in_one_step(client, partners, ads, settings, grant):
     grant(partners)
     open_page(client)
     with committed():
@@ -351,9 +336,7 @@ def test_gpc_on_a_visit_tied_to_a_person_opts_the_person_out_and_tells_the_sourc
     assert allowed_now(ads) is False
 
 
-def test_gpc_on_a_status_page_opened_with_a_code_opts_the_requester_out(client, ads):
-    from tests.test_portal import open_status
-
+def test_gpc_on_a_status_page_opened_with_a_code_opts_the_requester_out(client, ads, open_status):
     request = file_request(request_type="access", email="Sam.Roe@example.com")
     url = open_status(client, request)
     assert not ConsentRecord.objects.exists()
@@ -366,9 +349,7 @@ def test_gpc_on_a_status_page_opened_with_a_code_opts_the_requester_out(client, 
     assert allowed_now(ads, "sam.roe@example.com") is False
 
 
-def test_gpc_is_not_recorded_on_error_pages(client, ads):
-    from tests.test_portal import open_status
-
+def test_gpc_is_not_recorded_on_error_pages(client, ads, open_status):
     request = file_request(request_type="access")
     open_status(client, request)  # the visit is tied to the requester
     client.get("/", HTTP_SEC_GPC="0")  # the browser keeps its id
@@ -394,7 +375,7 @@ def test_gpc_is_not_read_on_staff_pages(client, ads):
 
 
 @pytest.fixture
-def governed(tmp_path, monkeypatch, bob):
+def governed(tmp_path, monkeypatch, bob, make_purpose):
     monkeypatch.setenv("DEMO_HTTP_SECRET", "s3cret")
     data = tmp_path / "loyalty.json"
     seed(data, [PAT, "someone@example.com"])
@@ -581,7 +562,7 @@ tables:
 """
 
 
-def test_disclosures_against_the_persons_choice_are_flagged(shop_with_shares, partners, ads):
+def test_disclosures_against_the_persons_choice_are_flagged(shop_with_shares, partners, ads, grant):
     source, engine = shop_with_shares
     northwind = ThirdParty.objects.create(name="Northwind Resellers", kind="third_party")
     contoso = ThirdParty.objects.create(name="Contoso Ads", kind="third_party")
@@ -645,9 +626,8 @@ def test_a_broken_disclosure_table_does_not_stop_the_other_sources(shop_with_sha
     assert broken.pk
 
 
-def test_a_right_to_know_answer_lists_the_recipients(shop_with_shares, partners):
+def test_a_right_to_know_answer_lists_the_recipients(shop_with_shares, partners, unzip):
     from requests_app.services.fulfilment import packages
-    from tests.test_fulfilment import unzip
 
     northwind = ThirdParty.objects.create(name="Northwind Resellers", kind="third_party")
     partners.third_parties.set([northwind])

@@ -11,13 +11,13 @@ from django.core.management import call_command
 from requests_app.models import Actor, ConsentRecord, Disclosure, DataSource
 from requests_app.services.consent import ledger as consent
 from tests.conftest import committed, file_request, screenshot, staff_login
-from tests.test_consent import grant, make_purpose
 
 PAT = "pat@example.com"
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_preference_page_from_an_email_link_withdraws_a_consent(page, live_server):
+def test_the_preference_page_from_an_email_link_withdraws_a_consent(
+        page, live_server, make_purpose, grant):
     partners = make_purpose("channel-partners", "opt_in", "opt_out_partners",
                             text="We give your name and address to Northwind Resellers.")
     make_purpose("marketing-email", "opt_out", "opt_out_marketing")
@@ -49,7 +49,7 @@ def test_the_preference_page_from_an_email_link_withdraws_a_consent(page, live_s
 
 
 @pytest.mark.django_db(transaction=True)
-def test_gpc_is_announced_in_the_browser(chromium, live_server):
+def test_gpc_is_announced_in_the_browser(chromium, live_server, make_purpose):
     make_purpose("ads", "opt_out", "opt_out_sale", gpc=True)
     context = chromium.new_context(base_url=live_server.url,
                                    extra_http_headers={"Sec-GPC": "1"})
@@ -63,7 +63,8 @@ def test_gpc_is_announced_in_the_browser(chromium, live_server):
 
 
 @pytest.mark.django_db
-def test_violations_are_listed_for_the_privacy_office_only(client, alice, bob, charlie):
+def test_violations_are_listed_for_the_privacy_office_only(
+        client, alice, bob, charlie, make_purpose):
     ads = make_purpose("ads", "opt_out", "opt_out_sale")
     source = DataSource.objects.create(name="Shop", kind="manual")
     Disclosure.objects.create(source=source, table="shares", row_key="1", subject="email:x",
@@ -84,7 +85,8 @@ def test_violations_are_listed_for_the_privacy_office_only(client, alice, bob, c
 
 
 @pytest.mark.django_db
-def test_the_opt_out_report_counts_on_time_and_late_per_purpose_and_month(client, charlie, bob):
+def test_the_opt_out_report_counts_on_time_and_late_per_purpose_and_month(
+        client, charlie, bob, make_purpose):
     marketing = make_purpose("marketing-email", "opt_out", "opt_out_marketing")
     with time_machine.travel("2026-03-02 15:00Z"):
         on_time = file_request(request_type="opt_out_marketing", email="a@example.com")
@@ -138,7 +140,7 @@ def test_the_preference_link_command_writes_a_mail_merge_csv(monkeypatch, capsys
 
 
 @pytest.mark.django_db
-def test_the_request_desk_shows_the_persons_consent_history(client, alice, bob):
+def test_the_request_desk_shows_the_persons_consent_history(client, alice, bob, make_purpose):
     ads = make_purpose("ads", "opt_out", "opt_out_sale")
     request = file_request(request_type="access", email=PAT)
     with committed():

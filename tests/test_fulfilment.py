@@ -8,10 +8,8 @@ import zipfile
 from hashlib import sha256
 
 import pytest
-from django.conf import settings
 from django.core import mail
 
-from requests_app.files import iter_decrypted
 from requests_app.models import (
     Actor,
     DataSource,
@@ -30,7 +28,6 @@ from requests_app.services.requests.lifecycle import TransitionRefused, do_trans
 from requests_app.sources.categories import WITHHELD
 from requests_app.sources.demo_http import DemoHttpService, seed
 from tests.conftest import committed, file_request, staff_login
-from tests.test_sql_source import shop  # noqa: F401  (the SQLite shop fixture)
 
 pytestmark = pytest.mark.django_db
 
@@ -49,7 +46,7 @@ def http_service(tmp_path, monkeypatch):
 
 
 @pytest.fixture
-def sources(shop, http_service, alice, bob):  # noqa: F811
+def sources(shop, http_service, alice, bob):
     sql_source, engine = shop
     sql_source.save()
     partner = ThirdParty.objects.create(name="Northwind Resellers", kind="third_party",
@@ -78,12 +75,6 @@ def approved(kind, manager, period=None, **extra):
     return request
 
 
-def unzip(package: Package) -> zipfile.ZipFile:
-    data = b"".join(iter_decrypted(f"{settings.MEDIA_ROOT}/{package.path}"))
-    assert sha256(data).hexdigest() == package.sha256
-    return zipfile.ZipFile(io.BytesIO(data))
-
-
 def upload_as_owner(client, owner, run, name, content):
     staff_login(client, owner)
     upload = io.BytesIO(content)
@@ -93,7 +84,7 @@ def upload_as_owner(client, owner, run, name, content):
 
 
 def test_an_access_request_gathers_every_source_and_waits_for_the_manual_one(
-        sources, alice, bob, client):
+        sources, alice, bob, client, unzip):
     request = approved("access", alice)
     assert request.state == State.WAITING_MANUAL
     runs = {r.source.kind: r for r in request.source_runs.select_related("source")}
@@ -125,7 +116,7 @@ def test_an_access_request_gathers_every_source_and_waits_for_the_manual_one(
 
 
 def test_a_portability_package_is_a_zip_of_json_and_csv_with_a_manifest(sources, alice,
-                                                                         bob, client):
+                                                                         bob, client, unzip):
     sources["manual"].enabled = False
     sources["manual"].save()
     request = approved("portability", alice)
@@ -142,7 +133,7 @@ def test_a_portability_package_is_a_zip_of_json_and_csv_with_a_manifest(sources,
     assert archive.read("Shop/events.csv").decode().splitlines()[0] == "ip"
 
 
-def test_know_categories_is_answered_from_the_registry_without_touching_data(sources, alice):
+def test_know_categories_is_answered_from_the_registry_without_touching_data(sources, alice, unzip):
     request = approved("know_categories", alice)
     assert request.state == State.RESULTS_READY
     assert not request.source_runs.exists()
@@ -155,7 +146,7 @@ def test_know_categories_is_answered_from_the_registry_without_touching_data(sou
 
 
 def test_a_deletion_runs_a_dry_run_then_erases_after_a_managers_approval(sources, alice, bob,
-                                                                         client):
+                                                                         client, unzip):
     sources["manual"].enabled = False
     sources["manual"].save()
     request = approved("deletion", alice)
@@ -334,7 +325,7 @@ def test_owners_of_waiting_manual_tasks_are_reminded(sources, alice, bob):
 
 
 def test_a_deletion_waits_for_the_manual_owner_only_once_and_reports_what_they_said(
-        sources, alice, bob, client):
+        sources, alice, bob, client, unzip):
     request = approved("deletion", alice)
     assert request.state == State.RESULTS_READY  # the dry run needs nobody by hand
     with committed():
@@ -448,19 +439,18 @@ def test_a_worker_whose_run_was_taken_over_cannot_record_its_outcome(sources, al
 YEAR_2025 = (datetime.date(2025, 1, 1), datetime.date(2025, 12, 31))
 
 
-def test_an_access_request_answers_for_the_period_it_asked_for(sources, alice, bob, client):
+def test_an_access_request_answers_for_the_period_it_asked_for(
+        sources, alice, bob, client, shop_map, unzip):
     """The Right to Know period (from the portal's form) reaches the SQL source:
     dated events collected before it are left out; the report and data.json say
     which period they cover."""
-    from tests.test_sql_source import MAP
-
     sources["manual"].enabled = False
     sources["manual"].save()
     with sources["engine"].begin() as conn:
         conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at TEXT")
         conn.exec_driver_sql("UPDATE events SET at = CASE id WHEN 70 THEN '2021-06-01 12:00:00' "
                              "ELSE '2025-03-01 12:00:00' END")
-    sources["sql"].dataset_map = MAP + "    collected_at: at\n"
+    sources["sql"].dataset_map = shop_map + "    collected_at: at\n"
     sources["sql"].save()
     request = approved("access", alice, period=YEAR_2025)
     assert request.state == State.RESULTS_READY

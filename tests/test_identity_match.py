@@ -17,7 +17,6 @@ from requests_app.sources.identity_match import (
 )
 from requests_app.sources.manual import ManualConnector
 from requests_app.sources.sql.connector import SqlConnector
-from tests.test_portal import SHOP_MAP, shop  # noqa: F401 - the fixture
 
 TRICKY = "o'brien%_zoë@example.com"
 
@@ -44,8 +43,8 @@ def test_a_list_of_guesses_is_not_a_name_or_an_address():
 
 
 @pytest.mark.django_db
-def test_a_sql_source_confirms_points_in_one_query_and_never_logs_values(shop, caplog):  # noqa: F811
-    connector = SqlConnector(shop)
+def test_a_sql_source_confirms_points_in_one_query_and_never_logs_values(portal_shop, caplog):
+    connector = SqlConnector(portal_shop)
     statements = []
     engine = connector.engine
 
@@ -69,8 +68,8 @@ def test_a_sql_source_confirms_points_in_one_query_and_never_logs_values(shop, c
 
 
 @pytest.mark.django_db
-def test_an_unknown_or_tricky_address_finds_nothing(shop):  # noqa: F811
-    connector = SqlConnector(shop)
+def test_an_unknown_or_tricky_address_finds_nothing(portal_shop):
+    connector = SqlConnector(portal_shop)
     assert connector.identity_points(IdentityData(email=TRICKY, name="Pat Doe")) == set()
     assert connector.identity_points(IdentityData(email="%", name="Pat Doe")) == set()
 

@@ -22,58 +22,10 @@ pytestmark = pytest.mark.django_db
 
 TRANSITIONS = {t.name: t for t in PrivacyRequest(state=State.PENDING_VERIFICATION)
                .get_all_state_transitions()}
-# What each transition needs to be taken.
-INPUTS = {
-    "deny": {"reason_code": "exemption", "detail": "Records kept for a pending legal claim."},
-    "appeal": {"text": "I believe the exemption does not apply."},
-    "grant_appeal": {"reason": "The legal claim was settled."},
-    "deny_appeal": {"reason": "The claim is still pending."},
-    "extend": {"notice": "Three of our systems need a manual search."},
-    "flag_for_attention": {"reason": "crm: timed out after 5 tries"},
-    "reject_erasure_plan": {"reason": "The map misses the loyalty table."},
-    "request_information": {"message": "Please send the last four digits of your card."},
-}
 
 
-# Written by hand from the lifecycle the issue describes, not read from the machine,
-# so that a source added or dropped by mistake fails here.
-OPEN = {"pending_verification", "verified", "in_review", "approved", "fulfilling",
-        "waiting_manual", "results_ready", "needs_attention"}
-EXPECTED_SOURCES = {
-    "verify": {"pending_verification"},
-    "expire": {"pending_verification"},
-    "start_review": {"verified"},
-    "approve": {"in_review"},
-    "start_fulfilment": {"approved"},
-    "wait_on_manual_source": {"fulfilling"},
-    "resume_fulfilment": {"waiting_manual"},
-    "mark_results_ready": {"fulfilling", "waiting_manual"},
-    "flag_for_attention": {"fulfilling", "waiting_manual"},
-    "retry_fulfilment": {"needs_attention"},
-    "release": {"results_ready"},
-    "approve_opt_out": {"in_review"},
-    "confirm_opt_out": {"results_ready"},
-    "approve_erasure": {"results_ready"},
-    "reject_erasure_plan": {"results_ready"},
-    "close": {"completed", "denied", "appeal_denied"},
-    "deny": {"pending_verification", "verified", "in_review", "needs_attention",
-             "results_ready"},
-    "cancel": {"pending_verification", "verified", "in_review", "approved"},
-    "appeal": {"denied", "completed", "closed"},
-    "grant_appeal": {"under_appeal"},
-    "deny_appeal": {"under_appeal"},
-    "extend": OPEN,
-    "request_information": {"pending_verification", "verified", "in_review"},
-    "merge": {"pending_verification", "verified", "in_review"},
-}
-
-
-def test_the_machine_has_exactly_the_expected_steps():
-    assert set(TRANSITIONS) == set(EXPECTED_SOURCES)
-
-
-def sources_of(name):
-    return EXPECTED_SOURCES[name]
+def test_the_machine_has_exactly_the_expected_steps(expected_sources):
+    assert set(TRANSITIONS) == set(expected_sources)
 
 
 def actor_for(name, manager):
@@ -100,15 +52,16 @@ CASES = [(name, state) for name in sorted(TRANSITIONS) for state in State.values
 
 
 @pytest.mark.parametrize("name,state", CASES)
-def test_each_transition_from_each_state(name, state, alice, days_ago):
+def test_each_transition_from_each_state(
+        name, state, alice, days_ago, transition_inputs, expected_sources):
     request = request_where_guards_hold(state, days_ago, name)
     events_before = AuditEvent.objects.count()
     last_id = AuditEvent.objects.order_by("-id").values_list("id", flat=True).first() or 0
-    allowed = state in sources_of(name)
+    allowed = state in expected_sources[name]
     actor = actor_for(name, alice)
 
     if allowed:
-        moved = do_transition(request.pk, name, actor=actor, **INPUTS.get(name, {}))
+        moved = do_transition(request.pk, name, actor=actor, **transition_inputs.get(name, {}))
         target = TRANSITIONS[name].target
         # A transition with no target (the extension) keeps the state.
         assert moved.state == (target or state)
@@ -119,7 +72,7 @@ def test_each_transition_from_each_state(name, state, alice, days_ago):
         assert event.actor_label == actor.label
     else:
         with pytest.raises(TransitionRefused):
-            do_transition(request.pk, name, actor=actor, **INPUTS.get(name, {}))
+            do_transition(request.pk, name, actor=actor, **transition_inputs.get(name, {}))
         request.refresh_from_db()
         assert request.state == state
         assert AuditEvent.objects.count() == events_before
@@ -171,10 +124,10 @@ def test_a_manager_may_approve_a_deletion(alice):
     assert do_transition(deletion.pk, "approve", actor=Actor.staff(alice)).state == State.APPROVED
 
 
-def test_an_analyst_may_not_deny(bob):
+def test_an_analyst_may_not_deny(bob, transition_inputs):
     request = file_request(state=State.IN_REVIEW)
     with pytest.raises(TransitionRefused, match="permission"):
-        do_transition(request.pk, "deny", actor=Actor.staff(bob), **INPUTS["deny"])
+        do_transition(request.pk, "deny", actor=Actor.staff(bob), **transition_inputs["deny"])
 
 
 def test_an_auditor_may_take_no_step(charlie, days_ago):
@@ -247,54 +200,57 @@ def test_an_extension_needs_a_notice(alice):
     assert request.extended_due_on is None
 
 
-def test_an_extension_moves_the_due_date_once(alice):
+def test_an_extension_moves_the_due_date_once(alice, transition_inputs):
     request = file_request(jurisdiction="CA", state=State.IN_REVIEW)
     extended = do_transition(request.pk, "extend", actor=Actor.staff(alice),
-                             **INPUTS["extend"])
+                             **transition_inputs["extend"])
     assert extended.extended_due_on == request.due_on + datetime.timedelta(days=45)
     assert extended.current_due_on == extended.extended_due_on
     with pytest.raises(TransitionRefused, match="only once"):
-        do_transition(request.pk, "extend", actor=Actor.staff(alice), **INPUTS["extend"])
+        do_transition(request.pk, "extend", actor=Actor.staff(alice), **transition_inputs["extend"])
 
 
-def test_an_extension_after_the_due_date_is_refused(alice, days_ago):
+def test_an_extension_after_the_due_date_is_refused(alice, days_ago, transition_inputs):
     request = file_request(jurisdiction="CA", state=State.IN_REVIEW, received_at=days_ago(46))
     assert request.due_on < timezone.localdate()
     with pytest.raises(TransitionRefused, match="on or before the original due date"):
-        do_transition(request.pk, "extend", actor=Actor.staff(alice), **INPUTS["extend"])
+        do_transition(request.pk, "extend", actor=Actor.staff(alice), **transition_inputs["extend"])
 
 
-def test_an_extension_on_the_due_date_itself_is_allowed(alice, days_ago):
+def test_an_extension_on_the_due_date_itself_is_allowed(alice, days_ago, transition_inputs):
     request = file_request(jurisdiction="CA", state=State.IN_REVIEW, received_at=days_ago(45))
     assert request.due_on == timezone.localdate()
-    do_transition(request.pk, "extend", actor=Actor.staff(alice), **INPUTS["extend"])
+    do_transition(request.pk, "extend", actor=Actor.staff(alice), **transition_inputs["extend"])
 
 
-def test_opt_outs_cannot_be_extended(alice):
+def test_opt_outs_cannot_be_extended(alice, transition_inputs):
     request = file_request(request_type="opt_out_sale", jurisdiction="CA",
                            state=State.IN_REVIEW)
     with pytest.raises(TransitionRefused):
-        do_transition(request.pk, "extend", actor=Actor.staff(alice), **INPUTS["extend"])
+        do_transition(request.pk, "extend", actor=Actor.staff(alice), **transition_inputs["extend"])
 
 
-def test_california_has_no_appeal_but_virginia_does():
+def test_california_has_no_appeal_but_virginia_does(transition_inputs):
     california = file_request(jurisdiction="CA", state=State.DENIED)
     with pytest.raises(TransitionRefused, match="No appeal"):
-        do_transition(california.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+        do_transition(california.pk, "appeal", actor=Actor.consumer(),
+                      **transition_inputs["appeal"])
     virginia = file_request(jurisdiction="VA", state=State.DENIED)
-    appealed = do_transition(virginia.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+    appealed = do_transition(virginia.pk, "appeal", actor=Actor.consumer(),
+                             **transition_inputs["appeal"])
     assert appealed.appeal_due_on == timezone.localdate() + datetime.timedelta(days=60)
 
 
-def test_a_request_is_appealed_at_most_once(alice):
+def test_a_request_is_appealed_at_most_once(alice, transition_inputs):
     request = file_request(jurisdiction="VA", state=State.DENIED)
-    do_transition(request.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
-    do_transition(request.pk, "grant_appeal", actor=Actor.staff(alice), **INPUTS["grant_appeal"])
+    do_transition(request.pk, "appeal", actor=Actor.consumer(), **transition_inputs["appeal"])
+    do_transition(request.pk, "grant_appeal", actor=Actor.staff(alice),
+                  **transition_inputs["grant_appeal"])
     request.refresh_from_db()
     assert request.state == State.IN_REVIEW
-    do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+    do_transition(request.pk, "deny", actor=Actor.staff(alice), **transition_inputs["deny"])
     with pytest.raises(TransitionRefused, match="No appeal"):
-        do_transition(request.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+        do_transition(request.pk, "appeal", actor=Actor.consumer(), **transition_inputs["appeal"])
 
 
 def test_the_consumers_appeal_text_stays_out_of_the_audit_trail():
@@ -329,11 +285,12 @@ def test_filing_sends_the_acknowledgment_with_reference_and_due_date():
     assert request.reference in message.alternatives[0][0]
 
 
-def test_side_effects_wait_for_the_commit(alice, django_capture_on_commit_callbacks):
+def test_side_effects_wait_for_the_commit(
+        alice, django_capture_on_commit_callbacks, transition_inputs):
     request = file_request(state=State.IN_REVIEW)
     mail.outbox.clear()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
-        do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+        do_transition(request.pk, "deny", actor=Actor.staff(alice), **transition_inputs["deny"])
     assert mail.outbox == [] and len(callbacks) == 1
     callbacks[0]()
     (message,) = mail.outbox
@@ -350,13 +307,13 @@ def test_verification_moves_the_request_on_to_review():
     assert request.state == State.IN_REVIEW  # the follow-up task ran on commit
 
 
-def test_an_email_is_sent_once_even_if_its_task_runs_twice(alice):
+def test_an_email_is_sent_once_even_if_its_task_runs_twice(alice, transition_inputs):
     from requests_app.models import OutgoingEmail
     from requests_app.services.notices.outbox import send_email
 
     request = file_request(state=State.IN_REVIEW)
     with committed():
-        do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+        do_transition(request.pk, "deny", actor=Actor.staff(alice), **transition_inputs["deny"])
     email = OutgoingEmail.objects.get(request=request, notice="denied")
     assert email.sent_at is not None
     sent = len(mail.outbox)
@@ -382,7 +339,7 @@ def test_an_email_says_what_was_true_when_its_event_happened(alice):
     assert "The claim is still pending." in email.body_text
 
 
-def test_a_lost_email_is_sent_by_the_reconciler(alice, days_ago):
+def test_a_lost_email_is_sent_by_the_reconciler(alice, days_ago, transition_inputs):
     import time_machine
 
     from requests_app.models import OutgoingEmail
@@ -390,7 +347,7 @@ def test_a_lost_email_is_sent_by_the_reconciler(alice, days_ago):
 
     request = file_request(state=State.IN_REVIEW)
     with TestCase.captureOnCommitCallbacks(execute=False):  # the broker lost the task
-        do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+        do_transition(request.pk, "deny", actor=Actor.staff(alice), **transition_inputs["deny"])
     email = OutgoingEmail.objects.get(request=request, notice="denied")
     assert email.sent_at is None
     with time_machine.travel(timezone.now() + datetime.timedelta(minutes=6)):
@@ -416,24 +373,25 @@ def test_an_opt_out_needs_no_verification_nor_review_and_never_expires(days_ago)
     assert "no identity verification" in event.reason
 
 
-def test_a_closed_denial_can_still_be_appealed(alice):
+def test_a_closed_denial_can_still_be_appealed(alice, transition_inputs):
     request = file_request(jurisdiction="VA", state=State.IN_REVIEW)
-    do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+    do_transition(request.pk, "deny", actor=Actor.staff(alice), **transition_inputs["deny"])
     do_transition(request.pk, "close", actor=Actor.system())
-    appealed = do_transition(request.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+    appealed = do_transition(request.pk, "appeal", actor=Actor.consumer(),
+                             **transition_inputs["appeal"])
     assert appealed.state == State.UNDER_APPEAL
 
 
-def test_an_unanswered_request_cannot_be_appealed():
+def test_an_unanswered_request_cannot_be_appealed(transition_inputs):
     request = file_request(jurisdiction="VA")
     with pytest.raises(TransitionRefused):
-        do_transition(request.pk, "appeal", actor=Actor.consumer(), **INPUTS["appeal"])
+        do_transition(request.pk, "appeal", actor=Actor.consumer(), **transition_inputs["appeal"])
 
 
-def test_an_unknown_jurisdiction_denial_names_every_route(alice):
+def test_an_unknown_jurisdiction_denial_names_every_route(alice, transition_inputs):
     request = file_request(jurisdiction="UNKNOWN", state=State.IN_REVIEW)
     with committed():
-        do_transition(request.pk, "deny", actor=Actor.staff(alice), **INPUTS["deny"])
+        do_transition(request.pk, "deny", actor=Actor.staff(alice), **transition_inputs["deny"])
     body = mail.outbox[-1].body
     assert "appeal" in body and "Attorney General" in body and "supervisory authority" in body
 

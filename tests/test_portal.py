@@ -8,7 +8,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from django.conf import settings
 from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -16,7 +15,6 @@ from django.utils import timezone
 
 from requests_app.models import (
     AuditEvent,
-    DataSource,
     OneTimeCode,
     OutgoingEmail,
     Package,
@@ -292,7 +290,7 @@ def _normalised(text: str, references, code=None) -> bytes:
     return text.encode()
 
 
-def test_no_enumeration_known_and_unknown_addresses_get_identical_answers(client, shop):
+def test_no_enumeration_known_and_unknown_addresses_get_identical_answers(client, portal_shop):
     """pat.doe@example.com is in the shop's customer table and has filed before;
     nobody@example.com is unknown. The page and the email differ only by the
     reference (and the random code, normalised too)."""
@@ -438,54 +436,6 @@ def test_code_entry_is_rate_limited(client, settings):
 
 # --- identity verification against the sources ----------------------------------------
 
-SHOP = """
-CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT UNIQUE, first_name TEXT,
-                        last_name TEXT, phone TEXT, customer_number TEXT);
-CREATE TABLE addresses (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id),
-                        line1 TEXT, city TEXT, postal_code TEXT);
-"""
-SHOP_MAP = """
-name: portal_shop
-tables:
-  customers:
-    primary_key: id
-    identity: {email: email, phone: phone, account_number: customer_number}
-    columns:
-      email: user.contact.email
-      first_name: user.name.first
-      last_name: user.name.last
-      phone: user.contact.phone_number
-      customer_number: user.unique_id
-    erase: delete
-  addresses:
-    primary_key: id
-    references:
-      - {column: customer_id, to: customers.id}
-    columns:
-      line1: user.contact.address.street
-      city: user.contact.address.city
-      postal_code: user.contact.address.postal_code
-    erase: delete
-"""
-
-
-@pytest.fixture
-def shop(tmp_path, monkeypatch):
-    path = tmp_path / "shop.sqlite3"
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        for statement in SHOP.split(";"):
-            if statement.strip():
-                conn.exec_driver_sql(statement)
-        conn.exec_driver_sql("INSERT INTO customers VALUES (1, 'Pat.Doe@example.com', 'Pat', "
-                             "'Doe', '(555) 010-0100', 'C-1001')")
-        conn.exec_driver_sql("INSERT INTO addresses VALUES (1, 1, '12 Elm Street', 'Austin', "
-                             "'73301')")
-    monkeypatch.setenv("PORTAL_SHOP_DSN", f"sqlite:///{path}")
-    return DataSource.objects.create(name="Shop", kind="sql", connection_env="PORTAL_SHOP_DSN",
-                                     dataset_map=SHOP_MAP)
-
-
 def file_and_confirm(client, **overrides):
     submit(client, **overrides)
     request = PrivacyRequest.objects.latest("id")
@@ -494,7 +444,7 @@ def file_and_confirm(client, **overrides):
     return request
 
 
-def test_three_matching_points_and_the_declaration_verify_an_access_request(client, shop):
+def test_three_matching_points_and_the_declaration_verify_an_access_request(client, portal_shop):
     request = file_and_confirm(client, rights=["access"], declaration="on",
                                phone="+1 555 010 0100", account_number="c1001",
                                postal_address="12 Elm Street\nAustin TX 73301")
@@ -508,7 +458,7 @@ def test_three_matching_points_and_the_declaration_verify_an_access_request(clie
     assert "Pat" not in str(evidence.summary())  # names of points, never values
 
 
-def test_an_unverifiable_access_request_becomes_a_request_for_categories(client, shop):
+def test_an_unverifiable_access_request_becomes_a_request_for_categories(client, portal_shop):
     request = file_and_confirm(client, rights=["access"], declaration="on",
                                phone="555 999 9999")
     assert request.request_type == "know_categories"
@@ -522,7 +472,7 @@ def test_an_unverifiable_access_request_becomes_a_request_for_categories(client,
     assert "answering with the categories" in verify_page
 
 
-def test_when_the_level_is_not_met_the_request_goes_to_staff(client, shop, alice):
+def test_when_the_level_is_not_met_the_request_goes_to_staff(client, portal_shop, alice):
     request = file_and_confirm(client, rights=["deletion"], email="stranger@example.com")
     assert request.state == State.PENDING_VERIFICATION
     assert request.evidence.manual_review
@@ -538,13 +488,13 @@ def test_when_the_level_is_not_met_the_request_goes_to_staff(client, shop, alice
     assert "Verification by the portal" in html and "manual verification by staff" in html
 
 
-def test_a_deletion_needs_more_points_where_sensitive_data_is_held(client, shop):
+def test_a_deletion_needs_more_points_where_sensitive_data_is_held(client, portal_shop):
     # Two points (the address and the name) verify a deletion of ordinary data.
     plain = file_and_confirm(client, rights=["deletion"])
     assert plain.evidence.points_required == 2 and plain.verified_at is not None
     # Once a source holds sensitive data (a card token), the same two do not ...
-    shop.categories = ["user.contact.email", "user.financial.credit_card"]
-    shop.save()
+    portal_shop.categories = ["user.contact.email", "user.financial.credit_card"]
+    portal_shop.save()
     cache.clear()
     sensitive = file_and_confirm(client, rights=["deletion"], email="Pat.Doe@example.com",
                                  name="Pat Doe")
@@ -557,7 +507,7 @@ def test_a_deletion_needs_more_points_where_sensitive_data_is_held(client, shop)
     assert third.evidence.points_required == 3 and third.verified_at is not None
 
 
-def test_a_correction_is_not_verified_with_the_field_being_corrected(client, shop):
+def test_a_correction_is_not_verified_with_the_field_being_corrected(client, portal_shop):
     request = file_and_confirm(client, rights=["correction"], phone="555-010-0100",
                                corrected_field="phone", correction_wrong="old",
                                correction_right="new")
@@ -566,7 +516,7 @@ def test_a_correction_is_not_verified_with_the_field_being_corrected(client, sho
     assert request.verified_at is not None  # email and name are two points
 
 
-def test_a_parent_is_always_verified_by_staff(client, shop):
+def test_a_parent_is_always_verified_by_staff(client, portal_shop):
     request = file_and_confirm(client, rights=["deletion"], filed_by="parent",
                                phone="555 010 0100")
     assert request.state == State.PENDING_VERIFICATION and request.evidence.manual_review
@@ -575,7 +525,7 @@ def test_a_parent_is_always_verified_by_staff(client, shop):
 # --- authorized agents ----------------------------------------------------------------------
 
 
-def test_an_agent_filing_waits_for_the_persons_confirmation(client, shop, settings):
+def test_an_agent_filing_waits_for_the_persons_confirmation(client, portal_shop, settings):
     upload = SimpleUploadedFile("permission.pdf", PDF, content_type="application/pdf")
     submit(client, filed_by="agent", agent_name="Ann Agent", agent_email="ann@agents.example",
            permission=upload, phone="555 010 0100")
@@ -613,17 +563,7 @@ def test_an_unconfirmed_agent_request_expires_by_the_rules(client, settings):
 # --- the status page --------------------------------------------------------------------
 
 
-def open_status(client, request) -> str:
-    with committed():
-        client.post("/status/", {"reference": request.reference})
-    code = code_in(last_email("status_code", to=request.identity.email))
-    with committed():
-        response = client.post("/status/code/", {"reference": request.reference, "code": code})
-    assert response.status_code == 302, response.content.decode()
-    return response.url
-
-
-def test_the_status_page_needs_the_reference_and_a_code_sent_to_the_request(client):
+def test_the_status_page_needs_the_reference_and_a_code_sent_to_the_request(client, open_status):
     request = file_request(request_type="deletion")
     assert client.get(f"/status/{request.reference}/").status_code == 302
     url = open_status(client, request)
@@ -644,7 +584,7 @@ def test_an_unknown_reference_gets_the_same_answer_as_a_known_one(client):
     assert strip.sub("", page_known) == strip.sub("", page_unknown)
 
 
-def test_someone_elses_reference_cannot_be_opened_with_my_code(client):
+def test_someone_elses_reference_cannot_be_opened_with_my_code(client, open_status):
     mine = file_request(request_type="deletion")
     theirs = file_request(request_type="deletion", email="sam@example.com")
     open_status(client, mine)
@@ -662,7 +602,7 @@ def test_someone_elses_reference_cannot_be_opened_with_my_code(client):
     assert theirs.state == State.PENDING_VERIFICATION
 
 
-def test_every_code_that_opens_a_request_gives_the_browser_a_new_session_id(client):
+def test_every_code_that_opens_a_request_gives_the_browser_a_new_session_id(client, open_status):
     planted = file_request(request_type="deletion", email="mallory@example.com")
     victims = file_request(request_type="deletion")
     open_status(client, planted)
@@ -678,7 +618,7 @@ def test_every_code_that_opens_a_request_gives_the_browser_a_new_session_id(clie
     assert planter.get(f"/status/{victims.reference}/").status_code == 302
 
 
-def test_the_consumer_can_cancel_before_fulfilment_starts(client):
+def test_the_consumer_can_cancel_before_fulfilment_starts(client, open_status):
     request = file_request(request_type="deletion")
     url = open_status(client, request)
     assert "Cancel my request" in client.get(url).content.decode()
@@ -693,7 +633,7 @@ def test_the_consumer_can_cancel_before_fulfilment_starts(client):
     assert last_email("cancelled").request == request
 
 
-def test_no_cancel_once_fulfilment_has_started(client):
+def test_no_cancel_once_fulfilment_has_started(client, open_status):
     request = file_request(request_type="deletion", state="fulfilling")
     url = open_status(client, request)
     assert "Cancel my request" not in client.get(url).content.decode()
@@ -703,7 +643,7 @@ def test_no_cancel_once_fulfilment_has_started(client):
         response.content.decode()
 
 
-def test_a_denial_shows_its_reason_the_complaint_route_and_an_appeal_form(client):
+def test_a_denial_shows_its_reason_the_complaint_route_and_an_appeal_form(client, open_status):
     request = file_request(request_type="deletion", jurisdiction="VA", state="denied")
     PrivacyRequest.objects.filter(pk=request.pk).update(
         denial_reason="exemption", denial_detail="We must keep invoices for tax law.")
@@ -724,7 +664,7 @@ def test_a_denial_shows_its_reason_the_complaint_route_and_an_appeal_form(client
     assert last_email("appeal_received").request == request
 
 
-def test_an_extension_notice_is_shown(client):
+def test_an_extension_notice_is_shown(client, open_status):
     request = file_request(request_type="deletion", state="in_review")
     PrivacyRequest.objects.filter(pk=request.pk).update(
         extended_at=timezone.now(), extended_due_on=request.due_on + datetime.timedelta(days=45),
@@ -745,7 +685,7 @@ def completed_with_package(request_type="portability"):
     return request, package
 
 
-def test_the_download_streams_the_decrypted_zip_and_is_audited(client):
+def test_the_download_streams_the_decrypted_zip_and_is_audited(client, open_status):
     request, package = completed_with_package()
     page = client.get(open_status(client, request)).content.decode()
     link = re.search(r'href="(/download/[^"]+/)"', page).group(1)
@@ -761,7 +701,7 @@ def test_the_download_streams_the_decrypted_zip_and_is_audited(client):
     assert package.expires_at.date() == (timezone.now() + datetime.timedelta(days=7)).date()
 
 
-def test_a_replayed_download_link_stops_after_five_downloads(client, settings):
+def test_a_replayed_download_link_stops_after_five_downloads(client, settings, open_status):
     request, package = completed_with_package()
     page = client.get(open_status(client, request)).content.decode()
     link = re.search(r'href="(/download/[^"]+/)"', page).group(1)
@@ -772,7 +712,7 @@ def test_a_replayed_download_link_stops_after_five_downloads(client, settings):
     assert "no longer works" in refused.content.decode()
 
 
-def test_a_package_that_cannot_be_read_does_not_use_up_a_download(client, settings):
+def test_a_package_that_cannot_be_read_does_not_use_up_a_download(client, settings, open_status):
     request, package = completed_with_package()
     page = client.get(open_status(client, request)).content.decode()
     link = re.search(r'href="(/download/[^"]+/)"', page).group(1)
@@ -786,7 +726,7 @@ def test_a_package_that_cannot_be_read_does_not_use_up_a_download(client, settin
     assert client.get(link).status_code == 200
 
 
-def test_an_expired_download_link_is_refused(client):
+def test_an_expired_download_link_is_refused(client, open_status):
     request, package = completed_with_package()
     page = client.get(open_status(client, request)).content.decode()
     link = re.search(r'href="(/download/[^"]+/)"', page).group(1)
@@ -795,7 +735,7 @@ def test_an_expired_download_link_is_refused(client):
     assert client.get(link).status_code == 410
 
 
-def test_a_download_link_needs_the_browser_that_entered_a_fresh_code(client):
+def test_a_download_link_needs_the_browser_that_entered_a_fresh_code(client, open_status):
     from django.test import Client
 
     request, package = completed_with_package()

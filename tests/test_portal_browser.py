@@ -14,7 +14,6 @@ import pytest
 from requests_app.models import Actor, OutgoingEmail, PrivacyRequest, State
 from requests_app.services.requests.lifecycle import do_transition
 from tests.conftest import screenshot
-from tests.test_portal import shop  # noqa: F401 - the fixture
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -100,7 +99,7 @@ def test_the_form_works_by_keyboard_alone(page):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_portability_request_ends_in_a_downloaded_zip_with_its_manifest(page, shop, alice):  # noqa: F811
+def test_a_portability_request_ends_in_a_downloaded_zip_with_its_manifest(page, portal_shop, alice):
     page.goto("/request/")
     page.get_by_label("Give me my information in files I can take to another service").check()
     page.get_by_label("Where do you live?").select_option("VA")

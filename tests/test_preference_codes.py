@@ -9,13 +9,13 @@ import pytest
 from requests_app.models import ConsentRecord, OutgoingEmail
 from requests_app.preferences.views import session_email
 from tests.conftest import committed
-from tests.test_consent import PAT, make_purpose
-
 pytestmark = pytest.mark.django_db
+
+PAT = "pat@example.com"
 
 
 @pytest.fixture
-def ads():
+def ads(make_purpose):
     return make_purpose("cross-context-ads", "opt_out", "opt_out_sale", gpc=True)
 
 

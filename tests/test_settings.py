@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 PRINT_SETTINGS = """
@@ -39,9 +41,10 @@ def run_python(code, env, tmp_path, *args):
 
 
 def test_with_nothing_set_it_runs_on_the_embedded_defaults(tmp_path):
-    result = run_python(PRINT_SETTINGS, {"DEBUG": "1"}, tmp_path)
+    result = run_python(PRINT_SETTINGS, {}, tmp_path)
     assert result.returncode == 0, result.stderr
     values = json.loads(result.stdout)
+    assert values["debug"] is True  # a development setup, as `make run` gives
     assert values["engine"] == "django.db.backends.sqlite3"
     assert values["db_name"] == str(tmp_path / "data" / "privacyportal.sqlite3")
     assert "journal_mode=WAL" in values["db_options"]["init_command"]
@@ -54,6 +57,16 @@ def test_with_nothing_set_it_runs_on_the_embedded_defaults(tmp_path):
     assert values["ssl_redirect"] is False
     # A development secret was made and kept for the next start.
     assert (tmp_path / "data" / "dev-secret-key").stat().st_mode & 0o777 == 0o600
+
+
+def test_commands_run_with_nothing_set_share_the_development_secrets(tmp_path):
+    code = "import django; from django.conf import settings; print(settings.SECRET_KEY)"
+    first = run_python(code, {}, tmp_path)
+    second = run_python(code, {"DEBUG": "1"}, tmp_path)  # as `make run` starts its processes
+    assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
+    assert len(first.stdout.strip()) >= 50
+    kept = (tmp_path / "data" / "dev-secret-key").read_text()
+    assert first.stdout == second.stdout == kept + "\n"
 
 
 def test_production_variables_select_postgresql_redis_and_smtp(tmp_path):
@@ -97,11 +110,41 @@ def one_sentence_failure(result, *words):
     return lines[0]
 
 
-def test_without_secret_key_and_debug_off_start_up_fails_with_one_sentence(tmp_path):
-    result = run_python(None, {"FILE_ENCRYPTION_KEY": "A" * 43 + "="}, tmp_path,
-                        "manage.py", "check")
+@pytest.mark.parametrize("env", [
+    {"DEBUG": "0"},
+    {"FILE_ENCRYPTION_KEY": "A" * 43 + "="},
+    {"DEBUG": "0", "DATABASE_URL": "postgres://portal:pw@db.internal:5432/portal",
+     "CELERY_BROKER_URL": "redis://queue.internal:6379/0", "EMAIL_HOST": "smtp.internal"},
+], ids=["debug-off", "a-production-key", "production-services"])
+def test_without_secret_key_and_debug_off_start_up_fails_with_one_sentence(tmp_path, env):
+    result = run_python(None, env, tmp_path, "manage.py", "check")
     line = one_sentence_failure(result, "SECRET_KEY")
     assert line.startswith("Privacy Portal cannot start:")
+    assert not (tmp_path / "data" / "dev-secret-key").exists()
+
+
+# The variables a production deployment sets; any one of them means "not a
+# development setup" (docs/configuration.md).
+PRODUCTION_VARIABLES = ["SECRET_KEY", "FILE_ENCRYPTION_KEY", "IDENTITY_HASH_KEY", "DATABASE_URL",
+                        "CELERY_BROKER_URL", "CACHE_URL", "EMAIL_HOST", "EMAIL_BACKEND",
+                        "ALLOWED_HOSTS"]
+
+
+@pytest.mark.parametrize("name", PRODUCTION_VARIABLES)
+def test_any_production_variable_turns_debug_off_by_default(tmp_path, name):
+    """A production host never falls back to development secrets: whichever of its
+    variables it sets (directly or as NAME_FILE), DEBUG stays off unless set, so a
+    missing SECRET_KEY stops start-up."""
+    value = tmp_path / "value"
+    value.write_text({"DATABASE_URL": "postgres://portal@db.internal/portal",
+                      "CELERY_BROKER_URL": "redis://queue.internal:6379/0",
+                      "CACHE_URL": "redis://queue.internal:6379/1",
+                      "FILE_ENCRYPTION_KEY": "A" * 43 + "="}.get(name, "value.example"))
+    for env in ({name: value.read_text()}, {f"{name}_FILE": str(value)}):
+        result = run_python(None, env, tmp_path, "manage.py", "check")
+        wanted = "FILE_ENCRYPTION_KEY" if name == "SECRET_KEY" else "SECRET_KEY"
+        one_sentence_failure(result, wanted)
+    assert not (tmp_path / "data" / "dev-secret-key").exists()
 
 
 def test_without_file_encryption_key_and_debug_off_start_up_fails(tmp_path):

@@ -25,7 +25,6 @@ from requests_app.sources.sql import driver
 from requests_app.sources.sql.connector import SqlConnector
 from requests_app.zipfiles import stream_zip
 from tests.conftest import scratch_database
-from tests.test_sql_source import MAP, SCHEMA, TRICKY, Run
 
 # Values a hand-made JSON or CSV writer would get wrong.
 AWKWARD = ['10.0.0.1', 'quote " and, comma', 'back\\slash', 'new\nline', 'tab\there',
@@ -33,19 +32,20 @@ AWKWARD = ['10.0.0.1', 'quote " and, comma', 'back\\slash', 'new\nline', 'tab\th
 
 
 @pytest.fixture
-def pg_shop(settings, tmp_path):
+def pg_shop(settings, tmp_path, shop_schema, tricky_email):
+    """The test shop on PostgreSQL; its DSN."""
     settings.MEDIA_ROOT = str(tmp_path)
     with scratch_database("pg_shop") as dsn:
-        yield load_pg_shop(dsn)
+        yield load_pg_shop(dsn, shop_schema, tricky_email)
 
 
-def load_pg_shop(dsn: str) -> str:
+def load_pg_shop(dsn: str, schema: str, tricky_email: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA)
+        conn.execute(schema)
         conn.execute("INSERT INTO customers VALUES "
                      "(1, 'pat@example.com', 'Pat Doe', '555-0100', '123-45-6789', 2, "
                      "'2020-01-01'), (2, 'sam@example.com', 'Sam Roe', NULL, NULL, 1, NULL),"
-                     "(3, %s, 'Ona Brien', NULL, NULL, NULL, NULL)", (TRICKY,))
+                     "(3, %s, 'Ona Brien', NULL, NULL, NULL, NULL)", (tricky_email,))
         conn.execute("INSERT INTO addresses VALUES (10, '1 Main St', 'Austin'),"
                      "(11, '2 Side St', 'Dallas')")
         conn.execute("INSERT INTO orders VALUES (100, 1, 10, 25.0, 'Pat Doe'),"
@@ -58,19 +58,28 @@ def load_pg_shop(dsn: str) -> str:
     return dsn
 
 
-def source(dataset_map=MAP):
-    return DataSource(name="Shop", kind="sql", connection_env="PG_SHOP_DSN",
-                      dataset_map=dataset_map)
+@pytest.fixture
+def source(shop_map):
+    """source(dataset_map=the test shop's): the PostgreSQL shop as a DataSource."""
+    def source(dataset_map=shop_map):
+        return DataSource(name="Shop", kind="sql", connection_env="PG_SHOP_DSN",
+                          dataset_map=dataset_map)
+    return source
 
 
-def gather(connector, email, run=None):
-    run = run or Run()
-    with RecordSink(run, 1) as sink:
-        outcome = connector.gather(run, IdentityData(email=email), sink)
-    return run, outcome, sink.collections
+@pytest.fixture
+def gather(source_run):
+    """gather(connector, email, run=None): the run, the outcome and the collections."""
+    def gather(connector, email, run=None):
+        run = run or source_run()
+        with RecordSink(run, 1) as sink:
+            outcome = connector.gather(run, IdentityData(email=email), sink)
+        return run, outcome, sink.collections
+    return gather
 
 
-def test_gathering_on_postgresql_finds_the_same_rows_in_one_round_trip_per_hop(pg_shop):
+def test_gathering_on_postgresql_finds_the_same_rows_in_one_round_trip_per_hop(
+        pg_shop, tricky_email, gather, source):
     connector = SqlConnector(source())
     run, outcome, collections = gather(connector, "pat@example.com")
     assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
@@ -78,16 +87,18 @@ def test_gathering_on_postgresql_finds_the_same_rows_in_one_round_trip_per_hop(p
     assert collections["events"].get("format") != "copy"  # few rows: read as usual
     events = sorted(r["ip"] for r in read_records(run, collections["events"]))
     assert events == sorted(AWKWARD)
-    _, outcome, _ = gather(connector, TRICKY)
+    _, outcome, _ = gather(connector, tricky_email)
     assert outcome.result["tables"] == {"customers": 1}
     _, outcome, _ = gather(connector, "%")
     assert outcome.records == 0
 
 
-def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(pg_shop, monkeypatch):
+def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(
+        pg_shop, monkeypatch, source_run, shop_map, gather, source):
     monkeypatch.setattr(driver, "BATCH", 2)  # so events (7 rows of Pat's) counts as many
     # ip as a never-disclosed category: replaced in the SELECT, never on our disk.
-    secret_map = MAP.replace("ip: user.device.ip_address", "ip: user.authorization.credentials")
+    secret_map = shop_map.replace("ip: user.device.ip_address",
+                                  "ip: user.authorization.credentials")
     connector = SqlConnector(source(secret_map))
     run, outcome, collections = gather(connector, "pat@example.com")
     info = collections["events"]
@@ -119,16 +130,15 @@ def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(pg_shop, monk
         assert body == b"".join(iter_member(run, info, key))
         assert hashlib.sha256(body).hexdigest() == info["deflated"][key]["sha256"]
     assert json.loads(archive.read("file.x")) == array
-    empty = Run()
+    empty = source_run()
     with RecordSink(empty, 1) as sink:
         sink.write_copy("none", {"ip": "user"}, lambda write: None, lambda write: write(b"ip\n"))
     assert json.loads(b"".join(iter_member(empty, sink.collections["none"], "file"))) == []
 
 
-def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(pg_shop, monkeypatch):
+def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(
+        pg_shop, monkeypatch, source_run, shop_map, gather, source):
     import datetime
-
-    from tests.test_sql_source import RunFor
 
     monkeypatch.setattr(driver, "BATCH", 2)  # events are copied
     with psycopg.connect(pg_shop, autocommit=True) as conn:
@@ -136,9 +146,10 @@ def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(pg_shop, monk
         conn.execute("UPDATE events SET at = CASE id WHEN 70 THEN '2024-12-31 23:59:59+00' "
                      "WHEN 71 THEN '2025-06-30 23:59:59+00' WHEN 72 THEN '2025-07-01 00:00+00' "
                      "WHEN 73 THEN '2025-01-01 00:00+00' END::timestamptz")
-    connector = SqlConnector(source(MAP + "    collected_at: at\n"))
+    connector = SqlConnector(source(shop_map + "    collected_at: at\n"))
     run, outcome, collections = gather(
-        connector, "pat@example.com", RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 6, 30)))
+        connector, "pat@example.com",
+        source_run(datetime.date(2025, 1, 1), datetime.date(2025, 6, 30)))
     info = collections["events"]
     assert info["format"] == "copy" and info["count"] == len(AWKWARD) - 2
     assert sorted(r["ip"] for r in read_records(run, info)) == sorted(
@@ -148,13 +159,14 @@ def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(pg_shop, monk
     assert len(rows) == len(AWKWARD) - 2
     assert outcome.result["tables"]["events"] == len(AWKWARD) - 2
     assert outcome.result["outside_period"] == {"events": 2}
-    text_time = source(MAP + "    collected_at: ip\n")  # a text column: refused at save
+    text_time = source(shop_map + "    collected_at: ip\n")  # a text column: refused at save
     assert any("collected_at column `ip` must be a date or a timestamp" in p
                for p in SqlConnector(text_time).check())
 
 
-def test_erasure_on_postgresql_deletes_leaves_set_based_and_leaves_nothing(pg_shop):
-    connector, run = SqlConnector(source()), Run()
+def test_erasure_on_postgresql_deletes_leaves_set_based_and_leaves_nothing(
+        pg_shop, source_run, source):
+    connector, run = SqlConnector(source()), source_run()
     identity = IdentityData(email="pat@example.com")
     plan = connector.plan_erasure(run, identity)
     assert plan.result["tables"]["events"]["rows"] == len(AWKWARD)
@@ -165,14 +177,15 @@ def test_erasure_on_postgresql_deletes_leaves_set_based_and_leaves_nothing(pg_sh
         assert conn.execute("SELECT name FROM customers WHERE id = 2").fetchone() == ("Sam Roe",)
 
 
-def test_lookups_with_more_values_than_one_array_holds_are_streamed(pg_shop, monkeypatch):
+def test_lookups_with_more_values_than_one_array_holds_are_streamed(
+        pg_shop, monkeypatch, source_run, gather, source):
     monkeypatch.setattr(driver, "ARRAY_BATCH", 1)  # every lookup of 2+ values: chunked
     connector = SqlConnector(source())
     run, outcome, collections = gather(connector, "Pat@Example.com")  # and pat@example.com
     assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
                                         "devices": 1, "events": len(AWKWARD)}
     identity = IdentityData(email="pat@example.com")
-    assert connector.plan_erasure(Run(), identity).result["tables"]["events"]["rows"] == len(
+    assert connector.plan_erasure(source_run(), identity).result["tables"]["events"]["rows"] == len(
         AWKWARD)
 
 
@@ -214,15 +227,15 @@ def _connections_to(dsn: str) -> int:
 
 @pytest.mark.django_db
 def test_warming_up_reflects_each_enabled_sql_source_and_only_logs_one_not_reached(
-        pg_shop, monkeypatch, caplog):
+        pg_shop, monkeypatch, caplog, shop_map, source):
     from requests_app.services.fulfilment.warm_up import warm_up_worker
 
     monkeypatch.setattr(driver, "_REFLECTED", {})
     source().save()
     unreachable = DataSource.objects.create(name="Gone", kind="sql",
-                                            connection_env="PP_NO_SUCH_DSN", dataset_map=MAP)
+                                            connection_env="PP_NO_SUCH_DSN", dataset_map=shop_map)
     DataSource.objects.create(name="Off", kind="sql", enabled=False,
-                              connection_env="PP_NO_SUCH_DSN_EITHER", dataset_map=MAP)
+                              connection_env="PP_NO_SUCH_DSN_EITHER", dataset_map=shop_map)
     warm_up_worker()
     assert [sorted(tables) for tables in driver._REFLECTED.values()] == [
         sorted(SqlConnector(source()).map.tables)]
@@ -233,7 +246,7 @@ def test_warming_up_reflects_each_enabled_sql_source_and_only_logs_one_not_reach
 
 @pytest.mark.integration
 @pytest.mark.django_db(transaction=True)
-def test_a_worker_process_warms_up_its_sql_sources_before_any_task(pg_shop):
+def test_a_worker_process_warms_up_its_sql_sources_before_any_task(pg_shop, source):
     """Celery's worker_process_init starts the warm-up (tasks._warm_up): a new worker
     process connects to the source before it is given anything to do."""
     from tests.conftest import start_worker, stop_process_group, wait_for

@@ -13,94 +13,6 @@ from requests_app.sources.sql.actions import keyed_hash, mask
 from requests_app.sources.sql.connector import SqlConnector
 from requests_app.sources.sql.driver import _engine, engine_url
 
-SCHEMA = """
-CREATE TABLE customers (id INTEGER PRIMARY KEY, email TEXT UNIQUE, name TEXT, phone TEXT,
-                        ssn TEXT, referred_by INTEGER REFERENCES customers(id), since TEXT);
-CREATE TABLE addresses (id INTEGER PRIMARY KEY, line1 TEXT, city TEXT);
-CREATE TABLE orders (id INTEGER PRIMARY KEY, customer_id INTEGER REFERENCES customers(id),
-                     address_id INTEGER REFERENCES addresses(id), total REAL, ship_name TEXT);
-CREATE TABLE devices (id INTEGER PRIMARY KEY, cookie TEXT UNIQUE, customer_id INTEGER);
-CREATE TABLE events (id INTEGER PRIMARY KEY, cookie TEXT, ip TEXT);
-"""
-
-MAP = """
-name: test_shop
-tables:
-  customers:
-    primary_key: id
-    identity: {email: email, phone: phone}
-    references:
-      - {column: referred_by, to: customers.id}
-    columns:
-      email: {category: user.contact.email, erase: hash}
-      name: {category: user.name, erase: mask}
-      phone: user.contact.phone_number
-      ssn: {category: user.government_id.national_identification_number, erase: null}
-      since: {category: user.account, erase: retain}
-    erase: update
-    legal_basis: "Account opening date kept for fraud prevention"
-  orders:
-    primary_key: id
-    references:
-      - {column: customer_id, to: customers.id}
-      - {column: address_id, to: addresses.id}
-    columns:
-      total: user.financial
-      ship_name: user.name
-    erase: retain
-    legal_basis: "Invoices kept seven years for tax law"
-  addresses:
-    primary_key: id
-    columns:
-      line1: user.contact.address.street
-      city: user.contact.address.city
-    erase: delete
-  devices:
-    primary_key: id
-    references:
-      - {column: customer_id, to: customers.id}
-    columns:
-      cookie: user.device.cookie_id
-    erase: delete
-  events:
-    primary_key: id
-    references:
-      - {column: cookie, to: devices.cookie}
-    columns:
-      ip: user.device.ip_address
-    erase: delete
-"""
-
-TRICKY = "o'brien%_zoë.东@example.com"
-
-
-@pytest.fixture
-def shop(tmp_path, monkeypatch):
-    path = tmp_path / "shop.sqlite3"
-    engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        for statement in SCHEMA.split(";"):
-            if statement.strip():
-                conn.exec_driver_sql(statement)
-        conn.exec_driver_sql(
-            "INSERT INTO customers VALUES "
-            "(1, 'pat@example.com', 'Pat Doe', '555-0100', '123-45-6789', 2, '2020-01-01'),"
-            "(2, 'sam@example.com', 'Sam Roe', '555-0101', NULL, 1, '2021-01-01'),"
-            f"(3, '{TRICKY.replace(chr(39), chr(39) * 2)}', 'Ona Brien', NULL, NULL, NULL, NULL),"
-            "(4, 'obrien-zoe@example.com', 'Not Her', NULL, NULL, NULL, NULL)")
-        conn.exec_driver_sql("INSERT INTO addresses VALUES (10, '1 Main St', 'Austin'),"
-                             "(11, '2 Side St', 'Dallas')")
-        conn.exec_driver_sql("INSERT INTO orders VALUES (100, 1, 10, 25.0, 'Pat Doe'),"
-                             "(101, 1, 11, 10.0, 'Pat D.'), (102, 2, 11, 5.0, 'Sam Roe')")
-        conn.exec_driver_sql("INSERT INTO devices VALUES (7, 'ck-pat', 1), (8, 'ck-sam', 2)")
-        conn.exec_driver_sql("INSERT INTO events VALUES (70, 'ck-pat', '10.0.0.1'),"
-                             "(71, 'ck-pat', '10.0.0.2'), (80, 'ck-sam', '10.0.0.9')")
-    monkeypatch.setenv("TEST_SHOP_DSN", f"sqlite:///{path}")
-    source = DataSource(name="Shop", kind="sql", connection_env="TEST_SHOP_DSN",
-                        dataset_map=MAP)
-    return source, engine
-
-
 class Sink:
     def __init__(self):
         self.rows = []
@@ -112,19 +24,6 @@ class Sink:
                                        for k, v in record.items()}))
 
 
-class Run:
-    pk = 0
-    result: dict = {}
-
-    def __init__(self):
-        import secrets
-
-        self.token = secrets.token_urlsafe(8)
-
-    def save(self, **kwargs):
-        pass
-
-
 def count_queries(engine):
     statements = []
     sa.event.listen(engine, "before_cursor_execute",
@@ -132,13 +31,18 @@ def count_queries(engine):
     return statements
 
 
-def gather(source, email, **identity):
-    sink = Sink()
-    outcome = SqlConnector(source).gather(Run(), IdentityData(email=email, **identity), sink)
-    return outcome, sink.rows
+@pytest.fixture
+def gather(source_run):
+    """gather(source, email, **identity): what the connector finds, and the rows."""
+    def gather(source, email, **identity):
+        sink = Sink()
+        outcome = SqlConnector(source).gather(source_run(), IdentityData(email=email, **identity),
+                                              sink)
+        return outcome, sink.rows
+    return gather
 
 
-def test_gathering_follows_references_both_ways_over_several_hops(shop):
+def test_gathering_follows_references_both_ways_over_several_hops(shop, gather):
     source, _ = shop
     outcome, rows = gather(source, "pat@example.com")
     tables = sorted({t for t, _ in rows})
@@ -149,7 +53,7 @@ def test_gathering_follows_references_both_ways_over_several_hops(shop):
                                         "devices": 1, "events": 2}
 
 
-def test_a_reference_between_people_is_never_followed(shop):
+def test_a_reference_between_people_is_never_followed(shop, gather):
     """Pat and Sam referred each other (a cycle through customers): finding Pat must
     not find Sam, whose rows erasure would otherwise destroy."""
     source, _ = shop
@@ -158,11 +62,11 @@ def test_a_reference_between_people_is_never_followed(shop):
     assert "Sam Roe" not in [r.get("ship_name") for t, r in rows if t == "orders"]
 
 
-def test_one_query_per_table_per_hop(shop):
+def test_one_query_per_table_per_hop(shop, source_run):
     source, engine = shop
     connector = SqlConnector(source)
     statements = count_queries(_engine(engine_url(str(engine.url))))
-    connector.gather(Run(), IdentityData(email="sam@example.com"), Sink())
+    connector.gather(source_run(), IdentityData(email="sam@example.com"), Sink())
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")
                and "sqlite_" not in s]
     # hop 0: customers; hop 1: orders, devices; hop 2: addresses, events.
@@ -172,9 +76,9 @@ def test_one_query_per_table_per_hop(shop):
     assert not any("sam@example.com" in s for s in statements)  # values are bound
 
 
-def test_identity_values_are_matched_exactly_never_as_patterns(shop):
+def test_identity_values_are_matched_exactly_never_as_patterns(shop, tricky_email, gather):
     source, _ = shop
-    outcome, rows = gather(source, TRICKY)
+    outcome, rows = gather(source, tricky_email)
     customers = [r for t, r in rows if t == "customers"]
     assert [c["name"] for c in customers] == ["Ona Brien"]
     outcome, rows = gather(source, "%")
@@ -183,16 +87,16 @@ def test_identity_values_are_matched_exactly_never_as_patterns(shop):
     assert rows == []
 
 
-def test_never_disclosed_categories_are_withheld(shop):
+def test_never_disclosed_categories_are_withheld(shop, gather):
     source, _ = shop
     _, rows = gather(source, "pat@example.com")
     pat = next(r for t, r in rows if t == "customers" and r["name"] == "Pat Doe")
     assert pat["ssn"] == WITHHELD
 
 
-def test_erasure_dry_run_changes_nothing_and_says_what_and_why(shop):
+def test_erasure_dry_run_changes_nothing_and_says_what_and_why(shop, source_run):
     source, engine = shop
-    plan = SqlConnector(source).plan_erasure(Run(), IdentityData(email="sam@example.com"))
+    plan = SqlConnector(source).plan_erasure(source_run(), IdentityData(email="sam@example.com"))
     tables = plan.result["tables"]
     assert tables["orders"]["action"] == "retain"
     assert tables["orders"]["legal_basis"].startswith("Invoices")
@@ -202,16 +106,16 @@ def test_erasure_dry_run_changes_nothing_and_says_what_and_why(shop):
         assert conn.exec_driver_sql("SELECT count(*) FROM events").scalar() == 3
 
 
-def test_erasure_deletes_masks_hashes_retains_and_leaves_nothing_to_find(shop):
+def test_erasure_deletes_masks_hashes_retains_and_leaves_nothing_to_find(shop, source_run):
     source, engine = shop
-    connector, run = SqlConnector(source), Run()
+    connector, run = SqlConnector(source), source_run()
     identity = IdentityData(email="obrien-zoe@example.com")
     connector.erase(run, identity, {})
     assert connector.remaining(run, identity) == 0
     identity = IdentityData(email="pat@example.com")
-    before = connector.remaining(Run(), identity)
+    before = connector.remaining(source_run(), identity)
     assert before > 0
-    run = Run()
+    run = source_run()
     connector.erase(run, identity, {})
     with engine.connect() as conn:
         sam = conn.exec_driver_sql("SELECT email, name FROM customers WHERE id = 2").one()
@@ -227,7 +131,7 @@ def test_erasure_deletes_masks_hashes_retains_and_leaves_nothing_to_find(shop):
         assert conn.exec_driver_sql("SELECT count(*) FROM orders").scalar() == 3  # retained
         assert [r[0] for r in conn.exec_driver_sql(
             "SELECT id FROM orders WHERE address_id IS NOT NULL")] == [102]
-    assert connector.remaining(Run(), identity) == 0
+    assert connector.remaining(source_run(), identity) == 0
 
 
 def test_mask_keeps_the_format_and_is_idempotent():
@@ -244,9 +148,9 @@ def test_keyed_hash_is_stable_fits_and_is_idempotent():
 
 
 @pytest.mark.django_db
-def test_a_malformed_map_is_refused_with_line_numbers(shop):
+def test_a_malformed_map_is_refused_with_line_numbers(shop, shop_map):
     source, _ = shop
-    source.dataset_map = MAP.replace("user.financial\n", "user.money\n")
+    source.dataset_map = shop_map.replace("user.financial\n", "user.money\n")
     with pytest.raises(ValidationError) as info:
         source.full_clean()
     message = str(info.value.message_dict["dataset_map"])
@@ -254,24 +158,25 @@ def test_a_malformed_map_is_refused_with_line_numbers(shop):
 
 
 @pytest.mark.django_db
-def test_a_map_naming_a_missing_table_or_column_is_refused(shop):
+def test_a_map_naming_a_missing_table_or_column_is_refused(shop, shop_map):
     source, _ = shop
-    source.dataset_map = MAP.replace("  events:", "  evnts:")
+    source.dataset_map = shop_map.replace("  events:", "  evnts:")
     with pytest.raises(ValidationError, match="table `evnts` does not exist"):
         source.full_clean()
-    source.dataset_map = MAP.replace("to: addresses.id", "to: addresses.idx")
+    source.dataset_map = shop_map.replace("to: addresses.id", "to: addresses.idx")
     with pytest.raises(ValidationError, match="refers to `addresses.idx`, which does not exist"):
         source.full_clean()
-    source.dataset_map = MAP.replace("ip: user.device.ip_address", "ipv6: user.device.ip_address")
+    source.dataset_map = shop_map.replace("ip: user.device.ip_address",
+                                          "ipv6: user.device.ip_address")
     with pytest.raises(ValidationError, match="no column `ipv6`"):
         source.full_clean()
-    source.dataset_map = MAP + "    collected_at: seen\n"  # events has no column `seen`
+    source.dataset_map = shop_map + "    collected_at: seen\n"  # events has no column `seen`
     with pytest.raises(ValidationError, match="no column `seen`"):
         source.full_clean()
     with pytest.raises(DatasetMapError, match="`collected_at` must name the column"):
-        parse(MAP + "    collected_at: [at]\n")
+        parse(shop_map + "    collected_at: [at]\n")
     with pytest.raises(DatasetMapError, match="not for an identity table"):
-        parse(MAP.replace("  customers:\n", "  customers:\n    collected_at: since\n"))
+        parse(shop_map.replace("  customers:\n", "  customers:\n    collected_at: since\n"))
 
 
 def test_invalid_yaml_is_reported_with_its_line():
@@ -335,7 +240,7 @@ tables:
 
 
 def test_a_shared_row_that_belongs_to_someone_else_is_neither_shown_nor_erased(
-        tmp_path, monkeypatch):
+        tmp_path, monkeypatch, source_run, gather):
     """Pat's order was shipped to Sam's address: it is Sam's data, not Pat's."""
     engine = sa.create_engine(f"sqlite:///{tmp_path / 'people.sqlite3'}")
     with engine.begin() as conn:
@@ -353,23 +258,23 @@ def test_a_shared_row_that_belongs_to_someone_else_is_neither_shown_nor_erased(
                         dataset_map=PEOPLE_MAP)
     _, rows = gather(source, "pat@example.com")
     assert [r["line1"] for t, r in rows if t == "addresses"] == ["Pat St"]
-    connector, run = SqlConnector(source), Run()
+    connector, run = SqlConnector(source), source_run()
     connector.erase(run, IdentityData(email="pat@example.com"), {})
     assert connector.remaining(run, IdentityData(email="pat@example.com")) == 0
     with engine.connect() as conn:
         assert [r[0] for r in conn.exec_driver_sql("SELECT line1 FROM addresses")] == ["Sam St"]
 
 
-def test_the_same_email_erased_twice_in_a_unique_column_does_not_collide(shop):
+def test_the_same_email_erased_twice_in_a_unique_column_does_not_collide(shop, source_run):
     """Pat's account is erased, Pat signs up again with the same email, and is
     erased again: the hashed unique column must not clash with the first row."""
     source, engine = shop
     connector = SqlConnector(source)
-    connector.erase(Run(), IdentityData(email="pat@example.com"), {})
+    connector.erase(source_run(), IdentityData(email="pat@example.com"), {})
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO customers (id, email, name) "
                              "VALUES (9, 'pat@example.com', 'Pat Again')")
-    run = Run()
+    run = source_run()
     connector.erase(run, IdentityData(email="pat@example.com"), {})
     assert connector.remaining(run, IdentityData(email="pat@example.com")) == 0
     with engine.connect() as conn:
@@ -379,7 +284,7 @@ def test_the_same_email_erased_twice_in_a_unique_column_does_not_collide(shop):
 
 
 def test_leaf_tables_are_deleted_set_based_and_an_interrupted_erasure_resumes(
-        shop, monkeypatch, settings, tmp_path):
+        shop, monkeypatch, settings, tmp_path, source_run):
     """events (no identity, nobody refers to it, one reference to a unique column) is
     a leaf: erasure deletes it on the server in bounded batches from the cookie
     values, never reading its rows. A worker dying after the first batch leaves the
@@ -391,7 +296,7 @@ def test_leaf_tables_are_deleted_set_based_and_an_interrupted_erasure_resumes(
     with engine.begin() as conn:
         conn.exec_driver_sql("INSERT INTO events VALUES (72, 'ck-pat', '10.0.0.3'),"
                              "(73, 'ck-pat', '10.0.0.4')")
-    connector, run = SqlConnector(source), Run()
+    connector, run = SqlConnector(source), source_run()
     assert "events" in connector.shape.deletable_leaves(
         connector._run(lambda conn, tables: tables))
     plan = connector.plan_erasure(run, IdentityData(email="pat@example.com"))
@@ -423,16 +328,7 @@ def test_leaf_tables_are_deleted_set_based_and_an_interrupted_erasure_resumes(
         assert conn.exec_driver_sql("SELECT id FROM events").scalars().all() == [80]  # Sam's
 
 
-class RunFor(Run):
-    """A run of a Right to Know request that asked for a period."""
-
-    def __init__(self, start, end):
-        super().__init__()
-        evidence = type("Evidence", (), {"period_start": start, "period_end": end})
-        self.request = type("Request", (), {"evidence": evidence})
-
-
-def test_a_right_to_know_period_keeps_the_rows_collected_in_it(shop):
+def test_a_right_to_know_period_keeps_the_rows_collected_in_it(shop, source_run, shop_map):
     """Rows of a table with `collected_at` outside the period asked for are left out
     (its bounds included, a row of no known time kept); the traversal still goes
     through them, and tables without the column are whole."""
@@ -445,14 +341,14 @@ def test_a_right_to_know_period_keeps_the_rows_collected_in_it(shop):
                              "WHEN 71 THEN '2025-06-30 23:59:59' END")
         conn.exec_driver_sql("INSERT INTO events VALUES (72, 'ck-pat', '10.0.0.3', NULL),"
                              "(73, 'ck-pat', '10.0.0.4', '2025-01-01T00:00:00+00:00')")
-    source.dataset_map = MAP + "    collected_at: at\n"
+    source.dataset_map = shop_map + "    collected_at: at\n"
     connector = SqlConnector(source)
     everything = Sink()
-    outcome = connector.gather(Run(), IdentityData(email="pat@example.com"), everything)
+    outcome = connector.gather(source_run(), IdentityData(email="pat@example.com"), everything)
     assert outcome.result["tables"]["events"] == 4 and "outside_period" not in outcome.result
 
     sink = Sink()
-    outcome = connector.gather(RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 6, 30)),
+    outcome = connector.gather(source_run(datetime.date(2025, 1, 1), datetime.date(2025, 6, 30)),
                                IdentityData(email="pat@example.com"), sink)
     assert sorted(r["ip"] for t, r in sink.rows if t == "events") == [
         "10.0.0.2", "10.0.0.3", "10.0.0.4"]
@@ -463,7 +359,7 @@ def test_a_right_to_know_period_keeps_the_rows_collected_in_it(shop):
     assert outcome.records == 9
 
 
-def test_a_dated_row_is_judged_by_its_own_date_even_under_an_old_row(shop):
+def test_a_dated_row_is_judged_by_its_own_date_even_under_an_old_row(shop, source_run, shop_map):
     """A device first seen before the period is left out, but its events of the
     period are shown (each dated table judges its own rows)."""
     import datetime
@@ -475,18 +371,19 @@ def test_a_dated_row_is_judged_by_its_own_date_even_under_an_old_row(shop):
         conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at TEXT")
         conn.exec_driver_sql("UPDATE events SET at = CASE id WHEN 70 THEN '2020-02-01' "
                              "ELSE '2025-02-01' END")
-    source.dataset_map = (MAP.replace("  devices:\n", "  devices:\n    collected_at: first_seen\n")
-                          + "    collected_at: at\n")
+    source.dataset_map = (
+        shop_map.replace("  devices:\n", "  devices:\n    collected_at: first_seen\n")
+        + "    collected_at: at\n")
     sink = Sink()
     outcome = SqlConnector(source).gather(
-        RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)),
+        source_run(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)),
         IdentityData(email="pat@example.com"), sink)
     assert [r["ip"] for t, r in sink.rows if t == "events"] == ["10.0.0.2"]
     assert not [r for t, r in sink.rows if t == "devices"]
     assert outcome.result["outside_period"] == {"devices": 1, "events": 1}
 
 
-def test_columns_the_map_does_not_name_are_not_needed(shop):
+def test_columns_the_map_does_not_name_are_not_needed(shop, shop_map, gather):
     """A lookup reads the mapped columns and the columns references follow (here
     devices.cookie, not listed under `columns`); an unmapped unique column (a
     username) is neither read nor needed."""
@@ -494,7 +391,7 @@ def test_columns_the_map_does_not_name_are_not_needed(shop):
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE customers ADD COLUMN username TEXT")
         conn.exec_driver_sql("CREATE UNIQUE INDEX customers_username ON customers (username)")
-    source.dataset_map = MAP.replace("      cookie: user.device.cookie_id\n", "")
+    source.dataset_map = shop_map.replace("      cookie: user.device.cookie_id\n", "")
     assert "cookie: user.device" not in source.dataset_map
     outcome, rows = gather(source, "pat@example.com")
     assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
@@ -502,7 +399,8 @@ def test_columns_the_map_does_not_name_are_not_needed(shop):
     assert all("username" not in r for t, r in rows)
 
 
-def test_rows_reached_only_through_a_row_outside_the_period_are_left_out(shop):
+def test_rows_reached_only_through_a_row_outside_the_period_are_left_out(
+        shop, source_run, shop_map):
     """An old order is left out with what is reached only through it (the address
     it was shipped to); an address a kept order also reaches stays."""
     import datetime
@@ -512,10 +410,10 @@ def test_rows_reached_only_through_a_row_outside_the_period_are_left_out(shop):
         conn.exec_driver_sql("ALTER TABLE orders ADD COLUMN placed TEXT")
         conn.exec_driver_sql("UPDATE orders SET placed = CASE id WHEN 100 THEN '2020-05-01' "
                              "ELSE '2025-05-01' END")
-    source.dataset_map = MAP.replace("  orders:\n", "  orders:\n    collected_at: placed\n")
+    source.dataset_map = shop_map.replace("  orders:\n", "  orders:\n    collected_at: placed\n")
     sink = Sink()
     outcome = SqlConnector(source).gather(
-        RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)),
+        source_run(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)),
         IdentityData(email="pat@example.com"), sink)
     assert sorted((t, r.get("city")) for t, r in sink.rows if t in ("orders", "addresses")) == [
         ("addresses", "Dallas"), ("orders", None)]
@@ -572,7 +470,8 @@ def test_collection_times_are_read_in_the_portals_time_zone(settings):
     assert period_bounds(year, aware=False) == (year[0], datetime.date(2026, 1, 1))
 
 
-def test_a_column_added_while_the_worker_runs_is_seen_and_a_dropped_one_named(shop):
+def test_a_column_added_while_the_worker_runs_is_seen_and_a_dropped_one_named(
+        shop, source_run, shop_map):
     """Tables are reflected once per process: again when the map names a column the
     reflection lacks, or when a column it has is gone; a mapped column that is gone
     is a clear error, not a crash. Columns the map does not name are never read."""
@@ -584,20 +483,20 @@ def test_a_column_added_while_the_worker_runs_is_seen_and_a_dropped_one_named(sh
     pat = IdentityData(email="pat@example.com")
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE events ADD COLUMN note TEXT")  # not in the map
-    SqlConnector(source).gather(Run(), pat, Sink())
+    SqlConnector(source).gather(source_run(), pat, Sink())
     with engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE events DROP COLUMN note")  # nothing reads it
         conn.exec_driver_sql("ALTER TABLE events ADD COLUMN at TEXT")
         conn.exec_driver_sql("UPDATE events SET at = '2020-01-01' WHERE id = 70")
-    source.dataset_map = MAP + "    collected_at: at\n"
+    source.dataset_map = shop_map + "    collected_at: at\n"
     outcome = SqlConnector(source).gather(
-        RunFor(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)), pat, Sink())
+        source_run(datetime.date(2025, 1, 1), datetime.date(2025, 12, 31)), pat, Sink())
     assert outcome.result["outside_period"] == {"events": 1}  # `at` was read
     with engine.begin() as conn:  # dropped while the map still names it
         conn.exec_driver_sql("ALTER TABLE events DROP COLUMN at")
     with pytest.raises(TransientSourceError):  # what was reflected is forgotten...
-        SqlConnector(source).gather(Run(), pat, Sink())
+        SqlConnector(source).gather(source_run(), pat, Sink())
     with pytest.raises(SourceError, match="table `events` has no column `at`"):  # ...and said
-        SqlConnector(source).gather(Run(), pat, Sink())
-    source.dataset_map = MAP
-    assert SqlConnector(source).gather(Run(), pat, Sink()).result["tables"]["events"] == 2
+        SqlConnector(source).gather(source_run(), pat, Sink())
+    source.dataset_map = shop_map
+    assert SqlConnector(source).gather(source_run(), pat, Sink()).result["tables"]["events"] == 2

@@ -15,7 +15,8 @@ from requests_app.sources import demo_http
 from requests_app.sources.sql.driver import engine_url
 
 MAP_PATH = Path(shop.__file__).with_name("shop_map.yaml")
-DEMO_HTTP_PORT = 8765
+# The demo HTTP source's port (Procfile.dev starts it there).
+DEMO_HTTP_PORT = int(os.environ.get("DEMO_HTTP_PORT") or 8765)
 
 
 def demo_shop_dsn() -> str:

@@ -26,7 +26,6 @@ from tests.conftest import (
     stop_process_group,
     wait_for,
 )
-from tests.test_sql_source import MAP, SCHEMA
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -36,15 +35,15 @@ FAST = {"SOURCE_RUN_STALE_SECONDS": "3", "RECONCILE_AFTER_SECONDS": "2"}
 
 
 @pytest.fixture
-def shop_dsn():
+def shop_dsn(shop_schema):
     """A customer database of its own on the test PostgreSQL server."""
     with scratch_database("faults_shop") as dsn:
-        yield load_shop(dsn)
+        yield load_shop(dsn, shop_schema)
 
 
-def load_shop(dsn: str) -> str:
+def load_shop(dsn: str, schema: str) -> str:
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(SCHEMA)
+        conn.execute(schema)
         conn.execute("INSERT INTO customers (id, email, name, phone, since) SELECT n, "
                      "'c' || n || '@example.com', 'Customer ' || n, '555-' || n, '2020-01-01' "
                      "FROM generate_series(1, %s) n", (CUSTOMERS,))
@@ -65,9 +64,9 @@ def load_shop(dsn: str) -> str:
 
 
 @pytest.fixture
-def shop_source(shop_dsn):
+def shop_source(shop_dsn, shop_map):
     return DataSource.objects.create(name="Shop", kind="sql", connection_env="FAULTS_SHOP_DSN",
-                                     dataset_map=MAP)
+                                     dataset_map=shop_map)
 
 
 @pytest.fixture
