@@ -221,7 +221,7 @@ def make_purpose():
 
 def _grant(purpose, email="pat@example.com", when=None):
     from requests_app.models import ConsentRecord
-    from requests_app.services import consent
+    from requests_app.services.consent import ledger as consent
 
     with committed():
         return consent.record(consent.person(email), purpose, ConsentRecord.Action.GRANT,
