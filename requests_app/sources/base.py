@@ -31,6 +31,9 @@ class IdentityData:
     phone: str = ""
     account_number: str = ""
     postal_address: str = ""
+    # Identity types of the office's own ((type, value) pairs: a loyalty id, a
+    # device id), looked up in the columns a map names for them.
+    extra: tuple = ()
 
     @classmethod
     def of(cls, identity) -> "IdentityData":
@@ -44,7 +47,8 @@ class IdentityData:
 
     def lookup_values(self) -> dict[str, str]:
         """The fields sources may look a person up by, where given."""
-        values = {"email": self.email, "phone": self.phone, "account_number": self.account_number}
+        values = {"email": self.email, "phone": self.phone, "account_number": self.account_number,
+                  **dict(self.extra)}
         return {k: v for k, v in values.items() if v}
 
     def as_dict(self) -> dict[str, str]:

@@ -22,6 +22,7 @@ Errors name the line of the map they come from. `from_fides` turns a Fides
 dataset (fides_meta.identity, references) into this form.
 """
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -30,7 +31,11 @@ import yaml
 
 from requests_app.sources.categories import is_category
 
+# The identity fields the portal's forms collect; a map may name others too (a
+# loyalty id, a device id: any lower-case name), looked up when a request's identity
+# supplies them and reported as not looked up when it does not.
 IDENTITY_FIELDS = ("email", "phone", "account_number")
+_IDENTITY_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TABLE_ACTIONS = ("delete", "update", "retain")
 COLUMN_ACTIONS = ("null", "mask", "hash", "retain")
 _TABLE_KEYS = {"primary_key", "identity", "references", "columns", "erase", "legal_basis",
@@ -67,8 +72,11 @@ class Reference:
 @dataclass(frozen=True)
 class Table:
     name: str
-    primary_key: str
-    identity: dict
+    # The key columns the map declares (several: a composite key); empty when it
+    # declares none: the database's own primary key or unique constraint is read
+    # when the table is reflected (sql/keys.py), never guessed.
+    key: tuple
+    identity: dict  # identity field -> its first column (see identity_columns)
     references: tuple
     columns: dict
     erase: str
@@ -77,9 +85,16 @@ class Table:
     disclosures: dict | None = None
     # The column saying when each row was collected (a date or a time), if any.
     collected_at: str = ""
+    # Every (identity field, column) pair: a table may hold two email columns.
+    identity_columns: tuple = ()
+
+    @property
+    def primary_key(self) -> str:
+        """The key column of a table with a one-column key ("" otherwise)."""
+        return self.key[0] if len(self.key) == 1 else ""
 
     def column_names(self) -> set[str]:
-        names = {self.primary_key, *self.identity.values(), *self.columns}
+        names = {*self.key, *(c for _f, c in self.identity_columns), *self.columns}
         if self.collected_at:
             names.add(self.collected_at)
         names.update(r.column for r in self.references)
@@ -187,10 +202,8 @@ def _parse_table(name, spec, line, errors):
     for key in spec:
         if key not in _TABLE_KEYS:
             errors.append((_line(spec, key), f"{where}: unknown key `{key}`"))
-    pk = spec.get("primary_key")
-    if not isinstance(pk, str) or not pk:
-        errors.append((line, f"{where}: `primary_key` is required"))
-    identity = _parse_identity(where, spec, errors)
+    key = _parse_key(where, spec, errors)
+    identity_columns = _parse_identity(where, spec, errors)
     references = _parse_references(where, spec, errors)
     erase = spec.get("erase", "update")
     if erase not in TABLE_ACTIONS:
@@ -203,24 +216,54 @@ def _parse_table(name, spec, line, errors):
     if retains and not basis:
         errors.append((line, f"{where}: retaining data needs a `legal_basis`"))
     disclosures = _parse_disclosures(where, spec, errors)
-    collected_at = _parse_collected_at(where, spec, identity, errors)
-    if not isinstance(pk, str):
+    collected_at = _parse_collected_at(where, spec, identity_columns, errors)
+    if key is None:
         return None
-    return Table(name, pk, dict(identity), tuple(references), columns, erase, basis,
-                 disclosures, collected_at)
+    identity = {}
+    for field_name, column in identity_columns:
+        identity.setdefault(field_name, column)
+    return Table(name, key, identity, tuple(references), columns, erase, basis,
+                 disclosures, collected_at, tuple(identity_columns))
 
 
-def _parse_identity(where, spec, errors) -> dict:
+def _parse_key(where, spec, errors) -> tuple | None:
+    """`primary_key: id`, `primary_key: [order_id, line]` (composite), or nothing:
+    the database's own key is read when the table is reflected."""
+    pk = spec.get("primary_key")
+    if pk is None:
+        return ()
+    names = [pk] if isinstance(pk, str) else pk
+    if not isinstance(names, list) or not names or not all(
+            isinstance(n, str) and n for n in names) or len(set(names)) != len(names):
+        errors.append((_line(spec, "primary_key"), f"{where}: `primary_key` must name a "
+                       "column or list the columns of a composite key"))
+        return None
+    return tuple(names)
+
+
+def _parse_identity(where, spec, errors) -> list[tuple[str, str]]:
+    """[(identity field, column)]: `identity: {email: [email, alt_email], phone: tel,
+    loyalty_id: card_no}`; field names other than the portal's are custom types."""
     identity = spec.get("identity") or {}
     if not isinstance(identity, dict):
         errors.append((_line(spec, "identity"), f"{where}: `identity` must be a mapping"))
-        return {}
-    for field_name in identity:
-        if field_name not in IDENTITY_FIELDS:
+        return []
+    pairs = []
+    for field_name, columns in identity.items():
+        if not isinstance(field_name, str) or not _IDENTITY_NAME.match(field_name):
             errors.append((_line(identity, field_name),
-                           f"{where}: identity field `{field_name}` is not one of "
-                           + ", ".join(IDENTITY_FIELDS)))
-    return identity
+                           f"{where}: identity field `{field_name}` must be a lower-case "
+                           "name (email, phone, account_number, or one of your own)"))
+            continue
+        columns = [columns] if isinstance(columns, str) else columns
+        if not isinstance(columns, list) or not columns or not all(
+                isinstance(c, str) and c for c in columns):
+            errors.append((_line(identity, field_name),
+                           f"{where}: identity field `{field_name}` must name a column "
+                           "or a list of columns"))
+            continue
+        pairs.extend((field_name, c) for c in columns)
+    return pairs
 
 
 def _parse_references(where, spec, errors) -> list[Reference]:
@@ -308,7 +351,11 @@ def _check_references(tables, raw, errors):
                                f"table `{table.name}`: reference to `{ref.to_table}`, "
                                "which is not in the map"))
     for table in tables.values():
-        if table.disclosures is not None and not disclosure_path(tables, table):
+        if table.disclosures is not None and not table.primary_key:
+            errors.append((_line(raw[table.name], "disclosures"),
+                           f"table `{table.name}`: a disclosure table needs a one-column "
+                           "`primary_key` (the scan's cursor)"))
+        elif table.disclosures is not None and not disclosure_path(tables, table):
             errors.append((_line(raw[table.name], "disclosures"),
                            f"table `{table.name}`: a disclosure table needs an `email` identity "
                            "column or a reference to a table that has one"))
@@ -346,52 +393,8 @@ def disclosure_path(tables: dict, table: Table) -> tuple[str, str, str, str] | N
     return None
 
 
-# --- Fides datasets ------------------------------------------------------------------
-
-_FIDES_IDENTITIES = {"email": "email", "phone_number": "phone", "phone": "phone",
-                     "account_number": "account_number", "customer_id": "account_number",
-                     "user_id": "account_number"}
-
-
 def from_fides(text: str) -> str:
-    """Convert a Fides dataset YAML into a dataset map (YAML text) to review and save.
+    """A Fides dataset as a dataset map (see sources/fides.py)."""
+    from requests_app.sources.fides import from_fides as convert
 
-    Identity fields (fides_meta.identity) become identity columns, fides_meta.references
-    become references, data_categories (the first one) become column categories.
-    Erasure defaults to nulling every categorised column; review it before saving.
-    """
-    doc = yaml.safe_load(text) or {}
-    datasets = doc.get("dataset") or []
-    if not datasets:
-        raise DatasetMapError([(None, "not a Fides dataset: no `dataset:` list")])
-    dataset = datasets[0]
-    tables = {}
-    for collection in dataset.get("collections") or []:
-        table = {"primary_key": None, "erase": "update"}
-        identity, references, columns = {}, [], {}
-        for fld in collection.get("fields") or []:
-            meta = fld.get("fides_meta") or {}
-            name = fld["name"]
-            if meta.get("primary_key"):
-                table["primary_key"] = name
-            if meta.get("identity") in _FIDES_IDENTITIES:
-                identity[_FIDES_IDENTITIES[meta["identity"]]] = name
-            for ref in meta.get("references") or []:
-                if ref.get("dataset", dataset.get("fides_key")) == dataset.get("fides_key"):
-                    references.append({"column": name, "to": ref["field"]})
-            cats = fld.get("data_categories") or []
-            if cats and not meta.get("primary_key"):
-                columns[name] = cats[0]
-        if table["primary_key"] is None:
-            names = [f["name"] for f in collection.get("fields") or []]
-            table["primary_key"] = "id" if "id" in names else (names[0] if names else "id")
-        if identity:
-            table["identity"] = identity
-        if references:
-            table["references"] = references
-        table["columns"] = columns
-        tables[collection["name"]] = table
-    text_out = yaml.safe_dump({"name": dataset.get("fides_key", ""), "tables": tables},
-                              sort_keys=False)
-    parse(text_out)  # what we produce must be valid
-    return text_out
+    return convert(text)

@@ -10,7 +10,8 @@ import re
 import sqlalchemy as sa
 from django.conf import settings
 
-from requests_app.sources.sql.driver import _chunks, _in
+from requests_app.sources.sql.driver import _chunks
+from requests_app.sources.sql.keys import key_columns, key_in, row_key
 from requests_app.sources.sql.shape import _unique_columns
 
 _HASHED = re.compile(r"^~[0-9a-f]{8,64}$")
@@ -66,10 +67,9 @@ def _erased(value, action: str) -> bool:
 
 def _erase_batch(conn, spec, table, keys, cleared_columns):
     """Erase the rows of these primary keys as the table's `erase` says."""
-    pk = table.c[spec.primary_key]
     if spec.erase == "delete":
         for chunk in _chunks(conn, keys):
-            conn.execute(sa.delete(table).where(_in(conn, pk, chunk)))
+            conn.execute(sa.delete(table).where(key_in(conn, spec, table, chunk)))
         return
     nulls = {c: None for c in cleared_columns}
     if spec.erase == "update":
@@ -78,14 +78,16 @@ def _erase_batch(conn, spec, table, keys, cleared_columns):
                 if spec.erase == "update" and c.erase in ("mask", "hash")]
     if nulls:
         for chunk in _chunks(conn, keys):
-            conn.execute(sa.update(table).where(_in(conn, pk, chunk)).values(**nulls))
+            conn.execute(sa.update(table).where(key_in(conn, spec, table, chunk))
+                         .values(**nulls))
     if computed:
         rows = [row for chunk in _chunks(conn, keys) for row in conn.execute(
-            sa.select(pk, *(table.c[c.name] for c in computed)).where(_in(conn, pk, chunk))
-        ).mappings()]
+            sa.select(*key_columns(spec, table), *(table.c[c.name] for c in computed))
+            .where(key_in(conn, spec, table, chunk))).mappings()]
         params = _computed_values(spec, table, computed, rows)
         if params:
-            stmt = (sa.update(table).where(pk == sa.bindparam("_pk"))
+            stmt = (sa.update(table).where(*(col == sa.bindparam(f"_pk{i}") for i, col in
+                                             enumerate(key_columns(spec, table))))
                     .values({c.name: sa.bindparam(c.name) for c in computed}))
             conn.execute(stmt, params)
 
@@ -95,8 +97,8 @@ def _computed_values(spec, table, computed, rows) -> list[dict]:
     unique = _unique_columns(table)
     params = []
     for row in rows:
-        key = row[spec.primary_key]
-        values = {"_pk": key}
+        key = row_key(spec, row)
+        values = {f"_pk{i}": row[c] for i, c in enumerate(spec.key)}
         for c in computed:
             length = getattr(table.c[c.name].type, "length", None)
             if c.erase == "hash":

@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
-from requests_app.sources.sql import erasure, gathering
+from requests_app.sources.sql import erasure, gathering, keys
 from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, error_kind,
                                              forget, reflect)
 from requests_app.sources.sql.identity import email_table, identity_points
@@ -36,8 +36,16 @@ class SqlConnector(Connector):
         return engine_for(dsn)
 
     def tables(self, conn) -> dict[str, sa.Table]:
-        """The map's tables as reflected from the database (driver.reflect)."""
-        return reflect(conn, self.shape, self.source.name)
+        """The map's tables as reflected from the database (driver.reflect), with
+        the keys the map leaves out read from the database (sql/keys.py); a table
+        with no key anywhere stops the run with the reason."""
+        tables = reflect(conn, self.shape, self.source.name)
+        if self.shape.keys_for is not tables:
+            resolved, read, problems = keys.resolve(self.shape.declared, tables)
+            if problems:
+                raise SourceError(f"{self.source.name}: {problems[0][1]}")
+            self.shape.use_keys(resolved, read, tables)
+        return tables
 
     def warm_up(self) -> None:
         """Reflect the map's tables and open the pool's two connections (a copied
@@ -80,12 +88,26 @@ class SqlConnector(Connector):
                     problems.append(
                         f"line {self.map.lines.get(name)}: table `{name}` refers to "
                         f"`{ref.to_table}.{ref.to_column}`, which does not exist")
+        self._key_problems(conn, columns, problems)
         for table, column in self.shape.cleared_references():
             info = columns.get(table, {}).get(column)
             if info is not None and not info["nullable"]:
                 problems.append(
                     f"line {self.map.lines.get(table)}: `{table}.{column}` refers to "
                     "rows that erasure deletes, so it must accept NULL")
+
+    def _key_problems(self, conn, columns: dict, problems: list[str]) -> None:
+        """Tables whose map declares no key and whose database declares none either
+        (never guessed: refused, naming the source and the table)."""
+        missing = [n for n, t in self.map.tables.items() if not t.key and n in columns]
+        if not missing:
+            return
+        metadata = sa.MetaData()
+        metadata.reflect(bind=conn, only=missing)
+        _resolved, _read, found = keys.resolve(self.map, dict(metadata.tables))
+        for name, problem in found:
+            line = self.map.lines.get(name)
+            problems.append(f"line {line}: source `{self.source.name}`: {problem}")
 
     def _run(self, work, read_only=False):
         """work(conn, tables) on a pooled connection. read_only: in autocommit mode on
@@ -118,8 +140,9 @@ class SqlConnector(Connector):
         root = email_table(self.map)
         if root is None or not identity.email:
             return None
-        return self._run(lambda conn, tables: identity_points(conn, tables, self.map, root,
-                                                              identity))
+        # The shape's map: with the keys read from the database (self.tables).
+        return self._run(lambda conn, tables: identity_points(
+            conn, tables, self.shape.map, self.shape.map.tables[root.name], identity))
 
     def plan_erasure(self, run, identity) -> Outcome:
         return erasure.plan_erasure(self.shape, self._run, identity)

@@ -21,6 +21,8 @@ from requests_app.sources.records import run_dir
 from requests_app.sources.sql import driver
 from requests_app.sources.sql.actions import _erase_batch, _erased
 from requests_app.sources.sql.driver import _chunks, _delete_some, _in, _ordered
+from requests_app.sources.sql.gathering import seen_notes
+from requests_app.sources.sql.keys import key_columns, key_in, row_key
 from requests_app.sources.sql.shape import MapShape
 from requests_app.sources.sql.traversal import Traversal, leaf_where, traverse
 
@@ -58,15 +60,19 @@ def _erasable(conn, tables, shape: MapShape, trav: Traversal) -> tuple[dict, dic
     return keys, kept
 
 
-def _keys(conn, tables, shape: MapShape, identity) -> tuple[dict, dict, dict]:
+def _keys(conn, tables, shape: MapShape, identity, notes=None) -> tuple[dict, dict, dict]:
     """(primary keys per table, shared rows kept per table, leaves): leaf tables
     erasure deletes set-based are not read, only the values that find the
-    person's rows in them ({table: {column: [values]}})."""
+    person's rows in them ({table: {column: [values]}}). `notes`, when given,
+    takes what the plan says besides (gathering.seen_notes)."""
     trav = traverse(conn, tables, shape, identity, lambda n, r: None,
                     defer=shape.deletable_leaves(tables))
     keys, kept = _erasable(conn, tables, shape, trav)
     leaves = {name: {column: _ordered(values) for column, values in conditions.items()}
               for name, conditions in trav.leaves.items()}
+    if notes is not None:
+        notes.update(seen_notes(shape, {n: len(k) for n, k in trav.withheld.items() if k},
+                                trav.unsupplied))
     return keys, kept, leaves
 
 
@@ -77,8 +83,10 @@ def _count_leaves(conn, tables, leaves) -> dict[str, int]:
 
 
 def plan_erasure(shape: MapShape, run_work, identity) -> Outcome:
+    notes: dict = {}
+
     def work(conn, tables):
-        keys, kept, leaves = _keys(conn, tables, shape, identity)
+        keys, kept, leaves = _keys(conn, tables, shape, identity, notes)
         counts = {name: len(k) for name, k in keys.items()}
         counts |= _count_leaves(conn, tables, leaves)
         return counts, kept
@@ -101,7 +109,7 @@ def plan_erasure(shape: MapShape, run_work, identity) -> Outcome:
         if table in plan:
             plan[table].setdefault("cleared_references", []).append(column)
     deletable = sum(p["rows"] for p in plan.values() if p["action"] != "retain")
-    return Outcome(records=deletable, result={"tables": plan})
+    return Outcome(records=deletable, result={"tables": plan, **notes})
 
 
 # --- erasing -------------------------------------------------------------------------
@@ -182,7 +190,7 @@ def erase(shape: MapShape, run_work, run, identity, on_batch=None) -> Outcome:
 
 def _delete_leaf(conn, name, table, spec, conditions, cursor: _Progress) -> int:
     """Delete a leaf's rows that the values find, LEAF_BATCH per transaction."""
-    pk = table.c[spec.primary_key]
+    pk = key_columns(spec, table)[0]  # a leaf refers to a unique column: one-column keys
     where = leaf_where(conn, table, conditions)
     statement = _delete_some(conn, table, pk, where, LEAF_BATCH,
                              order_by=table.c[next(iter(conditions))])
@@ -236,7 +244,7 @@ def remaining(shape: MapShape, run_work, run, identity) -> int:
 
         def on_row(name, row):
             if _left(shape, name, row):
-                found.add((name, row[shape.map.tables[name].primary_key]))
+                found.add((name, row_key(shape.map.tables[name], row)))
 
         trav = traverse(conn, tables, shape, identity, on_row,
                         defer=shape.deletable_leaves(tables))
@@ -254,12 +262,11 @@ def _stored_rows_left(conn, tables, shape: MapShape, stored: dict) -> set[tuple]
     left = set()
     for name, keys in stored.items():
         spec, table = shape.map.tables[name], tables[name]
-        pk = table.c[spec.primary_key]
         for chunk in _chunks(conn, keys):
             for row in conn.execute(sa.select(*shape.mapped(table)).where(
-                    _in(conn, pk, chunk))).mappings():
+                    key_in(conn, spec, table, chunk))).mappings():
                 if _left(shape, name, row):
-                    left.add((name, row[spec.primary_key]))
+                    left.add((name, row_key(spec, row)))
     return left
 
 
@@ -272,8 +279,9 @@ def _leaf_rows(conn, tables, shape: MapShape, leaves) -> set[tuple]:
     found = set()
     for name, conditions in leaves.items():
         table = tables[name]
-        query = (sa.select(table.c[shape.map.tables[name].primary_key])
+        spec = shape.map.tables[name]
+        query = (sa.select(*key_columns(spec, table))
                  .where(leaf_where(conn, table, conditions))
                  .order_by(table.c[next(iter(conditions))]).limit(driver.ARRAY_BATCH))
-        found.update((name, key) for (key,) in conn.execute(query))
+        found.update((name, row_key(spec, row)) for row in conn.execute(query).mappings())
     return found

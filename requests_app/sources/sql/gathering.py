@@ -24,6 +24,7 @@ def gather(shape: MapShape, run_work, connect, run, identity, sink) -> Outcome:
     result["outside_period"] counts the dated rows left out per table."""
     period = collection_period(run)
     outside: dict[str, int] = {}
+    found: dict = {}
 
     def work(conn, tables):
         def on_row(name, row):
@@ -40,19 +41,37 @@ def gather(shape: MapShape, run_work, connect, run, identity, sink) -> Outcome:
         trav = traverse(conn, tables, shape, identity, on_row,
                         bulk=shape.leaves(tables) if copies else (),
                         through=dated if period else ())
-        counts = {name: len(keys) - outside.get(name, 0)
+        counts = {name: len(keys) - len(trav.withheld.get(name, ())) - outside.get(name, 0)
                   for name, keys in trav.seen.items()}
+        found.update(withheld={n: len(k) for n, k in trav.withheld.items() if k},
+                     unsupplied=trav.unsupplied)
         for name, conditions in trav.leaves.items():
             counts[name] = _copy_leaf(conn, connect, shape, tables[name], conditions, sink,
                                       period, outside)
         return counts
 
     counts = run_work(work, read_only=True)
-    result = {"tables": counts}
+    result = {"tables": counts, **seen_notes(shape, found["withheld"], found["unsupplied"])}
     if period:
         result["period"] = [period[0].isoformat(), period[1].isoformat()]
         result["outside_period"] = outside
     return Outcome(records=sum(counts.values()), result=result)
+
+
+def seen_notes(shape: MapShape, withheld: dict, unsupplied: set) -> dict:
+    """What a run's result says besides its counts, so that staff see every
+    guess and every gap: rows withheld because they are tied to others too
+    ({table: rows}, "linked to you and to others, withheld"), identity types the
+    map has that the request did not supply (not looked up), keys read from the
+    database because the map declares none."""
+    notes = {}
+    if withheld:
+        notes["withheld_linked_to_others"] = withheld
+    if unsupplied:
+        notes["identity_types_not_looked_up"] = sorted(unsupplied)
+    if shape.keys_read:
+        notes["keys_read_from_database"] = shape.keys_read
+    return notes
 
 
 def _copy_leaf(conn, connect, shape: MapShape, table, conditions, sink, period=None,

@@ -1,5 +1,6 @@
 """Identity verification against a SQL source: one parameterised query reads the
-identity table's rows for the address (case insensitive), LEFT JOINed to the
+identity table's rows for the address (trimmed, case insensitive, in every
+email column), LEFT JOINed to the
 address columns of one table that refers to it; the points a requester gave are
 compared with what those rows hold (identity_match.compare)."""
 
@@ -22,10 +23,12 @@ def identity_points(conn, tables, dataset_map: DatasetMap, root: Table, identity
     table, points = tables[root.name], _Points()
     points.select_own(table, root)
     joined = points.join_addresses(tables, dataset_map, root)
-    selected = points.selected or [table.c[root.primary_key]]
-    email_col = table.c[root.identity["email"]]
+    selected = points.selected or [table.c[c] for c in root.key]
+    email = identity.email.strip().lower()
     query = (sa.select(*selected).select_from(joined)
-             .where(sa.func.lower(email_col) == identity.email.strip().lower())
+             .where(sa.or_(*(sa.func.lower(sa.func.trim(table.c[column])) == email
+                             for field_name, column in root.identity_columns
+                             if field_name == "email")))
              .limit(50))
     rows = list(conn.execute(query).mappings())
     if not rows:

@@ -28,7 +28,19 @@ class MapShape:
 
     def __init__(self, dataset_map: DatasetMap):
         self.map = dataset_map
+        self.declared = dataset_map  # as written: keys may be missing (see use_keys)
+        self.keys_read: dict[str, list[str]] = {}  # keys read from the database
+        self.keys_for = None  # the reflected tables use_keys was given last
         self._unique = None  # (tables, {table: unique columns}) of the last reflection
+
+    def use_keys(self, resolved: DatasetMap, read: dict, tables) -> None:
+        """The map with the keys the database declares where the map declares none
+        (sql/keys.resolve), for these reflected tables: what depends on the map's
+        columns is worked out again."""
+        self.map, self.keys_read, self.keys_for = resolved, read, tables
+        for name in ("_needed", "edges", "follows", "forwards", "to_people"):
+            self.__dict__.pop(name, None)
+        self._unique = None
 
     @cached_property
     def _needed(self) -> dict[str, tuple[str, ...]]:

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from requests_app.sources.sql import driver
 from requests_app.sources.sql.driver import (_arrays, _chunks, _in, _ordered, compiled_lookup,
                                              dict_row, psycopg)
+from requests_app.sources.sql.keys import row_key
 from requests_app.sources.sql.shape import MapShape
 
 _BULK = object()  # a leaf table with too many rows to read one by one: copied instead
@@ -23,6 +24,19 @@ def _values_by_column():
     return defaultdict(lambda: defaultdict(set))
 
 
+def normal_email(value):
+    """An email address as compared: trimmed, lower case (stored values are
+    compared as LOWER(TRIM(column)) in the database, on every engine)."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
+def _matcher(conn, table, column: str, values, normal: bool):
+    """`column IN values`, or LOWER(TRIM(column)) IN values for an email column."""
+    if normal:
+        return sa.func.lower(sa.func.trim(table.c[column])).in_(list(values))
+    return _in(conn, table.c[column], values)
+
+
 class Traversal:
     """What a traversal found: every row's key, which rows are the person's own,
     and, for rows that may be shared, the values other rows refer to them by."""
@@ -31,6 +45,10 @@ class Traversal:
         self.seen: dict[str, set] = defaultdict(set)
         self.owned: dict[str, set] = defaultdict(set)
         self.shared_values: dict[str, dict] = defaultdict(dict)
+        # Rows that one of the person's rows leads to but that a reference also
+        # ties to someone else: never shown, erased or counted as theirs.
+        self.withheld: dict[str, set] = defaultdict(set)
+        self.unsupplied: set[str] = set()  # identity types the map has, the request not
         self.own_refs: dict[tuple, Counter] = defaultdict(Counter)
         # Deferred leaf tables (see MapShape.leaves): not read, only the values
         # that find the person's rows in them, {table: {column: values}}.
@@ -80,17 +98,24 @@ class _Walk:
         self.owning: dict[str, set] = defaultdict(set)  # columns whose match makes a row theirs
         self.mine: dict[tuple, set] = defaultdict(set)  # values of the person's identity rows
         self.known: dict[tuple, set] = defaultdict(set)  # values of unique columns of seen rows
+        self.normal: dict[str, set] = defaultdict(set)  # email columns, compared normalised
 
     def start(self, identity) -> None:
-        """The first hop looks for the identity's values in the identity columns."""
+        """The first hop looks for the identity's values in the identity columns
+        (every column of a type: email and alt_email); emails trimmed and in lower
+        case on both sides. A type the request does not supply is not looked up."""
         lookups = identity.lookup_values()
         for name, spec in self.shape.map.tables.items():
-            for field_name, column in spec.identity.items():
+            for field_name, column in spec.identity_columns:
                 value = lookups.get(field_name)
-                if value:
-                    self.wanted[name][column].update({value, value.lower()}
-                                                     if field_name == "email" else {value})
-                    self.owning[name].add(column)
+                if not value:
+                    self.trav.unsupplied.add(field_name)
+                    continue
+                if field_name == "email":
+                    self.normal[name].add(column)
+                    value = normal_email(value)
+                self.wanted[name][column].add(value)
+                self.owning[name].add(column)
 
     def hop(self) -> None:
         """Look up what is wanted, take the rows found, and work out the next hop."""
@@ -101,7 +126,8 @@ class _Walk:
             if name in skip:
                 self._leave(name, conditions)
         fetched = _fetch(self.conn, self.tables, self.shape,
-                         {n: c for n, c in self.wanted.items() if n not in skip}, bulk=self.bulk)
+                         {n: c for n, c in self.wanted.items() if n not in skip}, bulk=self.bulk,
+                         normal=self.normal)
         for name, conditions in self.wanted.items():
             if name in skip:
                 continue
@@ -114,6 +140,7 @@ class _Walk:
                 # too, streamed, so that the table stays one collection.
                 rows = _select(self.conn, self.tables[name], self.shape, conditions)
             self._take(name, rows, conditions, hop)
+        self.normal = defaultdict(set)  # identity columns are looked up in the first hop
         self.wanted, self.owning = self._next(hop)
 
     def _leave(self, name, conditions) -> None:
@@ -123,26 +150,24 @@ class _Walk:
     def _take(self, name, rows, conditions, hop: _Hop) -> None:
         """The rows of one table found in this hop: each once, the person's own or
         maybe shared, never someone else's."""
-        trav, mine, known, on_row = self.trav, self.mine, self.known, self.on_row
-        shape, spec, owning = self.shape, self.shape.map.tables[name], self.owning[name]
+        trav, known, on_row = self.trav, self.known, self.on_row
+        shape, spec = self.shape, self.shape.map.tables[name]
         follow, forward_cols = shape.follows[name], shape.forwards[name]
-        to_people, unique = shape.to_people[name], self.unique[name]
+        unique = self.unique[name]
         for row in rows:
-            key = row[spec.primary_key]
+            key = row_key(spec, row)
             if key in trav.seen[name]:
                 continue
             trav.seen[name].add(key)
-            owned = any(row[c] in conditions.get(c, ()) for c in owning)
-            if not owned and any(
-                row[col] is not None and row[col] not in mine[(person, pcol)]
-                for col, person, pcol in to_people
-            ):
-                continue  # someone else's row: neither shown nor erased
+            owned, by_identity = self._owned(name, spec, row, conditions)
+            if not by_identity and self._someone_elses(name, row):
+                trav.withheld[name].add(key)  # linked to them and to others: withheld
+                continue
             if owned:
                 trav.owned[name].add(key)
                 if spec.identity:
                     for column in row.keys():
-                        mine[(name, column)].add(row[column])
+                        self.mine[(name, column)].add(row[column])
                 # Only the person's own rows count as their references to a
                 # shared row (a kept shared row's links are not theirs).
                 for column in forward_cols:
@@ -159,15 +184,34 @@ class _Walk:
                 if row[column] is not None:
                     target[name][column].add(row[column])
 
+    def _owned(self, name, spec, row, conditions) -> tuple[bool, bool]:
+        """(the person's own row: a column matched what finds their rows, found by
+        their identity itself)."""
+        normal, identity_cols = self.normal.get(name, ()), {c for _f, c in spec.identity_columns}
+        matched = [c for c in self.owning[name]
+                   if (normal_email(row[c]) if c in normal else row[c]) in conditions.get(c, ())]
+        return bool(matched), any(c in identity_cols for c in matched)
+
+    def _someone_elses(self, name, row) -> bool:
+        """Does any of the row's references to an identity table name a person
+        other than this one (a message's recipient, an order's other customer)?
+        Checked for every row not found by the identity itself, the person's own
+        included: one of their references does not make the others theirs."""
+        mine = self.mine
+        return any(row[col] is not None and row[col] not in mine[(person, pcol)]
+                   for col, person, pcol in self.shape.to_people[name])
+
     def _next(self, hop: _Hop) -> tuple[dict, dict]:
         """(wanted, owning) of the next hop: the values found followed along every
         edge, except into identity tables."""
         wanted, owning = _values_by_column(), defaultdict(set)
         for edge in self.shape.edges:
-            if self.shape.map.tables[edge.to_table].identity:
-                # Rows of an identity table are people: only the person's own
-                # identity finds theirs. Following a reference into one (a
-                # "referred by" link, a household) would reach someone else.
+            if self.shape.map.tables[edge.to_table].identity and (
+                    edge.forward or edge.from_table == edge.to_table):
+                # Rows of an identity table are people: the rows one of theirs
+                # points at (a "referred by" link, a household) are someone else.
+                # The rows that point at theirs are found (the service requests
+                # an employee handled), and withheld when tied to others too.
                 continue
             values = set(hop.owned.get(edge.from_table, {}).get(edge.from_column, ()))
             dated = edge.to_table in self.through  # judged by its own date: reached anyway
@@ -197,17 +241,22 @@ def leaf_where(conn, table, conditions: dict):
                     for chunk in _chunks(conn, _ordered(values))))
 
 
-def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=()) -> dict:
+def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) -> dict:
     """One hop's lookups, {table: rows}. On PostgreSQL they all go in one round
     trip (psycopg pipeline mode), one statement per table with one array
     parameter per column and a LIMIT one above BATCH; a table that reaches the
-    limit is read again, streamed (see _stream). Elsewhere: _select, lazily."""
+    limit is read again, streamed (see _stream). Elsewhere, and for lookups by
+    email (LOWER(TRIM(column)), the identity's first hop): _select, lazily."""
+    normal = normal or {}
     if not _arrays(conn) or psycopg is None or not wanted:
-        return {name: _select(conn, tables[name], shape, conditions)
+        return {name: _select(conn, tables[name], shape, conditions, normal.get(name))
                 for name, conditions in wanted.items()}
     pg = conn.connection.driver_connection
     fetched, pending = {}, []
     for name, conditions in wanted.items():
+        if normal.get(name):
+            fetched[name] = _select(conn, tables[name], shape, conditions, normal[name])
+            continue
         columns = tuple(sorted(conditions))
         values = [_ordered(conditions[c]) for c in columns]
         if any(len(v) > driver.ARRAY_BATCH for v in values):
@@ -251,11 +300,12 @@ def _stream(pg, sql, params):
             yield from cursor
 
 
-def _select(conn, table, shape: MapShape, conditions: dict[str, set]):
+def _select(conn, table, shape: MapShape, conditions: dict[str, set], normal=None):
     """One query per table per hop: OR of one array parameter per column on
     PostgreSQL (ARRAY_BATCH values each); of IN-lists batched at BATCH values
-    on SQLite."""
-    if _arrays(conn) and psycopg is not None:
+    on SQLite, and on every engine for a lookup by email (`normal`: the columns
+    compared as LOWER(TRIM(column)))."""
+    if _arrays(conn) and psycopg is not None and not normal:
         # Only for many rows or values (see _fetch): streamed on a server-side
         # cursor in a transaction of its own (reads run in autocommit mode).
         columns = tuple(sorted(conditions))
@@ -275,21 +325,21 @@ def _select(conn, table, shape: MapShape, conditions: dict[str, set]):
     statement, size = [], 0
     for column, values in chunks:
         if statement and size + len(values) > batch:
-            yield from _run_select(conn, table, selected, statement)
+            yield from _run_select(conn, table, selected, statement, normal)
             statement, size = [], 0
         statement.append((column, values))
         size += len(values)
     if statement:
-        yield from _run_select(conn, table, selected, statement)
+        yield from _run_select(conn, table, selected, statement, normal)
 
 
-def _run_select(conn, table, selected: list, parts):
+def _run_select(conn, table, selected: list, parts, normal=None):
     """Most lookups find a few rows: one round trip on a client-side cursor, with
     a LIMIT one above BATCH. Only when that limit is reached (a subject with
     very many rows in this table) is the query run again on a server-side
     cursor, streamed BATCH rows at a time, so memory stays bounded."""
     query = sa.select(*selected).where(sa.or_(*(
-        _in(conn, table.c[col], vals) for col, vals in parts)))
+        _matcher(conn, table, col, vals, col in (normal or ())) for col, vals in parts)))
     rows = conn.execute(query.limit(driver.BATCH + 1)).mappings().all()
     if len(rows) <= driver.BATCH:
         yield from rows
