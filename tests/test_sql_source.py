@@ -8,7 +8,8 @@ from django.core.exceptions import ValidationError
 from requests_app.models import DataSource
 from requests_app.sources.base import IdentityData
 from requests_app.sources.categories import WITHHELD
-from requests_app.sources.datamap import DatasetMapError, from_fides, parse
+from requests_app.sources.datamap import DatasetMapError, parse
+from requests_app.sources.fides import from_fides
 from requests_app.sources.sql.actions import keyed_hash, mask
 from requests_app.sources.sql.connector import SqlConnector
 from requests_app.sources.sql.driver import _engine, engine_url

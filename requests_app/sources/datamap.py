@@ -18,7 +18,7 @@ category of each column and what erasure does to it.
         collected_at: placed_at   # when each row was collected: a Right to Know
                                   # answer holds the rows of the period asked for
 
-Errors name the line of the map they come from. `from_fides` turns a Fides
+Errors name the line of the map they come from. `fides.from_fides` turns a Fides
 dataset (fides_meta.identity, references) into this form.
 """
 
@@ -391,10 +391,3 @@ def disclosure_path(tables: dict, table: Table) -> tuple[str, str, str, str] | N
         if target is not None and "email" in target.identity:
             return (ref.column, target.name, ref.to_column, target.identity["email"])
     return None
-
-
-def from_fides(text: str) -> str:
-    """A Fides dataset as a dataset map (see sources/fides.py)."""
-    from requests_app.sources.fides import from_fides as convert
-
-    return convert(text)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from requests_app.sources.datamap import DatasetMapError, from_fides
+from requests_app.sources.datamap import DatasetMapError
+from requests_app.sources.fides import from_fides
 
 
 class Command(BaseCommand):
