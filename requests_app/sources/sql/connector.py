@@ -10,7 +10,7 @@ from sqlalchemy import exc as sa_exc
 
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
-from requests_app.sources.sql import erasure, gathering
+from requests_app.sources.sql import constraints, erasure, gathering
 from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, error_kind,
                                              forget, reflect)
 from requests_app.sources.sql.identity import email_table, identity_points
@@ -80,12 +80,10 @@ class SqlConnector(Connector):
                     problems.append(
                         f"line {self.map.lines.get(name)}: table `{name}` refers to "
                         f"`{ref.to_table}.{ref.to_column}`, which does not exist")
-        for table, column in self.shape.cleared_references():
-            info = columns.get(table, {}).get(column)
-            if info is not None and not info["nullable"]:
-                problems.append(
-                    f"line {self.map.lines.get(table)}: `{table}.{column}` refers to "
-                    "rows that erasure deletes, so it must accept NULL")
+        # A NOT NULL reference to rows erasure deletes is kept where the row it points
+        # at is shared (said in the dry run), and fails the dry run where it is not.
+        problems.extend(constraints.erasure_problems(conn, self.shape, columns,
+                                                     self.source.name))
 
     def _run(self, work, read_only=False):
         """work(conn, tables) on a pooled connection. read_only: in autocommit mode on
