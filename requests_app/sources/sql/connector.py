@@ -3,6 +3,7 @@ to the traversal, identity verification, gathering and erasure of this package.
 The DSN is read from the environment variable the source names; it is never
 stored."""
 
+import hashlib
 import os
 
 import sqlalchemy as sa
@@ -119,12 +120,21 @@ class SqlConnector(Connector):
         return self._run(lambda conn, tables: identity_points(conn, tables, self.map, root,
                                                               identity))
 
+    @property
+    def map_version(self) -> str:
+        """The dataset map's version: the SHA-256 of its text, as saved."""
+        return hashlib.sha256((self.source.dataset_map or "").encode()).hexdigest()
+
     def plan_erasure(self, run, identity) -> Outcome:
-        return erasure.plan_erasure(self.shape, self._run, identity)
+        """See erasure.plan_erasure: the statements executed and rolled back."""
+        return erasure.plan_erasure(self.shape, self._run, identity, source=self.source.name,
+                                    map_version=self.map_version)
 
     def erase(self, run, identity, plan: dict, on_batch=None) -> Outcome:
-        """See erasure.erase: resumable, from keys kept when the run first started."""
-        return erasure.erase(self.shape, self._run, run, identity, on_batch)
+        """See erasure.erase: resumable, from keys kept when the run first started,
+        and only the approved plan when `plan` carries its `approved_digest`."""
+        return erasure.erase(self.shape, self._run, run, identity, on_batch, plan=plan,
+                             source=self.source.name, map_version=self.map_version)
 
     def remaining(self, run, identity) -> int:
         return erasure.remaining(self.shape, self._run, run, identity)
