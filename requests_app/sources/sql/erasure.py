@@ -379,7 +379,7 @@ def erase(shape: MapShape, run_work, run, identity, on_batch=None, *, plan=None,
     done = {}
     for name in shape.erase_order():
         action = shape.map.tables[name].erase
-        rows = progress.get(name, 0) if action != "retain" or name in leaves else 0
+        rows = progress.get(name, 0) if action != "retain" else len(keys.get(name, []))
         entry = {"action": action, "rows": rows} | notes.get(name, {})
         if rows or notes.get(name):
             done[name] = {k: v for k, v in entry.items() if k != "shared_with"}
