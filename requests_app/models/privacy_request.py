@@ -91,6 +91,9 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     extension_notice = models.TextField(_("extension notice"), blank=True)
     verified_at = models.DateTimeField(_("verified"), null=True, blank=True)
     erasure_approved_at = models.DateTimeField(_("deletion approved"), null=True, blank=True)
+    # The dry runs approved, {source id: plan digest}: erasure runs exactly these.
+    erasure_plan_digests = models.JSONField(_("approved dry-run digests"), default=dict,
+                                            blank=True)
     responded_at = models.DateTimeField(_("responded"), null=True, blank=True)
     closed_at = models.DateTimeField(_("closed"), null=True, blank=True)
 
@@ -280,8 +283,12 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
                                       "dry run? This cannot be undone."),
                             timeline=_("Deletion approved; we are deleting your information.")))
     def approve_erasure(self):
-        """The dry run was right: now delete."""
+        """The dry run was right: now delete, exactly what it planned (its digest)."""
         self.erasure_approved_at = timezone.now()
+        self.erasure_plan_digests = {
+            str(source_id): result.get("digest") for source_id, result in
+            self.source_runs.filter(action="plan_erasure", state="done")
+            .values_list("source_id", "result")}
 
     @transition(state, source=State.RESULTS_READY, target=State.IN_REVIEW,
                 conditions=[erasure_plan_awaits_approval], permission=perm("approve_deletion"),

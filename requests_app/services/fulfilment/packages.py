@@ -325,12 +325,30 @@ def _disclosed_to(request) -> dict:
 # --- deletion -------------------------------------------------------------------
 
 
+def _done(plan: dict, result: dict) -> dict:
+    """Per table, what the erasure did ({"action", "rows"}, and `stays_linked`), with
+    the dry run's reasons (legal basis, rows kept as shared, columns): the report
+    says what was done, not what was planned. A run without `done` (an older one,
+    or a source that reports no tables) shows its plan."""
+    done = result.get("done")
+    if done is None:
+        return plan.get("tables", {})
+    tables = {}
+    for name, planned in plan.get("tables", {}).items():
+        reasons = {k: v for k, v in planned.items() if k not in ("rows", "action",
+                                                                  "stays_linked")}
+        tables[name] = reasons | done.get(name, {"action": planned.get("action"), "rows": 0})
+    for name, did in done.items():
+        tables.setdefault(name, did)
+    return tables
+
+
 def deletion_summary(request) -> dict:
     plans = {r.source_id: r.result for r in _runs(request, Action.PLAN_ERASURE)}
     sources = []
     for run in _runs(request, Action.ERASE):
         plan = plans.get(run.source_id, {})
-        entry = {"source": run.source.name, "tables": plan.get("tables", {})}
+        entry = {"source": run.source.name, "tables": _done(plan, run.result)}
         if run.source.kind == "manual":
             entry["outcome"] = run.result.get("outcome", "")
             entry["reason"] = run.result.get("reason", "")

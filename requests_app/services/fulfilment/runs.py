@@ -215,11 +215,14 @@ def _work(run_id: int, attempt: int) -> None:
                      heartbeat_at=timezone.now()):
                 raise SourceError(f"{run.source.name}: erasure taken over by another attempt")
 
-        outcome = connector.erase(run, identity, plan.result if plan else {}, on_batch=on_batch)
+        outcome = connector.erase(run, identity, approved_plan(run, plan), on_batch=on_batch)
         result = outcome.result
         if not outcome.waiting:
             remaining = connector.remaining(run, identity)
             if remaining:
+                # Rows added since the key list was taken: a retry looks again.
+                (run_dir(run) / "erase-keys.json.enc").unlink(missing_ok=True)
+                SourceRun.objects.filter(pk=run_id).update(result={})
                 raise SourceError(f"{run.source.name}: {remaining} deletable records remain "
                                   "after erasure (re-scan)")
             result["remaining"] = 0
@@ -228,6 +231,20 @@ def _work(run_id: int, attempt: int) -> None:
         result = outcome.result
     finish_run(run.pk, outcome.records, result, waiting=outcome.waiting, attempt=attempt,
                queue_check=False)
+
+
+def approved_plan(run: SourceRun, plan: SourceRun | None) -> dict:
+    """The dry run's result as approved: with the digest the approval bound to
+    (PrivacyRequest.erasure_plan_digests), which erasure must match. A dry run
+    with a digest that the approval did not record is refused."""
+    result = dict(plan.result) if plan else {}
+    if result.get("digest"):
+        approved = run.request.erasure_plan_digests.get(str(run.source_id))
+        if not approved:
+            raise SourceError(f"{run.source.name}: this dry run was not approved: run a new "
+                              "dry run and approve it")
+        result["approved_digest"] = approved
+    return result
 
 
 def change_of(request: PrivacyRequest) -> dict:
@@ -377,11 +394,8 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
         run.state = RunState.PENDING
         run.last_error = ""
         run.dispatched_at = timezone.now()
-        if run.action == Action.ERASE:
-            # Look again: rows may have been added since the key list was taken
-            # (the re-scan that failed found them).
-            run.result = {}
-            (run_dir(run) / "erase-keys.json.enc").unlink(missing_ok=True)
+        # An erasure resumes from its progress and key list (kept since the batches
+        # applied before the failure); after a failed re-scan both were dropped.
         run.save()
         record_event("source.retried", actor=actor, request=request,
                      data={"source": run.source.name, "action": run.action})

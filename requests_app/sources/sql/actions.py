@@ -65,12 +65,14 @@ def _erased(value, action: str) -> bool:
     return False
 
 
-def _erase_batch(conn, spec, table, keys, cleared_columns):
-    """Erase the rows of these primary keys as the table's `erase` says."""
+def _erase_batch(conn, spec, table, keys, cleared_columns) -> int:
+    """Erase the rows of these primary keys as the table's `erase` says; the number
+    of rows the database says it deleted or changed."""
+    changed = 0
     if spec.erase == "delete":
         for chunk in _chunks(conn, keys):
-            conn.execute(sa.delete(table).where(key_in(conn, spec, table, chunk)))
-        return
+            changed += conn.execute(sa.delete(table).where(key_in(conn, spec, table, chunk))).rowcount
+        return changed
     nulls = {c: None for c in cleared_columns}
     if spec.erase == "update":
         nulls |= {c.name: None for c in spec.columns.values() if c.erase == "null"}
@@ -78,8 +80,8 @@ def _erase_batch(conn, spec, table, keys, cleared_columns):
                 if spec.erase == "update" and c.erase in ("mask", "hash")]
     if nulls:
         for chunk in _chunks(conn, keys):
-            conn.execute(sa.update(table).where(key_in(conn, spec, table, chunk))
-                         .values(**nulls))
+            changed += conn.execute(
+                sa.update(table).where(key_in(conn, spec, table, chunk)).values(**nulls)).rowcount
     if computed:
         rows = [row for chunk in _chunks(conn, keys) for row in conn.execute(
             sa.select(*key_columns(spec, table), *(table.c[c.name] for c in computed))
@@ -90,6 +92,8 @@ def _erase_batch(conn, spec, table, keys, cleared_columns):
                                              enumerate(key_columns(spec, table))))
                     .values({c.name: sa.bindparam(c.name) for c in computed}))
             conn.execute(stmt, params)
+            changed = max(changed, len(params))
+    return changed
 
 
 def _computed_values(spec, table, computed, rows) -> list[dict]:

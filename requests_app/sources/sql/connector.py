@@ -3,6 +3,7 @@ to the traversal, identity verification, gathering and erasure of this package.
 The DSN is read from the environment variable the source names; it is never
 stored."""
 
+import hashlib
 import os
 
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from sqlalchemy import exc as sa_exc
 
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
-from requests_app.sources.sql import erasure, gathering, keys
+from requests_app.sources.sql import constraints, erasure, gathering, keys
 from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, error_kind,
                                              forget, reflect)
 from requests_app.sources.sql.identity import email_table, identity_points
@@ -89,12 +90,10 @@ class SqlConnector(Connector):
                         f"line {self.map.lines.get(name)}: table `{name}` refers to "
                         f"`{ref.to_table}.{ref.to_column}`, which does not exist")
         self._key_problems(conn, columns, problems)
-        for table, column in self.shape.cleared_references():
-            info = columns.get(table, {}).get(column)
-            if info is not None and not info["nullable"]:
-                problems.append(
-                    f"line {self.map.lines.get(table)}: `{table}.{column}` refers to "
-                    "rows that erasure deletes, so it must accept NULL")
+        # A NOT NULL reference to rows erasure deletes is kept where the row it points
+        # at is shared (said in the dry run), and fails the dry run where it is not.
+        problems.extend(constraints.erasure_problems(conn, self.shape, columns,
+                                                     self.source.name))
 
     def _key_problems(self, conn, columns: dict, problems: list[str]) -> None:
         """Tables whose map declares no key and whose database declares none either
@@ -144,12 +143,21 @@ class SqlConnector(Connector):
         return self._run(lambda conn, tables: identity_points(
             conn, tables, self.shape.map, self.shape.map.tables[root.name], identity))
 
+    @property
+    def map_version(self) -> str:
+        """The dataset map's version: the SHA-256 of its text, as saved."""
+        return hashlib.sha256((self.source.dataset_map or "").encode()).hexdigest()
+
     def plan_erasure(self, run, identity) -> Outcome:
-        return erasure.plan_erasure(self.shape, self._run, identity)
+        """See erasure.plan_erasure: the statements executed and rolled back."""
+        return erasure.plan_erasure(self.shape, self._run, identity, source=self.source.name,
+                                    map_version=self.map_version)
 
     def erase(self, run, identity, plan: dict, on_batch=None) -> Outcome:
-        """See erasure.erase: resumable, from keys kept when the run first started."""
-        return erasure.erase(self.shape, self._run, run, identity, on_batch)
+        """See erasure.erase: resumable, from keys kept when the run first started,
+        and only the approved plan when `plan` carries its `approved_digest`."""
+        return erasure.erase(self.shape, self._run, run, identity, on_batch, plan=plan,
+                             source=self.source.name, map_version=self.map_version)
 
     def remaining(self, run, identity) -> int:
         return erasure.remaining(self.shape, self._run, run, identity)

@@ -9,16 +9,21 @@ on the server, set-based, from the values that find the person's rows in them.
 `run_work(work, read_only=False)` is the connector's: work(conn, tables) on a
 pooled connection, database errors turned into SourceErrors."""
 
+import contextlib
+import hashlib
+import hmac
 import json
 import time
 from collections import defaultdict
 
 import sqlalchemy as sa
+from django.conf import settings
+from sqlalchemy import exc as sa_exc
 
 from requests_app.files import open_text_reader, open_text_writer
-from requests_app.sources.base import Outcome
+from requests_app.sources.base import Outcome, SourceError
 from requests_app.sources.records import run_dir
-from requests_app.sources.sql import driver
+from requests_app.sources.sql import constraints, driver
 from requests_app.sources.sql.actions import _erase_batch, _erased
 from requests_app.sources.sql.driver import _chunks, _delete_some, _in, _ordered
 from requests_app.sources.sql.gathering import seen_notes
@@ -31,67 +36,169 @@ LEAF_BATCH = 50_000  # rows per set-based DELETE of a leaf table (one transactio
 PROGRESS_EVERY = 0.5  # seconds between two progress records of an erasure
 
 
-def _erasable(conn, tables, shape: MapShape, trav: Traversal) -> tuple[dict, dict]:
-    """The keys erasure may touch, per table: the person's own rows, and shared
-    rows that no one else's rows refer to. Also how many shared rows are kept."""
-    keys, kept = {}, {}
-    for name in shape.map.tables:
-        shared = trav.shared_values.get(name, {})
-        still_used = set()  # (column, value) pairs other people's rows refer to
-        for edge in shape.edges:
-            if not edge.forward or edge.to_table != name or not shared:
-                continue
-            values = {v[edge.to_column] for v in shared.values()
-                      if v.get(edge.to_column) is not None}
-            referrer = tables[edge.from_table].c[edge.from_column]
-            mine = trav.own_refs[(edge.from_table, edge.from_column)]
-            for chunk in _chunks(conn, _ordered(values)):
-                query = (sa.select(referrer, sa.func.count()).where(
-                    _in(conn, referrer, chunk)).group_by(referrer))
-                for value, total in conn.execute(query):
-                    if total > mine.get(value, 0):
-                        still_used.add((edge.to_column, value))
-        erasable_shared = {k for k, v in shared.items()
-                           if not any(item in still_used for item in v.items())}
-        if len(shared) > len(erasable_shared):
-            kept[name] = len(shared) - len(erasable_shared)
+def _shared_rows(conn, tables, shape: MapShape, trav: Traversal, name: str) -> tuple[set, set]:
+    """(keys of the shared rows reached forward that erasure may touch: no one
+    else's rows in the map refer to them, tables whose rows still use the others)."""
+    shared = trav.shared_values.get(name, {})
+    still_used, users = set(), set()  # (column, value) pairs other people's rows refer to
+    for edge in shape.edges:
+        if not edge.forward or edge.to_table != name or not shared:
+            continue
+        values = {v[edge.to_column] for v in shared.values()
+                  if v.get(edge.to_column) is not None}
+        referrer = tables[edge.from_table].c[edge.from_column]
+        mine = trav.own_refs[(edge.from_table, edge.from_column)]
+        for chunk in _chunks(conn, _ordered(values)):
+            query = (sa.select(referrer, sa.func.count()).where(
+                _in(conn, referrer, chunk)).group_by(referrer))
+            for value, total in conn.execute(query):
+                if total > mine.get(value, 0):
+                    still_used.add((edge.to_column, value))
+                    users.add(edge.from_table)
+    return {k for k, v in shared.items()
+            if not any(item in still_used for item in v.items())}, users
+
+
+def _used_outside(conn, table, spec, outside, candidates) -> tuple[set, set]:
+    """(keys among `candidates` that rows of tables outside the map point at through
+    the database's own foreign keys, those tables). Only keys to the primary key are
+    looked up: a foreign key to another column is left to the dry run to prove."""
+    used, users = set(), set()
+    pk = table.c[spec.primary_key]
+    for fk in outside:
+        if fk.to_column != spec.primary_key or not candidates:
+            continue
+        column = sa.column(fk.column, pk.type)
+        for chunk in _chunks(conn, _ordered(candidates)):
+            found = set(conn.execute(sa.select(column).distinct().select_from(
+                sa.table(fk.table, column)).where(_in(conn, column, chunk))).scalars())
+            if found:
+                used |= found
+                users.add(fk.table)
+    return used, users
+
+
+def _erasable(conn, tables, shape: MapShape, trav: Traversal, fks) -> tuple[dict, dict, dict]:
+    """(the keys erasure may touch per table, shared rows kept per table, notes per
+    table for the plan). Kept: shared rows someone else's rows in the map still use,
+    and rows a table outside the map points at (the database's own foreign keys: an
+    address a store also uses); notes: `shared_with` (who else uses them) and
+    `stays_linked` (see _stays_linked)."""
+    keys, kept, notes = {}, {}, defaultdict(dict)
+    outside = constraints.outside_references(shape, fks)
+    for name, spec in shape.map.tables.items():
+        erasable_shared, users = _shared_rows(conn, tables, shape, trav, name)
+        candidates = set(trav.owned.get(name, set())) | erasable_shared
+        used = set()
+        if not spec.identity and spec.erase != "retain" and name not in trav.leaves:
+            used, outside_users = _used_outside(conn, tables[name], spec,
+                                                outside.get(name, []), candidates)
+            users |= outside_users
+        count = len(trav.shared_values.get(name, {})) - len(erasable_shared) + len(used)
+        if count:
+            kept[name] = count
+            notes[name]["shared_with"] = sorted(users)
         if name not in trav.leaves:
-            keys[name] = _ordered(trav.owned.get(name, set()) | erasable_shared)
-    return keys, kept
+            keys[name] = _ordered(candidates - used)
+    _stays_linked(shape, tables, trav, keys, notes)
+    return keys, kept, dict(notes)
 
 
-def _keys(conn, tables, shape: MapShape, identity, notes=None) -> tuple[dict, dict, dict]:
-    """(primary keys per table, shared rows kept per table, leaves): leaf tables
-    erasure deletes set-based are not read, only the values that find the
-    person's rows in them ({table: {column: [values]}}). `notes`, when given,
-    takes what the plan says besides (gathering.seen_notes)."""
+def _stays_linked(shape: MapShape, tables, trav: Traversal, keys: dict, notes) -> None:
+    """A kept row of the person's that refers to a row erasure keeps (shared) through
+    a NOT NULL column cannot let go of it: the link stays, and the plan says so
+    ({"column", "to", "rows", "reason"} under the referring table)."""
+    for name, column in shape.cleared_references():
+        if tables[name].c[column].nullable:
+            continue
+        ref = next(r for r in shape.map.tables[name].references if r.column == column)
+        if ref.to_column != shape.map.tables[ref.to_table].primary_key:
+            continue
+        erased = set(keys.get(ref.to_table, ()))
+        mine = trav.own_refs[(name, column)]
+        rows = sum(n for value, n in mine.items() if value is not None and value not in erased)
+        if rows:
+            notes[name].setdefault("stays_linked", []).append(
+                {"column": column, "to": ref.to_table, "rows": rows, "reason": "NOT NULL"})
+
+
+def _cleared(shape: MapShape, tables) -> dict[str, list[str]]:
+    """Per table, the references erasure sets to NULL: to rows it deletes, where the
+    column accepts NULL (a NOT NULL one stays linked: _stays_linked)."""
+    cleared = defaultdict(list)
+    for table, column in shape.cleared_references():
+        if tables[table].c[column].nullable:
+            cleared[table].append(column)
+    return cleared
+
+
+def _keys(conn, tables, shape: MapShape, identity,
+          seen=None) -> tuple[dict, dict, dict, dict]:
+    """(primary keys per table, shared rows kept per table, leaves, notes): leaf
+    tables erasure deletes set-based are not read, only the values that find the
+    person's rows in them ({table: {column: [values]}}). `seen`, when given, takes
+    what the plan says besides (gathering.seen_notes)."""
     trav = traverse(conn, tables, shape, identity, lambda n, r: None,
                     defer=shape.deletable_leaves(tables))
-    keys, kept = _erasable(conn, tables, shape, trav)
+    keys, kept, notes = _erasable(conn, tables, shape, trav, constraints.foreign_keys(conn))
     leaves = {name: {column: _ordered(values) for column, values in conditions.items()}
               for name, conditions in trav.leaves.items()}
-    if notes is not None:
-        notes.update(seen_notes(shape, {n: len(k) for n, k in trav.withheld.items() if k},
-                                trav.unsupplied))
-    return keys, kept, leaves
+    if seen is not None:
+        seen.update(seen_notes(shape, {n: len(k) for n, k in trav.withheld.items() if k},
+                               trav.unsupplied))
+    return keys, kept, leaves, notes
 
 
-def _count_leaves(conn, tables, leaves) -> dict[str, int]:
-    return {name: conn.execute(sa.select(sa.func.count()).select_from(tables[name]).where(
-                leaf_where(conn, tables[name], conditions))).scalar()
-            for name, conditions in leaves.items()}
+def _digest(conn, tables, shape: MapShape, map_version: str, keys, leaves) -> str:
+    """The plan's digest: the map's version, each table's actions and the keys of
+    the rows it acts on (a leaf's keys read now, in order), under a keyed hash (a
+    key alone may be guessable). Approval binds to it; erasure recomputes it."""
+    digest = hmac.new(settings.IDENTITY_HASH_KEY.encode(), digestmod=hashlib.sha256)
+    actions = {n: [s.erase, sorted((c.name, c.erase) for c in s.columns.values())]
+               for n, s in shape.map.tables.items()}
+    digest.update(json.dumps([map_version, actions, keys], sort_keys=True,
+                             default=str).encode())
+    for name in sorted(leaves):
+        pk = tables[name].c[shape.map.tables[name].primary_key]
+        digest.update(f"\n{name}:".encode())
+        for (key,) in conn.execute(sa.select(pk).where(
+                leaf_where(conn, tables[name], leaves[name])).order_by(pk)):
+            digest.update(f"{key},".encode())
+    return digest.hexdigest()
 
 
-def plan_erasure(shape: MapShape, run_work, identity) -> Outcome:
-    notes: dict = {}
+def plan_erasure(shape: MapShape, run_work, identity, *, source: str = "",
+                 map_version: str = "") -> Outcome:
+    """The dry run. It takes the keys, then executes the real erasure statements in
+    one transaction that is rolled back: a constraint the erasure would break fails
+    here, before approval, in words; the counts are the database's own.
+
+    Its result, which the desk shows and the deletion report explains:
+    {"tables": {table: {"action": delete|update|retain, "rows": n,
+                        "columns": {column: action} (update),
+                        "legal_basis": "..." (where given),
+                        "kept_shared": n, "shared_with": [tables that also use them],
+                        "cleared_references": [columns set to NULL],
+                        "stays_linked": [{"column", "to", "rows", "reason"}]}},
+     "proven": True, "map_version": sha256 of the map, "digest": _digest}"""
+    seen: dict = {}
 
     def work(conn, tables):
-        keys, kept, leaves = _keys(conn, tables, shape, identity, notes)
-        counts = {name: len(k) for name, k in keys.items()}
-        counts |= _count_leaves(conn, tables, leaves)
-        return counts, kept
+        keys, kept, leaves, notes = _keys(conn, tables, shape, identity, seen)
+        digest = _digest(conn, tables, shape, map_version, keys, leaves)
+        conn.rollback()  # the reads' transaction: the statements get one of their own
+        try:
+            with _enforcing(conn), conn.begin() as trans:
+                counts = _apply(conn, tables, shape, keys, leaves, _Progress({}, None),
+                                contextlib.nullcontext, source, dry_run=True)
+                trans.rollback()
+        except _Failed as failed:
+            raise failed.in_words(conn) from None
+        counts |= {n: len(keys.get(n, ())) for n, s in shape.map.tables.items()
+                   if s.erase == "retain"}
+        return counts, kept, notes, digest, _cleared(shape, tables)
 
-    counts, kept = run_work(work, read_only=True)
+    counts, kept, notes, digest, cleared = run_work(work)
     plan = {}
     for name, spec in shape.map.tables.items():
         count = counts.get(name, 0)
@@ -104,39 +211,127 @@ def plan_erasure(shape: MapShape, run_work, identity) -> Outcome:
             entry["columns"] = {c.name: c.erase for c in spec.columns.values()}
         if spec.legal_basis:
             entry["legal_basis"] = spec.legal_basis
-        plan[name] = entry
-    for table, column in shape.cleared_references():
-        if table in plan:
-            plan[table].setdefault("cleared_references", []).append(column)
+        if cleared.get(name):
+            entry["cleared_references"] = list(cleared[name])
+        plan[name] = entry | notes.get(name, {})
     deletable = sum(p["rows"] for p in plan.values() if p["action"] != "retain")
-    return Outcome(records=deletable, result={"tables": plan, **notes})
+    return Outcome(records=deletable, result={"tables": plan, **seen, "proven": True,
+                                              "map_version": map_version, "digest": digest})
+
+
+
+@contextlib.contextmanager
+def _enforcing(conn):
+    """SQLite checks foreign keys only when asked, per connection and outside a
+    transaction: asked here, so that erasure meets them as PostgreSQL's does."""
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        conn.execute(sa.text("PRAGMA foreign_keys = ON"))
+        conn.commit()
+    try:
+        yield
+    finally:
+        if sqlite:
+            conn.rollback()
+            conn.execute(sa.text("PRAGMA foreign_keys = OFF"))
+            conn.commit()
+
+
+def _apply(conn, tables, shape: MapShape, keys, leaves, cursor, batch, source,
+           dry_run=False) -> dict:
+    """Run the erasure's statements, table by table in erase order, each batch in
+    `batch()` (its own transaction; nothing inside the dry run's one). Counts of
+    rows the database deleted or changed per table. A database error stops it,
+    in words (constraints.in_words), saying what was applied before it."""
+    cleared, done = _cleared(shape, tables), {}
+    for name in shape.erase_order():
+        spec, table = shape.map.tables[name], tables[name]
+        try:
+            if name in leaves:
+                done[name] = _delete_leaf(conn, name, table, spec, leaves[name], cursor, batch)
+            else:
+                done[name] = _erase_keys(conn, name, table, spec, keys.get(name, []),
+                                         cleared.get(name, []), cursor, batch)
+        except sa_exc.DBAPIError as exc:
+            if not dry_run:
+                cursor.record(force=True)
+            applied = ("nothing was changed (the dry run was rolled back)" if dry_run
+                       else "applied before the failure: " + _applied(shape, cleared,
+                                                                      cursor.done))
+            doing = spec.erase if spec.erase != "retain" else "clearing references"
+            raise _Failed(exc, f"{source}: {{}}; {applied}", name, doing) from None
+    return done
+
+
+class _Failed(Exception):
+    """A statement of the erasure failed: put into words (`in_words`) once its
+    transaction has ended, when the database's foreign keys can be read."""
+
+    def __init__(self, exc, template, table, doing):
+        super().__init__(type(exc).__name__)
+        self.exc, self.template, self.table, self.doing = exc, template, table, doing
+
+    def in_words(self, conn) -> SourceError:
+        try:
+            if conn.in_transaction():
+                conn.rollback()
+            fks = constraints.foreign_keys(conn)
+        except sa_exc.DBAPIError:
+            fks = []
+        kind = driver.error_kind(self.exc) or SourceError
+        return kind(self.template.format(
+            constraints.in_words(self.exc, self.table, self.doing, fks)))
+
+
+def _applied(shape: MapShape, cleared, progress) -> str:
+    """The batches an erasure committed, in words: "notes delete 2 rows, ..."."""
+    parts = []
+    for name in shape.erase_order():
+        if progress.get(name):
+            action = shape.map.tables[name].erase
+            if action == "retain":
+                action = "clear " + ", ".join(cleared.get(name, []))
+            parts.append(f"{name} {action} {progress[name]} rows")
+    return ", ".join(parts) or "nothing"
 
 
 # --- erasing -------------------------------------------------------------------------
 
 
-def _stored_keys(path) -> tuple[dict, dict]:
-    """(keys, leaves) from an erasure's key file (older files hold keys only)."""
+def _stored_keys(path) -> tuple[dict, dict, dict]:
+    """(keys, leaves, notes) from an erasure's key file (older files hold keys only)."""
     if not path.exists():
-        return {}, {}
+        return {}, {}, {}
     with open_text_reader(path) as f:
         stored = json.load(f)
-    if stored.get("version") == 2:
-        return stored["keys"], stored["leaves"]
-    return stored, {}
+    if stored.get("version") in (2, 3):
+        return stored["keys"], stored["leaves"], stored.get("notes", {})
+    return stored, {}, {}
 
 
-def _keys_of_run(shape: MapShape, run_work, run, identity) -> tuple[dict, dict]:
-    """(keys, leaves) the run's erasure works from: taken when it first started
-    and kept in a file, so that a resumed attempt works from the same list."""
+def _keys_of_run(shape: MapShape, run_work, run, identity, approved: str | None,
+                 map_version: str, source: str) -> tuple[dict, dict, dict]:
+    """(keys, leaves, notes) the run's erasure works from: taken when it first
+    started and kept in a file, so that a resumed attempt works from the same list.
+    When first taken they must be the approved plan's (`approved`: its digest)."""
     keys_path = run_dir(run) / "erase-keys.json.enc"
     if keys_path.exists():
         return _stored_keys(keys_path)
-    keys, _kept, leaves = run_work(
-        lambda conn, tables: _keys(conn, tables, shape, identity), read_only=True)
+
+    def work(conn, tables):
+        keys, _kept, leaves, notes = _keys(conn, tables, shape, identity)
+        if approved and _digest(conn, tables, shape, map_version, keys, leaves) != approved:
+            raise SourceError(
+                f"{source}: the rows to erase are not those of the approved dry run (the "
+                "person's data changed since): nothing was erased; run a new dry run and "
+                "approve it")
+        return keys, leaves, notes
+
+    keys, leaves, notes = run_work(work, read_only=True)
     with open_text_writer(keys_path) as f:
-        json.dump({"version": 2, "keys": keys, "leaves": leaves}, f, default=str)
-    return keys, leaves
+        json.dump({"version": 3, "keys": keys, "leaves": leaves, "notes": notes}, f,
+                  default=str)
+    return keys, leaves, notes
 
 
 class _Progress:
@@ -153,70 +348,87 @@ class _Progress:
             self.last = time.monotonic()
 
 
-def erase(shape: MapShape, run_work, run, identity, on_batch=None) -> Outcome:
+def erase(shape: MapShape, run_work, run, identity, on_batch=None, *, plan=None,
+          source: str = "", map_version: str = "") -> Outcome:
     """Erase from the keys (and leaf values) taken when the run first started,
-    kept in a file: a resumed attempt works from the same list. Rows found by
-    primary key go ERASE_BATCH per transaction; leaf tables (see MapShape.leaves)
-    are deleted on the server, LEAF_BATCH rows per statement, each in its own short
-    transaction, until none is left (so a resumed attempt simply goes on). The
-    progress cursor is recorded (and the attempt's fence checked) at most every
-    PROGRESS_EVERY seconds and at the end: an attempt that resumes from an older
-    cursor redoes a few batches, which changes nothing (deleting what is gone,
-    masking, hashing or clearing what already is)."""
+    kept in a file: a resumed attempt works from the same list. With an approved
+    `plan` ({"approved_digest", "map_version", ...}), only that plan: a map edited
+    since its dry run, or rows to erase that differ from it, stop the run before
+    anything is written. Rows found by primary key go ERASE_BATCH per transaction;
+    leaf tables (see MapShape.leaves) are deleted on the server, LEAF_BATCH rows per
+    statement, each in its own short transaction, until none is left (so a resumed
+    attempt simply goes on). The progress cursor is recorded (and the attempt's
+    fence checked) at most every PROGRESS_EVERY seconds, at the end and on a
+    failure: an attempt that resumes from an older cursor redoes a few batches,
+    which changes nothing. The result's `done` is what was done, per table:
+    {"action", "rows"} (and `stays_linked`), for the consumer's report."""
+    plan = plan or {}
+    approved = plan.get("approved_digest")
+    if approved and plan.get("map_version") != map_version:
+        raise SourceError(f"{source}: the dataset map was edited since the dry run that was "
+                          "approved: nothing was erased; run a new dry run and approve it")
     progress = dict(run.result.get("progress", {}))
-    keys, leaves = _keys_of_run(shape, run_work, run, identity)
-    cleared = defaultdict(list)
-    for table, column in shape.cleared_references():
-        cleared[table].append(column)
+    keys, leaves, notes = _keys_of_run(shape, run_work, run, identity, approved, map_version,
+                                       source)
     cursor = _Progress(progress, on_batch)
 
     def work(conn, tables):
         conn.commit()  # end the transaction reflection began: each batch has its own
-        done = {}
-        for name in shape.erase_order():
-            spec, table = shape.map.tables[name], tables[name]
-            if name in leaves:
-                done[name] = _delete_leaf(conn, name, table, spec, leaves[name], cursor)
-            else:
-                done[name] = _erase_keys(conn, name, table, spec, keys.get(name, []),
-                                         cleared.get(name, []), cursor)
+        try:
+            with _enforcing(conn):
+                _apply(conn, tables, shape, keys, leaves, cursor, conn.begin, source)
+        except _Failed as failed:
+            raise failed.in_words(conn) from None
         cursor.record(force=True)
-        return done
+        return {name: (len(keys.get(name, [])) if shape.map.tables[name].erase != "retain"
+                       else 0) if name not in leaves else progress.get(name, 0)
+                for name in shape.erase_order()}
 
     counts = run_work(work)
+    done = {}
+    for name in shape.erase_order():
+        action = shape.map.tables[name].erase
+        rows = progress.get(name, 0) if action != "retain" else len(keys.get(name, []))
+        entry = {"action": action, "rows": rows} | notes.get(name, {})
+        if rows or notes.get(name):
+            done[name] = {k: v for k, v in entry.items() if k != "shared_with"}
     return Outcome(records=sum(counts.values()),
-                   result={"tables": counts, "progress": progress})
+                   result={"tables": counts, "progress": progress, "done": done})
 
 
-def _delete_leaf(conn, name, table, spec, conditions, cursor: _Progress) -> int:
+def _delete_leaf(conn, name, table, spec, conditions, cursor: _Progress, batch) -> int:
     """Delete a leaf's rows that the values find, LEAF_BATCH per transaction."""
     pk = key_columns(spec, table)[0]  # a leaf refers to a unique column: one-column keys
     where = leaf_where(conn, table, conditions)
     statement = _delete_some(conn, table, pk, where, LEAF_BATCH,
                              order_by=table.c[next(iter(conditions))])
     progress = cursor.done
+    total = 0
     while True:
-        with conn.begin():
+        with batch():
             deleted = conn.execute(statement).rowcount
         progress[name] = progress.get(name, 0) + deleted
+        total += deleted
         cursor.record()
         if deleted < LEAF_BATCH:
             break
-    return progress[name]
+    return total
 
 
-def _erase_keys(conn, name, table, spec, rows, cleared_columns, cursor: _Progress) -> int:
+def _erase_keys(conn, name, table, spec, rows, cleared_columns, cursor: _Progress,
+                batch) -> int:
     """Erase a table's rows by primary key, ERASE_BATCH per transaction, from
-    where the progress cursor says an earlier attempt stopped."""
+    where the progress cursor says an earlier attempt stopped; the rows the
+    database deleted or changed."""
     progress = cursor.done
-    start = progress.get(name, 0)
+    start, changed = progress.get(name, 0), 0
     for i in range(start, len(rows), ERASE_BATCH):
-        batch = rows[i:i + ERASE_BATCH]
-        with conn.begin():
-            _erase_batch(conn, spec, table, batch, cleared_columns)
-        progress[name] = i + len(batch)
+        chunk = rows[i:i + ERASE_BATCH]
+        with batch():
+            changed += _erase_batch(conn, spec, table, chunk, cleared_columns)
+        progress[name] = i + len(chunk)
         cursor.record()
-    return len(rows) if spec.erase != "retain" else 0
+    return changed
 
 
 # --- checking ------------------------------------------------------------------------
@@ -235,7 +447,7 @@ def remaining(shape: MapShape, run_work, run, identity) -> int:
     worked on, looked up again by primary key (their identity columns may be
     hashed now, so the identity alone would find nothing), and any row the
     identity still finds (added since, say)."""
-    stored, stored_leaves = _stored_keys(run_dir(run) / "erase-keys.json.enc")
+    stored, stored_leaves, _notes = _stored_keys(run_dir(run) / "erase-keys.json.enc")
 
     def work(conn, tables):
         left = _stored_rows_left(conn, tables, shape, stored)
@@ -248,7 +460,7 @@ def remaining(shape: MapShape, run_work, run, identity) -> int:
 
         trav = traverse(conn, tables, shape, identity, on_row,
                         defer=shape.deletable_leaves(tables))
-        keys, _kept = _erasable(conn, tables, shape, trav)
+        keys, _kept, _notes = _erasable(conn, tables, shape, trav, constraints.foreign_keys(conn))
         erasable = {n: set(k) for n, k in keys.items()}
         left |= {(n, k) for n, k in found if k in erasable.get(n, ())}
         left |= _leaf_rows(conn, tables, shape, trav.leaves)
