@@ -58,7 +58,8 @@ def test_a_join_table_finds_the_persons_groups_and_erases_only_theirs(company):
     assert plan.result["tables"] == {
         "customers": {"rows": 1, "action": "delete"},
         "memberships": {"rows": 2, "action": "delete"},
-        "groups": {"rows": 1, "action": "delete", "kept_shared": 1}}
+        "groups": {"rows": 1, "action": "delete", "kept_shared": 1,
+                   "shared_with": ["memberships"]}}
     assert club.changed() == {}
     _outcome, left = club.erase(MAP, email="pat@example.com")
     assert left == 0

@@ -119,8 +119,10 @@ def test_no_key_is_guessed_the_databases_own_keys_are_read(company, dataset_map)
                                                          "visits": ["visit_no"]}
 
     plan = shop.plan(dataset_map, email="pat@example.com")
+    # The dry run's counts are the database's own (its statements run, then roll
+    # back): orders has no personal column to change, so no row of it changes.
     assert {n: (t["rows"], t["action"]) for n, t in plan.result["tables"].items()} == {
-        "customers": (1, "update"), "orders": (1, "update"), "products": (2, "update"),
+        "customers": (1, "update"), "products": (2, "update"),
         "order_items": (2, "update"), "visits": (2, "update")}
     _outcome, left = shop.erase(dataset_map, email="pat@example.com")
     assert left == 0

@@ -4,6 +4,7 @@ errors put into words (table, column, constraint) without a value in them.
 
 Nothing here formats SQL: lookups are SQLAlchemy constructs."""
 
+import contextlib
 import re
 from dataclasses import dataclass
 
@@ -149,3 +150,20 @@ def in_words(exc: Exception, table: str, doing: str, fks: list[ForeignKey]) -> s
     elif kind is None:
         text += f" ({type(exc).__name__})"
     return text
+
+
+@contextlib.contextmanager
+def enforcing(conn):
+    """SQLite checks foreign keys only when asked, per connection and outside a
+    transaction: asked here, so that erasure meets them as PostgreSQL's does."""
+    sqlite = conn.dialect.name == "sqlite"
+    if sqlite:
+        conn.execute(sa.text("PRAGMA foreign_keys = ON"))
+        conn.commit()
+    try:
+        yield
+    finally:
+        if sqlite:
+            conn.rollback()
+            conn.execute(sa.text("PRAGMA foreign_keys = OFF"))
+            conn.commit()

@@ -64,6 +64,8 @@ def _used_outside(conn, table, spec, outside, candidates) -> tuple[set, set]:
     the database's own foreign keys, those tables). Only keys to the primary key are
     looked up: a foreign key to another column is left to the dry run to prove."""
     used, users = set(), set()
+    if not spec.primary_key:  # composite: several-column foreign keys are left to the dry run
+        return used, users
     pk = table.c[spec.primary_key]
     for fk in outside:
         if fk.to_column != spec.primary_key or not candidates:
@@ -159,11 +161,11 @@ def _digest(conn, tables, shape: MapShape, map_version: str, keys, leaves) -> st
     digest.update(json.dumps([map_version, actions, keys], sort_keys=True,
                              default=str).encode())
     for name in sorted(leaves):
-        pk = tables[name].c[shape.map.tables[name].primary_key]
+        key = key_columns(shape.map.tables[name], tables[name])
         digest.update(f"\n{name}:".encode())
-        for (key,) in conn.execute(sa.select(pk).where(
-                leaf_where(conn, tables[name], leaves[name])).order_by(pk)):
-            digest.update(f"{key},".encode())
+        for row in conn.execute(sa.select(*key).where(
+                leaf_where(conn, tables[name], leaves[name])).order_by(*key)):
+            digest.update(f"{tuple(row)},".encode())
     return digest.hexdigest()
 
 
@@ -188,7 +190,7 @@ def plan_erasure(shape: MapShape, run_work, identity, *, source: str = "",
         digest = _digest(conn, tables, shape, map_version, keys, leaves)
         conn.rollback()  # the reads' transaction: the statements get one of their own
         try:
-            with _enforcing(conn), conn.begin() as trans:
+            with constraints.enforcing(conn), conn.begin() as trans:
                 counts = _apply(conn, tables, shape, keys, leaves, _Progress({}, None),
                                 contextlib.nullcontext, source, dry_run=True)
                 trans.rollback()
@@ -218,23 +220,6 @@ def plan_erasure(shape: MapShape, run_work, identity, *, source: str = "",
     return Outcome(records=deletable, result={"tables": plan, **seen, "proven": True,
                                               "map_version": map_version, "digest": digest})
 
-
-
-@contextlib.contextmanager
-def _enforcing(conn):
-    """SQLite checks foreign keys only when asked, per connection and outside a
-    transaction: asked here, so that erasure meets them as PostgreSQL's does."""
-    sqlite = conn.dialect.name == "sqlite"
-    if sqlite:
-        conn.execute(sa.text("PRAGMA foreign_keys = ON"))
-        conn.commit()
-    try:
-        yield
-    finally:
-        if sqlite:
-            conn.rollback()
-            conn.execute(sa.text("PRAGMA foreign_keys = OFF"))
-            conn.commit()
 
 
 def _apply(conn, tables, shape: MapShape, keys, leaves, cursor, batch, source,
@@ -375,7 +360,7 @@ def erase(shape: MapShape, run_work, run, identity, on_batch=None, *, plan=None,
     def work(conn, tables):
         conn.commit()  # end the transaction reflection began: each batch has its own
         try:
-            with _enforcing(conn):
+            with constraints.enforcing(conn):
                 _apply(conn, tables, shape, keys, leaves, cursor, conn.begin, source)
         except _Failed as failed:
             raise failed.in_words(conn) from None
