@@ -513,3 +513,25 @@ def test_a_column_added_while_the_worker_runs_is_seen_and_a_dropped_one_named(
         SqlConnector(source).gather(source_run(), pat, Sink())
     source.dataset_map = shop_map
     assert SqlConnector(source).gather(source_run(), pat, Sink()).result["tables"]["events"] == 2
+
+
+def test_lookups_past_one_batch_are_split_and_streamed_with_the_same_answer(
+        shop, monkeypatch, source_run, gather):
+    """More values than one IN-list holds and more rows than one fetch reads (BATCH
+    of 1 here): the lookups are split into several statements and read on a
+    server-side cursor (MariaDB's and PostgreSQL's), and find the same rows; erasure
+    works through the same batches."""
+    from requests_app.sources.sql import driver
+
+    monkeypatch.setattr(driver, "BATCH", 1)
+    source, engine = shop
+    outcome, rows = gather(source, "Pat@Example.com")  # and pat@example.com: two values
+    assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
+                                        "devices": 1, "events": 2}
+    connector, run = SqlConnector(source), source_run()
+    identity = IdentityData(email="pat@example.com")
+    assert connector.plan_erasure(run, identity).result["tables"]["events"]["rows"] == 2
+    connector.erase(run, identity, {})
+    assert connector.remaining(run, identity) == 0
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id FROM events").scalars().all() == [80]  # Sam's
