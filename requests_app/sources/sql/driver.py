@@ -41,7 +41,7 @@ except ImportError:  # SQLite only (the embedded demo)
 from requests_app.sources.base import SourceError, TransientSourceError
 from requests_app.sources.sql.shape import MapShape
 
-BATCH = 1000  # values per IN-list (SQLite); rows read per round trip when streaming
+BATCH = 1000  # values per IN-list (MariaDB/MySQL, SQLite); rows read per round trip when streaming
 ARRAY_BATCH = 50_000  # values per array parameter (PostgreSQL: one `= ANY(%s)`)
 
 
