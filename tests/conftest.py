@@ -389,23 +389,142 @@ def scratch_database(prefix: str):
     """A database of its own on the test PostgreSQL server (a source's "company
     database"), dropped afterwards even if connections still hold it; yields its DSN."""
     import psycopg
-
-    from requests_app.sources.sql import driver
+    from psycopg import sql
 
     s = connection.settings_dict
     server = f"postgresql://{s['USER']}@{s['HOST']}:{s['PORT']}"
     name = f"{prefix}_{os.getpid()}"
+    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
     with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.execute(f'CREATE DATABASE "{name}"')
+        admin.execute(drop)
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     try:
         yield f"{server}/{name}"
     finally:
-        driver._engine.cache_clear()  # its pooled connections hold the database open
-        driver._REFLECTED.clear()  # the next test's database has this one's name
-        driver._LOOKUPS.clear()
+        _forget_engines()  # its pooled connections hold the database open
         with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.execute(drop)
+
+
+def _forget_engines(*urls: str) -> None:
+    """Close the SQL connector's pooled connections to these databases, and forget
+    every engine, reflection and compiled lookup the connector has cached (the next
+    test's database may have this one's name)."""
+    from requests_app.sources.sql import driver
+
+    for url in urls:
+        driver._engine(driver.engine_url(url)).dispose()
+    driver._engine.cache_clear()
+    driver._REFLECTED.clear()
+    driver._LOOKUPS.clear()
+
+
+# --- SQL engines: a fresh database on each engine an SQL source may use ------------
+
+SQL_ENGINES = ("sqlite", "postgresql", "mariadb")
+
+
+class EngineUrl(str):
+    """A database's SQLAlchemy URL (usable as is as a source's DSN, and by
+    sa.create_engine) that knows its engine: `.engine` is one of SQL_ENGINES."""
+
+    engine: str
+
+    def __new__(cls, url: str, engine: str):
+        self = super().__new__(cls, url)
+        self.engine = engine
+        return self
+
+
+def _engine_unavailable(message: str):
+    """Under `make test` (PP_TEST_SERVICES=1) a missing engine fails the test, so
+    that CI can never pass by skipping it; elsewhere (plain pytest on a laptop) the
+    test is skipped with the reason."""
+    if os.environ.get("PP_TEST_SERVICES") == "1":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+@contextlib.contextmanager
+def mariadb_database(prefix: str = "pp_engine"):
+    """A database of its own on the test MariaDB server (TEST_MARIADB_URL, which
+    `make test` sets), dropped afterwards (its connections killed first, as
+    PostgreSQL's DROP DATABASE ... WITH (FORCE) does); yields its URL."""
+    server = os.environ.get("TEST_MARIADB_URL")
+    if not server:
+        _engine_unavailable("TEST_MARIADB_URL is not set: the MariaDB case needs the MariaDB "
+                            "server that `make test` starts (scripts/test.sh)")
+    name = f"{prefix}_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = sa.create_engine(server, poolclass=sa.pool.NullPool,
+                             isolation_level="AUTOCOMMIT")
+    # An identifier cannot be a bound parameter: the dialect quotes it as one.
+    quoted = admin.dialect.identifier_preparer.quote_identifier(name)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql("CREATE DATABASE " + quoted + " CHARACTER SET utf8mb4")
+        url = sa.engine.make_url(server).set(database=name).render_as_string(
+            hide_password=False)
+        try:
+            yield url
+        finally:
+            _forget_engines(url)
+            with admin.connect() as conn:
+                for (pid,) in conn.execute(sa.text(
+                        "SELECT id FROM information_schema.processlist WHERE db = :db "
+                        "AND id <> CONNECTION_ID()"), {"db": name}):
+                    conn.execute(sa.text("KILL CONNECTION :pid"), {"pid": int(pid)})
+                conn.exec_driver_sql("DROP DATABASE IF EXISTS " + quoted)
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=SQL_ENGINES)
+def sql_engine(request, tmp_path):
+    """A fresh, empty database on each SQL engine an SQL source may use: the test
+    runs once per engine (ids `sqlite`, `postgresql`, `mariadb`) and gets the
+    database's URL, an EngineUrl: a str in SQLAlchemy's form (sqlite:///...,
+    postgresql+psycopg://..., mysql+pymysql://...) that a source takes as its DSN
+    (set it in the variable its connection_env names) and sa.create_engine takes
+    as is, with `.engine` naming the engine (for DDL that differs: MariaDB indexes
+    VARCHAR, not TEXT).
+
+    SQLite: a file in the test's tmp_path. PostgreSQL: a database of its own on the
+    suite's server (scratch_database). MariaDB: a database of its own on the
+    server TEST_MARIADB_URL names (mariadb_database). Each is dropped afterwards,
+    and the connector's cached engines, reflections and lookups forgotten. Under
+    `make test` a missing server fails the test instead of skipping it.
+
+    To run a test on some engines only:
+    `@pytest.mark.parametrize("sql_engine", ["sqlite", "mariadb"], indirect=True)`."""
+    engine = request.param
+    if engine == "sqlite":
+        url = f"sqlite:///{tmp_path / 'engine.sqlite3'}"
+        try:
+            yield EngineUrl(url, engine)
+        finally:
+            _forget_engines(url)
+    elif engine == "postgresql":
+        if "postgresql" not in connection.settings_dict["ENGINE"]:
+            _engine_unavailable("the PostgreSQL case needs the suite to run on PostgreSQL "
+                                "(`make test`)")
+        from requests_app.sources.sql.driver import engine_url
+
+        with scratch_database("pp_engine") as dsn:
+            yield EngineUrl(engine_url(dsn), engine)
+    elif engine == "mariadb":
+        with mariadb_database() as url:
+            yield EngineUrl(url, engine)
+    else:
+        raise ValueError(f"unknown SQL engine {engine!r}: one of {SQL_ENGINES}")
+
+
+def engine_ddl(ddl: str, engine: str) -> list[str]:
+    """CREATE TABLE statements (separated by `;`) for an engine: on MariaDB/MySQL a
+    TEXT column cannot be a plain unique key, so `TEXT UNIQUE` becomes
+    `VARCHAR(255) UNIQUE` there."""
+    if engine == "mariadb":
+        ddl = ddl.replace("TEXT UNIQUE", "VARCHAR(255) UNIQUE")
+    return [statement for statement in ddl.split(";") if statement.strip()]
 
 
 def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1):
@@ -587,33 +706,63 @@ def tricky_email() -> str:
     return _TRICKY_EMAIL
 
 
+def _load_shop(engine: sa.Engine, engine_name: str = "sqlite") -> None:
+    """The test shop's tables and rows (values bound, never formatted into SQL).
+    Customers refer to each other: their references are set once both exist (a
+    foreign key is checked row by row on MariaDB)."""
+    rows = {
+        "customers": [(1, "pat@example.com", "Pat Doe", "555-0100", "123-45-6789", None,
+                       "2020-01-01"),
+                      (2, "sam@example.com", "Sam Roe", "555-0101", None, None, "2021-01-01"),
+                      (3, _TRICKY_EMAIL, "Ona Brien", None, None, None, None),
+                      (4, "obrien-zoe@example.com", "Not Her", None, None, None, None)],
+        "addresses": [(10, "1 Main St", "Austin"), (11, "2 Side St", "Dallas")],
+        "orders": [(100, 1, 10, 25.0, "Pat Doe"), (101, 1, 11, 10.0, "Pat D."),
+                   (102, 2, 11, 5.0, "Sam Roe")],
+        "devices": [(7, "ck-pat", 1), (8, "ck-sam", 2)],
+        "events": [(70, "ck-pat", "10.0.0.1"), (71, "ck-pat", "10.0.0.2"),
+                   (80, "ck-sam", "10.0.0.9")],
+    }
+    with engine.begin() as conn:
+        for statement in engine_ddl(_SHOP_SCHEMA, engine_name):
+            conn.exec_driver_sql(statement)
+        insert_rows(conn, rows)
+        conn.execute(sa.text("UPDATE customers SET referred_by = :to WHERE id = :id"),
+                     [{"id": 1, "to": 2}, {"id": 2, "to": 1}])
+
+
+def insert_rows(conn, rows: dict[str, list[tuple]]) -> None:
+    """INSERT rows given as tuples in the tables' column order (as reflected), values
+    bound and identifiers quoted by SQLAlchemy."""
+    for name, values in rows.items():
+        table = sa.Table(name, sa.MetaData(), autoload_with=conn)
+        conn.execute(table.insert(), [dict(zip(table.c.keys(), row)) for row in values])
+
+
 @pytest.fixture
 def shop(tmp_path, monkeypatch):
     """The test shop in SQLite: (its DataSource, unsaved, and the engine)."""
     path = tmp_path / "shop.sqlite3"
     engine = sa.create_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        for statement in _SHOP_SCHEMA.split(";"):
-            if statement.strip():
-                conn.exec_driver_sql(statement)
-        conn.exec_driver_sql(
-            "INSERT INTO customers VALUES "
-            "(1, 'pat@example.com', 'Pat Doe', '555-0100', '123-45-6789', 2, '2020-01-01'),"
-            "(2, 'sam@example.com', 'Sam Roe', '555-0101', NULL, 1, '2021-01-01'),"
-            f"(3, '{_TRICKY_EMAIL.replace(chr(39), chr(39) * 2)}', 'Ona Brien', NULL, NULL, "
-            "NULL, NULL),"
-            "(4, 'obrien-zoe@example.com', 'Not Her', NULL, NULL, NULL, NULL)")
-        conn.exec_driver_sql("INSERT INTO addresses VALUES (10, '1 Main St', 'Austin'),"
-                             "(11, '2 Side St', 'Dallas')")
-        conn.exec_driver_sql("INSERT INTO orders VALUES (100, 1, 10, 25.0, 'Pat Doe'),"
-                             "(101, 1, 11, 10.0, 'Pat D.'), (102, 2, 11, 5.0, 'Sam Roe')")
-        conn.exec_driver_sql("INSERT INTO devices VALUES (7, 'ck-pat', 1), (8, 'ck-sam', 2)")
-        conn.exec_driver_sql("INSERT INTO events VALUES (70, 'ck-pat', '10.0.0.1'),"
-                             "(71, 'ck-pat', '10.0.0.2'), (80, 'ck-sam', '10.0.0.9')")
+    _load_shop(engine)
     monkeypatch.setenv("TEST_SHOP_DSN", f"sqlite:///{path}")
     source = DataSource(name="Shop", kind="sql", connection_env="TEST_SHOP_DSN",
                         dataset_map=_SHOP_MAP)
     return source, engine
+
+
+@pytest.fixture
+def engine_shop(sql_engine, monkeypatch):
+    """The test shop on each SQL engine (see sql_engine): (its DataSource, unsaved,
+    and an engine of the test's own on the same database)."""
+    engine = sa.create_engine(sql_engine)
+    try:
+        _load_shop(engine, sql_engine.engine)
+        monkeypatch.setenv("TEST_SHOP_DSN", sql_engine)
+        yield DataSource(name="Shop", kind="sql", connection_env="TEST_SHOP_DSN",
+                         dataset_map=_SHOP_MAP), engine
+    finally:
+        engine.dispose()
 
 
 class _SourceRunStub:

@@ -1,5 +1,6 @@
 """Identity data points matched against a SQL source: one parameterised query,
-values compared normalised, only the names of the points come back."""
+values compared normalised, only the names of the points come back. The SQL
+source's tests run on every engine (SQLite, PostgreSQL, MariaDB: `sql_engine`)."""
 
 import logging
 
@@ -17,8 +18,29 @@ from requests_app.sources.identity_match import (
 )
 from requests_app.sources.manual import ManualConnector
 from requests_app.sources.sql.connector import SqlConnector
+from tests.conftest import _PORTAL_SHOP, _PORTAL_SHOP_MAP, engine_ddl, insert_rows
 
 TRICKY = "o'brien%_zoë@example.com"
+
+
+@pytest.fixture
+def portal_shop(sql_engine, monkeypatch, db):
+    """Conftest's portal shop (Pat Doe a customer, the email stored in mixed case)
+    on each engine, registered as a source."""
+    engine = sa.create_engine(sql_engine)
+    try:
+        with engine.begin() as conn:
+            for statement in engine_ddl(_PORTAL_SHOP, sql_engine.engine):
+                conn.exec_driver_sql(statement)
+            insert_rows(conn, {
+                "customers": [(1, "Pat.Doe@example.com", "Pat", "Doe", "(555) 010-0100",
+                               "C-1001")],
+                "addresses": [(1, 1, "12 Elm Street", "Austin", "73301")]})
+    finally:
+        engine.dispose()
+    monkeypatch.setenv("PORTAL_SHOP_DSN", sql_engine)
+    return DataSource.objects.create(name="Shop", kind="sql", connection_env="PORTAL_SHOP_DSN",
+                                     dataset_map=_PORTAL_SHOP_MAP)
 
 
 def test_values_are_compared_normalised():
@@ -63,7 +85,8 @@ def test_a_sql_source_confirms_points_in_one_query_and_never_logs_values(portal_
         sa.event.remove(engine, "before_cursor_execute", record)
     assert points == {"email", "name", "phone", "account_number", "postal_address"}
     assert len(statements) == 1
-    assert "?" in statements[0] and "example.com" not in statements[0]
+    placeholder = "?" if engine.dialect.paramstyle == "qmark" else "%("  # values bound
+    assert placeholder in statements[0] and "example.com" not in statements[0]
     assert "Pat" not in caplog.text and "555" not in caplog.text
 
 

@@ -2,18 +2,20 @@
 test server: one round trip per hop (pipeline mode), array parameters, leaf tables
 copied by the database itself when they hold many rows (JSON lines and CSV that
 PostgreSQL formats, never-disclosed columns replaced in the SELECT), and the
-portability package built from those bytes."""
+portability package built from those bytes. Gathering values a hand-made writer
+would get wrong, and erasing, run on every engine (`any_shop`: SQLite, PostgreSQL
+and MariaDB)."""
 
 import csv
 import datetime
 import hashlib
 import io
 import json
-import os
 import zipfile
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from requests_app.services.fulfilment import packages
 from requests_app.files import iter_decrypted
@@ -24,7 +26,7 @@ from requests_app.sources.records import RecordSink, iter_member, read_records, 
 from requests_app.sources.sql import driver
 from requests_app.sources.sql.connector import SqlConnector
 from requests_app.zipfiles import stream_zip
-from tests.conftest import scratch_database
+from tests.conftest import engine_ddl, insert_rows, scratch_database
 
 # Values a hand-made JSON or CSV writer would get wrong.
 AWKWARD = ['10.0.0.1', 'quote " and, comma', 'back\\slash', 'new\nline', 'tab\there',
@@ -32,37 +34,57 @@ AWKWARD = ['10.0.0.1', 'quote " and, comma', 'back\\slash', 'new\nline', 'tab\th
 
 
 @pytest.fixture
-def pg_shop(settings, tmp_path, shop_schema, tricky_email):
+def pg_shop(settings, tmp_path, shop_schema, tricky_email, monkeypatch):
     """The test shop on PostgreSQL; its DSN."""
     settings.MEDIA_ROOT = str(tmp_path)
     with scratch_database("pg_shop") as dsn:
-        yield load_pg_shop(dsn, shop_schema, tricky_email)
+        load_shop(driver.engine_url(dsn), "postgresql", shop_schema, tricky_email)
+        monkeypatch.setenv("SHOP_DSN", dsn)
+        yield dsn
 
 
-def load_pg_shop(dsn: str, schema: str, tricky_email: str) -> str:
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute(schema)
-        conn.execute("INSERT INTO customers VALUES "
-                     "(1, 'pat@example.com', 'Pat Doe', '555-0100', '123-45-6789', 2, "
-                     "'2020-01-01'), (2, 'sam@example.com', 'Sam Roe', NULL, NULL, 1, NULL),"
-                     "(3, %s, 'Ona Brien', NULL, NULL, NULL, NULL)", (tricky_email,))
-        conn.execute("INSERT INTO addresses VALUES (10, '1 Main St', 'Austin'),"
-                     "(11, '2 Side St', 'Dallas')")
-        conn.execute("INSERT INTO orders VALUES (100, 1, 10, 25.0, 'Pat Doe'),"
-                     "(101, 1, 11, 10.0, 'Pat D.'), (102, 2, 11, 5.0, 'Sam Roe')")
-        conn.execute("INSERT INTO devices VALUES (7, 'ck-pat', 1), (8, 'ck-sam', 2)")
-        for i, ip in enumerate(AWKWARD):
-            conn.execute("INSERT INTO events VALUES (%s, 'ck-pat', %s)", (70 + i, ip))
-        conn.execute("INSERT INTO events VALUES (80, 'ck-sam', 'sams-ip')")
-    os.environ["PG_SHOP_DSN"] = dsn
-    return dsn
+@pytest.fixture
+def any_shop(sql_engine, settings, tmp_path, shop_schema, tricky_email, monkeypatch):
+    """The test shop on each engine (SQLite, PostgreSQL, MariaDB: sql_engine); its
+    URL."""
+    settings.MEDIA_ROOT = str(tmp_path)
+    load_shop(sql_engine, sql_engine.engine, shop_schema, tricky_email)
+    monkeypatch.setenv("SHOP_DSN", sql_engine)
+    return sql_engine
+
+
+def load_shop(url: str, engine_name: str, schema: str, tricky_email: str) -> None:
+    """The test shop with Pat's events holding AWKWARD values (values bound)."""
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            for statement in engine_ddl(schema, engine_name):
+                conn.exec_driver_sql(statement)
+            insert_rows(conn, {
+                "customers": [(1, "pat@example.com", "Pat Doe", "555-0100", "123-45-6789",
+                               None, "2020-01-01"),
+                              (2, "sam@example.com", "Sam Roe", None, None, None, None),
+                              (3, tricky_email, "Ona Brien", None, None, None, None)],
+                "addresses": [(10, "1 Main St", "Austin"), (11, "2 Side St", "Dallas")],
+                "orders": [(100, 1, 10, 25.0, "Pat Doe"), (101, 1, 11, 10.0, "Pat D."),
+                           (102, 2, 11, 5.0, "Sam Roe")],
+                "devices": [(7, "ck-pat", 1), (8, "ck-sam", 2)],
+                "events": [(70 + i, "ck-pat", ip) for i, ip in enumerate(AWKWARD)]
+                          + [(80, "ck-sam", "sams-ip")],
+            })
+            # Pat and Sam referred each other (set once both exist).
+            conn.execute(sa.text("UPDATE customers SET referred_by = :to WHERE id = :id"),
+                         [{"id": 1, "to": 2}, {"id": 2, "to": 1}])
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
 def source(shop_map):
-    """source(dataset_map=the test shop's): the PostgreSQL shop as a DataSource."""
+    """source(dataset_map=the test shop's): the shop (pg_shop or any_shop) as a
+    DataSource."""
     def source(dataset_map=shop_map):
-        return DataSource(name="Shop", kind="sql", connection_env="PG_SHOP_DSN",
+        return DataSource(name="Shop", kind="sql", connection_env="SHOP_DSN",
                           dataset_map=dataset_map)
     return source
 
@@ -78,8 +100,8 @@ def gather(source_run):
     return gather
 
 
-def test_gathering_on_postgresql_finds_the_same_rows_in_one_round_trip_per_hop(
-        pg_shop, tricky_email, gather, source):
+def test_gathering_finds_the_same_rows_and_values_on_every_engine(
+        any_shop, tricky_email, gather, source):
     connector = SqlConnector(source())
     run, outcome, collections = gather(connector, "pat@example.com")
     assert outcome.result["tables"] == {"customers": 1, "orders": 2, "addresses": 2,
@@ -164,17 +186,20 @@ def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(
                for p in SqlConnector(text_time).check())
 
 
-def test_erasure_on_postgresql_deletes_leaves_set_based_and_leaves_nothing(
-        pg_shop, source_run, source):
+def test_erasure_deletes_leaves_set_based_and_leaves_nothing_on_every_engine(
+        any_shop, source_run, source):
     connector, run = SqlConnector(source()), source_run()
     identity = IdentityData(email="pat@example.com")
     plan = connector.plan_erasure(run, identity)
     assert plan.result["tables"]["events"]["rows"] == len(AWKWARD)
     connector.erase(run, identity, {})
     assert connector.remaining(run, identity) == 0
-    with psycopg.connect(pg_shop) as conn:
-        assert conn.execute("SELECT id FROM events").fetchall() == [(80,)]
-        assert conn.execute("SELECT name FROM customers WHERE id = 2").fetchone() == ("Sam Roe",)
+    engine = sa.create_engine(any_shop)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT id FROM events").fetchall() == [(80,)]
+        assert tuple(conn.exec_driver_sql("SELECT name FROM customers WHERE id = 2"
+                                          ).fetchone()) == ("Sam Roe",)
+    engine.dispose()
 
 
 def test_lookups_with_more_values_than_one_array_holds_are_streamed(
@@ -253,7 +278,7 @@ def test_a_worker_process_warms_up_its_sql_sources_before_any_task(pg_shop, sour
 
     source().save()
     assert _connections_to(pg_shop) == 0
-    worker = start_worker("warm", {"PG_SHOP_DSN": pg_shop})
+    worker = start_worker("warm", {"SHOP_DSN": pg_shop})
     try:
         assert wait_for(lambda: _connections_to(pg_shop) >= 2, timeout=30)
     finally:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 import sqlalchemy as sa
 from django.conf import settings
 
@@ -38,7 +39,8 @@ def ensure_database(dsn: str) -> None:
     with psycopg.connect(f"{server}/postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')  # name comes from our own DSN
+            # An identifier cannot be a bound parameter: psycopg quotes it as one.
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def build_shop(dsn: str, subjects: int, progress: bool) -> list[str]:

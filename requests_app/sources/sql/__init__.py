@@ -1,9 +1,10 @@
-"""SQL sources: PostgreSQL by DSN, or SQLite for the embedded demo.
+"""SQL sources: PostgreSQL or MariaDB/MySQL by DSN, or SQLite (the embedded demo).
 
 The package in layers, each importing only those before it:
 
     shape      what the dataset map says about its tables (MapShape)
-    driver     engines, dialect specifics (array parameters), COPY out,
+    driver     engines, dialect specifics (session limits, array parameters,
+               bounded deletes), COPY out (PostgreSQL),
                reflection and compiled lookups cached per process, errors
     traversal  following references from the identity rows outwards
     identity   identity verification against the identity table

@@ -12,8 +12,8 @@ from sqlalchemy import exc as sa_exc
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
 from requests_app.sources.sql import constraints, erasure, gathering, keys
-from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, error_kind,
-                                             forget, reflect)
+from requests_app.sources.sql.driver import (_arrays, _schema_changed, autocommit_reads,
+                                             engine_for, error_kind, forget, reflect)
 from requests_app.sources.sql.identity import email_table, identity_points
 from requests_app.sources.sql.shape import MapShape
 
@@ -110,12 +110,12 @@ class SqlConnector(Connector):
 
     def _run(self, work, read_only=False):
         """work(conn, tables) on a pooled connection. read_only: in autocommit mode on
-        PostgreSQL, so that no read transaction (and its AccessShareLocks, and its
-        snapshot holding back VACUUM) spans the whole traversal: each hop's lookups
-        see the database as it is then."""
+        PostgreSQL and MariaDB/MySQL (driver.autocommit_reads), so that no read
+        transaction (and its locks, and its snapshot holding back VACUUM or purge)
+        spans the whole traversal: each hop's lookups see the database as it is then."""
         try:
             with self.engine.connect() as conn:
-                if read_only and _arrays(conn):
+                if read_only and autocommit_reads(conn):
                     conn = conn.execution_options(isolation_level="AUTOCOMMIT")
                 return work(conn, self.tables(conn))
         except Exception as exc:

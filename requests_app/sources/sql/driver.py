@@ -1,7 +1,24 @@
-"""The databases underneath: one engine (and pool) per database per process,
-PostgreSQL's and SQLite's ways of binding many values, `COPY ... TO STDOUT` read
-with libpq, the map's tables as reflected from a database and the lookups compiled
-for it (both cached per process), and which database errors are worth a retry.
+"""The databases underneath: one engine (and pool) per database per process, with
+each engine's session settings (PostgreSQL, MariaDB/MySQL, SQLite), their ways of
+binding many values, `COPY ... TO STDOUT` read with libpq (PostgreSQL only), the
+map's tables as reflected from a database and the lookups compiled for it (both
+cached per process), and which database errors are worth a retry.
+
+What differs between the engines, and where:
+- session limits: a lock is waited for 5 s and a statement may run 5 min, set as
+  connection options on PostgreSQL and as session variables on MariaDB/MySQL
+  (_engine); SQLite has neither (a file, one writer).
+- many values: one array parameter on PostgreSQL, batched IN-lists elsewhere (_in).
+- a bounded DELETE: by ctid on PostgreSQL, DELETE ... LIMIT on MariaDB/MySQL (which
+  refuses a LIMIT in an IN subquery and a subquery on the table being deleted
+  from), IN (SELECT ... LIMIT) on SQLite (_delete_some).
+- reads in autocommit mode on PostgreSQL and MariaDB/MySQL (no read transaction
+  holding a snapshot or, on MariaDB, metadata locks that block ALTER TABLE for the
+  whole traversal: autocommit_reads).
+- COPY and pipelined lookups: PostgreSQL only (gathering, traversal).
+- text comparison: PostgreSQL and SQLite compare exactly, MariaDB/MySQL by the
+  column's collation (case-insensitive by default): the identity lookup lowers
+  both sides everywhere (identity.py), so it matches the same rows on all three.
 
 BATCH and ARRAY_BATCH are read from this module at each use (`driver.BATCH`) by
 the modules that use them, so that setting them here changes them everywhere."""
@@ -25,23 +42,62 @@ except ImportError:  # SQLite only (the embedded demo)
 from requests_app.sources.base import SourceError, TransientSourceError
 from requests_app.sources.sql.shape import MapShape
 
-BATCH = 1000  # values per IN-list (SQLite); rows read per round trip when streaming
+BATCH = 1000  # values per IN-list (MariaDB/MySQL, SQLite); rows read per round trip when streaming
 ARRAY_BATCH = 50_000  # values per array parameter (PostgreSQL: one `= ANY(%s)`)
 
 
+_DRIVERS = {"postgres://": "postgresql+psycopg://", "postgresql://": "postgresql+psycopg://",
+            "mysql://": "mysql+pymysql://", "mariadb://": "mariadb+pymysql://"}
+
+
 def engine_url(dsn: str) -> str:
-    for prefix in ("postgres://", "postgresql://"):
+    """The SQLAlchemy URL of a DSN: a bare `postgres://` or `mysql://` gets the
+    driver we install (psycopg 3, PyMySQL); a URL naming its driver is kept."""
+    for prefix, url in _DRIVERS.items():
         if dsn.startswith(prefix):
-            return "postgresql+psycopg://" + dsn[len(prefix):]
+            return url + dsn[len(prefix):]
     return dsn
 
 
 _ENGINE_LOCK = threading.Lock()
 
 
+# MariaDB/MySQL session limits, the counterparts of PostgreSQL's lock_timeout and
+# statement_timeout: row locks (innodb_lock_wait_timeout) and table locks taken by
+# DDL (lock_wait_timeout) waited for 5 s; a statement stopped after 5 min
+# (MariaDB's max_statement_time, in seconds; MySQL's max_execution_time, in ms and
+# for SELECTs only). Constant statements, no value of anyone's in them.
+_MYSQL_LOCKS = "SET SESSION innodb_lock_wait_timeout = 5, lock_wait_timeout = 5"
+_MARIADB_STATEMENT = "SET SESSION max_statement_time = 300"
+_MYSQL_STATEMENT = "SET SESSION max_execution_time = 300000"
+
+
+def _mysql_session(dbapi_connection, _record) -> None:
+    """A new MariaDB/MySQL connection's session limits (see above)."""
+    mariadb = "mariadb" in dbapi_connection.get_server_info().lower()
+    with dbapi_connection.cursor() as cursor:
+        cursor.execute(_MYSQL_LOCKS)
+        cursor.execute(_MARIADB_STATEMENT if mariadb else _MYSQL_STATEMENT)
+
+
+def _is_mysql(url: str) -> bool:
+    return url.startswith(("mysql", "mariadb"))
+
+
 @lru_cache(maxsize=32)
 def _engine(url: str) -> sa.Engine:
     kwargs = {"pool_pre_ping": True}
+    if _is_mysql(url):
+        # READ COMMITTED, as PostgreSQL's default: each statement sees what is
+        # committed when it starts (InnoDB's REPEATABLE READ would keep the first
+        # snapshot of a transaction, and lock gaps when erasing). Connections are
+        # renewed before the server's idle timeout (wait_timeout, 8 h by default).
+        kwargs |= {"pool_size": 2, "max_overflow": 2, "pool_recycle": 3600,
+                   "isolation_level": "READ COMMITTED",
+                   "connect_args": {"connect_timeout": 10}}
+        engine = sa.create_engine(url, **kwargs)
+        sa.event.listen(engine, "connect", _mysql_session)
+        return engine
     if url.startswith("postgresql"):
         # jit=off: our statements are index lookups and copies of a person's rows,
         # never analytics; PostgreSQL JIT-compiles any query whose estimated cost
@@ -146,8 +202,17 @@ def _copy_rows(driver, write) -> None:
 def _arrays(conn) -> bool:
     """PostgreSQL binds a whole list as one array parameter (`col = ANY(%s)`): the
     SQL text is the same whatever the number of values (prepared once by psycopg),
-    and there is no limit of bound parameters. SQLite gets batched IN-lists."""
+    and there is no limit of bound parameters. MariaDB/MySQL (which has no arrays)
+    and SQLite get batched IN-lists."""
     return conn.dialect.name == "postgresql"
+
+
+def autocommit_reads(conn) -> bool:
+    """Whether reads run in autocommit mode (see the connector's _run): on
+    PostgreSQL and MariaDB/MySQL, so that no read transaction spans a whole
+    traversal (PostgreSQL's snapshot holding back VACUUM, MariaDB's metadata locks
+    holding back ALTER TABLE); SQLite's reads take no such locks."""
+    return conn.dialect.name in ("postgresql", "mysql", "mariadb")
 
 
 def _in(conn, column, values):
@@ -181,7 +246,12 @@ def _delete_some(conn, table, pk, where, limit: int, order_by=None):
     big one). `order_by`, the looked-up column, keeps it on that column's index:
     with statistics that still count the rows of a big subject (fresh after they
     were added, stale after some were deleted), an unordered `LIMIT n` was at times
-    planned as a sequential scan, a write transaction of 1 s."""
+    planned as a sequential scan, a write transaction of 1 s.
+    MariaDB/MySQL refuse both a LIMIT inside `IN (subquery)` and a subquery on the
+    table being deleted from: there it is `DELETE ... WHERE ... LIMIT n`, which
+    they have for this (the lookup's IN-list keeps it on the column's index)."""
+    if conn.dialect.name in ("mysql", "mariadb"):
+        return sa.delete(table).where(where).with_dialect_options(mysql_limit=int(limit))
     if _arrays(conn):
         ctid = sa.literal_column("ctid")
         pick = sa.select(ctid).select_from(table).where(where)
@@ -274,16 +344,43 @@ def compiled_lookup(conn, table, columns: tuple, needed: tuple) -> tuple[str, st
 # --- errors --------------------------------------------------------------------------
 
 
+# MariaDB/MySQL error codes: no such table, unknown column.
+_MYSQL_SCHEMA_CHANGED = {1146, 1054}
+# MariaDB/MySQL errors a retry may get past: too many connections, server shutting
+# down, lock wait timeout, deadlock, connection killed, statement time exceeded
+# (MariaDB 1969, MySQL 3024), and the client's can't connect / server gone / lost
+# connection / lost during handshake. Any other (a constraint, a syntax error, a
+# value that does not fit) would fail again: PyMySQL raises most of them as
+# OperationalError, so the class alone does not tell.
+_MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 1927, 1969, 3024, 2002, 2003, 2006, 2013, 2055}
+
+
+def _mysql_code(exc: Exception) -> int | None:
+    """The MariaDB/MySQL error code of a PyMySQL error (wrapped or not), else None."""
+    orig = getattr(exc, "orig", exc)
+    if type(orig).__module__.startswith("pymysql") and orig.args and isinstance(orig.args[0],
+                                                                                 int):
+        return orig.args[0]
+    return None
+
+
 def _schema_changed(exc: Exception) -> bool:
     """A table or column the cached reflection has is gone (PostgreSQL's undefined
-    table / column, SQLite's "no such ...")."""
+    table / column, MariaDB's error codes, SQLite's "no such ...")."""
     orig = getattr(exc, "orig", exc)
     return (getattr(orig, "sqlstate", None) in ("42P01", "42703")
+            or _mysql_code(exc) in _MYSQL_SCHEMA_CHANGED
             or "no such column" in str(orig) or "no such table" in str(orig))
 
 
 def _transient(exc: Exception) -> bool:
-    return isinstance(exc, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError))
+    if isinstance(exc, (sa_exc.InterfaceError, sa_exc.TimeoutError)) or getattr(
+            exc, "connection_invalidated", False):
+        return True
+    code = _mysql_code(exc)
+    if code is not None:
+        return code in _MYSQL_TRANSIENT
+    return isinstance(exc, sa_exc.OperationalError)
 
 
 def error_kind(exc: Exception) -> type[SourceError] | None:
