@@ -1,25 +1,21 @@
 """Erasure never half-done, never blind (issue 13), on a schema the project did not
 design: NOT NULL foreign keys, ON DELETE RESTRICT, a table outside the map (stores)
 pointing at rows the map deletes, and an address two customers share. Every test
-runs on each engine of ENGINES (SQLite and PostgreSQL; add one by adding a name and
-a branch to `depot_dsn`), against the real database through the real connector."""
+runs on each SQL engine (SQLite, PostgreSQL and MariaDB: the suite's `sql_engine`),
+against the real database through the real connector."""
 
-import contextlib
 import os
 
 import pytest
 import sqlalchemy as sa
 from django.core.exceptions import ValidationError
-from django.db import connection
 
 from requests_app.models import DataSource
 from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.sql import erasure
 from requests_app.sources.sql.connector import SqlConnector
 from requests_app.sources.sql.driver import engine_url
-from tests.conftest import scratch_database
 
-ENGINES = ["sqlite", "postgresql"]
 PAT, KIM = "pat@example.com", "kim@example.com"
 
 DEPOT_MAP = """
@@ -115,28 +111,16 @@ def load_depot(dsn: str) -> sa.Engine:
     return engine
 
 
-@contextlib.contextmanager
-def depot_dsn(kind: str, tmp_path):
-    """A fresh database of this engine; yields its DSN."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'depot.sqlite3'}"
-    elif kind == "postgresql":
-        if "postgresql" not in connection.settings_dict["ENGINE"]:
-            pytest.skip("PostgreSQL runs under `make test`")
-        with scratch_database("depot") as dsn:
-            yield dsn
-
-
-@pytest.fixture(params=ENGINES)
-def depot(request, tmp_path, settings, monkeypatch):
-    """(the depot's DataSource, unsaved; its engine) on each engine."""
+@pytest.fixture
+def depot(sql_engine, tmp_path, settings, monkeypatch):
+    """(the depot's DataSource, unsaved; its engine) on each engine (SQLite,
+    PostgreSQL, MariaDB: the suite's `sql_engine`)."""
     settings.MEDIA_ROOT = str(tmp_path / "media")
-    with depot_dsn(request.param, tmp_path) as dsn:
-        engine = load_depot(dsn)
-        monkeypatch.setenv("DEPOT_DSN", dsn)
-        yield DataSource(name="Depot", kind="sql", connection_env="DEPOT_DSN",
-                         dataset_map=DEPOT_MAP), engine
-        engine.dispose()
+    engine = load_depot(str(sql_engine))
+    monkeypatch.setenv("DEPOT_DSN", str(sql_engine))
+    yield DataSource(name="Depot", kind="sql", connection_env="DEPOT_DSN",
+                     dataset_map=DEPOT_MAP), engine
+    engine.dispose()
 
 
 def dump(engine) -> dict:

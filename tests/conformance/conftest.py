@@ -11,25 +11,14 @@ import sqlalchemy as sa
 
 from requests_app.models import DataSource
 from requests_app.sources.base import IdentityData
-from requests_app.sources.sql import driver
 from requests_app.sources.sql.connector import SqlConnector
-from tests.conftest import scratch_database
 
-# "mariadb" joins here once tests/conftest.py gives a fresh MariaDB database.
-ENGINES = ["sqlite", "postgresql"]
-
-
-@pytest.fixture(params=ENGINES)
-def engine_url(request, tmp_path, settings):
-    """A fresh, empty database of each engine: its SQLAlchemy URL."""
+@pytest.fixture
+def engine_url(sql_engine, tmp_path, settings):
+    """A fresh, empty database of each engine (SQLite, PostgreSQL, MariaDB: the
+    suite's `sql_engine` in tests/conftest.py): its SQLAlchemy URL."""
     settings.MEDIA_ROOT = str(tmp_path)  # erasure keeps its key list under run_dir
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'company.sqlite3'}"
-        driver._REFLECTED.clear()
-        driver._LOOKUPS.clear()
-        return
-    with scratch_database(f"conf_{request.node.originalname[:20]}") as dsn:
-        yield driver.engine_url(dsn)
+    yield str(sql_engine)
 
 
 class _Sink:

@@ -116,6 +116,33 @@ def _foreign_key_problem(shape: MapShape, fk: ForeignKey, source: str) -> str | 
     return None
 
 
+# MariaDB/MySQL errors: (code, message). Only the names are taken from a message,
+# never a value (1062 "Duplicate entry '<value>' for key ..." quotes the row's value).
+_MYSQL_NOT_NULL = re.compile(r"Column '([^']+)' cannot be null")
+_MYSQL_FOREIGN_KEY = re.compile(r"\(`[^`]+`\.`([^`]+)`, CONSTRAINT `([^`]+)` FOREIGN KEY "
+                                r"\(`([^`]+)`\)")
+_MYSQL_DUPLICATE_KEY = re.compile(r"for key '([^']+)'")
+
+
+def _mysql_code(orig) -> int | None:
+    args = getattr(orig, "args", ())
+    if type(orig).__module__.startswith("pymysql") and args and isinstance(args[0], int):
+        return args[0]
+    return None
+
+
+def _mysql(orig) -> tuple:
+    """(kind, constraint, column, table) of a MariaDB/MySQL error, from names only."""
+    code, message = _mysql_code(orig), str(orig.args[1]) if len(orig.args) > 1 else ""
+    if code == 1048 and (match := _MYSQL_NOT_NULL.search(message)):
+        return "NOT NULL", None, match.group(1), None
+    if code in (1451, 1452) and (match := _MYSQL_FOREIGN_KEY.search(message)):
+        return "foreign key", match.group(2), match.group(3), match.group(1)
+    if code == 1062 and (match := _MYSQL_DUPLICATE_KEY.search(message)):
+        return "unique", match.group(1), None, None
+    return None, None, None, None
+
+
 def in_words(exc: Exception, table: str, doing: str, fks: list[ForeignKey]) -> str:
     """A database error met while erasing `table` (`doing`: delete, update...), in
     words: the table, the column and the constraint, never a value (a DETAIL line
@@ -127,6 +154,8 @@ def in_words(exc: Exception, table: str, doing: str, fks: list[ForeignKey]) -> s
         kind = _SQLSTATE.get(getattr(orig, "sqlstate", None) or "")
         constraint, column = diag.constraint_name, diag.column_name
         table_named = diag.table_name
+    elif _mysql_code(orig):
+        kind, constraint, column, table_named = _mysql(orig)
     else:
         match = _SQLITE.match(str(orig).strip())
         table_named = None
