@@ -62,6 +62,7 @@ PAGES = {
     "staff:original": ("GET", {"alice", "bob"}),
     "staff:permission": ("GET", {"alice", "bob"}),  # an agent's signed permission
     "staff:package_preview": ("GET", {"alice", "bob"}),
+    "staff:retry_source": ("POST", {"alice"}),  # a Privacy Manager's
     "audit:home": ("GET", {"alice", "charlie"}),
     "audit:requests": ("GET", {"alice", "charlie"}),
     "audit:events": ("GET", {"alice", "charlie"}),
@@ -254,7 +255,7 @@ def fill(route: str, world, alice) -> str:
         "<str:reference>": world["request"].reference, "<str:token>": world["run"].token,
         "<slug:notice>": "denied", "<str:kind>": "access", "<int:year>": "2026",
         "<path:object_id>": object_id, "<int:pk>": object_id, "<id>": object_id,
-        "<int:notice_id>": world["notice"],
+        "<int:notice_id>": world["notice"], "<int:run_id>": world["run"].pk,
         "<path:content_type_id>": ContentType.objects.get_for_model(PrivacyRequest).pk,
     }
     for key, value in values.items():

@@ -8,7 +8,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from requests_app.models import SourceRun
-from requests_app.services.fulfilment import runs as fulfilment
+from requests_app.services.fulfilment.attempts import NotOurs, attempt
 from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.http import (
     SIGNATURE_HEADER,
@@ -18,6 +18,7 @@ from requests_app.sources.http import (
     verify_signature,
 )
 from requests_app.sources.records import RecordSink
+from requests_app.sources.registry import kinds_that
 
 log = logging.getLogger(__name__)
 MAX_BODY = 50 * 1024 * 1024
@@ -27,7 +28,7 @@ MAX_BODY = 50 * 1024 * 1024
 @require_POST
 def source_callback(request, token):
     run = SourceRun.objects.select_related("source", "request__identity").filter(
-        token=token, source__kind="http").first()
+        token=token, source__kind__in=kinds_that("replies_later")).first()
     if int(request.headers.get("Content-Length") or 0) > MAX_BODY:
         return JsonResponse({"error": "body too large"}, status=413)
     # Read the stream ourselves: request.body would stop at Django's 2.5 MB limit
@@ -49,23 +50,29 @@ def source_callback(request, token):
         reply = json.loads(body)
     except ValueError:
         return JsonResponse({"error": "malformed reply"}, status=400)
-    attempt = fulfilment.claim(run.pk, waiting=True)
-    if attempt is None:
+    try:
+        with attempt(run.pk, waiting=True) as work:
+            _record(run, work, reply)
+    except NotOurs:
         if run.state == SourceRun.State.DONE:
             return JsonResponse({"status": "already recorded"}, status=200)
         return JsonResponse({"error": "not waiting for a reply"}, status=409)
-    try:
-        identity = IdentityData.of(run.request.identity)
-        if run.action == SourceRun.Action.GATHER:
-            with RecordSink(run, attempt) as sink:
-                outcome = apply_reply(run, identity, reply, sink)
-            result = {**outcome.result, "collections": sink.collections}
-        else:
-            outcome = apply_reply(run, identity, reply, None)
-            result = outcome.result
-    except SourceError as exc:
-        log.info("run %s: callback refused (%s)", run.pk, type(exc).__name__)
-        fulfilment.note_error(run.pk, str(exc), final=True, attempt=attempt)
+    if isinstance(work.error, SourceError):
+        log.info("run %s: callback refused (%s)", run.pk, type(work.error).__name__)
         return JsonResponse({"error": "malformed reply"}, status=400)
-    fulfilment.finish_run(run.pk, outcome.records, result, attempt=attempt)
+    if work.error is not None:
+        return JsonResponse({"error": "internal error"}, status=500)
     return JsonResponse({"status": "recorded"})
+
+
+def _record(run: SourceRun, work, reply) -> None:
+    """The reply to the run's request, as the connector reads it, recorded."""
+    identity = IdentityData.of(run.request.identity)
+    if run.action == SourceRun.Action.GATHER:
+        with RecordSink(run, work.number) as sink:
+            outcome = apply_reply(run, identity, reply, sink)
+        result = {**outcome.result, "collections": sink.collections}
+    else:
+        outcome = apply_reply(run, identity, reply, None)
+        result = outcome.result
+    work.finish(outcome.records, result)

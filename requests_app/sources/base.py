@@ -124,8 +124,34 @@ class Outcome:
 
 
 class Connector:
+    """What a kind of source can do, declared once on its class, and how it does it.
+
+    Fulfilment, the callback endpoint, the staff pages and the notices ask these
+    attributes (through registry.kinds_that) instead of naming kinds."""
+
+    #: The DataSource.Kind value this connector serves.
+    kind: str = ""
+    #: Finds and copies a person's data (Right to Know, portability).
+    access: bool = False
+    #: Plans an erasure (dry run) and carries it out.
+    erasure: bool = False
+    #: Passes on a correction or an opt-out.
+    changes: bool = False
+    #: May answer later, by a signed call to the callback endpoint (after a 202).
+    replies_later: bool = False
+    #: A person, the source's owner, does the work by hand (a task in /staff/tasks/).
+    needs_owner: bool = False
+    #: Holds a dataset map of tables (categories per column, disclosure logs).
+    has_map: bool = False
+
     def __init__(self, source):
         self.source = source
+
+    @classmethod
+    def can(cls, action: str) -> bool:
+        """Whether this kind takes part in a run's action (SourceRun.Action)."""
+        return {"gather": cls.access, "plan_erasure": cls.erasure, "erase": cls.erasure,
+                "correct": cls.changes, "opt_out": cls.changes}.get(action, False)
 
     def gather(self, run, identity: IdentityData, sink) -> Outcome:
         """Find the person's records and write them to `sink` (a RecordSink)."""

@@ -153,6 +153,8 @@ def apply_reply(run, identity: IdentityData, body: dict, sink) -> Outcome:
 
 
 class HttpConnector(Connector):
+    kind, access, erasure, changes, replies_later = "http", True, True, True, True
+
     def _post(self, run, action: str, identity: IdentityData, change=None):
         """Send one signed request; the parsed 200 body, or None for 202 (a callback follows)."""
         source = self.source

@@ -16,6 +16,8 @@ MAX_UPLOAD = 20 * 1024 * 1024
 
 
 class ManualConnector(Connector):
+    kind, access, erasure, changes, needs_owner = "manual", True, True, True, True
+
     def gather(self, run, identity, sink) -> Outcome:
         return Outcome(waiting=True)
 

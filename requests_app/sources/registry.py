@@ -9,13 +9,35 @@ from django.core.exceptions import ValidationError
 from requests_app.sources.categories import is_category
 
 
-def connector_for(source):
+def connectors() -> dict:
+    """Every kind of source, by its DataSource.Kind value -> its Connector class (what
+    it can do is declared there: base.Connector)."""
     from requests_app.sources.http import HttpConnector
     from requests_app.sources.manual import ManualConnector
     from requests_app.sources.sql.connector import SqlConnector
 
-    return {"sql": SqlConnector, "http": HttpConnector, "manual": ManualConnector}[
-        source.kind](source)
+    return {c.kind: c for c in (SqlConnector, HttpConnector, ManualConnector)}
+
+
+def connector_class(kind: str):
+    return connectors()[kind]
+
+
+def connector_for(source):
+    return connector_class(source.kind)(source)
+
+
+def kinds_that(capability: str) -> list[str]:
+    """The kinds whose connector declares `capability` (an attribute of
+    base.Connector: "access", "replies_later", "needs_owner"...) or can take part in
+    the run action of that name ("gather", "erase"...), for filtering sources by kind."""
+    return sorted(kind for kind, cls in connectors().items()
+                  if (cls.can(capability) if capability in ACTIONS
+                      else getattr(cls, capability)))
+
+
+# The actions of a run (SourceRun.Action), which Connector.can answers for.
+ACTIONS = ("gather", "plan_erasure", "erase", "correct", "opt_out")
 
 
 # The portal's own secrets: a source may not name them as its DSN or HMAC secret.
@@ -72,7 +94,7 @@ def validate_source(source) -> None:
                              "this host (127.0.0.1), with TLS verification off."]
         if not source.secret_env and "secret_env" not in errors:
             errors["secret_env"] = ["Name the environment variable that holds the HMAC secret."]
-    elif source.kind == "manual" and source.owner_id is None:
+    elif connector_class(source.kind).needs_owner and source.owner_id is None:
         errors["owner"] = ["A manual source needs an owner to do the work."]
     if errors:
         raise ValidationError(errors)

@@ -38,11 +38,19 @@ from requests_app.services.requests.lifecycle import (
     do_transition,
     may_take,
 )
+from requests_app.services.fulfilment.runs import do_retry_fulfilment, do_retry_source
 from requests_app.services.requests.desk import assignable_users, do_add_note
 from requests_app.services.notices.staff import do_confirm_notice
 from requests_app.staff.access import staff_required
+from requests_app.staff.erasure_plan import erasure_plan
 
 VIEW = "requests_app.view_privacyrequest"
+# "Retry this source" is a Privacy Manager's: the step it may take (retry_fulfilment,
+# work_request) and, as it may re-run an erasure, approve_deletion.
+RETRY_SOURCE = ("requests_app.work_request", "requests_app.approve_deletion")
+# Steps whose use case does more than the transition: the desk takes them through it
+# (the same arguments as do_transition, without the step's name).
+USE_CASES = {"retry_fulfilment": do_retry_fulfilment}
 # States in which fulfilment work runs: the progress panel refreshes itself.
 WORKING = {State.APPROVED, State.FULFILLING, State.WAITING_MANUAL}
 POLL_SECONDS = 5
@@ -116,17 +124,23 @@ def _runs(request: PrivacyRequest):
                 .order_by("action", "source__name"))
 
 
+def progress_context(privacy_request: PrivacyRequest, user) -> dict:
+    """What the per-source progress panel shows (the desk, and its polling)."""
+    runs = _runs(privacy_request)
+    return {"runs": runs, "poll": privacy_request.state in WORKING,
+            "poll_seconds": POLL_SECONDS, "may_retry_source": user.has_perms(RETRY_SOURCE),
+            "erasure_plan": erasure_plan(runs)}
+
+
 def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
     return {
+        **progress_context(privacy_request, user),
         "privacy_request": privacy_request,
         "identity": getattr(privacy_request, "identity", None),
         "intake": IntakeRecord.objects.filter(request=privacy_request).first(),
         "evidence": VerificationEvidence.objects.filter(request=privacy_request).first(),
         "steps": _steps(privacy_request, user, bound),
         "timeline": _timeline(privacy_request),
-        "runs": _runs(privacy_request),
-        "poll": privacy_request.state in WORKING,
-        "poll_seconds": POLL_SECONDS,
         "packages": list(Package.objects.filter(request=privacy_request, purged_at=None)),
         "duplicates": list(privacy_request.duplicates.all()),
         "may_note": user.has_perm("requests_app.work_request"),
@@ -166,8 +180,24 @@ def progress(request, reference):
     """The per-source progress panel alone, for the desk's polling."""
     privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
     return render(request, "staff/_progress.html", {
-        "privacy_request": privacy_request, "runs": _runs(privacy_request),
-        "poll": privacy_request.state in WORKING, "poll_seconds": POLL_SECONDS})
+        "privacy_request": privacy_request, **progress_context(privacy_request, request.user)})
+
+
+@require_POST
+@staff_required(VIEW, *RETRY_SOURCE)
+def retry_source(request, reference, run_id):
+    """"Retry this source": one failed source runs again (the request, if it needs
+    attention, goes back to fulfilling), the others are left as they are."""
+    privacy_request = _get(reference)
+    run = get_object_or_404(SourceRun.objects.select_related("source"), pk=run_id,
+                            request=privacy_request)
+    try:
+        do_retry_source(run.pk, actor=Actor.staff(request.user))
+    except TransitionRefused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("%(source)s runs again.") % {"source": run.source.name})
+    return redirect("staff:desk", reference=reference)
 
 
 @require_POST
@@ -190,10 +220,11 @@ def take_step(request, reference, name):
         _viewed(request, privacy_request, "request desk")
         return render(request, "staff/desk.html",
                       desk_context(privacy_request, request.user, bound=form), status=400)
+    use_case = USE_CASES.get(name) or (lambda pk, **kw: do_transition(pk, name, **kw))
     try:
-        do_transition(privacy_request.pk, name, actor=actor,
-                      expected_state=form.cleaned_data["expected_state"],
-                      expected_version=form.cleaned_data["version"], **form.inputs())
+        use_case(privacy_request.pk, actor=actor,
+                 expected_state=form.cleaned_data["expected_state"],
+                 expected_version=form.cleaned_data["version"], **form.inputs())
     except TransitionInputError as exc:
         form.add_error(None, exc)
         _viewed(request, privacy_request, "request desk")

@@ -28,6 +28,8 @@ urlpatterns = [
     path("requests/<str:reference>/original/", desk.original, name="original"),
     path("requests/<str:reference>/permission/", desk.permission, name="permission"),
     path("requests/<str:reference>/step/<slug:name>/", desk.take_step, name="step"),
+    path("requests/<str:reference>/sources/<int:run_id>/retry/", desk.retry_source,
+         name="retry_source"),
     path("requests/<str:reference>/package/<str:kind>/", views.package_preview,
          name="package_preview"),
 ]

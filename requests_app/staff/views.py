@@ -13,6 +13,7 @@ from requests_app.services.fulfilment import manual
 from requests_app.services.audit.events import record_event
 from requests_app.sources.base import SourceError, collection_period
 from requests_app.sources.manual import MAX_UPLOAD, parse_upload
+from requests_app.sources.registry import kinds_that
 from requests_app.staff.access import staff_required
 
 _staff_required = staff_required()
@@ -24,7 +25,8 @@ def _may_work(user, run: SourceRun) -> bool:
 
 @_staff_required
 def task_list(request):
-    runs = (SourceRun.objects.filter(source__kind="manual", state=SourceRun.State.WAITING)
+    runs = (SourceRun.objects.filter(source__kind__in=kinds_that("needs_owner"),
+                                     state=SourceRun.State.WAITING)
             .select_related("source", "request").order_by("request__due_on"))
     if not request.user.has_perm("requests_app.manage_sources"):
         runs = runs.filter(source__owner=request.user)
@@ -66,7 +68,7 @@ class TaskForm(forms.Form):
 @_staff_required
 def task_detail(request, token):
     run = get_object_or_404(SourceRun.objects.select_related("source", "request__identity"),
-                            token=token, source__kind="manual")
+                            token=token, source__kind__in=kinds_that("needs_owner"))
     if not _may_work(request.user, run):
         raise PermissionDenied
     form = TaskForm(request.POST or None, request.FILES or None, action=run.action)

@@ -6,7 +6,7 @@ from django.db import transaction
 
 from requests_app.models import Actor, SourceRun
 from requests_app.services.audit.events import record_event
-from requests_app.services.fulfilment import runs
+from requests_app.services.fulfilment.attempts import NotOurs, attempt
 from requests_app.sources.base import SourceError
 from requests_app.sources.categories import never_disclosed
 from requests_app.sources.records import RecordSink
@@ -16,27 +16,33 @@ def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: 
                         reason: str = "") -> None:
     """The owner of a manual source finished their task: records uploaded, or the
     deletion/correction confirmed done, or impossible (with the reason)."""
-    attempt = runs.claim(run.pk, waiting=True)
-    if attempt is None:
-        raise SourceError("This task is not waiting for you any more.")
-    result = {}
-    count = None
+    try:
+        with attempt(run.pk, waiting=True) as work:
+            _record(run, work, actor, records, outcome, reason)
+    except NotOurs:
+        raise SourceError("This task is not waiting for you any more.") from None
+    if work.error is not None:
+        raise work.error  # recorded on the run (it failed); the owner sees an error too
+
+
+def _record(run: SourceRun, work, actor: Actor, records, outcome: str, reason: str) -> None:
     if records is not None:
         category = _category_for(run.source)
-        with RecordSink(run, attempt) as sink:
+        with RecordSink(run, work.number) as sink:
             for record in records:
                 sink.write(run.source.name, dict(record), {k: category for k in record})
         result = {"collections": sink.collections}
         count = len(records)
     else:
         result = {"outcome": outcome, "reason": reason}
+        count = None
     with transaction.atomic():
         # The run's row first, the audit chain second, as finish_run takes them.
         SourceRun.objects.select_for_update(of=("self",)).filter(pk=run.pk).first()
         record_event(f"source.{run.action}.manual", actor=actor, request=run.request,
                      data={"source": run.source.name, "outcome": outcome or "uploaded",
                            "records": count})
-        runs.finish_run(run.pk, count, result, attempt=attempt)
+        work.finish(count, result)
 
 
 def _category_for(source) -> str:

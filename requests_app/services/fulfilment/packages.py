@@ -30,6 +30,7 @@ from requests_app.models import Package, SourceRun
 from requests_app.sources import categories as cats
 from requests_app.sources.base import requested_period
 from requests_app.sources.records import read_records, run_dir
+from requests_app.sources.registry import connector_class
 from requests_app.zipfiles import Deflated, stream_zip
 
 Action, RunState = SourceRun.Action, SourceRun.State
@@ -277,7 +278,7 @@ def registry_categories(sources) -> list[str]:
     found = set()
     for source in sources:
         found.update(source.categories or [])
-        if source.kind == "sql":
+        if connector_class(source.kind).has_map:
             try:
                 found.update(c.category for t in parse(source.dataset_map).tables.values()
                              for c in t.columns.values())

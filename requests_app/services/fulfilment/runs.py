@@ -5,7 +5,9 @@ State lives in the database, never only in the broker:
 - `begin` creates one SourceRun per source (get_or_create: running it twice adds
   nothing) and dispatches a task per run that is not finished;
 - `execute_run` claims its run with a conditional UPDATE (so two deliveries of the
-  same task cannot both work), asks the source's connector, and records the outcome;
+  same task cannot both work), asks the source's connector, and records the outcome
+  (attempts.attempt: the claim, the fence and the outcome, shared with the HTTP
+  callback and the manual owner's page);
 - `check` looks at all runs of the request and takes the next step of the machine:
   wait on manual sources, flag for attention, or say that the results can be built;
 - the worker that finishes a run checks (and builds the results) in the same task,
@@ -17,7 +19,6 @@ State lives in the database, never only in the broker:
 
 import datetime
 import logging
-import traceback
 
 from django.conf import settings
 from django.db import transaction
@@ -33,12 +34,25 @@ from requests_app.models import (
     ThirdParty,
 )
 from requests_app.services.audit.events import record_event
-from requests_app.services.requests.lifecycle import TransitionRefused, apply_transition
+from requests_app.services.requests.lifecycle import (
+    TransitionRefused,
+    apply_transition,
+    lock_as_seen,
+)
 from requests_app.services.queue import enqueue_on_commit
-from requests_app.services.fulfilment import packages, third_parties
-from requests_app.sources.base import IdentityData, SourceError, TransientSourceError
+from requests_app.services.fulfilment import attempts, packages, third_parties
+from requests_app.services.fulfilment.attempts import (  # noqa: F401 - used as runs.*
+    NotOurs,
+    attempt,
+    claim,
+    finish_run,
+    heartbeat,
+    note_error,
+    stale_after,
+)
+from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.records import RecordSink, run_dir
-from requests_app.sources.registry import connector_for
+from requests_app.sources.registry import connector_for, kinds_that
 
 log = logging.getLogger(__name__)
 Action, RunState = SourceRun.Action, SourceRun.State
@@ -46,21 +60,7 @@ Action, RunState = SourceRun.Action, SourceRun.State
 # The tasks this module asks for, by name (fulfilment/tasks.py imports this module).
 BEGIN = "requests_app.services.fulfilment.tasks.begin_fulfilment"
 RUN_SOURCE = "requests_app.services.fulfilment.tasks.run_source"
-CHECK = "requests_app.services.fulfilment.tasks.check_fulfilment"
-NOTIFY_OWNER = "requests_app.services.notices.tasks.notify_source_owner"
-
-# Which kinds of source take part in each action.
-KINDS = {
-    Action.GATHER: {"sql", "http", "manual"},
-    Action.PLAN_ERASURE: {"sql", "http", "manual"},
-    Action.ERASE: {"sql", "http", "manual"},
-    Action.CORRECT: {"http", "manual"},
-    Action.OPT_OUT: {"http", "manual"},
-}
-
-
-def stale_after() -> datetime.timedelta:
-    return datetime.timedelta(seconds=settings.SOURCE_RUN_STALE_SECONDS)
+CHECK = attempts.CHECK
 
 
 def action_for(request: PrivacyRequest) -> str | None:
@@ -83,7 +83,7 @@ def _sources_for(action: str, request: PrivacyRequest):
     if action == Action.ERASE:
         return DataSource.objects.filter(runs__request=request, runs__action=Action.PLAN_ERASURE,
                                          runs__state=RunState.DONE).distinct()
-    sources = DataSource.objects.filter(enabled=True, kind__in=KINDS[action])
+    sources = DataSource.objects.filter(enabled=True, kind__in=kinds_that(action))
     if action == Action.OPT_OUT and request.purposes.exists():
         # Only the sources the withdrawn purposes govern.
         sources = sources.filter(purposes_governed__in=request.purposes.all()).distinct()
@@ -132,74 +132,24 @@ def begin(request_id: int) -> bool:
     return not to_dispatch
 
 
-def claim(run_id: int, *, waiting: bool = False) -> int | None:
-    """Take a run for this worker and return its attempt number (None: not ours).
-
-    A worker takes a pending run, or a running one whose worker has gone quiet (it
-    died); a callback or a manual owner takes a waiting one (a callback also a
-    running one: the service may answer before its worker has recorded "waiting").
-    Every later write names the attempt and is ignored once another has taken over.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        run = (SourceRun.objects.select_for_update(of=("self",)).select_related("request")
-               .filter(pk=run_id).first())
-        if run is None:
-            return None
-        if waiting:
-            ours = run.state == RunState.WAITING or (
-                run.state == RunState.RUNNING and run.source.kind == "http")
-        else:
-            ours = run.state == RunState.PENDING or (
-                run.state == RunState.RUNNING and run.heartbeat_at < now - stale_after())
-            ours = ours and run.request.state == State.FULFILLING
-        if not ours:
-            return None
-        run.state = RunState.RUNNING
-        run.attempts += 1
-        run.heartbeat_at = now
-        run.started_at = run.started_at or now
-        run.save(update_fields=["state", "attempts", "heartbeat_at", "started_at"])
-        return run.attempts
-
-
-def heartbeat(run_id: int, attempt: int) -> None:
-    SourceRun.objects.filter(pk=run_id, attempts=attempt, state=RunState.RUNNING).update(
-        heartbeat_at=timezone.now())
-
-
 def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
     """Do the run's work if it can be claimed. Returns "skipped" (not ours), "done",
     "retry" (a transient error, retries left) or "failed". The caller (the worker)
     checks the request after "done" or "failed": nothing is queued for it here."""
-    attempt = claim(run_id)
-    if attempt is None:
-        return "skipped"
     try:
-        _work(run_id, attempt)
-        return "done"
-    except TransientSourceError as exc:
-        note_error(run_id, str(exc), final=final_attempt, attempt=attempt, queue_check=False)
-        return "failed" if final_attempt else "retry"
-    except SourceError as exc:
-        note_error(run_id, str(exc), final=True, attempt=attempt, queue_check=False)
-        return "failed"
-    except Exception as exc:
-        # Messages of unexpected errors (a database's DETAIL, say) may hold personal
-        # values: log where it happened, not what it said.
-        log.error("run %s failed with %s at\n%s", run_id, type(exc).__name__,
-                  "".join(traceback.format_tb(exc.__traceback__)))
-        note_error(run_id, f"internal error ({type(exc).__name__})", final=True,
-                   attempt=attempt, queue_check=False)
-        return "failed"
+        with attempt(run_id, final=final_attempt, queue_check=False) as work:
+            _work(run_id, work)
+    except NotOurs:
+        return "skipped"
+    return "done" if work.outcome == "waiting" else work.outcome
 
 
-def _work(run_id: int, attempt: int) -> None:
+def _work(run_id: int, work: attempts.Attempt) -> None:
     run = SourceRun.objects.select_related("source", "request__identity").get(pk=run_id)
     identity = IdentityData.of(run.request.identity)
     connector = connector_for(run.source)
     if run.action == Action.GATHER:
-        with RecordSink(run, attempt, on_progress=lambda: heartbeat(run_id, attempt)) as sink:
+        with RecordSink(run, work.number, on_progress=work.heartbeat) as sink:
             outcome = connector.gather(run, identity, sink)
         result = {**outcome.result, "collections": sink.collections}
     elif run.action == Action.PLAN_ERASURE:
@@ -209,11 +159,11 @@ def _work(run_id: int, attempt: int) -> None:
         plan = SourceRun.objects.filter(request=run.request, source=run.source,
                                         action=Action.PLAN_ERASURE).first()
         def on_batch(progress):
-            if not SourceRun.objects.filter(
-                pk=run_id, attempts=attempt, state=RunState.RUNNING
-            ).update(result={**run.result, "progress": progress},
-                     heartbeat_at=timezone.now()):
-                raise SourceError(f"{run.source.name}: erasure taken over by another attempt")
+            try:
+                work.save_progress({**run.result, "progress": progress})
+            except SourceError:
+                raise SourceError(f"{run.source.name}: erasure taken over by another "
+                                  "attempt") from None
 
         outcome = connector.erase(run, identity, approved_plan(run, plan), on_batch=on_batch)
         result = outcome.result
@@ -229,8 +179,7 @@ def _work(run_id: int, attempt: int) -> None:
     else:
         outcome = connector.apply_change(run, identity, change_of(run.request))
         result = outcome.result
-    finish_run(run.pk, outcome.records, result, waiting=outcome.waiting, attempt=attempt,
-               queue_check=False)
+    work.finish(outcome.records, result, waiting=outcome.waiting)
 
 
 def approved_plan(run: SourceRun, plan: SourceRun | None) -> dict:
@@ -251,73 +200,6 @@ def change_of(request: PrivacyRequest) -> dict:
     if request.type_rules.is_opt_out:
         return {"opt_out": request.request_type}
     return {"correction": request.details}
-
-
-def finish_run(run_id: int, records, result: dict, *, attempt: int,
-               waiting: bool = False, queue_check: bool = True) -> bool:
-    """Record a run's outcome and (with `queue_check`) queue the request's check of
-    its next step. False when the run was taken over by another attempt (then this
-    outcome is not recorded)."""
-    with transaction.atomic():
-        run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
-            pk=run_id)
-        if run.state != RunState.RUNNING or run.attempts != attempt:
-            return False
-        now = timezone.now()
-        run.result = result
-        run.records_found = records
-        run.last_error = ""
-        if waiting:
-            run.state = RunState.WAITING
-            notify_owner = run.source.kind == "manual"
-        else:
-            run.state = RunState.DONE
-            run.finished_at = now
-            notify_owner = False
-        run.heartbeat_at = now
-        run.save()
-        record_event(
-            f"source.{run.action}." + ("waiting" if waiting else "done"),
-            actor=Actor.system(), request=run.request,
-            data={"source": run.source.name, "records": records,
-                  "tables": _counts(result)},
-        )
-        if notify_owner:
-            enqueue_on_commit(NOTIFY_OWNER, run.pk)
-        if queue_check:
-            enqueue_on_commit(CHECK, run.request_id)
-    return True
-
-
-def _counts(result: dict) -> dict:
-    """Names and counts only, for the audit trail."""
-    tables = result.get("tables") or result.get("collections") or {}
-    return {k: (v.get("count", v.get("rows")) if isinstance(v, dict) else v)
-            for k, v in tables.items()}
-
-
-def note_error(run_id: int, error: str, *, final: bool, attempt: int,
-               queue_check: bool = True) -> None:
-    """A failed attempt. `final`: the last retry is spent; the run fails and staff see
-    why (and, with `queue_check`, the request's check is queued)."""
-    with transaction.atomic():
-        run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
-            pk=run_id)
-        if run.state != RunState.RUNNING or run.attempts != attempt:
-            return  # another attempt has taken the run over
-        run.last_error = error
-        if final:
-            run.state = RunState.FAILED
-            run.finished_at = timezone.now()
-            record_event(f"source.{run.action}.failed", actor=Actor.system(),
-                         request=run.request, reason=error,
-                         data={"source": run.source.name, "attempts": run.attempts})
-            if queue_check:
-                enqueue_on_commit(CHECK, run.request_id)
-        else:
-            run.state = RunState.PENDING  # the retry will claim it again
-            run.dispatched_at = timezone.now()  # the reconciler leaves it to the retry
-        run.save()
 
 
 def check(request_id: int) -> bool:
@@ -382,25 +264,48 @@ def results_built(request_id: int) -> None:
 def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
     """Staff: run one failed source again, leaving the others as they are."""
     with transaction.atomic(durable=True):
-        run = SourceRun.objects.select_for_update(of=("self",)).select_related("request", "source").get(
-            pk=run_id)
+        request_id = SourceRun.objects.values_list("request_id", flat=True).get(pk=run_id)
+        request = PrivacyRequest.objects.locked().get(pk=request_id)  # the request first,
+        run = SourceRun.objects.select_for_update(of=("self",)).select_related(  # as below
+            "request", "source").get(pk=run_id)
         if run.state != RunState.FAILED:
             raise TransitionRefused("Only a failed source can be retried.")
-        request = PrivacyRequest.objects.locked().get(pk=run.request_id)
         if request.state == State.NEEDS_ATTENTION:
             apply_transition(request, "retry_fulfilment", actor=actor)
         elif request.state != State.FULFILLING:
             raise TransitionRefused("The request is not being fulfilled.")
-        run.state = RunState.PENDING
-        run.last_error = ""
-        run.dispatched_at = timezone.now()
-        # An erasure resumes from its progress and key list (kept since the batches
-        # applied before the failure); after a failed re-scan both were dropped.
-        run.save()
-        record_event("source.retried", actor=actor, request=request,
-                     data={"source": run.source.name, "action": run.action})
-        enqueue_on_commit(RUN_SOURCE, run.pk)
+        _rerun(run, request, actor)
     return run
+
+
+def do_retry_fulfilment(request_id: int, *, actor: Actor, expected_state: str | None = None,
+                        expected_version: str | None = None, **inputs) -> PrivacyRequest:
+    """Staff's step "Retry fulfilment" (the desk takes it through here, not through
+    do_transition): every failed source of the current work runs again, the others
+    are left as they are. The runs are put back in the step's own transaction:
+    begin_fulfilment, which follows the step, dispatches only pending runs, so a
+    failed one left as it was would fail the request again with the same error."""
+    with transaction.atomic(durable=True):
+        request = lock_as_seen(request_id, expected_state, expected_version)
+        apply_transition(request, "retry_fulfilment", actor=actor, **inputs)
+        failed = (request.source_runs.select_for_update(of=("self",)).select_related("source")
+                  .filter(action=action_for(request), state=RunState.FAILED))
+        for run in failed:
+            _rerun(run, request, actor)
+    return request
+
+
+def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor) -> None:
+    """A failed run (locked) made pending again and dispatched, audited."""
+    run.state = RunState.PENDING
+    run.last_error = ""
+    run.dispatched_at = timezone.now()
+    # An erasure resumes from its progress and key list (kept since the batches
+    # applied before the failure); after a failed re-scan both were dropped (_work).
+    run.save()
+    record_event("source.retried", actor=actor, request=request,
+                 data={"source": run.source.name, "action": run.action})
+    enqueue_on_commit(RUN_SOURCE, run.pk)
 
 
 def stuck_runs():
@@ -416,14 +321,17 @@ def stuck_runs():
 
 def silent_http_runs():
     cutoff = timezone.now() - datetime.timedelta(hours=settings.HTTP_REPLY_TIMEOUT_HOURS)
-    return SourceRun.objects.filter(state=RunState.WAITING, source__kind="http",
+    return SourceRun.objects.filter(state=RunState.WAITING,
+                                    source__kind__in=kinds_that("replies_later"),
                                     heartbeat_at__lt=cutoff)
 
 
 def fail_silent_run(run_id: int) -> None:
     """An HTTP source promised a reply (202) and none came: the run fails, so staff
     see it and can retry it."""
-    attempt = claim(run_id, waiting=True)
-    if attempt is not None:
-        note_error(run_id, f"no reply within {settings.HTTP_REPLY_TIMEOUT_HOURS} hours "
-                           "of a 202 answer", final=True, attempt=attempt)
+    try:
+        with attempt(run_id, waiting=True) as work:
+            work.fail(f"no reply within {settings.HTTP_REPLY_TIMEOUT_HOURS} hours "
+                      "of a 202 answer")
+    except NotOurs:
+        pass

@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from requests_app.models import SourceRun
 from requests_app.services.notices import outbox, staff
+from requests_app.sources.registry import kinds_that
 
 EMAIL_ERRORS = (smtplib.SMTPException, OSError)
 _RETRIES = {"autoretry_for": EMAIL_ERRORS, "retry_backoff": 30, "retry_backoff_max": 600,
@@ -37,7 +38,8 @@ def send_third_party_notice(notice_id: int) -> None:
 def remind_source_owners() -> int:
     """Periodic: remind owners of manual tasks that have waited too long."""
     cutoff = timezone.now() - datetime.timedelta(days=settings.MANUAL_REMINDER_DAYS)
-    runs = SourceRun.objects.filter(state=SourceRun.State.WAITING, source__kind="manual").filter(
+    runs = SourceRun.objects.filter(state=SourceRun.State.WAITING,
+                                    source__kind__in=kinds_that("needs_owner")).filter(
         Q(reminded_at__lt=cutoff) | Q(reminded_at=None, heartbeat_at__lt=cutoff))
     count = 0
     for run_id in runs.values_list("pk", flat=True):

@@ -80,13 +80,21 @@ def do_transition(
     nothing is saved.
     """
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.locked().get(pk=request_id)
-        if ((expected_state is not None and request.state != expected_state)
-                or (expected_version is not None and request.version != expected_version)):
-            raise TransitionRefused(
-                _("This request was changed by someone else; reload it and try again.")
-            )
+        request = lock_as_seen(request_id, expected_state, expected_version)
         apply_transition(request, name, actor=actor, **inputs)
+    return request
+
+
+def lock_as_seen(request_id: int, expected_state: str | None = None,
+                 expected_version: str | None = None) -> PrivacyRequest:
+    """The request, locked, if it is still in the state and version the actor saw
+    (see do_transition); else TransitionRefused."""
+    request = PrivacyRequest.objects.locked().get(pk=request_id)
+    if ((expected_state is not None and request.state != expected_state)
+            or (expected_version is not None and request.version != expected_version)):
+        raise TransitionRefused(
+            _("This request was changed by someone else; reload it and try again.")
+        )
     return request
 
 

@@ -19,6 +19,8 @@ from requests_app.sources.sql.shape import MapShape
 
 
 class SqlConnector(Connector):
+    kind, access, erasure, has_map = "sql", True, True, True
+
     def __init__(self, source):
         super().__init__(source)
         try:

@@ -1,0 +1,225 @@
+"""One attempt at a source run: claimed, fenced, and finished or failed.
+
+Three places work on a run: the worker (runs.execute_run), the endpoint where an
+HTTP source answers later (api/callbacks.py) and the page where a manual source's
+owner answers (manual.py). Each does it through `attempt()`:
+
+    with attempt(run_id, waiting=True) as work:    # raises NotOurs: not ours to take
+        ...                                         # the connector's work
+        work.finish(records, result)                # or an error fails the run
+
+- `claim` takes the run with a conditional update under a row lock and counts the
+  attempt (`attempts`): two deliveries of the same task cannot both work on it;
+- every later write names the attempt (`attempts` = its number, state running), so
+  a worker that was taken over (it went quiet, another claimed the run) writes
+  nothing more: its finish is ignored, its progress refused (`Attempt.save_progress`);
+- whatever the work raises settles the run: a transient error with retries left
+  puts it back for the task's retry, any other error fails it with words for staff
+  (an unexpected error's own message may hold personal values: only its type is
+  shown, and the log says where, not what).
+"""
+
+import datetime
+import logging
+import traceback
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from requests_app.models import Actor, SourceRun, State
+from requests_app.services.audit.events import record_event
+from requests_app.services.queue import enqueue_on_commit
+from requests_app.sources.base import SourceError, TransientSourceError
+from requests_app.sources.registry import connector_class
+
+log = logging.getLogger(__name__)
+RunState = SourceRun.State
+
+CHECK = "requests_app.services.fulfilment.tasks.check_fulfilment"
+NOTIFY_OWNER = "requests_app.services.notices.tasks.notify_source_owner"
+
+
+def stale_after() -> datetime.timedelta:
+    return datetime.timedelta(seconds=settings.SOURCE_RUN_STALE_SECONDS)
+
+
+class NotOurs(Exception):
+    """The run is not this caller's to take now: another attempt holds it, or it is
+    in no state to be taken (done, failed, no longer waiting)."""
+
+
+def claim(run_id: int, *, waiting: bool = False) -> int | None:
+    """Take a run for this worker and return its attempt number (None: not ours).
+
+    A worker takes a pending run, or a running one whose worker has gone quiet (it
+    died); a callback or a manual owner takes a waiting one (a callback also a
+    running one: the service may answer before its worker has recorded "waiting").
+    Every later write names the attempt and is ignored once another has taken over.
+    A worker's claim starts a new attempt: its duration counts from now. A callback
+    or an owner continues the attempt that left the run waiting.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        run = (SourceRun.objects.select_for_update(of=("self",)).select_related("request")
+               .filter(pk=run_id).first())
+        if run is None:
+            return None
+        if waiting:
+            ours = run.state == RunState.WAITING or (
+                run.state == RunState.RUNNING
+                and connector_class(run.source.kind).replies_later)
+        else:
+            ours = run.state == RunState.PENDING or (
+                run.state == RunState.RUNNING and run.heartbeat_at < now - stale_after())
+            ours = ours and run.request.state == State.FULFILLING
+        if not ours:
+            return None
+        run.state = RunState.RUNNING
+        run.attempts += 1
+        run.heartbeat_at = now
+        if not waiting or run.started_at is None:
+            run.started_at, run.finished_at = now, None
+        run.save(update_fields=["state", "attempts", "heartbeat_at", "started_at",
+                                "finished_at"])
+        return run.attempts
+
+
+def heartbeat(run_id: int, attempt: int) -> None:
+    SourceRun.objects.filter(pk=run_id, attempts=attempt, state=RunState.RUNNING).update(
+        heartbeat_at=timezone.now())
+
+
+def finish_run(run_id: int, records, result: dict, *, attempt: int,
+               waiting: bool = False, queue_check: bool = True) -> bool:
+    """Record a run's outcome and (with `queue_check`) queue the request's check of
+    its next step. False when the run was taken over by another attempt (then this
+    outcome is not recorded)."""
+    with transaction.atomic():
+        run = SourceRun.objects.select_for_update(of=("self",)).select_related(
+            "source", "request").get(pk=run_id)
+        if run.state != RunState.RUNNING or run.attempts != attempt:
+            return False
+        now = timezone.now()
+        run.result = result
+        run.records_found = records
+        run.last_error = ""
+        if waiting:
+            run.state = RunState.WAITING
+            notify_owner = connector_class(run.source.kind).needs_owner
+        else:
+            run.state = RunState.DONE
+            run.finished_at = now
+            notify_owner = False
+        run.heartbeat_at = now
+        run.save()
+        record_event(
+            f"source.{run.action}." + ("waiting" if waiting else "done"),
+            actor=Actor.system(), request=run.request,
+            data={"source": run.source.name, "records": records,
+                  "tables": _counts(result)},
+        )
+        if notify_owner:
+            enqueue_on_commit(NOTIFY_OWNER, run.pk)
+        if queue_check:
+            enqueue_on_commit(CHECK, run.request_id)
+    return True
+
+
+def _counts(result: dict) -> dict:
+    """Names and counts only, for the audit trail."""
+    tables = result.get("tables") or result.get("collections") or {}
+    return {k: (v.get("count", v.get("rows")) if isinstance(v, dict) else v)
+            for k, v in tables.items()}
+
+
+def note_error(run_id: int, error: str, *, final: bool, attempt: int,
+               queue_check: bool = True) -> None:
+    """A failed attempt. `final`: the last retry is spent; the run fails and staff see
+    why (and, with `queue_check`, the request's check is queued)."""
+    with transaction.atomic():
+        run = SourceRun.objects.select_for_update(of=("self",)).select_related(
+            "source", "request").get(pk=run_id)
+        if run.state != RunState.RUNNING or run.attempts != attempt:
+            return  # another attempt has taken the run over
+        run.last_error = error
+        if final:
+            run.state = RunState.FAILED
+            run.finished_at = timezone.now()
+            record_event(f"source.{run.action}.failed", actor=Actor.system(),
+                         request=run.request, reason=error,
+                         data={"source": run.source.name, "attempts": run.attempts})
+            if queue_check:
+                enqueue_on_commit(CHECK, run.request_id)
+        else:
+            run.state = RunState.PENDING  # the retry will claim it again
+            run.dispatched_at = timezone.now()  # the reconciler leaves it to the retry
+        run.save()
+
+
+class Attempt:
+    """A claimed attempt: `number` names it in every write. `outcome` once settled:
+    "done", "waiting", "retry" (put back for the task's retry) or "failed" (with
+    `error`, the exception that failed it, when one did)."""
+
+    def __init__(self, run_id: int, number: int, *, final: bool, queue_check: bool):
+        self.run_id, self.number = run_id, number
+        self.final, self.queue_check = final, queue_check
+        self.outcome = ""
+        self.error: Exception | None = None
+
+    def heartbeat(self) -> None:
+        heartbeat(self.run_id, self.number)
+
+    def save_progress(self, result: dict) -> None:
+        """Record how far the work got (the run's result) and beat the heart; raises
+        SourceError when another attempt has taken the run over: stop writing."""
+        if not SourceRun.objects.filter(
+                pk=self.run_id, attempts=self.number, state=RunState.RUNNING
+        ).update(result=result, heartbeat_at=timezone.now()):
+            raise SourceError("taken over by another attempt")
+
+    def finish(self, records, result: dict, *, waiting: bool = False) -> bool:
+        """The outcome (see finish_run); False when another attempt took over."""
+        self.outcome = "waiting" if waiting else "done"
+        return finish_run(self.run_id, records, result, attempt=self.number,
+                          waiting=waiting, queue_check=self.queue_check)
+
+    def fail(self, error: str, *, final: bool = True) -> None:
+        note_error(self.run_id, error, final=final, attempt=self.number,
+                   queue_check=self.queue_check)
+        self.outcome = "failed" if final else "retry"
+
+
+@contextmanager
+def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
+            queue_check: bool = True):
+    """Claim the run (NotOurs when it is not ours to take; `waiting`: as a callback
+    or an owner continuing a waiting run), give the work an Attempt, and settle the
+    run whatever the work does. Errors are recorded on the run, not raised: a
+    TransientSourceError is retried while `final` is False; any other error fails
+    the run. `queue_check`: queue the request's check once the run is settled (the
+    worker checks at once itself)."""
+    number = claim(run_id, waiting=waiting)
+    if number is None:
+        raise NotOurs(run_id)
+    work = Attempt(run_id, number, final=final, queue_check=queue_check)
+    try:
+        yield work
+    except TransientSourceError as exc:
+        work.error = exc
+        work.fail(str(exc), final=final)
+    except SourceError as exc:
+        work.error = exc
+        work.fail(str(exc))
+    except Exception as exc:  # noqa: BLE001 - the run must not stay claimed
+        # Messages of unexpected errors (a database's DETAIL, say) may hold personal
+        # values: log where it happened, not what it said.
+        log.error("run %s failed with %s at\n%s", run_id, type(exc).__name__,
+                  "".join(traceback.format_tb(exc.__traceback__)))
+        work.error = exc
+        work.fail(f"internal error ({type(exc).__name__})")
+    else:
+        if not work.outcome:
+            work.fail("internal error (the work recorded no outcome)")
