@@ -2,8 +2,8 @@
 across every registered source.
 
 State lives in the database, never only in the broker:
-- `begin` creates one SourceRun per source (get_or_create: running it twice adds
-  nothing) and dispatches a task per run that is not finished;
+- `begin` creates one SourceRun per source (with the request locked; running it
+  twice adds nothing) and dispatches a task per run that is not finished;
 - `execute_run` claims its run with a conditional UPDATE (so two deliveries of the
   same task cannot both work), asks the source's connector, and records the outcome;
 - `check` looks at all runs of the request and takes the next step of the machine:
@@ -21,12 +21,13 @@ import traceback
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from requests_app.models import (
     Actor,
     DataSource,
+    Package,
     PrivacyRequest,
     SourceRun,
     State,
@@ -93,12 +94,16 @@ def _sources_for(action: str, request: PrivacyRequest):
 def _start_afresh(request: PrivacyRequest) -> None:
     """A request approved again (after a rejected dry run, or a granted appeal) is
     fulfilled again: earlier runs and packages of the same work are reset, so
-    that nobody reviews or releases results of the previous round."""
-    request.source_runs.filter(action__in=[Action.GATHER, Action.PLAN_ERASURE]).update(
-        state=RunState.PENDING, result={}, records_found=None, last_error="",
-        finished_at=None)
-    for package in request.packages.filter(purged_at=None):
-        packages.discard(package)
+    that nobody reviews or releases results of the previous round. (`has_runs` and
+    `has_packages`, read with the lock by begin(), spare a first approval both
+    statements.)"""
+    if getattr(request, "has_runs", True):
+        request.source_runs.filter(action__in=[Action.GATHER, Action.PLAN_ERASURE]).update(
+            state=RunState.PENDING, result={}, records_found=None, last_error="",
+            finished_at=None)
+    if getattr(request, "has_packages", True):
+        for package in request.packages.filter(purged_at=None):
+            packages.discard(package)
 
 
 def begin(request_id: int) -> bool:
@@ -106,7 +111,12 @@ def begin(request_id: int) -> bool:
     when there is nothing to wait for (no sources, or all done already): the caller
     checks at once. Else each run checks when it finishes."""
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.locked().get(pk=request_id)
+        # Whether it has runs or live packages yet, read with the lock (one round
+        # trip): a first approval, the usual case, then needs neither looked at.
+        request = PrivacyRequest.objects.locked().annotate(
+            has_runs=Exists(SourceRun.objects.filter(request=OuterRef("pk"))),
+            has_packages=Exists(Package.objects.filter(request=OuterRef("pk"), purged_at=None)),
+        ).get(pk=request_id)
         if request.state == State.APPROVED:
             apply_transition(request, "start_fulfilment", actor=Actor.system())
             _start_afresh(request)
@@ -115,21 +125,36 @@ def begin(request_id: int) -> bool:
         elif request.state != State.FULFILLING:
             return False
         action = action_for(request)
-        runs = []
-        if action:
-            for source in _sources_for(action, request):
-                run, created = SourceRun.objects.get_or_create(
-                    request=request, source=source, action=action)
-                runs.append(run)
-        to_dispatch = [r for r in runs if r.state == RunState.PENDING]
-        SourceRun.objects.filter(pk__in=[r.pk for r in to_dispatch]).update(
-            dispatched_at=timezone.now())
+        to_dispatch = _runs_to_dispatch(request, action) if action else []
         for run in to_dispatch:
             enqueue_on_commit(RUN_SOURCE, run.pk)
         if action == Action.OPT_OUT:
             third_parties.tell(request, ThirdParty.objects.filter(
                 purposes__in=request.purposes.all()).distinct())
     return not to_dispatch
+
+
+def _runs_to_dispatch(request: PrivacyRequest, action: str) -> list[SourceRun]:
+    """One run per source of the action (created when missing: running it twice adds
+    nothing), and of those the pending ones, marked dispatched now. Runs are created
+    only here, with the request locked, so a plain INSERT (no get_or_create and its
+    savepoint) cannot race another; the unique constraint still stands guard. New
+    runs are born dispatched; only pending runs from before are updated."""
+    now = timezone.now()
+    existing = ({r.source_id: r for r in request.source_runs.filter(action=action)}
+                if getattr(request, "has_runs", True) else {})
+    to_dispatch, earlier = [], []
+    for source in _sources_for(action, request):
+        run = existing.get(source.pk)
+        if run is None:
+            to_dispatch.append(SourceRun.objects.create(
+                request=request, source=source, action=action, dispatched_at=now))
+        elif run.state == RunState.PENDING:
+            to_dispatch.append(run)
+            earlier.append(run.pk)
+    if earlier:
+        SourceRun.objects.filter(pk__in=earlier).update(dispatched_at=now)
+    return to_dispatch
 
 
 def claim(run_id: int, *, waiting: bool = False) -> int | None:
@@ -140,9 +165,17 @@ def claim(run_id: int, *, waiting: bool = False) -> int | None:
     running one: the service may answer before its worker has recorded "waiting").
     Every later write names the attempt and is ignored once another has taken over.
     """
+    run = _claim(run_id, waiting=waiting)
+    return None if run is None else run.attempts
+
+
+def _claim(run_id: int, *, waiting: bool = False) -> SourceRun | None:
+    """claim(), returning the claimed run with its source, request, identity and
+    evidence (the work needs them all: no second fetch)."""
     now = timezone.now()
     with transaction.atomic():
-        run = (SourceRun.objects.select_for_update(of=("self",)).select_related("request")
+        run = (SourceRun.objects.select_for_update(of=("self",))
+               .select_related("source", "request__identity", "request__evidence")
                .filter(pk=run_id).first())
         if run is None:
             return None
@@ -160,7 +193,7 @@ def claim(run_id: int, *, waiting: bool = False) -> int | None:
         run.heartbeat_at = now
         run.started_at = run.started_at or now
         run.save(update_fields=["state", "attempts", "heartbeat_at", "started_at"])
-        return run.attempts
+        return run
 
 
 def heartbeat(run_id: int, attempt: int) -> None:
@@ -172,11 +205,22 @@ def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
     """Do the run's work if it can be claimed. Returns "skipped" (not ours), "done",
     "retry" (a transient error, retries left) or "failed". The caller (the worker)
     checks the request after "done" or "failed": nothing is queued for it here."""
-    attempt = claim(run_id)
-    if attempt is None:
-        return "skipped"
+    return execute(run_id, final_attempt=final_attempt)[0]
+
+
+def execute(run_id: int, *, final_attempt: bool = True) -> tuple[str, int | None]:
+    """execute_run(), and the id of the run's request (None when skipped), which
+    the worker checks next."""
+    run = _claim(run_id)
+    if run is None:
+        return "skipped", None
+    return _outcome(run, final_attempt), run.request_id
+
+
+def _outcome(run: SourceRun, final_attempt: bool) -> str:
+    run_id, attempt = run.pk, run.attempts
     try:
-        _work(run_id, attempt)
+        _work(run)
         return "done"
     except TransientSourceError as exc:
         note_error(run_id, str(exc), final=final_attempt, attempt=attempt, queue_check=False)
@@ -194,8 +238,9 @@ def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
         return "failed"
 
 
-def _work(run_id: int, attempt: int) -> None:
-    run = SourceRun.objects.select_related("source", "request__identity").get(pk=run_id)
+def _work(run: SourceRun) -> None:
+    """The run's work, on the run as claimed (its attempt is run.attempts)."""
+    run_id, attempt = run.pk, run.attempts
     identity = IdentityData.of(run.request.identity)
     connector = connector_for(run.source)
     if run.action == Action.GATHER:
@@ -227,7 +272,7 @@ def _work(run_id: int, attempt: int) -> None:
         outcome = connector.apply_change(run, identity, change_of(run.request))
         result = outcome.result
     finish_run(run.pk, outcome.records, result, waiting=outcome.waiting, attempt=attempt,
-               queue_check=False)
+               queue_check=False, claimed=run)
 
 
 def change_of(request: PrivacyRequest) -> dict:
@@ -237,28 +282,28 @@ def change_of(request: PrivacyRequest) -> dict:
 
 
 def finish_run(run_id: int, records, result: dict, *, attempt: int,
-               waiting: bool = False, queue_check: bool = True) -> bool:
+               waiting: bool = False, queue_check: bool = True,
+               claimed: SourceRun | None = None) -> bool:
     """Record a run's outcome and (with `queue_check`) queue the request's check of
     its next step. False when the run was taken over by another attempt (then this
-    outcome is not recorded)."""
+    outcome is not recorded). `claimed`: the run as the worker claimed it (with its
+    source and request), which spares fetching it again."""
+    now = timezone.now()
+    outcome = {"result": result, "records_found": records, "last_error": "",
+               "heartbeat_at": now}
+    if waiting:
+        outcome["state"] = RunState.WAITING
+    else:
+        outcome.update(state=RunState.DONE, finished_at=now)
     with transaction.atomic():
-        run = SourceRun.objects.select_for_update(of=("self",)).select_related("source", "request").get(
-            pk=run_id)
-        if run.state != RunState.RUNNING or run.attempts != attempt:
+        # The attempt's fence and the write in one statement, which locks the row
+        # until commit: recorded only if this attempt still holds the run.
+        if not SourceRun.objects.filter(pk=run_id, state=RunState.RUNNING,
+                                        attempts=attempt).update(**outcome):
             return False
-        now = timezone.now()
-        run.result = result
-        run.records_found = records
-        run.last_error = ""
-        if waiting:
-            run.state = RunState.WAITING
-            notify_owner = run.source.kind == "manual"
-        else:
-            run.state = RunState.DONE
-            run.finished_at = now
-            notify_owner = False
-        run.heartbeat_at = now
-        run.save()
+        run = claimed if claimed is not None else (
+            SourceRun.objects.select_related("source", "request").get(pk=run_id))
+        notify_owner = waiting and run.source.kind == "manual"
         record_event(
             f"source.{run.action}." + ("waiting" if waiting else "done"),
             actor=Actor.system(), request=run.request,
@@ -344,10 +389,12 @@ def all_done(request: PrivacyRequest) -> bool:
     action = action_for(request)
     if not action:
         return True
-    runs = request.source_runs.filter(action=action)
-    return (not runs.exclude(state=RunState.DONE).exists()
-            and not _sources_for(action, request).exclude(
-                pk__in=runs.values_list("source_id", flat=True)).exists())
+    runs = SourceRun.objects.filter(request=request.pk, action=action)
+    unfinished = runs.exclude(state=RunState.DONE)
+    without_run = _sources_for(action, request).exclude(pk__in=runs.values("source_id"))
+    # Both questions in one round trip.
+    return not PrivacyRequest.objects.filter(pk=request.pk).filter(
+        Exists(unfinished) | Exists(without_run)).exists()
 
 
 def results_built(request_id: int) -> None:
