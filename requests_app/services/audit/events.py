@@ -19,9 +19,13 @@ def record_event(
 ) -> AuditEvent:
     """Append one audit event, chained to the one before. Call it inside the
     transaction that makes the change, so the change and its record commit or roll
-    back together."""
-    with transaction.atomic():
-        _lock_the_chain()
+    back together.
+
+    No savepoint of its own (savepoint=False): an error here fails the change it
+    records, as it must, and the two round trips of SAVEPOINT / RELEASE are saved
+    on every audited step. Outside a transaction it still opens one."""
+    with transaction.atomic(savepoint=False):
+        head = _lock_the_chain_and_read_head()
         event = AuditEvent(
             actor_kind=str(actor.kind),
             actor=actor.user if actor.user is not None else None,
@@ -32,8 +36,7 @@ def record_event(
             to_state=to_state,
             reason=reason,
             data=json.loads(json.dumps(data or {}, default=str)),
-            prev_hash=AuditEvent.objects.order_by("-id").values_list("hash", flat=True).first()
-            or "",
+            prev_hash=head,
         )
         event.hash = event.compute_hash(request.reference if request else "")
         event.save()
@@ -53,13 +56,32 @@ def record_event(
 _CHAIN_LOCK = 7_261_017
 
 
-def _lock_the_chain() -> None:
-    """Appends must be serialised, or two events could chain to the same parent.
+def _lock_the_chain_and_read_head() -> str:
+    """Take the chain, then read the hash of its last event ("" when empty).
+
+    Appends must be serialised, or two events could chain to the same parent.
     PostgreSQL: a transaction-scoped advisory lock. SQLite serialises writers itself
-    (transactions are IMMEDIATE)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
+    (transactions are IMMEDIATE).
+
+    On PostgreSQL both statements go in one round trip (a simple query of two
+    statements, with Django's default client-side binding). They stay two
+    statements on purpose: under READ COMMITTED each statement takes its own
+    snapshot when it starts, so the head is read after the lock is granted and
+    sees the event of whoever held the lock before (one statement, or a subquery,
+    would read with a snapshot taken before the wait)."""
+    head = AuditEvent.objects.order_by("-id").values_list("hash", flat=True)[:1]
+    if connection.vendor != "postgresql":
+        return head.first() or ""
+    with connection.cursor() as cursor:
+        if connection.settings_dict.get("OPTIONS", {}).get("server_side_binding"):
+            # Server-side binding allows one statement per execute.
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK])
+            return head.first() or ""
+        sql, params = head.query.sql_with_params()
+        cursor.execute(f"SELECT pg_advisory_xact_lock(%s); {sql}", [_CHAIN_LOCK, *params])
+        cursor.nextset()
+        row = cursor.fetchone()
+    return (row[0] if row else "") or ""
 
 
 def hash_value(value: str) -> str:

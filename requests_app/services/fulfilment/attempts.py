@@ -60,9 +60,17 @@ def claim(run_id: int, *, waiting: bool = False) -> int | None:
     A worker's claim starts a new attempt: its duration counts from now. A callback
     or an owner continues the attempt that left the run waiting.
     """
+    run = _claim(run_id, waiting=waiting)
+    return None if run is None else run.attempts
+
+
+def _claim(run_id: int, *, waiting: bool = False) -> SourceRun | None:
+    """claim(), returning the claimed run with its source, request, identity and
+    evidence (the work needs them all: no second fetch)."""
     now = timezone.now()
     with transaction.atomic():
-        run = (SourceRun.objects.select_for_update(of=("self",)).select_related("request")
+        run = (SourceRun.objects.select_for_update(of=("self",))
+               .select_related("source", "request__identity", "request__evidence")
                .filter(pk=run_id).first())
         if run is None:
             return None
@@ -83,7 +91,7 @@ def claim(run_id: int, *, waiting: bool = False) -> int | None:
             run.started_at, run.finished_at = now, None
         run.save(update_fields=["state", "attempts", "heartbeat_at", "started_at",
                                 "finished_at"])
-        return run.attempts
+        return run
 
 
 def heartbeat(run_id: int, attempt: int) -> None:
@@ -92,28 +100,28 @@ def heartbeat(run_id: int, attempt: int) -> None:
 
 
 def finish_run(run_id: int, records, result: dict, *, attempt: int,
-               waiting: bool = False, queue_check: bool = True) -> bool:
+               waiting: bool = False, queue_check: bool = True,
+               claimed: SourceRun | None = None) -> bool:
     """Record a run's outcome and (with `queue_check`) queue the request's check of
     its next step. False when the run was taken over by another attempt (then this
-    outcome is not recorded)."""
+    outcome is not recorded). `claimed`: the run as the worker claimed it (with its
+    source and request), which spares fetching it again."""
+    now = timezone.now()
+    outcome = {"result": result, "records_found": records, "last_error": "",
+               "heartbeat_at": now}
+    if waiting:
+        outcome["state"] = RunState.WAITING
+    else:
+        outcome.update(state=RunState.DONE, finished_at=now)
     with transaction.atomic():
-        run = SourceRun.objects.select_for_update(of=("self",)).select_related(
-            "source", "request").get(pk=run_id)
-        if run.state != RunState.RUNNING or run.attempts != attempt:
+        # The attempt's fence and the write in one statement, which locks the row
+        # until commit: recorded only if this attempt still holds the run.
+        if not SourceRun.objects.filter(pk=run_id, state=RunState.RUNNING,
+                                        attempts=attempt).update(**outcome):
             return False
-        now = timezone.now()
-        run.result = result
-        run.records_found = records
-        run.last_error = ""
-        if waiting:
-            run.state = RunState.WAITING
-            notify_owner = connector_class(run.source.kind).needs_owner
-        else:
-            run.state = RunState.DONE
-            run.finished_at = now
-            notify_owner = False
-        run.heartbeat_at = now
-        run.save()
+        run = claimed if claimed is not None else (
+            SourceRun.objects.select_related("source", "request").get(pk=run_id))
+        notify_owner = waiting and connector_class(run.source.kind).needs_owner
         record_event(
             f"source.{run.action}." + ("waiting" if waiting else "done"),
             actor=Actor.system(), request=run.request,
@@ -163,8 +171,8 @@ class Attempt:
     "done", "waiting", "retry" (put back for the task's retry) or "failed" (with
     `error`, the exception that failed it, when one did)."""
 
-    def __init__(self, run_id: int, number: int, *, final: bool, queue_check: bool):
-        self.run_id, self.number = run_id, number
+    def __init__(self, run: SourceRun, *, final: bool, queue_check: bool):
+        self.run, self.run_id, self.number = run, run.pk, run.attempts
         self.final, self.queue_check = final, queue_check
         self.outcome = ""
         self.error: Exception | None = None
@@ -184,7 +192,7 @@ class Attempt:
         """The outcome (see finish_run); False when another attempt took over."""
         self.outcome = "waiting" if waiting else "done"
         return finish_run(self.run_id, records, result, attempt=self.number,
-                          waiting=waiting, queue_check=self.queue_check)
+                          waiting=waiting, queue_check=self.queue_check, claimed=self.run)
 
     def fail(self, error: str, *, final: bool = True) -> None:
         note_error(self.run_id, error, final=final, attempt=self.number,
@@ -201,10 +209,10 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     TransientSourceError is retried while `final` is False; any other error fails
     the run. `queue_check`: queue the request's check once the run is settled (the
     worker checks at once itself)."""
-    number = claim(run_id, waiting=waiting)
-    if number is None:
+    run = _claim(run_id, waiting=waiting)
+    if run is None:
         raise NotOurs(run_id)
-    work = Attempt(run_id, number, final=final, queue_check=queue_check)
+    work = Attempt(run, final=final, queue_check=queue_check)
     try:
         yield work
     except TransientSourceError as exc:

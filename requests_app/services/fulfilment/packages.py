@@ -99,9 +99,10 @@ def _runs(request, action=Action.GATHER):
             .select_related("source").order_by("source__name"))
 
 
-def _collections(request):
-    """(run, collection name, info) for every collection gathered for the request."""
-    for run in _runs(request):
+def _collections(runs):
+    """(run, collection name, info) for every collection gathered in `runs` (the
+    request's done gathering runs, _runs(request), read once per package)."""
+    for run in runs:
         for name, info in (run.result.get("collections") or {}).items():
             yield run, name, info
 
@@ -137,8 +138,8 @@ def _json_array(records):
 # --- access ------------------------------------------------------------------
 
 
-def _registry_summary(request) -> list[dict]:
-    sources = {run.source for run in _runs(request)} or set()
+def _registry_summary(runs) -> list[dict]:
+    sources = {run.source for run in runs} or set()
     return [
         {"source": s.name, "purposes": s.purposes, "retention": s.retention,
          "third_parties": [f"{t.name} ({t.get_kind_display()})" for t in s.third_parties.all()]}
@@ -147,15 +148,18 @@ def _registry_summary(request) -> list[dict]:
 
 
 def _access_members(request):
-    yield "report.html", _encode(_access_report(request))
-    yield "data.json", _encode(_access_json(request))
+    # The runs and the registry's summary are read once, for both members.
+    runs = list(_runs(request))
+    summary = _registry_summary(runs)
+    yield "report.html", _encode(_access_report(request, runs, summary))
+    yield "data.json", _encode(_access_json(request, runs, summary))
 
 
-def _access_report(request):
+def _access_report(request, runs, summary):
     yield render_to_string("packages/report_head.html", {
         "request": request, "title": "Your personal information",
-        "summary": _registry_summary(request), "period": requested_period(request)})
-    collections = list(_collections(request))
+        "summary": summary, "period": requested_period(request)})
+    collections = list(_collections(runs))
     by_category: dict[str, list] = {}
     for run, name, info in collections:
         for column, category in info["columns"].items():
@@ -194,14 +198,14 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
-def _access_json(request):
+def _access_json(request, runs, summary):
     yield json.dumps({"request": request.reference,
                       "generated_at": timezone.now().isoformat(),
                       **_period_entry(request),
-                      "sources": _registry_summary(request)})[:-1]
+                      "sources": summary})[:-1]
     yield ', "records": {'
     first = True
-    for run, name, info in _collections(request):
+    for run, name, info in _collections(runs):
         key = json.dumps(f"{run.source.name}/{name}")
         yield ("" if first else ",") + f"\n{key}: "
         first = False
@@ -216,7 +220,7 @@ def _portability_members(request):
     manifest = {"request": request.reference, "generated_at": timezone.now().isoformat(),
                 "files": []}
     used = set()
-    for run, name, info in list(_collections(request)):
+    for run, name, info in list(_collections(_runs(request))):
         base = f"{_safe(run.source.name)}/{_safe(name)}"
         while base in used:  # "a b" and "a_b" must not overwrite each other
             base += "_"

@@ -2,8 +2,8 @@
 across every registered source.
 
 State lives in the database, never only in the broker:
-- `begin` creates one SourceRun per source (get_or_create: running it twice adds
-  nothing) and dispatches a task per run that is not finished;
+- `begin` creates one SourceRun per source (with the request locked; running it
+  twice adds nothing) and dispatches a task per run that is not finished;
 - `execute_run` claims its run with a conditional UPDATE (so two deliveries of the
   same task cannot both work), asks the source's connector, and records the outcome
   (attempts.attempt: the claim, the fence and the outcome, shared with the HTTP
@@ -22,12 +22,13 @@ import logging
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from requests_app.models import (
     Actor,
     DataSource,
+    Package,
     PrivacyRequest,
     SourceRun,
     State,
@@ -93,12 +94,16 @@ def _sources_for(action: str, request: PrivacyRequest):
 def _start_afresh(request: PrivacyRequest) -> None:
     """A request approved again (after a rejected dry run, or a granted appeal) is
     fulfilled again: earlier runs and packages of the same work are reset, so
-    that nobody reviews or releases results of the previous round."""
-    request.source_runs.filter(action__in=[Action.GATHER, Action.PLAN_ERASURE]).update(
-        state=RunState.PENDING, result={}, records_found=None, last_error="",
-        finished_at=None)
-    for package in request.packages.filter(purged_at=None):
-        packages.discard(package)
+    that nobody reviews or releases results of the previous round. (`has_runs` and
+    `has_packages`, read with the lock by begin(), spare a first approval both
+    statements.)"""
+    if getattr(request, "has_runs", True):
+        request.source_runs.filter(action__in=[Action.GATHER, Action.PLAN_ERASURE]).update(
+            state=RunState.PENDING, result={}, records_found=None, last_error="",
+            finished_at=None)
+    if getattr(request, "has_packages", True):
+        for package in request.packages.filter(purged_at=None):
+            packages.discard(package)
 
 
 def begin(request_id: int) -> bool:
@@ -106,7 +111,12 @@ def begin(request_id: int) -> bool:
     when there is nothing to wait for (no sources, or all done already): the caller
     checks at once. Else each run checks when it finishes."""
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.locked().get(pk=request_id)
+        # Whether it has runs or live packages yet, read with the lock (one round
+        # trip): a first approval, the usual case, then needs neither looked at.
+        request = PrivacyRequest.objects.locked().annotate(
+            has_runs=Exists(SourceRun.objects.filter(request=OuterRef("pk"))),
+            has_packages=Exists(Package.objects.filter(request=OuterRef("pk"), purged_at=None)),
+        ).get(pk=request_id)
         if request.state == State.APPROVED:
             apply_transition(request, "start_fulfilment", actor=Actor.system())
             _start_afresh(request)
@@ -115,15 +125,7 @@ def begin(request_id: int) -> bool:
         elif request.state != State.FULFILLING:
             return False
         action = action_for(request)
-        runs = []
-        if action:
-            for source in _sources_for(action, request):
-                run, created = SourceRun.objects.get_or_create(
-                    request=request, source=source, action=action)
-                runs.append(run)
-        to_dispatch = [r for r in runs if r.state == RunState.PENDING]
-        SourceRun.objects.filter(pk__in=[r.pk for r in to_dispatch]).update(
-            dispatched_at=timezone.now())
+        to_dispatch = _runs_to_dispatch(request, action) if action else []
         for run in to_dispatch:
             enqueue_on_commit(RUN_SOURCE, run.pk)
         if action == Action.OPT_OUT:
@@ -132,20 +134,50 @@ def begin(request_id: int) -> bool:
     return not to_dispatch
 
 
+def _runs_to_dispatch(request: PrivacyRequest, action: str) -> list[SourceRun]:
+    """One run per source of the action (created when missing: running it twice adds
+    nothing), and of those the pending ones, marked dispatched now. Runs are created
+    only here, with the request locked, so a plain INSERT (no get_or_create and its
+    savepoint) cannot race another; the unique constraint still stands guard. New
+    runs are born dispatched; only pending runs from before are updated."""
+    now = timezone.now()
+    existing = ({r.source_id: r for r in request.source_runs.filter(action=action)}
+                if getattr(request, "has_runs", True) else {})
+    to_dispatch, earlier = [], []
+    for source in _sources_for(action, request):
+        run = existing.get(source.pk)
+        if run is None:
+            to_dispatch.append(SourceRun.objects.create(
+                request=request, source=source, action=action, dispatched_at=now))
+        elif run.state == RunState.PENDING:
+            to_dispatch.append(run)
+            earlier.append(run.pk)
+    if earlier:
+        SourceRun.objects.filter(pk__in=earlier).update(dispatched_at=now)
+    return to_dispatch
+
+
 def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
     """Do the run's work if it can be claimed. Returns "skipped" (not ours), "done",
     "retry" (a transient error, retries left) or "failed". The caller (the worker)
     checks the request after "done" or "failed": nothing is queued for it here."""
+    return execute(run_id, final_attempt=final_attempt)[0]
+
+
+def execute(run_id: int, *, final_attempt: bool = True) -> tuple[str, int | None]:
+    """execute_run(), and the id of the run's request (None when skipped), which
+    the worker checks next."""
     try:
         with attempt(run_id, final=final_attempt, queue_check=False) as work:
-            _work(run_id, work)
+            _work(work)
     except NotOurs:
-        return "skipped"
-    return "done" if work.outcome == "waiting" else work.outcome
+        return "skipped", None
+    return ("done" if work.outcome == "waiting" else work.outcome), work.run.request_id
 
 
-def _work(run_id: int, work: attempts.Attempt) -> None:
-    run = SourceRun.objects.select_related("source", "request__identity").get(pk=run_id)
+def _work(work: attempts.Attempt) -> None:
+    """The run's work, on the run as claimed (with its source, request and identity)."""
+    run, run_id = work.run, work.run_id
     identity = IdentityData.of(run.request.identity)
     connector = connector_for(run.source)
     if run.action == Action.GATHER:
@@ -243,10 +275,12 @@ def all_done(request: PrivacyRequest) -> bool:
     action = action_for(request)
     if not action:
         return True
-    runs = request.source_runs.filter(action=action)
-    return (not runs.exclude(state=RunState.DONE).exists()
-            and not _sources_for(action, request).exclude(
-                pk__in=runs.values_list("source_id", flat=True)).exists())
+    runs = SourceRun.objects.filter(request=request.pk, action=action)
+    unfinished = runs.exclude(state=RunState.DONE)
+    without_run = _sources_for(action, request).exclude(pk__in=runs.values("source_id"))
+    # Both questions in one round trip.
+    return not PrivacyRequest.objects.filter(pk=request.pk).filter(
+        Exists(unfinished) | Exists(without_run)).exists()
 
 
 def results_built(request_id: int) -> None:

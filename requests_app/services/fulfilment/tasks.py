@@ -14,7 +14,7 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import connections, transaction
 
-from requests_app.models import PrivacyRequest, SourceRun
+from requests_app.models import PrivacyRequest
 from requests_app.services.fulfilment import packages, runs, third_parties
 from requests_app.services.fulfilment.warm_up import warm_up_worker
 
@@ -47,11 +47,11 @@ def _backoff(retries: int) -> float:
 @shared_task(bind=True, max_retries=5)
 def run_source(self, run_id: int) -> None:
     final = self.request.retries >= self.max_retries
-    outcome = runs.execute_run(run_id, final_attempt=final)
+    outcome, request_id = runs.execute(run_id, final_attempt=final)
     if outcome == "retry":
         raise self.retry(countdown=_backoff(self.request.retries))
     if outcome in ("done", "failed"):
-        check_fulfilment(SourceRun.objects.values_list("request_id", flat=True).get(pk=run_id))
+        check_fulfilment(request_id)
 
 
 @shared_task
@@ -62,7 +62,7 @@ def check_fulfilment(request_id: int) -> None:
 
 @shared_task
 def build_results(request_id: int) -> None:
-    request = PrivacyRequest.objects.select_related("identity").get(pk=request_id)
+    request = PrivacyRequest.objects.select_related("identity", "evidence").get(pk=request_id)
     if not runs.all_done(request):
         return
     if request.type_rules.is_deletion and request.erasure_approved_at:
