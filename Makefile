@@ -16,7 +16,7 @@ install: $(BIN)/.installed
 run: install
 	@./scripts/run.sh
 
-# Throwaway PostgreSQL and Redis on loopback ports, the whole suite, then stops them.
+# Throwaway PostgreSQL, MariaDB and Redis on loopback ports, the whole suite, then stops them.
 # Pass pytest arguments with ARGS, e.g. make test ARGS="-k deadlines -x".
 test: install
 	@./scripts/test.sh $(ARGS)
