@@ -9,6 +9,7 @@ category of each column and what erasure does to it.
         identity: {email: email, phone: phone, account_number: customer_number}
         references:
           - {column: referred_by, to: customers.id}
+          - {column: address_id, to: addresses.id, direction: to}  # as Fides said
         columns:
           email: {category: user.contact.email, erase: hash}
           phone: user.contact.phone_number          # erase defaults to null
@@ -67,6 +68,10 @@ class Reference:
     column: str
     to_table: str
     to_column: str
+    # As a Fides dataset declared it: "to" (from this row to the row it names),
+    # "from" (from the named row to this one), "" (not said). Traversal follows
+    # every reference both ways (a row tied to someone else is never the person's).
+    direction: str = ""
 
 
 @dataclass(frozen=True)
@@ -275,7 +280,12 @@ def _parse_references(where, spec, errors) -> list[Reference]:
                            f"{where}: a reference needs `column` and `to: table.column`"))
             continue
         to_table, to_column = target.split(".")
-        references.append(Reference(str(ref["column"]), to_table, to_column))
+        direction = ref.get("direction") or ""
+        if direction not in ("", "from", "to"):
+            errors.append((_line(ref, "direction"), f"{where}: a reference's `direction` is "
+                           f"`from` or `to`, not `{direction}`"))
+            continue
+        references.append(Reference(str(ref["column"]), to_table, to_column, direction))
     return references
 
 
