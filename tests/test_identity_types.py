@@ -83,6 +83,8 @@ def test_a_loyalty_id_filed_at_intake_finds_the_person_in_a_sql_source(
     assert response.status_code == 302
     request = PrivacyRequest.objects.get(identity__email="lee@example.com")
     assert request.identity.extra == {"loyalty_id": "LC-7731"}
+    desk = client.get(f"/staff/requests/{request.reference}/").content.decode()
+    assert "<dt>loyalty_id</dt><dd>LC-7731</dd>" in desk
     identity = IdentityData.of(request.identity)
     assert identity.lookup_values() == {"email": "lee@example.com", "loyalty_id": "LC-7731"}
     sink = Sink()
