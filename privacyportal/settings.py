@@ -341,6 +341,9 @@ RATELIMIT_CODE_PER_IP = envint("RATELIMIT_CODE_PER_IP", 30, minimum=1)
 RATELIMIT_CODE_PER_EMAIL = envint("RATELIMIT_CODE_PER_EMAIL", 15, minimum=1)
 # The signed permission an authorized agent uploads: largest size in bytes.
 AGENT_PERMISSION_MAX_BYTES = envint("AGENT_PERMISSION_MAX_BYTES", 5 * 1024 * 1024, minimum=1024)
+# The office's own identity types (a loyalty id) that the portal form asks for,
+# among those the enabled sources' maps look people up by; staff intake offers all.
+PORTAL_IDENTITY_TYPES = envlist("PORTAL_IDENTITY_TYPES", [])
 # A portal status session (opened with a code) lasts this many minutes.
 STATUS_SESSION_MINUTES = envint("STATUS_SESSION_MINUTES", 30, minimum=1)
 # Uploads larger than this are streamed to a temporary file rather than held in memory.

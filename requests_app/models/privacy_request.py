@@ -447,6 +447,9 @@ class Identity(models.Model):
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     account_number = models.CharField(_("customer or account number"), max_length=64, blank=True)
     postal_address = models.TextField(_("postal address"), blank=True, max_length=500)
+    # Identity types of the office's own that its sources' maps look people up by
+    # ({"loyalty_id": "LC-1234"}), as given on the intake or portal form.
+    extra = models.JSONField(_("other identifiers"), default=dict, blank=True)
 
     class Meta:
         verbose_name = _("identity")

@@ -75,6 +75,14 @@ class DataSource(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    @classmethod
+    def identity_types(cls) -> dict[str, str]:
+        """The identity types of the office's own (a loyalty id) that enabled sources
+        look people up by, with their labels: offered where people give their identity."""
+        from requests_app.sources.registry import declared_identity_types
+
+        return declared_identity_types(cls.objects.filter(enabled=True))
+
     def clean(self):
         from requests_app.sources.registry import validate_source
 

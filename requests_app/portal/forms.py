@@ -9,8 +9,10 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from requests_app.models import DataSource
 from requests_app.models.privacy_request import FiledBy
 from requests_app.rules import KNOW_DEFAULT_MONTHS, KNOW_EARLIEST, REQUEST_TYPES
+from requests_app.services.requests.filing import MAX_EXTRA
 from requests_app.services.verification.portal import Submission, correction_details
 
 # The rights, in the words the form uses.
@@ -81,6 +83,19 @@ def default_period() -> tuple[datetime.date, datetime.date]:
     start = max(today - relativedelta(months=KNOW_DEFAULT_MONTHS),
                 datetime.date.fromisoformat(KNOW_EARLIEST))
     return start, today
+
+
+EXTRA_PREFIX = "identity__"  # the form fields of the office's own identity types
+
+
+def portal_identity_types() -> dict[str, str]:
+    """The office's own identity types the portal asks for: those its enabled
+    sources look people up by that PORTAL_IDENTITY_TYPES allows (none by default:
+    staff intake offers them all)."""
+    allowed = set(settings.PORTAL_IDENTITY_TYPES)
+    if not allowed:
+        return {}
+    return {n: label for n, label in DataSource.identity_types().items() if n in allowed}
 
 
 class PortalForm(forms.Form):
@@ -194,6 +209,21 @@ class RequestForm(PortalForm):
         start, end = default_period()
         self.fields["period_start"].initial = start
         self.fields["period_end"].initial = end
+        self.identity_types = portal_identity_types()
+        for name, label in self.identity_types.items():
+            self.fields[EXTRA_PREFIX + name] = forms.CharField(
+                label=_("%(label)s (optional)") % {"label": label}, required=False,
+                max_length=MAX_EXTRA, help_text=_("Helps us confirm who you are."),
+                error_messages={"max_length": _("Enter at most %(limit)d characters.")
+                                % {"limit": MAX_EXTRA}})
+
+    def extra_identity_fields(self):
+        return [self[EXTRA_PREFIX + name] for name in self.identity_types]
+
+    def extra_identity(self) -> dict:
+        values = {name: _clean_text(self.cleaned_data.get(EXTRA_PREFIX + name, ""))
+                  for name in self.identity_types}
+        return {name: value for name, value in values.items() if value}
 
     def clean_name(self):
         value = _clean_text(self.cleaned_data["name"])
@@ -299,6 +329,7 @@ class RequestForm(PortalForm):
             jurisdiction=JURISDICTION_OF[data["residence"]],
             name=data["name"], email=data["email"], phone=data["phone"],
             account_number=data["account_number"], postal_address=data["postal_address"],
+            extra=self.extra_identity(),
             details=data["details"], filed_by=data["filed_by"],
             agent_name=data["agent_name"] if agent else "",
             agent_email=data["agent_email"] if agent else "",

@@ -43,6 +43,8 @@ class IdentityData:
             phone=identity.phone,
             account_number=identity.account_number,
             postal_address=identity.postal_address,
+            extra=tuple(sorted((k, v) for k, v in (getattr(identity, "extra", None)
+                                                   or {}).items() if v)),
         )
 
     def lookup_values(self) -> dict[str, str]:

@@ -3,12 +3,14 @@ person's rows from their identity, how tables refer to each other, the data
 category of each column and what erasure does to it.
 
     name: demo_shop
+    identity_types: {loyalty_id: Loyalty card number}   # the forms' labels of your own types
     tables:
       customers:
         primary_key: id
         identity: {email: email, phone: phone, account_number: customer_number}
         references:
           - {column: referred_by, to: customers.id}
+          - {column: address_id, to: addresses.id, direction: to}  # as Fides said
         columns:
           email: {category: user.contact.email, erase: hash}
           phone: user.contact.phone_number          # erase defaults to null
@@ -67,6 +69,10 @@ class Reference:
     column: str
     to_table: str
     to_column: str
+    # As a Fides dataset declared it: "to" (from this row to the row it names),
+    # "from" (from the named row to this one), "" (not said). Traversal follows
+    # every reference both ways (a row tied to someone else is never the person's).
+    direction: str = ""
 
 
 @dataclass(frozen=True)
@@ -121,6 +127,15 @@ class DatasetMap:
     name: str
     tables: dict
     lines: dict = field(default_factory=dict, compare=False)  # table -> line
+    # How the forms name the map's own identity types: {loyalty_id: "Loyalty card number"}.
+    identity_labels: dict = field(default_factory=dict)
+
+    def identity_types(self) -> dict[str, str]:
+        """Every identity type a table looks people up by, beyond the portal's own
+        fields (email, phone, account number), with the label the forms show."""
+        names = {f for t in self.tables.values() for f, _c in t.identity_columns}
+        return {n: self.identity_labels.get(n) or identity_label(n)
+                for n in sorted(names - set(IDENTITY_FIELDS))}
 
     def edges(self) -> list[Edge]:
         """References, followed in both directions."""
@@ -134,6 +149,13 @@ class DatasetMap:
     def referenced_columns(self, table: str) -> set[str]:
         """Columns of `table` that traversal needs to follow references."""
         return {e.from_column for e in self.edges() if e.from_table == table}
+
+
+def identity_label(name: str) -> str:
+    """loyalty_id -> "Loyalty ID": a label for an identity type the map does not name."""
+    words = [w.upper() if w in ("id", "uuid") else w for w in name.split("_") if w]
+    words[0] = words[0][:1].upper() + words[0][1:]
+    return " ".join(words)
 
 
 class _LineDict(dict):
@@ -180,8 +202,10 @@ def parse(text: str) -> DatasetMap:
     if not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict) or not doc["tables"]:
         raise DatasetMapError([(_line(doc), "the map needs a `tables:` mapping with at least one table")])
     for key in doc:
-        if key not in ("name", "tables"):
-            errors.append((_line(doc, key), f"unknown key `{key}` (expected name, tables)"))
+        if key not in ("name", "tables", "identity_types"):
+            errors.append((_line(doc, key), f"unknown key `{key}` (expected name, tables, "
+                                            "identity_types)"))
+    labels = _parse_identity_labels(doc, errors)
     tables = {}
     for name, spec in doc["tables"].items():
         table = _parse_table(str(name), spec, _line(doc["tables"], name), errors)
@@ -191,7 +215,20 @@ def parse(text: str) -> DatasetMap:
     if errors:
         raise DatasetMapError(errors)
     lines = {name: _line(doc["tables"], name) for name in tables}
-    return DatasetMap(name=str(doc.get("name", "")), tables=tables, lines=lines)
+    return DatasetMap(name=str(doc.get("name", "")), tables=tables, lines=lines,
+                      identity_labels=labels)
+
+
+def _parse_identity_labels(doc, errors) -> dict:
+    """`identity_types: {loyalty_id: Loyalty card number}`: the forms' labels."""
+    raw = doc.get("identity_types") or {}
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and _IDENTITY_NAME.match(k) and isinstance(v, str) and v.strip()
+            for k, v in raw.items()):
+        errors.append((_line(doc, "identity_types"), "`identity_types` maps an identity type "
+                       "(a lower-case name) to the label the forms show"))
+        return {}
+    return {k: v.strip() for k, v in raw.items()}
 
 
 def _parse_table(name, spec, line, errors):
@@ -275,7 +312,12 @@ def _parse_references(where, spec, errors) -> list[Reference]:
                            f"{where}: a reference needs `column` and `to: table.column`"))
             continue
         to_table, to_column = target.split(".")
-        references.append(Reference(str(ref["column"]), to_table, to_column))
+        direction = ref.get("direction") or ""
+        if direction not in ("", "from", "to"):
+            errors.append((_line(ref, "direction"), f"{where}: a reference's `direction` is "
+                           f"`from` or `to`, not `{direction}`"))
+            continue
+        references.append(Reference(str(ref["column"]), to_table, to_column, direction))
     return references
 
 

@@ -36,6 +36,26 @@ def kinds_that(capability: str) -> list[str]:
                       else getattr(cls, capability)))
 
 
+def declared_identity_types(sources) -> dict[str, str]:
+    """The identity types beyond email, phone and account number that the maps of
+    `sources` (enabled DataSources) look people up by, each with its label, for the
+    forms that ask people for their identity. A map that does not parse offers none
+    (it is refused when saved)."""
+    from requests_app.sources.datamap import DatasetMapError, parse
+
+    types: dict[str, str] = {}
+    for source in sources:
+        if not connector_class(source.kind).has_map or not source.dataset_map:
+            continue
+        try:
+            declared = parse(source.dataset_map).identity_types()
+        except DatasetMapError:
+            continue
+        for name, label in declared.items():
+            types.setdefault(name, label)
+    return dict(sorted(types.items()))
+
+
 # The actions of a run (SourceRun.Action), which Connector.can answers for.
 ACTIONS = ("gather", "plan_erasure", "erase", "correct", "opt_out")
 

@@ -11,14 +11,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 
-from requests_app.models import Channel, FiledBy, IntakeRecord
+from requests_app.models import Channel, DataSource, FiledBy, IntakeRecord
 from requests_app.models.privacy_request import TransitionInputError
 from requests_app.rules import jurisdiction_choices, request_type_choices
-from requests_app.services.requests.filing import NewRequest
+from requests_app.services.requests.filing import MAX_EXTRA, NewRequest
 from requests_app.services.requests.lifecycle import TransitionRefused
 from requests_app.services.requests.desk import MAX_ORIGINAL, do_staff_intake
 from requests_app.staff.access import staff_required
 
+EXTRA_PREFIX = "identity__"  # the form fields of the office's own identity types
 OLDEST_DAYS = 366  # a date of receipt further back is refused as a typo
 CHANNELS = [(Channel.EMAIL.value, Channel.EMAIL.label), (Channel.POST.value, Channel.POST.label),
             (Channel.PHONE.value, Channel.PHONE.label)]
@@ -67,6 +68,24 @@ class IntakeForm(forms.Form):
         help_text=_lazy("Which data points matched, which document was seen, which number "
                         "was called back."))
 
+    def __init__(self, *args, identity_types: dict | None = None, **kwargs):
+        """`identity_types`: the office's own types its sources look people up by
+        (DataSource.identity_types: {"loyalty_id": "Loyalty card number"})."""
+        super().__init__(*args, **kwargs)
+        self.identity_types = identity_types or {}
+        for name, label in self.identity_types.items():
+            self.fields[EXTRA_PREFIX + name] = forms.CharField(
+                label=label, required=False, max_length=MAX_EXTRA,
+                help_text=_("Looked up in the sources whose maps name it."))
+
+    def extra_identity_fields(self):
+        return [self[EXTRA_PREFIX + name] for name in self.identity_types]
+
+    def extra_identity(self) -> dict:
+        return {name: self.cleaned_data.get(EXTRA_PREFIX + name, "").strip()
+                for name in self.identity_types
+                if self.cleaned_data.get(EXTRA_PREFIX + name, "").strip()}
+
     def clean_received_at(self):
         value = self.cleaned_data["received_at"]
         if value > timezone.now():
@@ -99,15 +118,16 @@ class IntakeForm(forms.Form):
 
 @staff_required("requests_app.view_privacyrequest", "requests_app.work_request")
 def intake(request):
-    form = IntakeForm(request.POST or None, request.FILES or None)
+    form = IntakeForm(request.POST or None, request.FILES or None,
+                      identity_types=DataSource.identity_types())
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         new = NewRequest(
             request_type=data["request_type"], jurisdiction=data["jurisdiction"],
             channel=data["channel"], filed_by=data["filed_by"], name=data["name"],
             email=data["email"], phone=data["phone"], account_number=data["account_number"],
-            postal_address=data["postal_address"], details=data["details"],
-            received_at=data["received_at"])
+            postal_address=data["postal_address"], extra=form.extra_identity(),
+            details=data["details"], received_at=data["received_at"])
         try:
             privacy_request = do_staff_intake(
                 new, by=request.user, original=data.get("original"),

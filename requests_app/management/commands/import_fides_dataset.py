@@ -1,7 +1,9 @@
 """Turn a Fides dataset YAML into a Privacy Portal dataset map (printed, to review
-and paste into the source's "dataset map" field).
+and paste into the source's "dataset map" field). What the map cannot say is
+listed at its top and given as warnings, naming the file, collection and field.
 
     python manage.py import_fides_dataset path/to/fides_dataset.yml > shop_map.yaml
+    python manage.py import_fides_dataset datasets.yml --dataset mongo_test
 """
 
 from pathlib import Path
@@ -9,7 +11,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from requests_app.sources.datamap import DatasetMapError
-from requests_app.sources.fides import from_fides
+from requests_app.sources.fides import import_fides
 
 
 class Command(BaseCommand):
@@ -17,11 +19,23 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path")
+        parser.add_argument("--dataset", help="the fides_key of the dataset to import, "
+                                              "when the file holds several (default: the first)")
 
-    def handle(self, *args, path, **options):
+    def handle(self, *args, path, dataset=None, **options):
         try:
-            self.stdout.write(from_fides(Path(path).read_text()))
-        except OSError as exc:
-            raise CommandError(f"cannot read {path}: {exc.strerror}") from None
+            text = Path(path).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise CommandError(f"cannot read {path}: "
+                               f"{getattr(exc, 'strerror', None) or exc}") from None
+        try:
+            imported = import_fides(text, Path(path).name, dataset)
         except DatasetMapError as exc:
-            raise CommandError("; ".join(exc.messages)) from None
+            raise CommandError("\n".join(exc.messages)) from None
+        self.stdout.write(imported.map_text)
+        if imported.unsupported:
+            self.stderr.write(self.style.WARNING(
+                f"Not carried over into the map ({len(imported.unsupported)}; listed at its "
+                "top too):"))
+            for item in imported.unsupported:
+                self.stderr.write(self.style.WARNING(f"  - {item}"))

@@ -5,6 +5,7 @@ withdrawals written to the consent ledger in the same transaction.
 """
 
 import datetime
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -33,6 +34,9 @@ class NewRequest:
     phone: str = ""
     account_number: str = ""
     postal_address: str = ""
+    # Identity types of the office's own, as its sources' maps name them:
+    # {"loyalty_id": "LC-1234"} (DataSource.identity_types offers them).
+    extra: dict = field(default_factory=dict)
     details: str = ""
     # When the request reached us; staff entering a letter days later set this, and
     # the clock starts from it.
@@ -51,6 +55,9 @@ class NewRequest:
     on_received: Callable[[PrivacyRequest], None] | None = None
 
 
+# The longest identifier of another type (a loyalty id, a device id) a form takes.
+MAX_EXTRA = 200
+
 # How an opt-out arrived, for the consent ledger, by the channel it came through.
 CONSENT_METHODS = {"web": "request_form", "api": "request_form", "phone": "staff_phone",
                    "email": "staff_writing", "post": "staff_writing"}
@@ -61,6 +68,10 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
         raise TransitionInputError(_("Unknown request type."))
     if new.jurisdiction not in JURISDICTIONS and new.jurisdiction != UNKNOWN:
         raise TransitionInputError(_("Unknown jurisdiction."))
+    if not all(isinstance(k, str) and re.fullmatch(r"[a-z][a-z0-9_]{0,62}", k)
+               and isinstance(v, str) and len(v) <= MAX_EXTRA for k, v in new.extra.items()):
+        raise TransitionInputError(_("An identifier of another type is too long or not "
+                                     "named as a source's map names it."))
     received_at = new.received_at or timezone.now()
     if received_at > timezone.now():
         raise TransitionInputError(_("The date of receipt cannot be in the future."))
@@ -107,7 +118,8 @@ def _create(new: NewRequest, received_at) -> tuple[PrivacyRequest, Identity]:
     request.full_clean(exclude=["state"])
     request.save()
     identity = Identity(request=request, name=new.name, email=new.email, phone=new.phone,
-                        account_number=new.account_number, postal_address=new.postal_address)
+                        account_number=new.account_number, postal_address=new.postal_address,
+                        extra={k: v.strip() for k, v in new.extra.items() if v.strip()})
     identity.full_clean()
     identity.save()
     return request, identity

@@ -68,6 +68,7 @@ class Submission:
     phone: str = ""
     account_number: str = ""
     postal_address: str = ""
+    extra: dict = field(default_factory=dict)  # the office's own identity types
     details: str = ""
     filed_by: str = FiledBy.SELF
     agent_name: str = ""
@@ -108,7 +109,7 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
             request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
             email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
             account_number=sub.account_number, postal_address=sub.postal_address,
-            details=details, notice_extra=extra,
+            extra=sub.extra, details=details, notice_extra=extra,
             on_received=_evidence_of(sub, right, permission_path)), actor=Actor.consumer())
         filed.append(request)
     if agent and verified_types:
