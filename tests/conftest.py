@@ -22,9 +22,18 @@ from django.utils import timezone
 
 from privacyportal.celery import app as celery_app
 from requests_app.files import iter_decrypted
-from requests_app.models import Actor, DataSource, PrivacyRequest
+from requests_app.models import (
+    Actor,
+    DataSource,
+    PrivacyRequest,
+    State,
+    ThirdParty,
+    VerificationEvidence,
+)
 from requests_app.roles import sync_roles
+from requests_app.sources.demo_http import DemoHttpService, seed
 from requests_app.services.requests.filing import NewRequest, do_receive_request
+from requests_app.services.requests.lifecycle import do_transition
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -830,3 +839,58 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+# --- fulfilment across a real SQL source, a real local HTTP service and a manual one ---
+
+PAT = "pat@example.com"
+
+
+@pytest.fixture
+def http_service(tmp_path, monkeypatch):
+    monkeypatch.setenv("DEMO_HTTP_SECRET", "s3cret")
+    data = tmp_path / "loyalty.json"
+    seed(data, [PAT, "someone@example.com"])
+    service = DemoHttpService(data, secret="s3cret")
+    port = service.start()
+    yield service, f"http://127.0.0.1:{port}/privacy"
+    service.stop()
+
+
+@pytest.fixture
+def sources(shop, http_service, alice, bob):
+    sql_source, engine = shop
+    sql_source.save()
+    partner = ThirdParty.objects.create(name="Northwind Resellers", kind="third_party",
+                                        contact_email="privacy@northwind.example")
+    sql_source.third_parties.add(partner)
+    service, url = http_service
+    http = DataSource.objects.create(name="Loyalty", kind="http", url=url,
+                                     secret_env="DEMO_HTTP_SECRET", verify_tls=False,
+                                     timeout_seconds=2)
+    manual = DataSource.objects.create(name="Paper archive", kind="manual", owner=bob,
+                                       categories=["user.contact.address"],
+                                       instructions="Search the cabinet by surname.")
+    return {"sql": sql_source, "http": http, "manual": manual, "engine": engine,
+            "service": service}
+
+
+def approved(kind, manager, period=None, **extra):
+    """A request filed and approved; `period`: the Right to Know period it asked for."""
+    request = file_request(request_type=kind, state=State.IN_REVIEW, email=PAT, **extra)
+    if period:
+        VerificationEvidence.objects.create(request=request, submission="s",
+                                            period_start=period[0], period_end=period[1])
+    with committed():
+        do_transition(request.pk, "approve", actor=Actor.staff(manager))
+    request.refresh_from_db()
+    return request
+
+
+def log_in(page, user):
+    """Log a staff user in through the browser (password and TOTP code)."""
+    page.goto("/staff/login/")
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "x" * 16)
+    page.fill("#id_otp_token", totp_code(totp_device(user)))
+    page.click("button[type=submit]")

@@ -4,8 +4,7 @@ above its approval, and a failed source retried with its own button."""
 import pytest
 
 from requests_app.models import DataSource, PrivacyRequest, SourceRun, State
-from tests.conftest import file_request, screenshot
-from tests.test_staff_browser import log_in
+from tests.conftest import file_request, log_in, screenshot
 
 
 @pytest.mark.django_db(transaction=True)

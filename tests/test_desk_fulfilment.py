@@ -12,8 +12,7 @@ from requests_app.models import Actor, AuditEvent, SourceRun, State
 from requests_app.services.fulfilment import runs as fulfilment
 from requests_app.services.fulfilment.attempts import NotOurs, attempt
 from requests_app.staff.erasure_plan import erasure_plan
-from tests.conftest import committed, staff_login
-from tests.test_fulfilment import approved, http_service, sources  # noqa: F401 - fixtures
+from tests.conftest import approved, committed, staff_login
 
 pytestmark = pytest.mark.django_db
 

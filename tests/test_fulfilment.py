@@ -18,61 +18,16 @@ from requests_app.models import (
     SourceRun,
     State,
     Suppression,
-    ThirdParty,
     ThirdPartyNotice,
-    VerificationEvidence,
 )
 from requests_app.services.fulfilment import runs as fulfilment
 from requests_app.services.fulfilment import third_parties
 from requests_app.services.requests.lifecycle import TransitionRefused, do_transition
 from requests_app.sources.categories import WITHHELD
-from requests_app.sources.demo_http import DemoHttpService, seed
-from tests.conftest import committed, file_request, staff_login
+from tests.conftest import PAT, approved, committed, staff_login
 
 pytestmark = pytest.mark.django_db
 
-PAT = "pat@example.com"
-
-
-@pytest.fixture
-def http_service(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEMO_HTTP_SECRET", "s3cret")
-    data = tmp_path / "loyalty.json"
-    seed(data, [PAT, "someone@example.com"])
-    service = DemoHttpService(data, secret="s3cret")
-    port = service.start()
-    yield service, f"http://127.0.0.1:{port}/privacy"
-    service.stop()
-
-
-@pytest.fixture
-def sources(shop, http_service, alice, bob):
-    sql_source, engine = shop
-    sql_source.save()
-    partner = ThirdParty.objects.create(name="Northwind Resellers", kind="third_party",
-                                        contact_email="privacy@northwind.example")
-    sql_source.third_parties.add(partner)
-    service, url = http_service
-    http = DataSource.objects.create(name="Loyalty", kind="http", url=url,
-                                     secret_env="DEMO_HTTP_SECRET", verify_tls=False,
-                                     timeout_seconds=2)
-    manual = DataSource.objects.create(name="Paper archive", kind="manual", owner=bob,
-                                       categories=["user.contact.address"],
-                                       instructions="Search the cabinet by surname.")
-    return {"sql": sql_source, "http": http, "manual": manual, "engine": engine,
-            "service": service}
-
-
-def approved(kind, manager, period=None, **extra):
-    """A request filed and approved; `period`: the Right to Know period it asked for."""
-    request = file_request(request_type=kind, state=State.IN_REVIEW, email=PAT, **extra)
-    if period:
-        VerificationEvidence.objects.create(request=request, submission="s",
-                                            period_start=period[0], period_end=period[1])
-    with committed():
-        do_transition(request.pk, "approve", actor=Actor.staff(manager))
-    request.refresh_from_db()
-    return request
 
 
 def upload_as_owner(client, owner, run, name, content):

@@ -82,3 +82,14 @@ def test_modules_and_functions_stay_small_enough_to_read():
                 if node.end_lineno - node.lineno + 1 > 60:
                     long_functions.append(f"{relative}:{node.name}")
     assert long_modules == [] and long_functions == []
+
+
+def test_test_modules_share_helpers_through_conftest_only():
+    """A helper two test modules need lives in a conftest file (a fixture, or beside
+    the fixtures), never imported from another test module."""
+    offenders = [f"{path.relative_to(ROOT)}:{n}"
+                 for path in (ROOT / "tests").rglob("test_*.py")
+                 for n, line in enumerate(path.read_text().splitlines(), 1)
+                 if re.match(r"\s*(from tests(\.\w+)*\.test_\w+ import|import tests(\.\w+)*\.test_)",
+                             line)]
+    assert offenders == []

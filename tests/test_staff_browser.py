@@ -5,15 +5,7 @@ post a denial."""
 import pytest
 
 from requests_app.models import AuditEvent, PrivacyRequest, State
-from tests.conftest import file_request, screenshot, totp_code, totp_device
-
-
-def log_in(page, user):
-    page.goto("/staff/login/")
-    page.fill("#id_username", user.username)
-    page.fill("#id_password", "x" * 16)
-    page.fill("#id_otp_token", totp_code(totp_device(user)))
-    page.click("button[type=submit]")
+from tests.conftest import file_request, log_in, screenshot
 
 
 def take(page, label):
