@@ -26,7 +26,7 @@ from requests_app.sources.sql import constraints, driver
 from requests_app.sources.sql.actions import _erase_batch, _erased
 from requests_app.sources.sql.driver import _chunks, _delete_some, _ordered
 from requests_app.sources.sql.gathering import seen_notes
-from requests_app.sources.sql.keep import cleared_columns, erasable
+from requests_app.sources.sql.keep import by_the_database, cleared_columns, erasable
 from requests_app.sources.sql.keys import key_columns, key_in, row_key
 from requests_app.sources.sql.shape import MapShape
 from requests_app.sources.sql.traversal import leaf_where, traverse
@@ -36,15 +36,19 @@ LEAF_BATCH = 50_000  # rows per set-based DELETE of a leaf table (one transactio
 PROGRESS_EVERY = 0.5  # seconds between two progress records of an erasure
 
 
-def _keys(conn, tables, shape: MapShape, identity,
-          seen=None) -> tuple[dict, dict, dict, dict]:
+def _keys(conn, tables, shape: MapShape, identity, seen=None,
+          source: str = "") -> tuple[dict, dict, dict, dict]:
     """(primary keys per table, shared rows kept per table, leaves, notes): leaf
     tables erasure deletes set-based are not read, only the values that find the
     person's rows in them ({table: {column: [values]}}). `seen`, when given, takes
-    what the plan says besides (gathering.seen_notes)."""
+    what the plan says besides (gathering.seen_notes). Notes include what the
+    database itself will do (keep.by_the_database), which may refuse the erasure."""
     trav = traverse(conn, tables, shape, identity, lambda n, r: None,
                     defer=shape.deletable_leaves(tables))
-    keys, kept, notes = erasable(conn, tables, shape, trav, constraints.foreign_keys(conn))
+    fks = constraints.foreign_keys(conn)
+    keys, kept, notes = erasable(conn, tables, shape, trav, fks)
+    for name, said in by_the_database(conn, tables, shape, keys, fks, source).items():
+        notes[name] = notes.get(name, {}) | said
     leaves = {name: {column: _ordered(values) for column, values in conditions.items()}
               for name, conditions in trav.leaves.items()}
     if seen is not None:
@@ -83,12 +87,14 @@ def plan_erasure(shape: MapShape, run_work, identity, *, source: str = "",
                         "legal_basis": "..." (where given),
                         "kept_shared": n, "shared_with": [tables that also use them],
                         "cleared_references": [columns set to NULL],
-                        "stays_linked": [{"column", "to", "rows", "reason"}]}},
+                        "stays_linked": [{"column", "to", "rows", "reason"}],
+                        "by_the_database": [{"table", "column", "constraint",
+                                             "on_delete", "rows"}]}},
      "proven": True, "map_version": sha256 of the map, "digest": _digest}"""
     seen: dict = {}
 
     def work(conn, tables):
-        keys, kept, leaves, notes = _keys(conn, tables, shape, identity, seen)
+        keys, kept, leaves, notes = _keys(conn, tables, shape, identity, seen, source)
         digest = _digest(conn, tables, shape, map_version, keys, leaves)
         conn.rollback()  # the reads' transaction: the statements get one of their own
         try:
@@ -206,7 +212,7 @@ def _keys_of_run(shape: MapShape, run_work, run, identity, approved: str | None,
         return _stored_keys(keys_path)
 
     def work(conn, tables):
-        keys, _kept, leaves, notes = _keys(conn, tables, shape, identity)
+        keys, _kept, leaves, notes = _keys(conn, tables, shape, identity, source=source)
         if approved and _digest(conn, tables, shape, map_version, keys, leaves) != approved:
             raise SourceError(
                 f"{source}: the rows to erase are not those of the approved dry run (the "

@@ -12,8 +12,10 @@ from collections import defaultdict
 
 import sqlalchemy as sa
 
+from requests_app.sources.base import SourceError
 from requests_app.sources.sql import constraints
 from requests_app.sources.sql.driver import _chunks, _in, _ordered
+from requests_app.sources.sql.keys import row_key
 from requests_app.sources.sql.shape import MapShape
 from requests_app.sources.sql.traversal import Traversal
 
@@ -150,3 +152,56 @@ def cleared_columns(shape: MapShape, tables) -> dict[str, list[str]]:
         if tables[table].c[column].nullable:
             found[table].append(column)
     return found
+
+
+def _left_to_the_database(conn, tables, shape: MapShape, keys: dict, fk) -> int:
+    """Rows of fk.table pointing at the rows erasure deletes that erasure itself
+    does not delete or unlink first: the database acts on them (fk.on_delete)."""
+    spec, deleted = shape.map.tables.get(fk.table), keys[fk.to_table]
+    # Typed like the key it points at (PostgreSQL binds the values as one array).
+    column = sa.column(fk.column, tables[fk.to_table].c[fk.to_column].type)
+    if spec is None:  # outside the map: every such row is the database's doing
+        return sum(conn.execute(sa.select(sa.func.count()).select_from(
+            sa.table(fk.table, column)).where(_in(conn, column, chunk))).scalar()
+                   for chunk in _chunks(conn, deleted))
+    handled = set()
+    if spec.erase == "delete" or fk.column in cleared_columns(shape, tables).get(fk.table, ()):
+        handled = {tuple(k) if isinstance(k, list) else k for k in keys.get(fk.table, ())}
+    columns = [column, *(sa.column(c) for c in spec.key if c != fk.column)]
+    found = set()
+    for chunk in _chunks(conn, deleted):
+        rows = conn.execute(sa.select(*columns).select_from(sa.table(fk.table, *columns))
+                            .where(_in(conn, column, chunk))).mappings()
+        found |= {row_key(spec, row) for row in rows}
+    return len(found - handled)
+
+
+def by_the_database(conn, tables, shape: MapShape, keys: dict, fks, source: str) -> dict:
+    """What the database itself does when erasure deletes the person's rows, per
+    deleted table: {"by_the_database": [{"table", "column", "constraint",
+    "on_delete", "rows"}]}, for foreign keys ON DELETE CASCADE, SET NULL or SET
+    DEFAULT whose rows erasure does not handle itself (an audit log outside the
+    map unlinked). A CASCADE that would delete rows of the map that erasure keeps
+    (tied to other people too, or kept by the map) is refused, in words."""
+    notes = defaultdict(list)
+    for fk in fks:
+        target = shape.map.tables.get(fk.to_table)
+        if (fk.on_delete not in _BY_THE_DATABASE or target is None or target.erase != "delete"
+                or fk.to_column != target.primary_key or not keys.get(fk.to_table)
+                or fk.table in shape.deletable_leaves(tables)):
+            continue
+        rows = _left_to_the_database(conn, tables, shape, keys, fk)
+        if not rows:
+            continue
+        if fk.on_delete == "CASCADE" and fk.table in shape.map.tables:
+            raise SourceError(
+                f"{source}: deleting `{fk.to_table}` rows would make the database delete "
+                f"{rows} `{fk.table}` rows that erasure keeps (tied to other people too, or "
+                f"kept by the map), through foreign key `{fk.name}` on "
+                f"`{fk.table}.{fk.column}` (ON DELETE CASCADE): nothing was changed; erase "
+                f"`{fk.to_table}` by update, or change the constraint")
+        notes[fk.to_table].append({"table": fk.table, "column": fk.column,
+                                   "constraint": fk.name, "on_delete": fk.on_delete,
+                                   "rows": rows})
+    return {name: {"by_the_database": sorted(found, key=lambda e: (e["table"], e["column"]))}
+            for name, found in notes.items()}
