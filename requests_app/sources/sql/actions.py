@@ -70,8 +70,17 @@ def _erase_batch(conn, spec, table, keys, cleared_columns) -> int:
     of rows the database says it deleted or changed."""
     changed = 0
     if spec.erase == "delete":
+        # A chain of the table's own rows (a ticket's parent ticket): its links
+        # among the rows deleted are cleared first, for InnoDB checks a
+        # self-reference row by row within one DELETE and refuses a parent deleted
+        # before its child (PostgreSQL and SQLite check at the statement's end).
+        chained = {r.column: None for r in spec.references
+                   if r.to_table == spec.name and table.c[r.column].nullable}
         for chunk in _chunks(conn, keys):
-            changed += conn.execute(sa.delete(table).where(key_in(conn, spec, table, chunk))).rowcount
+            where = key_in(conn, spec, table, chunk)
+            if chained:
+                conn.execute(sa.update(table).where(where).values(chained))
+            changed += conn.execute(sa.delete(table).where(where)).rowcount
         return changed
     nulls = {c: None for c in cleared_columns}
     if spec.erase == "update":

@@ -102,7 +102,10 @@ def _foreign_key_problem(shape: MapShape, fk: ForeignKey, source: str) -> str | 
              f"column `{fk.column}` refers to `{fk.to_table}.{fk.to_column}` (foreign key "
              f"`{fk.name}`)")
     if fk.table not in tables:
-        if target.identity:  # the person's own rows: never kept as shared
+        if target.identity and fk.on_delete not in ("CASCADE", "SET NULL", "SET DEFAULT"):
+            # The person's own rows: never kept as shared. Where the database
+            # deletes or unlinks the rows pointing at them itself, the dry run
+            # says so (keep.by_the_database).
             return (f"{where}, which erasure deletes: `{fk.table}` is not in the map, so the "
                     f"deletion would break `{fk.name}`; map `{fk.table}` or erase "
                     f"`{fk.to_table}` by update")

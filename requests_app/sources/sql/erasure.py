@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections import defaultdict
 
 import sqlalchemy as sa
 from django.conf import settings
@@ -25,124 +24,31 @@ from requests_app.sources.base import Outcome, SourceError
 from requests_app.sources.records import run_dir
 from requests_app.sources.sql import constraints, driver
 from requests_app.sources.sql.actions import _erase_batch, _erased
-from requests_app.sources.sql.driver import _chunks, _delete_some, _in, _ordered
+from requests_app.sources.sql.driver import _chunks, _delete_some, _ordered
 from requests_app.sources.sql.gathering import seen_notes
+from requests_app.sources.sql.keep import by_the_database, cleared_columns, erasable
 from requests_app.sources.sql.keys import key_columns, key_in, row_key
 from requests_app.sources.sql.shape import MapShape
-from requests_app.sources.sql.traversal import Traversal, leaf_where, traverse
+from requests_app.sources.sql.traversal import leaf_where, traverse
 
 ERASE_BATCH = 10_000  # rows per erasure transaction, by primary key
 LEAF_BATCH = 50_000  # rows per set-based DELETE of a leaf table (one transaction each)
 PROGRESS_EVERY = 0.5  # seconds between two progress records of an erasure
 
 
-def _shared_rows(conn, tables, shape: MapShape, trav: Traversal, name: str) -> tuple[set, set]:
-    """(keys of the shared rows reached forward that erasure may touch: no one
-    else's rows in the map refer to them, tables whose rows still use the others)."""
-    shared = trav.shared_values.get(name, {})
-    still_used, users = set(), set()  # (column, value) pairs other people's rows refer to
-    for edge in shape.edges:
-        if not edge.forward or edge.to_table != name or not shared:
-            continue
-        values = {v[edge.to_column] for v in shared.values()
-                  if v.get(edge.to_column) is not None}
-        referrer = tables[edge.from_table].c[edge.from_column]
-        mine = trav.own_refs[(edge.from_table, edge.from_column)]
-        for chunk in _chunks(conn, _ordered(values)):
-            query = (sa.select(referrer, sa.func.count()).where(
-                _in(conn, referrer, chunk)).group_by(referrer))
-            for value, total in conn.execute(query):
-                if total > mine.get(value, 0):
-                    still_used.add((edge.to_column, value))
-                    users.add(edge.from_table)
-    return {k for k, v in shared.items()
-            if not any(item in still_used for item in v.items())}, users
-
-
-def _used_outside(conn, table, spec, outside, candidates) -> tuple[set, set]:
-    """(keys among `candidates` that rows of tables outside the map point at through
-    the database's own foreign keys, those tables). Only keys to the primary key are
-    looked up: a foreign key to another column is left to the dry run to prove."""
-    used, users = set(), set()
-    if not spec.primary_key:  # composite: several-column foreign keys are left to the dry run
-        return used, users
-    pk = table.c[spec.primary_key]
-    for fk in outside:
-        if fk.to_column != spec.primary_key or not candidates:
-            continue
-        column = sa.column(fk.column, pk.type)
-        for chunk in _chunks(conn, _ordered(candidates)):
-            found = set(conn.execute(sa.select(column).distinct().select_from(
-                sa.table(fk.table, column)).where(_in(conn, column, chunk))).scalars())
-            if found:
-                used |= found
-                users.add(fk.table)
-    return used, users
-
-
-def _erasable(conn, tables, shape: MapShape, trav: Traversal, fks) -> tuple[dict, dict, dict]:
-    """(the keys erasure may touch per table, shared rows kept per table, notes per
-    table for the plan). Kept: shared rows someone else's rows in the map still use,
-    and rows a table outside the map points at (the database's own foreign keys: an
-    address a store also uses); notes: `shared_with` (who else uses them) and
-    `stays_linked` (see _stays_linked)."""
-    keys, kept, notes = {}, {}, defaultdict(dict)
-    outside = constraints.outside_references(shape, fks)
-    for name, spec in shape.map.tables.items():
-        erasable_shared, users = _shared_rows(conn, tables, shape, trav, name)
-        candidates = set(trav.owned.get(name, set())) | erasable_shared
-        used = set()
-        if not spec.identity and spec.erase != "retain" and name not in trav.leaves:
-            used, outside_users = _used_outside(conn, tables[name], spec,
-                                                outside.get(name, []), candidates)
-            users |= outside_users
-        count = len(trav.shared_values.get(name, {})) - len(erasable_shared) + len(used)
-        if count:
-            kept[name] = count
-            notes[name]["shared_with"] = sorted(users)
-        if name not in trav.leaves:
-            keys[name] = _ordered(candidates - used)
-    _stays_linked(shape, tables, trav, keys, notes)
-    return keys, kept, dict(notes)
-
-
-def _stays_linked(shape: MapShape, tables, trav: Traversal, keys: dict, notes) -> None:
-    """A kept row of the person's that refers to a row erasure keeps (shared) through
-    a NOT NULL column cannot let go of it: the link stays, and the plan says so
-    ({"column", "to", "rows", "reason"} under the referring table)."""
-    for name, column in shape.cleared_references():
-        if tables[name].c[column].nullable:
-            continue
-        ref = next(r for r in shape.map.tables[name].references if r.column == column)
-        if ref.to_column != shape.map.tables[ref.to_table].primary_key:
-            continue
-        erased = set(keys.get(ref.to_table, ()))
-        mine = trav.own_refs[(name, column)]
-        rows = sum(n for value, n in mine.items() if value is not None and value not in erased)
-        if rows:
-            notes[name].setdefault("stays_linked", []).append(
-                {"column": column, "to": ref.to_table, "rows": rows, "reason": "NOT NULL"})
-
-
-def _cleared(shape: MapShape, tables) -> dict[str, list[str]]:
-    """Per table, the references erasure sets to NULL: to rows it deletes, where the
-    column accepts NULL (a NOT NULL one stays linked: _stays_linked)."""
-    cleared = defaultdict(list)
-    for table, column in shape.cleared_references():
-        if tables[table].c[column].nullable:
-            cleared[table].append(column)
-    return cleared
-
-
-def _keys(conn, tables, shape: MapShape, identity,
-          seen=None) -> tuple[dict, dict, dict, dict]:
+def _keys(conn, tables, shape: MapShape, identity, seen=None,
+          source: str = "") -> tuple[dict, dict, dict, dict]:
     """(primary keys per table, shared rows kept per table, leaves, notes): leaf
     tables erasure deletes set-based are not read, only the values that find the
     person's rows in them ({table: {column: [values]}}). `seen`, when given, takes
-    what the plan says besides (gathering.seen_notes)."""
+    what the plan says besides (gathering.seen_notes). Notes include what the
+    database itself will do (keep.by_the_database), which may refuse the erasure."""
     trav = traverse(conn, tables, shape, identity, lambda n, r: None,
                     defer=shape.deletable_leaves(tables))
-    keys, kept, notes = _erasable(conn, tables, shape, trav, constraints.foreign_keys(conn))
+    fks = constraints.foreign_keys(conn)
+    keys, kept, notes = erasable(conn, tables, shape, trav, fks)
+    for name, said in by_the_database(conn, tables, shape, keys, fks, source).items():
+        notes[name] = notes.get(name, {}) | said
     leaves = {name: {column: _ordered(values) for column, values in conditions.items()}
               for name, conditions in trav.leaves.items()}
     if seen is not None:
@@ -181,12 +87,14 @@ def plan_erasure(shape: MapShape, run_work, identity, *, source: str = "",
                         "legal_basis": "..." (where given),
                         "kept_shared": n, "shared_with": [tables that also use them],
                         "cleared_references": [columns set to NULL],
-                        "stays_linked": [{"column", "to", "rows", "reason"}]}},
+                        "stays_linked": [{"column", "to", "rows", "reason"}],
+                        "by_the_database": [{"table", "column", "constraint",
+                                             "on_delete", "rows"}]}},
      "proven": True, "map_version": sha256 of the map, "digest": _digest}"""
     seen: dict = {}
 
     def work(conn, tables):
-        keys, kept, leaves, notes = _keys(conn, tables, shape, identity, seen)
+        keys, kept, leaves, notes = _keys(conn, tables, shape, identity, seen, source)
         digest = _digest(conn, tables, shape, map_version, keys, leaves)
         conn.rollback()  # the reads' transaction: the statements get one of their own
         try:
@@ -198,7 +106,7 @@ def plan_erasure(shape: MapShape, run_work, identity, *, source: str = "",
             raise failed.in_words(conn) from None
         counts |= {n: len(keys.get(n, ())) for n, s in shape.map.tables.items()
                    if s.erase == "retain"}
-        return counts, kept, notes, digest, _cleared(shape, tables)
+        return counts, kept, notes, digest, cleared_columns(shape, tables)
 
     counts, kept, notes, digest, cleared = run_work(work)
     plan = {}
@@ -228,7 +136,7 @@ def _apply(conn, tables, shape: MapShape, keys, leaves, cursor, batch, source,
     `batch()` (its own transaction; nothing inside the dry run's one). Counts of
     rows the database deleted or changed per table. A database error stops it,
     in words (constraints.in_words), saying what was applied before it."""
-    cleared, done = _cleared(shape, tables), {}
+    cleared, done = cleared_columns(shape, tables), {}
     for name in shape.erase_order():
         spec, table = shape.map.tables[name], tables[name]
         try:
@@ -304,7 +212,7 @@ def _keys_of_run(shape: MapShape, run_work, run, identity, approved: str | None,
         return _stored_keys(keys_path)
 
     def work(conn, tables):
-        keys, _kept, leaves, notes = _keys(conn, tables, shape, identity)
+        keys, _kept, leaves, notes = _keys(conn, tables, shape, identity, source=source)
         if approved and _digest(conn, tables, shape, map_version, keys, leaves) != approved:
             raise SourceError(
                 f"{source}: the rows to erase are not those of the approved dry run (the "
@@ -445,9 +353,9 @@ def remaining(shape: MapShape, run_work, run, identity) -> int:
 
         trav = traverse(conn, tables, shape, identity, on_row,
                         defer=shape.deletable_leaves(tables))
-        keys, _kept, _notes = _erasable(conn, tables, shape, trav, constraints.foreign_keys(conn))
-        erasable = {n: set(k) for n, k in keys.items()}
-        left |= {(n, k) for n, k in found if k in erasable.get(n, ())}
+        keys, _kept, _notes = erasable(conn, tables, shape, trav, constraints.foreign_keys(conn))
+        touched = {n: set(k) for n, k in keys.items()}
+        left |= {(n, k) for n, k in found if k in touched.get(n, ())}
         left |= _leaf_rows(conn, tables, shape, trav.leaves)
         return len(left)
 

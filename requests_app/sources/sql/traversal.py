@@ -205,13 +205,18 @@ class _Walk:
         """(wanted, owning) of the next hop: the values found followed along every
         edge, except into identity tables."""
         wanted, owning = _values_by_column(), defaultdict(set)
+        tables = self.shape.map.tables
         for edge in self.shape.edges:
-            if self.shape.map.tables[edge.to_table].identity and (
-                    edge.forward or edge.from_table == edge.to_table):
+            if tables[edge.to_table].identity and (
+                    edge.forward or edge.from_table == edge.to_table
+                    or not tables[edge.from_table].identity):
                 # Rows of an identity table are people: the rows one of theirs
-                # points at (a "referred by" link, a household) are someone else.
-                # The rows that point at theirs are found (the service requests
-                # an employee handled), and withheld when tied to others too.
+                # points at (a "referred by" link, a household) are someone else,
+                # and so are the rows that point at an ordinary row of theirs (the
+                # customer whose primary account is the person's joint account).
+                # The rows that point at the person's own identity rows are found
+                # (the service requests an employee handled), and withheld when
+                # tied to others too.
                 continue
             values = set(hop.owned.get(edge.from_table, {}).get(edge.from_column, ()))
             dated = edge.to_table in self.through  # judged by its own date: reached anyway
