@@ -14,7 +14,7 @@ from pathlib import Path
 from django.conf import settings
 
 from requests_app import zipfiles
-from requests_app.files import (CHUNK_SIZE, EncryptedWriter, iter_decrypted, open_text_reader,
+from requests_app.files import (EncryptedWriter, iter_decrypted, open_text_reader,
                                  open_text_writer)
 from requests_app.sources.categories import WITHHELD, never_disclosed
 
