@@ -105,7 +105,8 @@ def _path() -> list[str]:
         if t.custom.get("notice"):
             lines.append(f"    {who}->>B: email `{t.custom['notice']}` (notices.tasks.send_email)")
         if name == "start_fulfilment":
-            lines += ["    K->>B: one run_source per source (fulfilment.tasks.run_source)",
+            lines += ["    K->>S: one source's run worked in this same task",
+                      "    K->>B: run_source for each other source (fulfilment.tasks.run_source)",
                       "    B->>K: run_source",
                       "    K->>S: gather the person's data into encrypted files",
                       "    Note over K: the last run to finish checks the request and builds "
@@ -120,7 +121,8 @@ def render() -> str:
         HEADER, "## The path of a request", "",
         "An access request filed on the portal, from filing to its download: who takes "
         "each step, and each trip through the broker. When every source answers at once, "
-        "approval to results ready is two trips (`begin_fulfilment`, `run_source`).", "",
+        "approval to results ready is two trips (`begin_fulfilment`, `run_source`), one "
+        "when the request has one source.", "",
         *_path(), "", "## Packages", "", *_package_rows(), "",
         "## Layers (import-linter, `make test`)", "", *_layers()])
 

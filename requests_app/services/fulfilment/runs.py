@@ -106,10 +106,13 @@ def _start_afresh(request: PrivacyRequest) -> None:
             packages.discard(package)
 
 
-def begin(request_id: int) -> bool:
-    """After approval (or a retry): move to fulfilling and dispatch the runs. True
-    when there is nothing to wait for (no sources, or all done already): the caller
-    checks at once. Else each run checks when it finishes."""
+def begin(request_id: int) -> tuple[bool, int | None]:
+    """After approval (or a retry): move to fulfilling and dispatch the runs. Returns
+    (check now, the run to work here): with nothing to wait for (no sources, or all
+    done already) the caller checks at once; else the caller works one run itself,
+    in the same task, and the others are dispatched, each checking when it finishes.
+    (A request with one source then goes from approval to results ready in the one
+    trip of begin_fulfilment.)"""
     with transaction.atomic(durable=True):
         # Whether it has runs or live packages yet, read with the lock (one round
         # trip): a first approval, the usual case, then needs neither looked at.
@@ -123,15 +126,16 @@ def begin(request_id: int) -> bool:
         elif request.state == State.WAITING_MANUAL:
             apply_transition(request, "resume_fulfilment", actor=Actor.system())
         elif request.state != State.FULFILLING:
-            return False
+            return False, None
         action = action_for(request)
         to_dispatch = _runs_to_dispatch(request, action) if action else []
+        here = to_dispatch.pop() if to_dispatch else None
         for run in to_dispatch:
             enqueue_on_commit(RUN_SOURCE, run.pk)
         if action == Action.OPT_OUT:
             third_parties.tell(request, ThirdParty.objects.filter(
                 purposes__in=request.purposes.all()).distinct())
-    return not to_dispatch
+    return here is None, here.pk if here else None
 
 
 def _runs_to_dispatch(request: PrivacyRequest, action: str) -> list[SourceRun]:

@@ -1,9 +1,10 @@
 """The fulfilment domain's tasks. Thin: they take ids and call runs.py.
 
 The path of an approved request through the broker: `begin_fulfilment` (one per
-request) dispatches `run_source` (one per source); the worker that finishes the
-last run checks the request and builds its results in the same task. Two trips
-when every source answers at once. `check_fulfilment` is queued only where a run
+request) works one source's run itself and dispatches `run_source` for each other
+source; the worker that finishes the last run checks the request and builds its
+results in the same task. Two trips when every source answers at once (one when
+the request has one source). `check_fulfilment` is queued only where a run
 finishes outside a worker (an HTTP callback, a manual owner) or by the reconciler.
 """
 
@@ -35,7 +36,10 @@ def _warm_up(**_kwargs) -> None:
 
 @shared_task
 def begin_fulfilment(request_id: int) -> None:
-    if runs.begin(request_id):
+    check_now, here = runs.begin(request_id)
+    if here is not None:
+        _work(here, retries=0)
+    elif check_now:
         check_fulfilment(request_id)
 
 
@@ -44,13 +48,24 @@ def _backoff(retries: int) -> float:
     return random.uniform(1, min(300, 10 * 2**retries))
 
 
-@shared_task(bind=True, max_retries=5)
+# A run's attempts: the first, then this many retries with backoff.
+RUN_RETRIES = 5
+
+
+@shared_task(bind=True, max_retries=RUN_RETRIES)
 def run_source(self, run_id: int) -> None:
-    final = self.request.retries >= self.max_retries
-    outcome, request_id = runs.execute(run_id, final_attempt=final)
+    _work(run_id, retries=self.request.retries)
+
+
+def _work(run_id: int, *, retries: int) -> None:
+    """Work a run (as attempt `retries` + 1) and check the request once it is settled.
+    A transient failure with retries left goes to run_source, which takes its next
+    attempt after a backoff (whether this one ran in run_source or in the task that
+    began the request's fulfilment)."""
+    outcome, request_id = runs.execute(run_id, final_attempt=retries >= RUN_RETRIES)
     if outcome == "retry":
-        raise self.retry(countdown=_backoff(self.request.retries))
-    if outcome in ("done", "failed"):
+        run_source.apply_async((run_id,), countdown=_backoff(retries), retries=retries + 1)
+    elif outcome in ("done", "failed"):
         check_fulfilment(request_id)
 
 
