@@ -101,19 +101,27 @@ def test_a_worker_killed_mid_fulfilment_loses_nothing_and_deletes_once(
         broker_is_real, shop_source, shop_dsn, alice):
     requests = [file_request(request_type="deletion", state=State.IN_REVIEW,
                              email=f"c{n}@example.com") for n in range(1, CUSTOMERS + 1)]
-    worker = start_worker("doomed", FAST)
+    worker = start_worker("planner", FAST)
     try:
         for request in requests:
             do_transition(request.pk, "approve", actor=Actor.staff(alice))
         wait_for(lambda: set(states(requests)) == {State.RESULTS_READY}, timeout=120)
-        for request in requests:
-            do_transition(request.pk, "approve_erasure", actor=Actor.staff(alice))
-        erase_runs = SourceRun.objects.filter(action="erase")
+    finally:
+        stop_process_group(worker)
+    # The erasures are approved with no worker running (their work waits in the
+    # broker), so that the doomed worker is killed with most of them still to do.
+    for request in requests:
+        do_transition(request.pk, "approve_erasure", actor=Actor.staff(alice))
+    erase_runs = SourceRun.objects.filter(action="erase")
+    worker = start_worker("doomed", FAST)
+    try:
         wait_for(lambda: erase_runs.filter(state="done").count() >= 3, timeout=60,
                  interval=0.02)
     finally:
         stop_process_group(worker, sig=signal.SIGKILL)
-    unfinished = erase_runs.exclude(state="done").count()
+    # Erase runs are created as each request's fulfilment begins: count the requests
+    # whose erasure is not done (their run unfinished, or not begun yet).
+    unfinished = CUSTOMERS - erase_runs.filter(state="done").count()
     assert unfinished > 0, "the worker finished before it was killed: make the work longer"
 
     worker = start_worker("survivor", FAST)
