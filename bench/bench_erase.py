@@ -141,7 +141,9 @@ def left_of(email: str) -> int:
 
 
 def one_round(events: int, source, round_no: int) -> dict:
-    from requests_app.models import SourceRun, State
+    from django.utils import timezone
+
+    from requests_app.models import PrivacyRequest, SourceRun, State
     from requests_app.services.fulfilment import runs as fulfilment
     from requests_app.sources.sql.connector import SqlConnector
     from requests_app.sources.sql.driver import BATCH
@@ -167,6 +169,11 @@ def one_round(events: int, source, round_no: int) -> dict:
         raise SystemExit(f"plan_erasure: {plan_run.state} {plan_run.last_error}, "
                          f"{plan_run.records_found} rows to erase, expected {touched}")
     plan_seconds = times["plan_erasure"][0]
+    # Approved as approve_erasure records it (the erasure must match the approved
+    # dry run's digest); the state machine's step itself is not what is measured.
+    PrivacyRequest.objects.filter(pk=request.pk).update(
+        erasure_approved_at=timezone.now(),
+        erasure_plan_digests={str(source.pk): plan_run.result.get("digest")})
     run = SourceRun.objects.create(request=request, source=source, action=SourceRun.Action.ERASE)
 
     engine = c.shop_engine()
