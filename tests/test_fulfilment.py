@@ -338,6 +338,39 @@ def test_an_http_source_that_never_calls_back_fails_after_the_timeout(sources, a
     assert request.state == State.NEEDS_ATTENTION
 
 
+def test_the_reconciler_leaves_a_request_waiting_on_its_manual_owner_alone(sources, alice):
+    """Only what can move is woken: a request whose manual source waits on its owner
+    gets no check every minute (the owner's answer queues one)."""
+    import datetime
+
+    import time_machine
+    from django.utils import timezone
+
+    from requests_app.services.reconciler import reconcile
+
+    request = approved("access", alice)
+    assert request.state == State.WAITING_MANUAL
+    with committed(), time_machine.travel(timezone.now() + datetime.timedelta(hours=1)):
+        counts = reconcile()
+    assert counts["checks"] == 0 and counts["runs"] == 0 and counts["follow_ups"] == 0
+
+
+def test_a_retried_source_is_sent_once_and_keeps_its_six_attempts(sources, alice):
+    """Staff's retry of a failed source (from needs-attention) makes it pending in the
+    step's transaction; the step's follow-up dispatches it, once: a source that keeps
+    failing gets six more attempts, not twelve."""
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    sources["service"].set_mode("fail500")
+    request = approved("access", alice)
+    failed = request.source_runs.get(source=sources["http"])
+    assert request.state == State.NEEDS_ATTENTION and failed.attempts == 6
+    with committed():
+        fulfilment.do_retry_source(failed.pk, actor=Actor.staff(alice))
+    failed.refresh_from_db()
+    assert failed.state == "failed" and failed.attempts == 12
+
+
 @pytest.mark.parametrize("changes,field,message", [
     ({"url": "http://crm.internal/privacy", "verify_tls": False}, "url", "only for a service"),
     ({"url": "http://127.0.0.1:9/privacy", "verify_tls": True}, "url", "Use https"),

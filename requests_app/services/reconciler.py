@@ -65,9 +65,12 @@ def reconcile() -> dict:
         runs.fail_silent_run(run_id)
         counts["timeouts"] += 1
     # Requests whose runs are all settled but which did not move on (a lost check).
+    # One still waiting on a manual owner or an HTTP reply is moved by that answer
+    # (which queues its check), not woken every minute.
     for request_id in PrivacyRequest.objects.filter(
         state__in=[State.FULFILLING, State.WAITING_MANUAL], updated_at__lte=stale
-    ).exclude(source_runs__state__in=[SourceRun.State.PENDING, SourceRun.State.RUNNING]
+    ).exclude(source_runs__state__in=[SourceRun.State.PENDING, SourceRun.State.RUNNING,
+                                      SourceRun.State.WAITING]
               ).values_list("pk", flat=True):
         enqueue(runs.CHECK, request_id)
         counts["checks"] += 1

@@ -123,10 +123,14 @@ def begin(request_id: int) -> tuple[bool, int | None]:
         if request.state == State.APPROVED:
             apply_transition(request, "start_fulfilment", actor=Actor.system())
             _start_afresh(request)
-        elif request.state == State.WAITING_MANUAL:
-            apply_transition(request, "resume_fulfilment", actor=Actor.system())
-        elif request.state != State.FULFILLING:
-            return False, None
+        else:
+            # Not a first approval: read the runs (a begin delivered twice may have
+            # waited for the lock while the first created them).
+            request.has_runs = True
+            if request.state == State.WAITING_MANUAL:
+                apply_transition(request, "resume_fulfilment", actor=Actor.system())
+            elif request.state != State.FULFILLING:
+                return False, None
         action = action_for(request)
         to_dispatch = _runs_to_dispatch(request, action) if action else []
         here = to_dispatch.pop() if to_dispatch else None
@@ -308,11 +312,14 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
             "request", "source").get(pk=run_id)
         if run.state != RunState.FAILED:
             raise TransitionRefused("Only a failed source can be retried.")
-        if request.state == State.NEEDS_ATTENTION:
+        # From needs-attention, the step's follow-up (begin_fulfilment) dispatches the
+        # run made pending here; a request still being fulfilled needs it sent.
+        dispatch = request.state != State.NEEDS_ATTENTION
+        if not dispatch:
             apply_transition(request, "retry_fulfilment", actor=actor)
         elif request.state != State.FULFILLING:
             raise TransitionRefused("The request is not being fulfilled.")
-        _rerun(run, request, actor)
+        _rerun(run, request, actor, dispatch=dispatch)
     return run
 
 
@@ -328,13 +335,14 @@ def do_retry_fulfilment(request_id: int, *, actor: Actor, expected_state: str | 
         apply_transition(request, "retry_fulfilment", actor=actor, **inputs)
         failed = (request.source_runs.select_for_update(of=("self",)).select_related("source")
                   .filter(action=action_for(request), state=RunState.FAILED))
-        for run in failed:
-            _rerun(run, request, actor)
+        for run in failed:  # dispatched by the step's follow-up, begin_fulfilment
+            _rerun(run, request, actor, dispatch=False)
     return request
 
 
-def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor) -> None:
-    """A failed run (locked) made pending again and dispatched, audited."""
+def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor, *, dispatch: bool) -> None:
+    """A failed run (locked) made pending again, audited, and (with `dispatch`) sent:
+    one message per retry, so its attempts are counted once."""
     run.state = RunState.PENDING
     run.last_error = ""
     run.dispatched_at = timezone.now()
@@ -343,7 +351,8 @@ def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor) -> None:
     run.save()
     record_event("source.retried", actor=actor, request=request,
                  data={"source": run.source.name, "action": run.action})
-    enqueue_on_commit(RUN_SOURCE, run.pk)
+    if dispatch:
+        enqueue_on_commit(RUN_SOURCE, run.pk)
 
 
 def stuck_runs():
