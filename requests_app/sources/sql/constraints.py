@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from requests_app.sources.sql.driver import mysql_code
 from requests_app.sources.sql.shape import MapShape
 
 # PostgreSQL's SQLSTATEs of integrity errors, in words.
@@ -127,16 +128,9 @@ _MYSQL_FOREIGN_KEY = re.compile(r"\(`[^`]+`\.`([^`]+)`, CONSTRAINT `([^`]+)` FOR
 _MYSQL_DUPLICATE_KEY = re.compile(r"for key '([^']+)'")
 
 
-def _mysql_code(orig) -> int | None:
-    args = getattr(orig, "args", ())
-    if type(orig).__module__.startswith("pymysql") and args and isinstance(args[0], int):
-        return args[0]
-    return None
-
-
 def _mysql(orig) -> tuple:
     """(kind, constraint, column, table) of a MariaDB/MySQL error, from names only."""
-    code, message = _mysql_code(orig), str(orig.args[1]) if len(orig.args) > 1 else ""
+    code, message = mysql_code(orig), str(orig.args[1]) if len(orig.args) > 1 else ""
     if code == 1048 and (match := _MYSQL_NOT_NULL.search(message)):
         return "NOT NULL", None, match.group(1), None
     if code in (1451, 1452) and (match := _MYSQL_FOREIGN_KEY.search(message)):
@@ -157,7 +151,7 @@ def in_words(exc: Exception, table: str, doing: str, fks: list[ForeignKey]) -> s
         kind = _SQLSTATE.get(getattr(orig, "sqlstate", None) or "")
         constraint, column = diag.constraint_name, diag.column_name
         table_named = diag.table_name
-    elif _mysql_code(orig):
+    elif mysql_code(orig):
         kind, constraint, column, table_named = _mysql(orig)
     else:
         match = _SQLITE.match(str(orig).strip())

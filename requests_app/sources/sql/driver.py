@@ -355,7 +355,7 @@ _MYSQL_SCHEMA_CHANGED = {1146, 1054}
 _MYSQL_TRANSIENT = {1040, 1053, 1205, 1213, 1927, 1969, 3024, 2002, 2003, 2006, 2013, 2055}
 
 
-def _mysql_code(exc: Exception) -> int | None:
+def mysql_code(exc: Exception) -> int | None:
     """The MariaDB/MySQL error code of a PyMySQL error (wrapped or not), else None."""
     orig = getattr(exc, "orig", exc)
     if type(orig).__module__.startswith("pymysql") and orig.args and isinstance(orig.args[0],
@@ -369,7 +369,7 @@ def _schema_changed(exc: Exception) -> bool:
     table / column, MariaDB's error codes, SQLite's "no such ...")."""
     orig = getattr(exc, "orig", exc)
     return (getattr(orig, "sqlstate", None) in ("42P01", "42703")
-            or _mysql_code(exc) in _MYSQL_SCHEMA_CHANGED
+            or mysql_code(exc) in _MYSQL_SCHEMA_CHANGED
             or "no such column" in str(orig) or "no such table" in str(orig))
 
 
@@ -377,7 +377,7 @@ def _transient(exc: Exception) -> bool:
     if isinstance(exc, (sa_exc.InterfaceError, sa_exc.TimeoutError)) or getattr(
             exc, "connection_invalidated", False):
         return True
-    code = _mysql_code(exc)
+    code = mysql_code(exc)
     if code is not None:
         return code in _MYSQL_TRANSIENT
     return isinstance(exc, sa_exc.OperationalError)
