@@ -10,6 +10,7 @@ from django.utils import timezone
 
 from requests_app.models import Actor, AuditEvent, SourceRun, State
 from requests_app.services.fulfilment import runs as fulfilment
+from requests_app.services.fulfilment import attempts
 from requests_app.services.fulfilment.attempts import NotOurs, attempt
 from requests_app.staff.erasure_plan import erasure_plan
 from tests.conftest import approved, committed, staff_login
@@ -70,12 +71,12 @@ def test_a_worker_s_claim_starts_the_clock_and_a_callback_continues_it(sources, 
     fulfilment.do_retry_source(run.pk, actor=Actor.staff(alice))  # not committed: no work
     long_ago = timezone.now() - datetime.timedelta(seconds=100)
     SourceRun.objects.filter(pk=run.pk).update(started_at=long_ago)
-    first = fulfilment.claim(run.pk)
+    first = attempts.claim(run.pk)
     run.refresh_from_db()
     assert first and run.started_at > long_ago and run.finished_at is None
     started = run.started_at
     SourceRun.objects.filter(pk=run.pk).update(state="waiting")  # answered 202
-    assert fulfilment.claim(run.pk, waiting=True) == first + 1  # the reply arrives
+    assert attempts.claim(run.pk, waiting=True) == first + 1  # the reply arrives
     run.refresh_from_db()
     assert run.started_at == started  # the wait for the reply is part of the attempt
 

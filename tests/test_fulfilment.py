@@ -21,7 +21,7 @@ from requests_app.models import (
     ThirdPartyNotice,
 )
 from requests_app.services.fulfilment import runs as fulfilment
-from requests_app.services.fulfilment import third_parties
+from requests_app.services.fulfilment import attempts, third_parties
 from requests_app.services.requests.lifecycle import TransitionRefused, do_transition
 from requests_app.sources.categories import WITHHELD
 from tests.conftest import PAT, approved, committed, staff_login
@@ -355,7 +355,8 @@ def test_the_reconciler_leaves_a_request_waiting_on_its_manual_owner_alone(sourc
     assert counts["checks"] == 0 and counts["runs"] == 0 and counts["follow_ups"] == 0
 
 
-def test_a_retried_source_is_sent_once_and_keeps_its_six_attempts(sources, alice):
+def test_a_retried_source_is_sent_once_and_keeps_its_six_attempts(
+        sources, alice, django_capture_on_commit_callbacks):
     """Staff's retry of a failed source (from needs-attention) makes it pending in the
     step's transaction; the step's follow-up dispatches it, once: a source that keeps
     failing gets six more attempts, not twelve."""
@@ -365,8 +366,11 @@ def test_a_retried_source_is_sent_once_and_keeps_its_six_attempts(sources, alice
     request = approved("access", alice)
     failed = request.source_runs.get(source=sources["http"])
     assert request.state == State.NEEDS_ATTENTION and failed.attempts == 6
-    with committed():
+    with django_capture_on_commit_callbacks() as queued:
         fulfilment.do_retry_source(failed.pk, actor=Actor.staff(alice))
+    assert len(queued) == 1  # begin_fulfilment, the step's follow-up; no second message
+    for send in queued:
+        send()
     failed.refresh_from_db()
     assert failed.state == "failed" and failed.attempts == 12
 
@@ -411,17 +415,17 @@ def test_a_worker_whose_run_was_taken_over_cannot_record_its_outcome(sources, al
     run = request.source_runs.get(source=sources["sql"])
     SourceRun.objects.filter(pk=run.pk).update(state="pending")
     PrivacyRequest.objects.filter(pk=request.pk).update(state=State.FULFILLING)
-    first = fulfilment.claim(run.pk)
-    assert fulfilment.claim(run.pk) is None  # alive: nobody else may take it
+    first = attempts.claim(run.pk)
+    assert attempts.claim(run.pk) is None  # alive: nobody else may take it
     SourceRun.objects.filter(pk=run.pk).update(
         heartbeat_at=timezone.now() - datetime.timedelta(hours=1))
-    second = fulfilment.claim(run.pk)  # the first worker went quiet
+    second = attempts.claim(run.pk)  # the first worker went quiet
     assert second == first + 1
-    assert fulfilment.finish_run(run.pk, 99, {"late": True}, attempt=first) is False
-    fulfilment.note_error(run.pk, "late failure", final=True, attempt=first)
+    assert attempts.finish_run(run.pk, 99, {"late": True}, attempt=first) is False
+    attempts.note_error(run.pk, "late failure", final=True, attempt=first)
     run.refresh_from_db()
     assert run.state == "running" and run.records_found != 99 and run.last_error == ""
-    assert fulfilment.finish_run(run.pk, 8, {}, attempt=second) is True
+    assert attempts.finish_run(run.pk, 8, {}, attempt=second) is True
 
 
 YEAR_2025 = (datetime.date(2025, 1, 1), datetime.date(2025, 12, 31))

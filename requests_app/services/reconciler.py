@@ -45,8 +45,9 @@ def reconcile() -> dict:
             sent_at=None, created_at__lte=stale).values_list("pk", flat=True):
         enqueue(SEND_EMAIL, email_id)
         counts["emails"] += 1
-    for state, task in follow_ups().items():
-        if state in (State.FULFILLING,):
+    due = follow_ups()
+    for state, task in due.items():
+        if state == State.FULFILLING:
             continue  # a request being fulfilled moves on by its runs (below)
         for request_id in _requests_left_in(state, stale):
             enqueue(task, request_id)
@@ -54,7 +55,7 @@ def reconcile() -> dict:
     # Opt-outs left in review (their approval, taken by begin_review, was lost).
     for request_id in _requests_left_in(State.IN_REVIEW, stale,
                                         request_type__in=OPT_OUT_TYPES):
-        enqueue(follow_ups()[State.VERIFIED], request_id)
+        enqueue(due[State.VERIFIED], request_id)
         counts["follow_ups"] += 1
     for run_id in runs.stuck_runs().values_list("pk", flat=True):
         SourceRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())

@@ -42,15 +42,7 @@ from requests_app.services.requests.lifecycle import (
 )
 from requests_app.services.queue import enqueue_on_commit
 from requests_app.services.fulfilment import attempts, packages, third_parties
-from requests_app.services.fulfilment.attempts import (  # noqa: F401 - used as runs.*
-    NotOurs,
-    attempt,
-    claim,
-    finish_run,
-    heartbeat,
-    note_error,
-    stale_after,
-)
+from requests_app.services.fulfilment.attempts import NotOurs, attempt, stale_after
 from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.records import RecordSink, run_dir
 from requests_app.sources.registry import connector_for, kinds_that
@@ -97,11 +89,11 @@ def _start_afresh(request: PrivacyRequest) -> None:
     that nobody reviews or releases results of the previous round. (`has_runs` and
     `has_packages`, read with the lock by begin(), spare a first approval both
     statements.)"""
-    if getattr(request, "has_runs", True):
+    if request.has_runs:
         request.source_runs.filter(action__in=[Action.GATHER, Action.PLAN_ERASURE]).update(
             state=RunState.PENDING, result={}, records_found=None, last_error="",
             finished_at=None)
-    if getattr(request, "has_packages", True):
+    if request.has_packages:
         for package in request.packages.filter(purged_at=None):
             packages.discard(package)
 
@@ -123,16 +115,18 @@ def begin(request_id: int) -> tuple[bool, int | None]:
         if request.state == State.APPROVED:
             apply_transition(request, "start_fulfilment", actor=Actor.system())
             _start_afresh(request)
+            # Only here is `has_runs` the runs' state now: a begin delivered twice may
+            # have waited for the lock while the first created them.
+            fresh = not request.has_runs
+        elif request.state == State.WAITING_MANUAL:
+            apply_transition(request, "resume_fulfilment", actor=Actor.system())
+            fresh = False
+        elif request.state == State.FULFILLING:
+            fresh = False
         else:
-            # Not a first approval: read the runs (a begin delivered twice may have
-            # waited for the lock while the first created them).
-            request.has_runs = True
-            if request.state == State.WAITING_MANUAL:
-                apply_transition(request, "resume_fulfilment", actor=Actor.system())
-            elif request.state != State.FULFILLING:
-                return False, None
+            return False, None
         action = action_for(request)
-        to_dispatch = _runs_to_dispatch(request, action) if action else []
+        to_dispatch = _runs_to_dispatch(request, action, fresh=fresh) if action else []
         here = to_dispatch.pop() if to_dispatch else None
         for run in to_dispatch:
             enqueue_on_commit(RUN_SOURCE, run.pk)
@@ -142,15 +136,16 @@ def begin(request_id: int) -> tuple[bool, int | None]:
     return here is None, here.pk if here else None
 
 
-def _runs_to_dispatch(request: PrivacyRequest, action: str) -> list[SourceRun]:
+def _runs_to_dispatch(request: PrivacyRequest, action: str, *, fresh: bool) -> list[SourceRun]:
     """One run per source of the action (created when missing: running it twice adds
     nothing), and of those the pending ones, marked dispatched now. Runs are created
     only here, with the request locked, so a plain INSERT (no get_or_create and its
     savepoint) cannot race another; the unique constraint still stands guard. New
-    runs are born dispatched; only pending runs from before are updated."""
+    runs are born dispatched; only pending runs from before are updated. `fresh`:
+    the request has no run yet (nothing to read)."""
     now = timezone.now()
-    existing = ({r.source_id: r for r in request.source_runs.filter(action=action)}
-                if getattr(request, "has_runs", True) else {})
+    existing = ({} if fresh else
+                {r.source_id: r for r in request.source_runs.filter(action=action)})
     to_dispatch, earlier = [], []
     for source in _sources_for(action, request):
         run = existing.get(source.pk)
