@@ -308,6 +308,9 @@ VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
 # A source run claimed by a worker that has sent no heartbeat for this long is
 # taken to be orphaned (the worker died) and is dispatched again.
 SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 600, minimum=2)
+# A source run's attempt beats its heart while it works, for at most this long: then
+# it is presumed hung and may be taken over.
+SOURCE_RUN_MAX_SECONDS = envint("SOURCE_RUN_MAX_SECONDS", 6 * 3600, minimum=60)
 # Work the database says is due (an email, a follow-up step) that has waited this
 # long is sent again by the reconciler (the broker lost it, or was down).
 RECONCILE_AFTER_SECONDS = envint("RECONCILE_AFTER_SECONDS", 300, minimum=2)

@@ -428,6 +428,28 @@ def test_a_worker_whose_run_was_taken_over_cannot_record_its_outcome(sources, al
     assert attempts.finish_run(run.pk, 8, {}, attempt=second) is True
 
 
+def test_a_run_whose_work_outlasts_the_stale_period_is_not_taken_over(
+        transactional_db, sources, alice, settings):
+    """A dry run's reads or a slow service may take longer than a run may go
+    without a heartbeat: the attempt's pulse keeps it alive while it works, so no
+    second attempt takes it over; once it has stopped, the beats stop too."""
+    import time
+
+    settings.SOURCE_RUN_STALE_SECONDS = 2
+    sources["manual"].enabled = False
+    sources["manual"].save()
+    request = approved("access", alice)
+    run = request.source_runs.get(source=sources["sql"])
+    SourceRun.objects.filter(pk=run.pk).update(state="pending")
+    PrivacyRequest.objects.filter(pk=request.pk).update(state=State.FULFILLING)
+    with attempts.attempt(run.pk, queue_check=False) as work:
+        time.sleep(3.5)  # the work, longer than the stale period
+        assert attempts.claim(run.pk) is None  # alive: nobody else may take it
+        work.finish(0, {})
+    run.refresh_from_db()
+    assert run.state == "done" and run.attempts == work.number
+
+
 YEAR_2025 = (datetime.date(2025, 1, 1), datetime.date(2025, 12, 31))
 
 

@@ -16,16 +16,22 @@ owner answers (manual.py). Each does it through `attempt()`:
 - whatever the work raises settles the run: a transient error with retries left
   puts it back for the task's retry, any other error fails it with words for staff
   (an unexpected error's own message may hold personal values: only its type is
-  shown, and the log says where, not what).
+  shown, and the log says where, not what);
+- while the work runs, a pulse beats the attempt's heart every third of
+  SOURCE_RUN_STALE_SECONDS, whatever the work is doing (a dry run's long reads, a
+  re-scan, a slow service): only an attempt whose worker died goes quiet and may
+  be taken over.
 """
 
 import datetime
 import logging
+import threading
+import time
 import traceback
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from requests_app.models import Actor, SourceRun, State
@@ -213,6 +219,8 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     if run is None:
         raise NotOurs(run_id)
     work = Attempt(run, final=final, queue_check=queue_check)
+    pulse = _Pulse(work)
+    pulse.start()
     try:
         yield work
     except TransientSourceError as exc:
@@ -231,3 +239,34 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     else:
         if not work.outcome:
             work.fail("internal error (the work recorded no outcome)")
+    finally:
+        pulse.stop()
+
+
+class _Pulse(threading.Thread):
+    """Beats an attempt's heart until stopped, on a connection of its own (closed
+    when it stops). A failed beat (the database away for a moment) is tried again
+    at the next one. After SOURCE_RUN_MAX_SECONDS the work is presumed hung: the
+    beats stop, and another attempt may take the run over (the fence keeps the
+    hung one from writing anything more)."""
+
+    def __init__(self, work: Attempt):
+        super().__init__(daemon=True, name=f"pulse-run-{work.run_id}")
+        self.work, self.stopped = work, threading.Event()
+        self.every = stale_after().total_seconds() / 3
+
+    def run(self) -> None:
+        until = time.monotonic() + settings.SOURCE_RUN_MAX_SECONDS
+        try:
+            while not self.stopped.wait(self.every) and time.monotonic() < until:
+                try:
+                    self.work.heartbeat()
+                except DatabaseError as exc:
+                    log.warning("heartbeat of run %s failed (%s)", self.work.run_id,
+                                type(exc).__name__)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()

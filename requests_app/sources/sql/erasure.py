@@ -16,7 +16,6 @@ import json
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from django.conf import settings
 from sqlalchemy import exc as sa_exc
 
@@ -59,28 +58,21 @@ def _keys(conn, tables, shape: MapShape, identity, seen=None,
 
 
 def _digest(conn, tables, shape: MapShape, map_version: str, keys, leaves) -> str:
-    """The plan's digest: the map's version, each table's actions and the keys of
-    the rows it acts on (a leaf's keys read now, in order), under a keyed hash (a
-    key alone may be guessable). Approval binds to it; erasure recomputes it."""
+    """The plan's digest: the map's version, each table's actions, the keys of the
+    rows it acts on and, for a leaf (deleted set-based from the values that find
+    the person's rows in it: those values are in the digest), how many rows those
+    values find now, under a keyed hash (a key alone may be guessable). Approval
+    binds to it; erasure recomputes it. A leaf's rows are counted, not listed: a
+    leaf may hold 200,000 of the person's rows, and every row the values find is
+    the person's, so what can change beyond the plan is how many there are."""
     digest = hmac.new(settings.IDENTITY_HASH_KEY.encode(), digestmod=hashlib.sha256)
     actions = {n: [s.erase, sorted((c.name, c.erase) for c in s.columns.values())]
                for n, s in shape.map.tables.items()}
-    digest.update(json.dumps([map_version, actions, keys], sort_keys=True,
+    counts = {name: conn.execute(sa.select(sa.func.count()).select_from(tables[name])
+                                 .where(leaf_where(conn, tables[name], leaves[name])))
+              .scalar() for name in sorted(leaves)}
+    digest.update(json.dumps([map_version, actions, keys, leaves, counts], sort_keys=True,
                              default=str).encode())
-    for name in sorted(leaves):
-        key = key_columns(shape.map.tables[name], tables[name])
-        digest.update(f"\n{name}:".encode())
-        where = leaf_where(conn, tables[name], leaves[name])
-        if conn.dialect.name == "postgresql" and len(key) == 1:
-            # A leaf may hold 200,000 of the person's rows: their keys are hashed by
-            # the database, in key order, instead of travelling here one by one.
-            digest.update(str(conn.execute(sa.select(sa.func.md5(sa.func.string_agg(
-                sa.cast(key[0], sa.Text), aggregate_order_by(sa.literal(","), key[0]))))
-                .where(where)).scalar()).encode())
-            continue
-        rows = conn.execute(sa.select(*key).where(where).order_by(*key))
-        for block in (rows.scalars() if len(key) == 1 else rows.tuples()).partitions(10_000):
-            digest.update("".join(f"{k}," for k in block).encode())
     return digest.hexdigest()
 
 
