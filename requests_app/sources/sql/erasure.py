@@ -32,7 +32,9 @@ from requests_app.sources.sql.shape import MapShape
 from requests_app.sources.sql.traversal import leaf_where, traverse
 
 ERASE_BATCH = 10_000  # rows per erasure transaction, by primary key
-LEAF_BATCH = 50_000  # rows per set-based DELETE of a leaf table (one transaction each)
+LEAF_BATCH = 100_000  # rows in the first set-based DELETE of a leaf table (its own transaction)
+LEAF_BATCH_MAX = 800_000  # ... and at most this many in one, however quick they are
+LEAF_BATCH_SECONDS = 0.25  # a leaf's batch grows while it takes under half this, shrinks above
 PROGRESS_EVERY = 0.5  # seconds between two progress records of an erasure
 
 
@@ -291,22 +293,29 @@ def erase(shape: MapShape, run_work, run, identity, on_batch=None, *, plan=None,
 
 
 def _delete_leaf(conn, name, table, spec, conditions, cursor: _Progress, batch) -> int:
-    """Delete a leaf's rows that the values find, LEAF_BATCH per transaction."""
+    """Delete a leaf's rows that the values find, in batches of one transaction
+    each: LEAF_BATCH rows first, then twice as many while a batch takes under half
+    of LEAF_BATCH_SECONDS, half as many when one takes longer, so that a big leaf
+    goes in few statements and no lock is held long (the target is 1 s)."""
     pk = key_columns(spec, table)[0]  # a leaf refers to a unique column: one-column keys
     where = leaf_where(conn, table, conditions)
-    statement = _delete_some(conn, table, pk, where, LEAF_BATCH,
-                             order_by=table.c[next(iter(conditions))])
-    progress = cursor.done
-    total = 0
+    progress, size, total = cursor.done, LEAF_BATCH, 0
     while True:
+        statement = _delete_some(conn, table, pk, where, size,
+                                 order_by=table.c[next(iter(conditions))])
+        started = time.monotonic()
         with batch():
             deleted = conn.execute(statement).rowcount
+        took = time.monotonic() - started
         progress[name] = progress.get(name, 0) + deleted
         total += deleted
         cursor.record()
-        if deleted < LEAF_BATCH:
-            break
-    return total
+        if deleted < size:
+            return total
+        if took < LEAF_BATCH_SECONDS / 2:
+            size = min(size * 2, LEAF_BATCH_MAX)
+        elif took > LEAF_BATCH_SECONDS:
+            size = max(size // 2, 1_000)
 
 
 def _erase_keys(conn, name, table, spec, rows, cleared_columns, cursor: _Progress,
