@@ -63,7 +63,8 @@ def seen_notes(shape: MapShape, withheld: dict, unsupplied: set) -> dict:
     guess and every gap: rows withheld because they are tied to others too
     ({table: rows}, "linked to you and to others, withheld"), identity types the
     map has that the request did not supply (not looked up), keys read from the
-    database because the map declares none."""
+    database because the map declares none, tables no reference leads to in its
+    declared direction (not reached, and why)."""
     notes = {}
     if withheld:
         notes["withheld_linked_to_others"] = withheld
@@ -71,6 +72,8 @@ def seen_notes(shape: MapShape, withheld: dict, unsupplied: set) -> dict:
         notes["identity_types_not_looked_up"] = sorted(unsupplied)
     if shape.keys_read:
         notes["keys_read_from_database"] = shape.keys_read
+    if shape.against_direction:
+        notes["not_reached_against_direction"] = shape.against_direction
     return notes
 
 
