@@ -345,7 +345,9 @@ def _disclosed_to(request) -> dict:
              "categories": [{"key": c, "name": cats.label(c)} for c in d["categories"]],
              "first": d["first"].date().isoformat(), "last": d["last"].date().isoformat(),
              "times": d["count"]}
-            for d in disclosures.for_person(request.identity.email)],
+            # Disclosure logs name people by email: none to look up without one.
+            for d in (disclosures.for_person(request.identity.email)
+                      if request.identity.email else [])],
         "disclosure_logs_unread": sorted(name for name, n in scanned.items() if n is None),
     }
 
