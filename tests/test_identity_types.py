@@ -14,8 +14,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
 from requests_app.models import Actor, DataSource, OutgoingEmail, Package, PrivacyRequest, State
-from requests_app.services.requests.filing import NewRequest, do_receive_request
 from requests_app.models.privacy_request import TransitionInputError
+from requests_app.services.requests.filing import NewRequest, do_receive_request
 from requests_app.services.requests.lifecycle import do_transition
 from requests_app.services.requests.tasks import expire_unverified_requests
 from requests_app.sources.base import IdentityData
