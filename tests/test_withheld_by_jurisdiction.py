@@ -11,9 +11,10 @@ import json
 import pytest
 
 from requests_app import rules
-from requests_app.models import Package
+from requests_app.models import Actor, Package
+from requests_app.services.fulfilment.manual import complete_manual_run
 from requests_app.sources.categories import WITHHELD
-from tests.conftest import approved
+from tests.conftest import approved, committed
 
 pytestmark = pytest.mark.django_db
 
@@ -110,3 +111,21 @@ def test_a_portability_manifest_says_what_was_held_back(sources, alice, unzip):
                                                          "(GDPR)", "categories": []}
     customers = json.loads(archive.read("Shop/customers.json"))
     assert SSN in [c["ssn"] for c in customers]
+
+
+@pytest.mark.parametrize("jurisdiction,shown", [("GDPR", True), ("CA", False)])
+def test_a_manual_owners_upload_is_held_back_by_the_requests_jurisdiction(
+        sources, alice, bob, unzip, jurisdiction, shown):
+    """Uploaded records carry no categories: a source holding passports has every
+    uploaded value treated as one, shown under the GDPR, held back in California."""
+    sources["manual"].categories = ["user.government_id.passport_number"]
+    sources["manual"].save()
+    request = approved("access", alice, jurisdiction=jurisdiction)
+    run = request.source_runs.get(source=sources["manual"])
+    with committed():
+        complete_manual_run(run, actor=Actor.staff(bob), records=[{"passport": "X1234567"}])
+    data = json.loads(unzip(Package.objects.get(request=request)).read("data.json"))
+    assert data["records"]["Paper archive/Paper archive"] == [
+        {"passport": "X1234567" if shown else WITHHELD}]
+    held = {c["category"]: c["held_in"] for c in data["withheld"]["categories"]}
+    assert ("user.government_id.passport_number" in held) is not shown
