@@ -443,7 +443,10 @@ class Identity(models.Model):
     )
     # Blank only for an opt-out made on the preference page, where no name is asked.
     name = models.CharField(_("name"), max_length=200, blank=True)
-    email = models.EmailField(_("email"), db_index=True)
+    # Blank only for a request that came by post or phone with no address to write
+    # to (another identifier finds the person: a loyalty card number): staff verify
+    # the identity and answer by post or phone; nothing is emailed.
+    email = models.EmailField(_("email"), db_index=True, blank=True)
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     account_number = models.CharField(_("customer or account number"), max_length=64, blank=True)
     postal_address = models.TextField(_("postal address"), blank=True, max_length=500)

@@ -53,6 +53,12 @@ class IdentityData:
                   **dict(self.extra)}
         return {k: v for k, v in values.items() if v}
 
+    def for_service(self) -> dict[str, str]:
+        """What a service is sent to find the person (HTTP sources): as_dict() and
+        the office's own identity types by their names ({"loyalty_id": ...}); a
+        type named like one of the fields never replaces it."""
+        return {**dict(self.extra), **self.as_dict()}
+
     def as_dict(self) -> dict[str, str]:
         return {
             "email": self.email,

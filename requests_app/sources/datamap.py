@@ -69,9 +69,13 @@ class Reference:
     column: str
     to_table: str
     to_column: str
-    # As a Fides dataset declared it: "to" (from this row to the row it names),
-    # "from" (from the named row to this one), "" (not said). Traversal follows
-    # every reference both ways (a row tied to someone else is never the person's).
+    # As a Fides dataset declared it: "to" (values flow from this row to the row it
+    # names: that row is reached from this one, never this one from it), "from"
+    # (values flow from the named row into this one: this row is reached from it,
+    # never it from this row), "" (not said: both ways). Traversal follows a
+    # reference only the ways it allows (DatasetMap.edges(as_declared=True)); the
+    # check that a row tied to someone else is never the person's reads every
+    # reference, whatever its direction.
     direction: str = ""
 
 
@@ -137,13 +141,19 @@ class DatasetMap:
         return {n: self.identity_labels.get(n) or identity_label(n)
                 for n in sorted(names - set(IDENTITY_FIELDS))}
 
-    def edges(self) -> list[Edge]:
-        """References, followed in both directions."""
+    def edges(self, *, as_declared: bool = False) -> list[Edge]:
+        """References as edges both ways: forward (from the row holding it to the row
+        it names) and backward. `as_declared`: only the ways a reference's
+        `direction` allows (Fides: `to` forward only, `from` backward only)."""
         result = []
         for table in self.tables.values():
             for ref in table.references:
-                result.append(Edge(table.name, ref.column, ref.to_table, ref.to_column, True))
-                result.append(Edge(ref.to_table, ref.to_column, table.name, ref.column, False))
+                if not as_declared or ref.direction != "from":
+                    result.append(Edge(table.name, ref.column, ref.to_table, ref.to_column,
+                                       True))
+                if not as_declared or ref.direction != "to":
+                    result.append(Edge(ref.to_table, ref.to_column, table.name, ref.column,
+                                       False))
         return result
 
     def referenced_columns(self, table: str) -> set[str]:

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from requests_app.sources.categories import is_category, never_disclosed
+from requests_app.rules import withheld_anywhere
+from requests_app.sources.categories import is_category
 from requests_app.sources.datamap import _IDENTITY_NAME, DatasetMapError, parse
 
 META_KEYS = ("fides_meta", "fidesops_meta")
@@ -385,7 +386,7 @@ def _category(categories, report: _Report, collection: str, fld: str) -> str | N
                                     "taxonomy: not carried over")
     if not known:
         return None
-    chosen = next((c for c in known if never_disclosed(c)), known[0])
+    chosen = next((c for c in known if withheld_anywhere(c)), known[0])
     if len(known) > 1:
         report.add(collection, fld, f"several data categories ({', '.join(known)}): a "
                                     f"column holds one, `{chosen}`")

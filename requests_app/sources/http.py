@@ -8,7 +8,10 @@ The portal POSTs one JSON object to the source's URL (redirects are not followed
      "request_reference": "PP-7K2D-9QXM-4TRB-H1VC",
      "run": "<unguessable run token>",
      "identity": {"email": ..., "name": ..., "phone": ..., "account_number": ...,
-                  "postal_address": ...},            # empty strings where not given
+                  "postal_address": ...,             # empty strings where not given
+                  "loyalty_id": ...},                # and each identity type of the
+                                                     # office's own the request gives,
+                                                     # by the name its maps use
      "change": {...},                                # only for correct and opt_out
      "period": {"start": "2025-01-01", "end": "2025-12-31"},  # only for a gather whose
                                                      # Right to Know request asked for one
@@ -162,7 +165,7 @@ class HttpConnector(Connector):
             "action": action,
             "request_reference": run.request.reference,
             "run": run.token,
-            "identity": identity.as_dict(),
+            "identity": identity.for_service(),
             "callback_url": f"{settings.SITE_URL}/api/sources/callback/{run.token}/",
         }
         if change is not None:

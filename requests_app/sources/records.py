@@ -1,6 +1,8 @@
 """Where gathered records go: encrypted JSON Lines files, one per collection, under
-MEDIA_ROOT/runs/<run id>/. Values of never-disclosed categories are replaced
-before anything is written, so they never reach our disk or a package."""
+MEDIA_ROOT/runs/<run id>/. Values of the categories the request's jurisdiction
+holds back (rules.py, JurisdictionRules.withheld: passed in as data) are replaced
+before anything is written, so they never reach our disk or a package; each
+collection records which columns were held back and why (`withheld`)."""
 
 import concurrent.futures
 import contextlib
@@ -16,7 +18,8 @@ from django.conf import settings
 from requests_app import zipfiles
 from requests_app.files import (EncryptedWriter, iter_decrypted, open_text_reader,
                                  open_text_writer)
-from requests_app.sources.categories import WITHHELD, never_disclosed
+from requests_app.rules import UNKNOWN, Withholding, withheld_under, withholding_for
+from requests_app.sources.categories import WITHHELD
 
 
 def run_dir(run) -> Path:
@@ -27,9 +30,15 @@ def run_dir(run) -> Path:
 
 class RecordSink:
     """Writes one attempt's records into a folder of its own (runs/<token>/a<n>/), so
-    two attempts at the same run never touch each other's files."""
+    two attempts at the same run never touch each other's files.
 
-    def __init__(self, run, attempt: int, on_progress=None):
+    `withheld`: what the request's jurisdiction holds back (rules.withheld_under);
+    by default the strictest list, that of a request of no known jurisdiction."""
+
+    def __init__(self, run, attempt: int, on_progress=None,
+                 withheld: tuple[Withholding, ...] | None = None):
+        self.withheld = withheld_under(UNKNOWN) if withheld is None else withheld
+        self._codes: dict[str, str | None] = {}
         self.prefix = f"a{attempt}"
         self.dir = run_dir(run) / self.prefix
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -47,8 +56,9 @@ class RecordSink:
             self._open.append(context)
             self.collections[collection] = {"file": f"{self.prefix}/{filename}", "count": 0,
                                             "columns": dict(categories)}
+            self._note_withheld(collection, categories)
         clean = {
-            key: WITHHELD if never_disclosed(categories.get(key, "")) else value
+            key: WITHHELD if self.withholds(categories.get(key, "")) else value
             for key, value in record.items()
         }
         self._writers[collection].write(json.dumps(clean, default=str, ensure_ascii=False) + "\n")
@@ -57,11 +67,26 @@ class RecordSink:
         if self._on_progress and self._count % 1000 == 0:
             self._on_progress()  # a heartbeat: this attempt is alive
 
+    def withholds(self, category: str) -> str | None:
+        """The code of the Withholding that holds this category back (None:
+        disclosed); a gatherer that selects a constant in place of a column
+        (sql/gathering.py) asks this."""
+        if category not in self._codes:
+            rule = withholding_for(self.withheld, category)
+            self._codes[category] = rule.code if rule else None
+        return self._codes[category]
+
+    def _note_withheld(self, collection: str, categories: dict[str, str]) -> None:
+        """{column: Withholding code} of the columns held back, on the collection."""
+        held = {c: code for c, cat in categories.items() if (code := self.withholds(cat))}
+        if held:
+            self.collections[collection]["withheld"] = held
+
     def write_copy(self, collection: str, categories: dict[str, str], json_lines, csv) -> int:
         """A whole collection as bytes formatted by the database: `json_lines` (one
         JSON object per line) and `csv` (header first) are each called with a
-        `write(bytes)` function and call it with the bytes as they come, never-
-        disclosed values already replaced at the source. Each is kept as a package
+        `write(bytes)` function and call it with the bytes as they come, the
+        values held back (self.withholds) already replaced at the source. Each is kept as a package
         member ready to be zipped: the JSON lines as one JSON array (a comma added
         before each newline but the last, as packages._json_array lays it out), the
         CSV as it is, each deflated as it comes (raw deflate, level 1) and then
@@ -72,6 +97,7 @@ class RecordSink:
             raise ValueError(f"{collection}: written record by record already")
         info = self.collections[collection] = {
             "columns": dict(categories), "count": 0, "format": "copy", "deflated": {}}
+        self._note_withheld(collection, categories)
         number = len(self.collections)
 
         def member(key, suffix, pump, on_progress):

@@ -35,9 +35,11 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from requests_app.models import Actor, SourceRun, State
+from requests_app.rules import withheld_under
 from requests_app.services.audit.events import record_event
 from requests_app.services.queue import enqueue_on_commit
 from requests_app.sources.base import SourceError, TransientSourceError
+from requests_app.sources.records import RecordSink
 from requests_app.sources.registry import connector_class
 
 log = logging.getLogger(__name__)
@@ -185,6 +187,14 @@ class Attempt:
 
     def heartbeat(self) -> None:
         heartbeat(self.run_id, self.number)
+
+    def sink(self, *, beating: bool = False) -> RecordSink:
+        """Where this attempt writes gathered records: the values of the categories
+        the request's jurisdiction holds back replaced (rules.withheld_under), each
+        collection saying which and why. `beating`: a heartbeat as records come."""
+        return RecordSink(self.run, self.number,
+                          on_progress=self.heartbeat if beating else None,
+                          withheld=withheld_under(self.run.request.jurisdiction))
 
     def save_progress(self, result: dict) -> None:
         """Record how far the work got (the run's result) and beat the heart; raises

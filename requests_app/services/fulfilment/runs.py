@@ -44,7 +44,7 @@ from requests_app.services.queue import enqueue_on_commit
 from requests_app.services.fulfilment import attempts, packages, third_parties
 from requests_app.services.fulfilment.attempts import NotOurs, attempt, stale_after
 from requests_app.sources.base import IdentityData, SourceError
-from requests_app.sources.records import RecordSink, run_dir
+from requests_app.sources.records import run_dir
 from requests_app.sources.registry import connector_for, kinds_that
 
 log = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ def _work(work: attempts.Attempt) -> None:
     identity = IdentityData.of(run.request.identity)
     connector = connector_for(run.source)
     if run.action == Action.GATHER:
-        with RecordSink(run, work.number, on_progress=work.heartbeat) as sink:
+        with work.sink(beating=True) as sink:
             outcome = connector.gather(run, identity, sink)
         result = {**outcome.result, "collections": sink.collections}
     elif run.action == Action.PLAN_ERASURE:
