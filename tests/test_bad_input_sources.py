@@ -80,7 +80,7 @@ class Company:
             for table in self.metadata.sorted_tables:
                 conn.execute(table.insert(), ROWS[table.name])
         self.use(url)
-        self.before = self.state()
+        self.before = self.state(*self.metadata.tables)
 
     def use(self, dsn: str) -> None:
         """Point the source at this DSN (as an administrator would, in the environment)."""
@@ -98,10 +98,11 @@ class Company:
             source.save()
         return source
 
-    def state(self) -> dict:
+    def state(self, *names) -> dict:
+        """Every row of these tables (default: all), sorted."""
         with self.engine.connect() as conn:
             return {t.name: sorted(tuple(r) for r in conn.execute(sa.select(t)))
-                    for t in self.metadata.sorted_tables}
+                    for t in self.metadata.sorted_tables if t.name in (names or self.before)}
 
     def execute(self, statement: str) -> None:
         """Fixed DDL or GRANTs of the test's own, run by the database's owner."""
@@ -128,7 +129,8 @@ def limited_user(company: Company, grants: dict[str, str], password: str = ""):
     name = f"pp_limited_{os.getpid()}_{secrets.token_hex(3)}"
     user = company.quote(name) + ("@'127.0.0.1'" if company.kind == "mariadb" else "")
     if company.kind == "mariadb":
-        company.execute(f"CREATE USER {user} IDENTIFIED BY '{password or 'unused'}'")
+        password = password or secrets.token_hex(8)
+        company.execute(f"CREATE USER {user} IDENTIFIED BY '{password}'")
     else:
         company.execute(f"CREATE ROLE {user} LOGIN")
     for table, privileges in grants.items():
@@ -384,3 +386,105 @@ def test_a_login_the_server_refuses_fails_at_once_without_the_password(company, 
     staff_login(client, alice)
     assert escape(run.last_error) in desk_page(client, request)
     assert company.state() == company.before
+
+
+# --- a database that refuses the statement --------------------------------------------
+
+
+def deletion_planned(alice):
+    """A deletion request whose dry run was done: results ready, for approval."""
+    request = approved("deletion", alice)
+    request.refresh_from_db()
+    assert request.state == State.RESULTS_READY, request.source_runs.get().last_error
+    return request
+
+
+# MariaDB shows a user only the tables it holds a privilege on: INSERT keeps `orders`
+# visible to it while reading it is denied.
+READ_CUSTOMERS_ONLY = {"customers": "SELECT", "orders": "INSERT"}
+
+
+@pytest.mark.parametrize("sql_engine", SERVERS, indirect=True)
+def test_permission_denied_on_a_table_fails_the_run_naming_source_and_table(company, alice,
+                                                                           client, caplog):
+    company.source()
+    with limited_user(company, READ_CUSTOMERS_ONLY) as dsn:
+        company.use(dsn)
+        request = approved("access", alice)
+    run = failed_run(request)
+    assert run.last_error == "Company: table `orders`: permission denied"
+    assert run.attempts == 1
+    assert_clean(run.last_error, company, "pp_limited")
+    assert "pp_limited" not in caplog.text and PAT not in caplog.text
+    staff_login(client, alice)
+    assert escape(run.last_error) in desk_page(client, request)
+
+
+@pytest.mark.parametrize("sql_engine", SERVERS, indirect=True)
+def test_a_dry_run_refused_on_a_table_changes_nothing_and_says_where(company, alice, client):
+    company.source()
+    grants = {"customers": "SELECT, UPDATE", "orders": "SELECT"}  # no DELETE on orders
+    with limited_user(company, grants) as dsn:
+        company.use(dsn)
+        request = approved("deletion", alice)
+    run = failed_run(request, "plan_erasure")
+    assert run.last_error == ("Company: delete of `orders` rows failed: table `orders`: "
+                              "permission denied; nothing was changed (the dry run was rolled "
+                              "back)")
+    assert company.state() == company.before
+    staff_login(client, alice)
+    assert escape(run.last_error) in desk_page(client, request)
+
+
+@pytest.mark.parametrize("sql_engine", SERVERS, indirect=True)
+def test_an_erasure_refused_after_approval_writes_nothing_at_all(company, alice, client):
+    """Erasure deletes the orders, then updates the customer: a customers table that
+    may no longer be updated must stop it before the orders are gone."""
+    company.source()
+    grants = {"customers": "SELECT, UPDATE", "orders": "SELECT, DELETE"}
+    with limited_user(company, grants) as dsn:
+        company.use(dsn)
+        request = deletion_planned(alice)
+        user = company.quote(sa.engine.make_url(dsn).username) + (
+            "@'127.0.0.1'" if company.kind == "mariadb" else "")
+        company.execute(f"REVOKE UPDATE ON {company.quote('customers')} FROM {user}")
+        with committed():
+            do_transition(request.pk, "approve_erasure", actor=Actor.staff(alice))
+    run = failed_run(request, "erase")
+    assert run.last_error == ("Company: update of `customers` rows refused: table `customers`: "
+                              "permission denied; nothing was erased")
+    assert company.state() == company.before  # not one order deleted
+    staff_login(client, alice)
+    assert escape(run.last_error) in desk_page(client, request)
+
+
+@pytest.mark.parametrize("sql_engine", SERVERS, indirect=True)
+def test_a_table_dropped_after_the_map_was_saved_fails_in_words(company, alice, client):
+    company.source()
+    first = approved("access", alice)  # the worker knows the tables now
+    first.refresh_from_db()
+    assert first.state == State.RESULTS_READY
+    company.execute(f"DROP TABLE {company.quote('orders')}")
+    request = approved("access", alice)
+    run = failed_run(request)
+    assert run.last_error == ("Company: table `orders` does not exist (dropped or renamed "
+                              "since the map was saved?), or this user may not see it")
+    deletion = approved("deletion", alice)
+    assert failed_run(deletion, "plan_erasure").last_error == run.last_error
+    assert company.state("customers")["customers"] == company.before["customers"]
+    staff_login(client, alice)
+    assert escape(run.last_error) in desk_page(client, request)
+    assert client.get(reverse("staff:dashboard")).status_code == 200
+
+
+@pytest.mark.parametrize("sql_engine", SERVERS, indirect=True)
+def test_a_column_dropped_after_the_map_was_saved_fails_in_words(company, alice, client):
+    company.source()
+    column = company.quote("name")
+    company.execute(f"ALTER TABLE {company.quote('customers')} DROP COLUMN {column}")
+    request = approved("access", alice)
+    run = failed_run(request)
+    assert run.last_error == ("Company: table `customers` has no column `name` (dropped or "
+                              "renamed since the map was saved?)")
+    staff_login(client, alice)
+    assert escape(run.last_error) in desk_page(client, request)
