@@ -310,6 +310,17 @@ def test_a_request_giving_only_types_no_source_looks_up_says_so_on_the_desk(
     assert not SourceRun.objects.exists()  # nothing asked of a source that cannot answer
     staff_login(client, alice)
     assert escape(words) in desk_page(client, request)
+    # "Retry fulfilment" with nothing changed says the same again (a page, not a 500).
+    request.refresh_from_db()
+    with committed():
+        response = client.post(reverse("staff:step", args=[request.reference,
+                                                           "retry_fulfilment"]), {
+            "retry_fulfilment-expected_state": request.state,
+            "retry_fulfilment-version": request.version})
+    assert response.status_code == 302
+    request.refresh_from_db()
+    assert request.state == State.NEEDS_ATTENTION
+    assert escape(words) in desk_page(client, request)
     assert company.state() == company.before
 
 
@@ -488,3 +499,35 @@ def test_a_column_dropped_after_the_map_was_saved_fails_in_words(company, alice,
                               "renamed since the map was saved?)")
     staff_login(client, alice)
     assert escape(run.last_error) in desk_page(client, request)
+
+
+@pytest.mark.parametrize("sql_engine", ["sqlite"], indirect=True)
+def test_a_dsn_that_is_no_database_url_is_refused_at_save_and_fails_a_run_in_words(
+        company, alice, client):
+    company.source()
+    company.use("postgresql://reader:s3cret-pw@db.internal:notaport/shop")
+    words = ("Company: the DSN in BAD_INPUT_DSN is not a database URL this portal can use "
+             "(postgresql://, mysql://, sqlite:///...)")
+    assert refusal(company.source(save=False)) == [words]
+    request = approved("access", alice)
+    run = failed_run(request)
+    assert run.last_error == words
+    assert "s3cret-pw" not in run.last_error and "db.internal" not in run.last_error
+    staff_login(client, alice)
+    assert escape(words) in desk_page(client, request)
+
+
+@pytest.mark.parametrize("sql_engine", ["sqlite"], indirect=True)
+def test_a_map_broken_outside_the_form_fails_its_runs_in_words(company, alice, client):
+    """A map written straight into the database (a migration, a shell) skips the
+    form's validation: its runs fail saying what is wrong, and where."""
+    DataSource.objects.create(name="Company", kind="sql", connection_env=ENV,
+                              dataset_map=MAP.replace("user.financial", "user.shoe_size"))
+    request = approved("access", alice)
+    run = failed_run(request)
+    assert run.last_error == (
+        "Company: the dataset map is invalid (line 16: table `orders`: column `total`: "
+        "`user.shoe_size` is not a data category of the fideslang taxonomy)")
+    staff_login(client, alice)
+    assert escape(run.last_error) in desk_page(client, request)
+    assert client.get(reverse("staff:intake")).status_code == 200
