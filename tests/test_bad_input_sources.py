@@ -131,6 +131,11 @@ def limited_user(company: Company, grants: dict[str, str], password: str = ""):
     if company.kind == "mariadb":
         password = password or secrets.token_hex(8)
         company.execute(f"CREATE USER {user} IDENTIFIED BY '{password}'")
+    elif password:  # a member of the group the suite's server asks a password of
+        company.execute("DO $$ BEGIN CREATE ROLE pp_password_login NOLOGIN; "
+                        "EXCEPTION WHEN duplicate_object THEN NULL; END $$")
+        company.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}' "
+                        "IN ROLE pp_password_login")
     else:
         company.execute(f"CREATE ROLE {user} LOGIN")
     for table, privileges in grants.items():
@@ -378,25 +383,44 @@ def test_a_database_that_refuses_the_connection_fails_the_run_in_words_and_loses
 def test_a_login_the_server_refuses_fails_at_once_without_the_password(company, alice,
                                                                        client, caplog):
     company.source()
-    if company.kind == "mariadb":
-        with limited_user(company, {"customers": "SELECT", "orders": "SELECT"},
-                          password="the-right-one") as dsn:
-            wrong = sa.engine.make_url(dsn).set(password="Wr0ng-Pa55word")
-            company.use(wrong.render_as_string(hide_password=False))
-            request = approved("access", alice)
-        words = "the server refused the user name or password (check the DSN's credentials)"
-    else:  # the suite's PostgreSQL trusts loopback logins: a user it does not know
-        company.use(company.dsn(username="nobody_here", password="Wr0ng-Pa55word"))
+    with limited_user(company, {"customers": "SELECT", "orders": "SELECT"},
+                      password="the-right-one") as dsn:
+        company.use(dsn)
+        assert approved("access", alice).source_runs.get().state == "done"  # it logs in
+        wrong = sa.engine.make_url(dsn).set(password="Wr0ng-Pa55word")
+        company.use(wrong.render_as_string(hide_password=False))
         request = approved("access", alice)
-        words = "the server knows no such user (check the DSN's user name)"
     run = failed_run(request)
-    assert run.last_error == f"Company: cannot connect to the database: {words}"
+    assert run.last_error == ("Company: cannot connect to the database: the server refused "
+                              "the user name or password (check the DSN's credentials)")
     assert run.attempts == 1  # refused for good: not retried
-    assert_clean(run.last_error, company, "Wr0ng-Pa55word", "nobody_here", "pp_limited")
+    assert_clean(run.last_error, company, "Wr0ng-Pa55word", "the-right-one", "pp_limited")
     assert "Wr0ng-Pa55word" not in caplog.text
     staff_login(client, alice)
     assert escape(run.last_error) in desk_page(client, request)
     assert company.state() == company.before
+
+
+@pytest.mark.parametrize("sql_engine", SERVERS, indirect=True)
+def test_a_user_or_database_the_server_does_not_know_is_said_in_words(company, alice):
+    company.source()
+    company.use(company.dsn(username="nobody_here", password="Wr0ng-Pa55word"))
+    unknown_user = failed_run(approved("access", alice))
+    company.use(company.dsn(database="no_such_db"))
+    unknown_database = failed_run(approved("access", alice))
+    if company.kind == "mariadb":  # MariaDB does not say whether the user exists
+        assert unknown_user.last_error.endswith("the server refused the user name or "
+                                                "password (check the DSN's credentials)")
+    else:
+        assert unknown_user.last_error == ("Company: cannot connect to the database: the "
+                                           "server knows no such user (check the DSN's user "
+                                           "name)")
+    assert unknown_database.last_error == ("Company: cannot connect to the database: the "
+                                           "database the DSN names does not exist on the "
+                                           "server")
+    for run in (unknown_user, unknown_database):
+        assert run.attempts == 1
+        assert_clean(run.last_error, company, "nobody_here", "no_such_db", "Wr0ng-Pa55word")
 
 
 # --- a database that refuses the statement --------------------------------------------
