@@ -10,6 +10,8 @@ import contextlib
 import os
 import secrets
 
+import psycopg
+import pymysql
 import pytest
 import sqlalchemy as sa
 from django.core.exceptions import ValidationError
@@ -20,6 +22,7 @@ from django.utils.html import escape
 
 from requests_app.models import Actor, DataSource, SourceRun, State
 from requests_app.services.requests.lifecycle import do_transition
+from requests_app.sources.sql.errors import in_words
 from tests.conftest import PAT, _forget_engines, approved, committed, staff_login
 
 pytestmark = pytest.mark.django_db
@@ -555,3 +558,33 @@ def test_a_map_broken_outside_the_form_fails_its_runs_in_words(company, alice, c
     staff_login(client, alice)
     assert escape(run.last_error) in desk_page(client, request)
     assert client.get(reverse("staff:intake")).status_code == 200
+
+
+# --- the words for what the suite's servers cannot be made to do on cue -----------------
+
+
+@pytest.mark.parametrize("error, words", [
+    (pymysql.err.OperationalError(1205, "Lock wait timeout exceeded; try restarting "
+                                        "transaction"),
+     "a lock held by another session was waited for longer than the 5 s allowed"),
+    (pymysql.err.OperationalError(1969, "Query execution was interrupted "
+                                        "(max_statement_time exceeded)"),
+     "the statement ran longer than the 5 minutes allowed and was stopped"),
+    (pymysql.err.OperationalError(2013, "Lost connection to server during query (timed out)"),
+     "cannot connect to the database: the connection to the server failed"),
+    (pymysql.err.IntegrityError(1062, "Duplicate entry 'pat@example.com' for key 'email'"),
+     "database error (IntegrityError)"),
+    (psycopg.OperationalError("consuming input failed: server closed the connection "
+                              "unexpectedly"),
+     "cannot connect to the database: the connection to the server was lost (the server "
+     "stopped or restarted?)"),
+    (psycopg.OperationalError('connection failed: connection to server at "10.0.0.5", port '
+                              "5432 failed: timeout expired"),
+     "cannot connect to the database: the connection timed out (the server did not answer)"),
+])
+def test_database_errors_are_put_in_words_without_their_values(error, words):
+    """Errors of the database libraries themselves (PyMySQL's, psycopg's), as the
+    servers raise them when they time out or go away mid-statement."""
+    said = in_words(error)
+    assert said == words
+    assert "pat@example.com" not in said and "10.0.0.5" not in said

@@ -42,7 +42,12 @@ _CONNECTION = [
     ("name or service not known", "the DSN's host name is not known", True),
     (2005, "the DSN's host name is not known", True),
     (1040, "the server has too many connections", True),
+    ("too many clients", "the server has too many connections", True),
 ]
+# The connection lost while a statement ran (libpq's words, MariaDB's client codes).
+_LOST = ("server closed the connection", "consuming input failed", "connection is lost",
+         "terminating connection")
+_CLIENT_CODES = (2002, 2006, 2013, 2055)
 
 # A statement the database refused, by SQLSTATE (PostgreSQL) or error code
 # (MariaDB/MySQL): (words, the pattern that finds the table or column's name in
@@ -71,6 +76,8 @@ _STATEMENT = {
     "40P01": ("a deadlock with another session (it may pass on a retry)", None, ""),
     1213: ("a deadlock with another session (it may pass on a retry)", None, ""),
     "25006": ("the database is read-only (a replica, or in read-only mode)", None, ""),
+    1053: ("the server was shutting down", None, ""),
+    1927: ("the connection was killed by an administrator", None, ""),
     1290: ("the server runs in read-only mode", None, ""),
 }
 _SQLITE = re.compile(r"^no such (table|column): (?:\w+\.)?(\w+)")
@@ -91,15 +98,21 @@ def connection_problem(exc: Exception) -> tuple[str, bool] | None:
     """(words, whether a retry may help) when `exc` is a failure to connect, else None."""
     orig = getattr(exc, "orig", exc)
     code, text = mysql_code(orig), str(orig).lower()
+    if code is None and any(phrase in text for phrase in _LOST):
+        return "the connection to the server was lost (the server stopped or restarted?)", True
     if code is None and not text.startswith(("connection failed", "connection to server",
                                              "could not connect", "timeout expired")):
         return None
     for pattern, words, transient in _CONNECTION:
-        if (pattern == code if isinstance(pattern, int) else
-                pattern.search(text) if isinstance(pattern, re.Pattern)
-                else pattern in text):
+        if isinstance(pattern, int):
+            hit = pattern == code
+        elif code is not None:  # MariaDB/MySQL: by its code only
+            continue
+        else:
+            hit = pattern.search(text) if isinstance(pattern, re.Pattern) else pattern in text
+        if hit:
             return words, transient
-    if code is None or code in (2002, 2006, 2013, 2055):
+    if code is None or code in _CLIENT_CODES:
         return "the connection to the server failed", True
     return None
 
