@@ -311,7 +311,8 @@ def reflect(conn, shape: MapShape, source_name: str) -> dict[str, sa.Table]:
             # Its message names the engine (the DSN's host, user and database): the
             # tables are named instead.
             gone = sorted(set(names) - set(sa.inspect(conn).get_table_names()))
-            raise SourceError(f"{source_name}: " + ", ".join(f"table `{n}`" for n in gone)
+            raise SourceError(f"{source_name}: " + (", ".join(f"table `{n}`" for n in gone)
+                                                    or "a table of the map")
                               + " does not exist (dropped or renamed since the map was "
                               "saved?), or this user may not see it") from None
         reflected = {name: metadata.tables[name] for name in names}
