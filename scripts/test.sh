@@ -97,6 +97,10 @@ MARIADB_INIT_PID=$!
 
 "${AS_PG[@]}" "$PG_BIN/initdb" -D "$TMP/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 -N >"$TMP/initdb.log" 2>&1 \
   || { cat "$TMP/initdb.log"; exit 1; }
+# Loopback logins are trusted, except for members of one group, which log in with
+# a password as on a production server: the tests of a wrong password make their
+# roles members of it (tests/test_bad_input_sources.py).
+"${AS_PG[@]}" sed -i '1i host all +pp_password_login 127.0.0.1/32 scram-sha-256' "$TMP/pg/pg_hba.conf"
 touch "$TMP/pg.log"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg.log"
 "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -t 60 start -o \
   "-p $PG_PORT -k $TMP/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null

@@ -205,9 +205,7 @@ def parse(text: str) -> DatasetMap:
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DatasetMapError([(mark.line + 1 if mark else None,
-                                f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        raise DatasetMapError([_yaml_error(exc)]) from None
     errors: list[tuple[int | None, str]] = []
     if not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict) or not doc["tables"]:
         raise DatasetMapError([(_line(doc), "the map needs a `tables:` mapping with at least one table")])
@@ -227,6 +225,17 @@ def parse(text: str) -> DatasetMap:
     lines = {name: _line(doc["tables"], name) for name in tables}
     return DatasetMap(name=str(doc.get("name", "")), tables=tables, lines=lines,
                       identity_labels=labels)
+
+
+def _yaml_error(exc: yaml.YAMLError) -> tuple[int | None, str]:
+    """(line, words) of a YAML syntax error: the line where the parser gave up, and
+    the line of what it was reading there (a `{` left open two lines up)."""
+    mark = getattr(exc, "problem_mark", None)
+    words = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+    context, started = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and started is not None and mark is not None and started.line != mark.line:
+        words += f" ({context} that starts on line {started.line + 1})"
+    return (mark.line + 1 if mark else None), words
 
 
 def _parse_identity_labels(doc, errors) -> dict:

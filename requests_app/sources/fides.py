@@ -85,8 +85,10 @@ def import_fides(text: str, file: str = "the dataset", dataset: str | None = Non
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", exc)
-        raise DatasetMapError([(None, f"{file} is not valid YAML: {problem}")]) from None
+        problem = getattr(exc, "problem", None) or exc
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise DatasetMapError([(None, f"{file} is not valid YAML{at}: {problem}")]) from None
     datasets = doc.get("dataset") if isinstance(doc, dict) else None
     if not isinstance(datasets, list) or not datasets or not all(
             isinstance(d, dict) for d in datasets):

@@ -77,8 +77,11 @@ def _lock_the_chain_and_read_head() -> str:
             # Server-side binding allows one statement per execute.
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK])
             return head.first() or ""
-        sql, params = head.query.sql_with_params()
-        cursor.execute(f"SELECT pg_advisory_xact_lock(%s); {sql}", [_CHAIN_LOCK, *params])
+        from psycopg import sql
+
+        select, params = head.query.sql_with_params()  # Django's own SQL, values bound
+        cursor.execute(sql.SQL("SELECT pg_advisory_xact_lock(%s); {}").format(sql.SQL(select)),
+                       [_CHAIN_LOCK, *params])
         cursor.nextset()
         row = cursor.fetchone()
     return (row[0] if row else "") or ""

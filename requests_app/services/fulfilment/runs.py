@@ -45,7 +45,7 @@ from requests_app.services.fulfilment import attempts, packages, third_parties
 from requests_app.services.fulfilment.attempts import NotOurs, attempt, stale_after
 from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.records import run_dir
-from requests_app.sources.registry import connector_for, kinds_that
+from requests_app.sources.registry import connector_for, kinds_that, unreachable_identity
 
 log = logging.getLogger(__name__)
 Action, RunState = SourceRun.Action, SourceRun.State
@@ -126,7 +126,15 @@ def begin(request_id: int) -> tuple[bool, int | None]:
         else:
             return False, None
         action = action_for(request)
-        to_dispatch = _runs_to_dispatch(request, action, fresh=fresh) if action else []
+        sources = list(_sources_for(action, request)) if action else []
+        if action in (Action.GATHER, Action.PLAN_ERASURE):
+            # Nobody to look up: staff are told why, rather than "nothing found".
+            unreachable = unreachable_identity(sources, IdentityData.of(request.identity))
+            if unreachable:
+                apply_transition(request, "flag_for_attention", actor=Actor.system(),
+                                 reason=unreachable[:500])
+                return False, None
+        to_dispatch = _runs_to_dispatch(request, action, sources, fresh=fresh) if action else []
         here = to_dispatch.pop() if to_dispatch else None
         for run in to_dispatch:
             enqueue_on_commit(RUN_SOURCE, run.pk)
@@ -136,7 +144,8 @@ def begin(request_id: int) -> tuple[bool, int | None]:
     return here is None, here.pk if here else None
 
 
-def _runs_to_dispatch(request: PrivacyRequest, action: str, *, fresh: bool) -> list[SourceRun]:
+def _runs_to_dispatch(request: PrivacyRequest, action: str, sources, *,
+                      fresh: bool) -> list[SourceRun]:
     """One run per source of the action (created when missing: running it twice adds
     nothing), and of those the pending ones, marked dispatched now. Runs are created
     only here, with the request locked, so a plain INSERT (no get_or_create and its
@@ -147,7 +156,7 @@ def _runs_to_dispatch(request: PrivacyRequest, action: str, *, fresh: bool) -> l
     existing = ({} if fresh else
                 {r.source_id: r for r in request.source_runs.filter(action=action)})
     to_dispatch, earlier = [], []
-    for source in _sources_for(action, request):
+    for source in sources:
         run = existing.get(source.pk)
         if run is None:
             to_dispatch.append(SourceRun.objects.create(

@@ -270,6 +270,8 @@ def erase(shape: MapShape, run_work, run, identity, on_batch=None, *, plan=None,
 
     def work(conn, tables):
         conn.commit()  # end the transaction reflection began: each batch has its own
+        constraints.preflight(conn, tables, shape, cleared_columns(shape, tables),
+                              {n for n, k in keys.items() if k} | set(leaves), source)
         try:
             with constraints.enforcing(conn):
                 _apply(conn, tables, shape, keys, leaves, cursor, conn.begin, source)

@@ -99,13 +99,15 @@ def _copy_leaf(conn, connect, shape: MapShape, table, conditions, sink, period=N
     where = leaf_where(conn, table, conditions)
     if period and spec.collected_at:  # the rows of the period (or of no known time)
         where = sa.and_(where, _in_period(conn, table, spec, where, period, outside))
+    from psycopg import sql
+
     compiled = (sa.select(*selected).where(where).compile(dialect=conn.dialect))
-    inner, params = str(compiled), compiled.params
+    inner, params = sql.SQL(str(compiled)), compiled.params  # composed, not formatted
     # JSON lines: CSV format with a quote and a delimiter that JSON text never
     # holds raw (it escapes control characters), so each line is the JSON as is.
-    as_json = ("COPY (SELECT row_to_json(t) FROM (" + inner + ") AS t) TO STDOUT "
-               "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
-    as_csv = "COPY (" + inner + ") TO STDOUT (FORMAT csv, HEADER)"
+    as_json = sql.SQL("COPY (SELECT row_to_json(t) FROM ({}) AS t) TO STDOUT "
+                      "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')").format(inner)
+    as_csv = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(inner)
 
     def json_lines(write):
         _copy_out(conn, as_json, params, write)
