@@ -50,8 +50,9 @@ class Task(celery.Task):
             delay = random.uniform(0.5, 1.0) * min(OUTAGE_BACKOFF_MAX, 2.0 ** tries)
             log.warning("%s: %s, sent again in %.1f s (try %s)", self.name,
                         type(exc).__name__, delay, tries + 1)
-            self.apply_async(args, kwargs, countdown=delay, retries=request.retries,
-                             headers={OUTAGE_HEADER: tries + 1})
+            # The same message again (its id, queue and own retries), later.
+            self.signature_from_request(request, args, kwargs, countdown=delay,
+                                        headers={OUTAGE_HEADER: tries + 1}).apply_async()
             raise Retry(exc=exc, when=delay) from exc
 
 
@@ -75,6 +76,11 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     # A worker keeps trying to reach a broker that went away, however long it takes.
     broker_connection_max_retries=None,
+    # A send rides out a blip (three quick tries, under a second in all), no more: a
+    # longer outage is the outbox's and the reconciler's (services/queue.py).
+    task_publish_retry=True,
+    task_publish_retry_policy={"max_retries": 3, "interval_start": 0, "interval_step": 0.2,
+                               "interval_max": 0.5},
     worker_hijack_root_logger=False,
     beat_schedule={
         "expire-unverified-requests": {

@@ -9,6 +9,13 @@ from requests_app.models import Heartbeat
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def no_other_heartbeats():
+    """Only the test's own workers: the suite's real worker, when one runs, beats
+    into the same tables (its row is deleted inside the test's transaction)."""
+    Heartbeat.objects.all().delete()
+
+
 def beat(name, seconds_ago=0):
     at = timezone.now() - datetime.timedelta(seconds=seconds_ago)
     Heartbeat.objects.create(name=f"worker:{name}", since=at, at=at)

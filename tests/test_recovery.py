@@ -22,6 +22,13 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture(autouse=True)
+def no_other_heartbeats():
+    """Only the test's own workers: the suite's real worker, when one runs, beats
+    into the same tables (its row is deleted inside the test's transaction)."""
+    Heartbeat.objects.all().delete()
+
+
+@pytest.fixture(autouse=True)
 def broker_not_emptied():
     """The broker's mark is in place: Redis did not come back empty since."""
     health.broker_lost_its_data()
@@ -87,9 +94,16 @@ def test_even_a_sweep_leaves_a_request_waiting_on_its_manual_owner_alone(sources
 def broker_down():
     celery_app.conf.task_always_eager = False
     original = celery_app.conf.broker_write_url
+    forget_producers()  # those pooled on the real broker
     celery_app.conf.broker_write_url = "redis://127.0.0.1:9/0"  # nothing listens on port 9
     yield
+    forget_producers()
     celery_app.conf.broker_write_url = original
+
+
+def forget_producers():
+    celery_app.amqp._producer_pool = None
+    celery_app._pool = None
 
 
 def test_a_step_taken_while_the_broker_is_down_commits_and_notes_the_loss(alice, broker_down):

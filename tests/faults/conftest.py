@@ -51,9 +51,23 @@ class Services:
                         "-o", options], check=True, capture_output=True)
 
 
+    def _postgres_runs(self) -> bool:
+        return subprocess.run([*self.pg_ctl, "status"], capture_output=True).returncode == 0
+
+    def restore(self) -> None:
+        """Both back up, whatever the test did (the next test needs them)."""
+        if not self._redis_answers():
+            self.start_redis()
+        if not self._postgres_runs():
+            self.start_postgres()
+
+
 @pytest.fixture
 def services():
-    return Services()
+    """Stop and start Redis and PostgreSQL; both are running again afterwards."""
+    services = Services()
+    yield services
+    services.restore()
 
 
 @pytest.fixture(scope="session")
