@@ -282,8 +282,11 @@ CACHE_URL = envstr("CACHE_URL", "")
 if not CACHE_URL and CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
     CACHE_URL = CELERY_BROKER_URL
 if CACHE_URL.startswith(("redis:", "rediss:")):
+    # A cache that does not answer within 2 s counts as away (the rate limits then
+    # count in the database: ratelimit.py), never as a hung page.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": CACHE_URL, "KEY_PREFIX": "pp"}}
+                          "LOCATION": CACHE_URL, "KEY_PREFIX": "pp",
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
 elif CACHE_URL:
     fail(f"CACHE_URL must be a redis:// URL, not {CACHE_URL.split(':')[0]!r}.")
 else:
@@ -311,6 +314,11 @@ SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 600, minimum=2)
 # A source run's attempt beats its heart while it works, for at most this long: then
 # it is presumed hung and may be taken over.
 SOURCE_RUN_MAX_SECONDS = envint("SOURCE_RUN_MAX_SECONDS", 6 * 3600, minimum=60)
+# Each Celery worker writes a heartbeat to the database this often; one silent for
+# three beats is reported dead by /healthz and the work it held is sent again.
+WORKER_HEARTBEAT_SECONDS = envint("WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+# /healthz says "degraded" when a queue's oldest message has waited longer than this.
+HEALTHZ_BACKLOG_SECONDS = envint("HEALTHZ_BACKLOG_SECONDS", 300, minimum=1)
 # Work the database says is due (an email, a follow-up step) that has waited this
 # long is sent again by the reconciler (the broker lost it, or was down).
 RECONCILE_AFTER_SECONDS = envint("RECONCILE_AFTER_SECONDS", 300, minimum=2)

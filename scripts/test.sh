@@ -139,7 +139,7 @@ export DATA_DIR="$TMP/data" STATIC_ROOT="$TMP/static"
 # The MariaDB server (tests create their databases on it: tests/conftest.py, sql_engine).
 export TEST_MARIADB_URL="mysql+pymysql://root@127.0.0.1:$MARIADB_PORT"
 export PP_TEST_SERVICES=1   # conftest.py refuses to run on anything but PostgreSQL and Redis
-export PG_BIN TEST_TMP="$TMP" REDIS_PORT
+export PG_BIN TEST_TMP="$TMP" REDIS_PORT PG_PORT
 # Screenshots of the end-to-end tests (kept after the run, never committed).
 export TEST_ARTIFACTS="${TEST_ARTIFACTS:-$ROOT/test-artifacts}"
 

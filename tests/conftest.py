@@ -322,6 +322,20 @@ def portal_shop(tmp_path, monkeypatch):
                                      dataset_map=_PORTAL_SHOP_MAP)
 
 
+def portal_form(**overrides) -> dict:
+    """What the portal's request form posts for Pat Doe asking for deletion in
+    Virginia (a field given as None is left out)."""
+    data = {
+        "rights": ["deletion"], "residence": "VA", "name": "Pat Doe",
+        "email": "pat.doe@example.com", "phone": "", "account_number": "", "postal_address": "",
+        "filed_by": "self", "agent_name": "", "agent_email": "", "period_start": "",
+        "period_end": "", "corrected_field": "", "correction_wrong": "", "correction_right": "",
+        "details": "", "website": "",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
 # --- the lifecycle -----------------------------------------------------------------
 
 # What each transition needs to be taken.

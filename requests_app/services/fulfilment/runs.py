@@ -359,12 +359,13 @@ def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor, *, dispatch: b
         enqueue_on_commit(RUN_SOURCE, run.pk)
 
 
-def stuck_runs():
-    """Runs nobody is working on: dispatched long ago and never claimed, or claimed
-    by a worker that stopped sending heartbeats."""
+def stuck_runs(pending_before=None):
+    """Runs nobody is working on: dispatched long ago (or before `pending_before`,
+    when the reconciler knows messages were lost) and never claimed, or claimed by
+    a worker that stopped sending heartbeats."""
     cutoff = timezone.now() - stale_after()
     return SourceRun.objects.filter(request__state=State.FULFILLING).filter(
-        Q(state=RunState.PENDING, dispatched_at__lt=cutoff)
+        Q(state=RunState.PENDING, dispatched_at__lt=pending_before or cutoff)
         | Q(state=RunState.PENDING, dispatched_at=None)
         | Q(state=RunState.RUNNING, heartbeat_at__lt=cutoff)
     )
