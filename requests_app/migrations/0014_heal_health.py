@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0012_identity_extra'),
+        ('requests_app', '0013_identity_email_optional'),
     ]
 
     operations = [
