@@ -309,8 +309,9 @@ DISCLOSURE_SCAN_BATCH = envint("DISCLOSURE_SCAN_BATCH", 5000, minimum=100)
 VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
 
 # A source run claimed by a worker that has sent no heartbeat for this long is
-# taken to be orphaned (the worker died) and is dispatched again.
-SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 600, minimum=2)
+# taken to be orphaned (the worker died) and is dispatched again. A live attempt
+# beats every third of it whatever it is doing, so it can be short.
+SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 60, minimum=2)
 # A source run's attempt beats its heart while it works, for at most this long: then
 # it is presumed hung and may be taken over.
 SOURCE_RUN_MAX_SECONDS = envint("SOURCE_RUN_MAX_SECONDS", 6 * 3600, minimum=60)
