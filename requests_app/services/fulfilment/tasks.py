@@ -15,8 +15,8 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import connections, transaction
 
-from requests_app.models import PrivacyRequest
-from requests_app.services.fulfilment import packages, runs, third_parties
+from requests_app.models import Actor, PrivacyRequest
+from requests_app.services.fulfilment import breaker, packages, runs, third_parties
 from requests_app.services.fulfilment.warm_up import warm_up_worker
 
 
@@ -86,3 +86,16 @@ def build_results(request_id: int) -> None:
     packages.build(request)
     runs.results_built(request_id)
     packages.discard_run_files(request)
+
+
+@shared_task
+def probe_unhealthy_sources() -> int:
+    """Periodic: probe each unhealthy source that is due (breaker.py); one that
+    answers is marked healthy and its parked runs are retried. Returns how many
+    runs were retried."""
+    retried = 0
+    for source in breaker.due_for_probe():
+        if breaker.probe(source):
+            retried += runs.do_retry_parked(source.pk, actor=Actor.system(),
+                                            reason="it answered a health probe")
+    return retried
