@@ -48,9 +48,14 @@ def words(source: DataSource) -> str:
             "and it is not called until it answers a health probe or staff retry it")
 
 
+def is_open(source: DataSource) -> bool:
+    """The source is unhealthy: its runs are parked, it is not called."""
+    return source.health == Health.UNHEALTHY
+
+
 def refuse_if_open(source: DataSource) -> None:
     """Before a call: raise SourceParked when the source is unhealthy."""
-    if source.health == Health.UNHEALTHY:
+    if is_open(source):
         raise SourceParked(words(source))
 
 

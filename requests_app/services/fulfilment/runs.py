@@ -310,8 +310,9 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
             "request", "source").get(pk=run_id)
         if run.state != RunState.FAILED:
             raise TransitionRefused("Only a failed source can be retried.")
-        breaker.mark_healthy(run.source, actor=actor,
-                             reason=f"{actor.label} retried a run of {run.source.name}")
+        if breaker.is_open(run.source):
+            breaker.mark_healthy(run.source, actor=actor,
+                                 reason=f"{actor.label} retried a run of {run.source.name}")
         # From needs-attention, the step's follow-up (begin_fulfilment) dispatches the
         # run made pending here; a request still being fulfilled needs it sent.
         dispatch = request.state != State.NEEDS_ATTENTION
@@ -336,6 +337,9 @@ def do_retry_fulfilment(request_id: int, *, actor: Actor, expected_state: str | 
         failed = (request.source_runs.select_for_update(of=("self",)).select_related("source")
                   .filter(action=action_for(request), state=RunState.FAILED))
         for run in failed:  # dispatched by the step's follow-up, begin_fulfilment
+            if breaker.is_open(run.source):  # staff say so: it is tried again
+                breaker.mark_healthy(run.source, actor=actor, reason=(
+                    f"{actor.label} retried a run of {run.source.name}"))
             _rerun(run, request, actor, dispatch=False)
     return request
 
