@@ -112,7 +112,7 @@ def trip(two_sources, alice):
 
 def test_the_probe_leaves_a_silent_source_parked_and_retries_when_it_answers(
         two_sources, alice, settings):
-    request = trip(two_sources, alice)
+    request, other = trip(two_sources, alice), trip(two_sources, alice)
     http = DataSource.objects.get(pk=two_sources["http"].pk)
     assert http.next_probe_at > timezone.now()
     assert probe_unhealthy_sources.apply().get() == 0  # not due yet: not probed
@@ -126,13 +126,38 @@ def test_the_probe_leaves_a_silent_source_parked_and_retries_when_it_answers(
     assert datetime.timedelta(seconds=50) < wait <= datetime.timedelta(seconds=60)
     two_sources["service"].set_mode("ok")
     DataSource.objects.filter(pk=http.pk).update(next_probe_at=timezone.now())
+    calls = two_sources["service"].calls
     with committed():
+        # One run is retried, its trial; when it succeeds, the other follows.
         assert probe_unhealthy_sources.apply().get() == 1
-    request.refresh_from_db()
-    assert request.state == State.RESULTS_READY
-    assert DataSource.objects.get(pk=http.pk).health == "healthy"
+    for each in (request, other):
+        each.refresh_from_db()
+        assert each.state == State.RESULTS_READY
+    assert two_sources["service"].calls == calls + 2
+    http.refresh_from_db()
+    assert http.health == "healthy" and http.consecutive_failures == 0
     assert AuditEvent.objects.filter(action="source.healthy",
                                      reason="it answered a health probe").exists()
+
+
+def test_a_probe_s_trial_run_that_fails_parks_the_source_again_and_the_others_wait(
+        two_sources, alice):
+    """A service may answer a HEAD and still fail its real work: one trial call, not
+    one call per parked run."""
+    parked = [trip(two_sources, alice) for _ in range(3)]
+    two_sources["service"].set_mode("fail500")
+    DataSource.objects.filter(pk=two_sources["http"].pk).update(
+        next_probe_at=timezone.now())
+    two_sources["service"].probe_mode = "ok"  # its HEAD answers; its work fails
+    calls = two_sources["service"].calls
+    with committed():
+        assert probe_unhealthy_sources.apply().get() == 1
+    http = DataSource.objects.get(pk=two_sources["http"].pk)
+    assert two_sources["service"].calls == calls + 1
+    assert http.health == "unhealthy" and http.failed_probes == 1
+    for request in parked:
+        request.refresh_from_db()
+        assert request.state == State.NEEDS_ATTENTION
 
 
 def test_retry_this_source_on_the_desk_tries_an_unhealthy_source_on_trial(
@@ -207,6 +232,7 @@ def test_probes_ask_sql_with_select_1_and_http_with_head(two_sources, monkeypatc
     ("requests_app.services.fulfilment.tasks.run_source", SOURCES),
     ("requests_app.services.fulfilment.tasks.begin_fulfilment", SOURCES),
     ("requests_app.services.fulfilment.tasks.probe_unhealthy_sources", SOURCES),
+    ("requests_app.services.fulfilment.tasks.retry_parked_runs", SOURCES),
     ("requests_app.services.requests.tasks.begin_review", STEPS),
     ("requests_app.services.reconciler.reconcile", STEPS),
 ])

@@ -12,7 +12,7 @@ For tests, `POST /_control` with {"mode": "ok" | "fail500" | "timeout" | "async"
 switches fault modes (unsigned: bind it to localhost only): fail500 answers 500,
 timeout waits 30 s before answering, async answers 202 and ~0.2 s later POSTs the
 signed reply to callback_url. `HEAD /privacy` (the portal's health probe) answers
-204, or as the mode says (500; 30 s of silence). Tests can run it in-process with
+204, or as the mode says (500; 30 s of silence), or as `probe_mode` says when set. Tests can run it in-process with
 DemoHttpService, which counts the signed calls it was sent (`calls`).
 
 It plays a system outside the portal: a standard-library server that shares only the
@@ -99,6 +99,7 @@ class DemoHttpService:
         self.verbose = verbose
         self.mode = "ok"
         self.calls = 0  # signed POSTs received, whatever the mode
+        self.probe_mode = None  # how HEAD answers, when not as `mode` says
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.server = None
@@ -205,9 +206,10 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         """The health probe: as healthy as the mode says."""
         service = self.server.service
-        if service.mode == "timeout" and service.stopping.wait(30):
+        mode = service.probe_mode or service.mode
+        if mode == "timeout" and service.stopping.wait(30):
             return
-        self.send_response(500 if service.mode == "fail500" else 204)
+        self.send_response(500 if mode == "fail500" else 204)
         self.end_headers()
 
     def do_POST(self):

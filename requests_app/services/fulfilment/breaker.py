@@ -8,13 +8,16 @@ request (and every worker of the "sources" queue) for its timeouts and retries.
   the runs waiting for a retry or a worker, and every run claimed later fail with
   words naming the source and why, without a call. The request needs attention as
   soon as its other sources have answered.
-- Parked runs are retried when the source answers a health probe (a periodic task,
-  `probe_unhealthy_sources`: SQL `SELECT 1`, an HTTP `HEAD`; a manual source is
-  never probed, it makes no calls), when a manager marks it healthy (the admin's
-  sources list), or one by one by "Retry this source" on a request's desk.
-- Marked healthy again (by a probe or by staff), the source is on trial: its count
-  stays where it was, so one more failure parks it again at once, and one success
-  clears it. Probes of a source that stays unhealthy (or fails its trials) come at
+- Marked healthy again, the source is on trial: its count stays where it was, so
+  one more failure parks it again at once, and one success clears it and retries
+  every run still parked. It is marked so when it answers a health probe (a
+  periodic task, `probe_unhealthy_sources`: SQL `SELECT 1`, an HTTP `HEAD`; a
+  manual source makes no calls), which retries one parked run, its trial (a
+  service may answer a HEAD and still hang on real work: the others wait for the
+  trial's answer rather than all holding a worker); when staff retry one of its
+  runs from a desk ("Retry this source", "Retry fulfilment"); or when a manager
+  marks it healthy (the admin's sources list), which retries them all at once.
+- Probes of a source that stays unhealthy (or fails its trials) come at
   SOURCE_PROBE_SECONDS, then twice that, and so on up to an hour.
 """
 
@@ -34,6 +37,7 @@ from requests_app.sources.registry import connector_for
 log = logging.getLogger(__name__)
 Health = DataSource.Health
 CHECK = "requests_app.services.fulfilment.tasks.check_fulfilment"
+RETRY_PARKED = "requests_app.services.fulfilment.tasks.retry_parked_runs"
 MAX_PROBE_SECONDS = 3600
 
 
@@ -101,11 +105,15 @@ def _probe_delay(failed_probes: int) -> datetime.timedelta:
 
 def note_success(source: DataSource) -> None:
     """A call answered: the count starts again (nothing to write when it is 0, as
-    the run's source was read when it was claimed). An unhealthy source stays so
-    until a probe or staff say otherwise (this answer may be the last of many)."""
-    if source.consecutive_failures:
-        DataSource.objects.filter(pk=source.pk, health=Health.HEALTHY).update(
-            consecutive_failures=0, failed_probes=0)
+    the run's source was read when it was claimed). A source on trial has passed
+    it: the runs still parked are retried. An unhealthy source stays so until a
+    probe or staff say otherwise (this answer may be the last of many)."""
+    if not source.consecutive_failures:
+        return
+    cleared = DataSource.objects.filter(pk=source.pk, health=Health.HEALTHY).update(
+        consecutive_failures=0, failed_probes=0)
+    if cleared and source.consecutive_failures >= settings.SOURCE_BREAKER_FAILURES:
+        enqueue_on_commit(RETRY_PARKED, source.pk)
 
 
 def park_waiting_runs(source_id: int) -> int:

@@ -360,15 +360,18 @@ def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor, *, dispatch: b
         enqueue_on_commit(RUN_SOURCE, run.pk)
 
 
-def do_retry_parked(source_id: int, *, actor: Actor, reason: str) -> int:
+def do_retry_parked(source_id: int, *, actor: Actor, reason: str,
+                    limit: int | None = None) -> int:
     """The source answers again (a health probe), or a manager says it does: it is
-    marked healthy (on trial) and each of its parked runs is retried as "Retry this
-    source" would (its request back to fulfilling). Returns how many."""
+    marked healthy (on trial) and its parked runs (the oldest `limit` of them) are
+    retried as "Retry this source" would (each request back to fulfilling).
+    Returns how many."""
     with transaction.atomic(durable=True):
         source = DataSource.objects.select_for_update().get(pk=source_id)
         breaker.mark_healthy(source, actor=actor, reason=reason)
     retried = 0
-    for run_id in breaker.parked_runs(source_id).values_list("pk", flat=True):
+    for run_id in breaker.parked_runs(source_id).order_by("pk").values_list(
+            "pk", flat=True)[:limit]:
         try:
             do_retry_source(run_id, actor=actor)
         except TransitionRefused:

@@ -91,11 +91,19 @@ def build_results(request_id: int) -> None:
 @shared_task
 def probe_unhealthy_sources() -> int:
     """Periodic: probe each unhealthy source that is due (breaker.py); one that
-    answers is marked healthy and its parked runs are retried. Returns how many
-    runs were retried."""
+    answers is marked healthy, on trial, and one of its parked runs is retried (the
+    rest follow when it succeeds). Returns how many runs were retried."""
     retried = 0
     for source in breaker.due_for_probe():
         if breaker.probe(source):
-            retried += runs.do_retry_parked(source.pk, actor=Actor.system(),
+            # One run first, its trial: the others follow once it has succeeded.
+            retried += runs.do_retry_parked(source.pk, actor=Actor.system(), limit=1,
                                             reason="it answered a health probe")
     return retried
+
+
+@shared_task
+def retry_parked_runs(source_id: int) -> int:
+    """A source on trial answered: the runs still parked are retried."""
+    return runs.do_retry_parked(source_id, actor=Actor.system(),
+                                reason="a retried run of it succeeded")
