@@ -15,6 +15,7 @@ from celery.exceptions import Retry
 from celery.schedules import crontab
 from celery.signals import before_task_publish
 from django.db import utils as db_errors
+from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyportal.settings")
 
@@ -64,7 +65,23 @@ def _stamp_sent_at(headers=None, **_kwargs) -> None:
 
 app = celery.Celery("privacyportal", task_cls=Task)
 app.config_from_object("django.conf:settings", namespace="CELERY")
+
+# Three queues, each served by workers of its own in production and under `make run`
+# (docs/deployment.md), so that a source that hangs holds only the workers of
+# "sources": the emails and the steps of the machine go on. A worker started
+# without -Q serves all three (the tests' worker, the embedded defaults).
+STEPS, EMAILS, SOURCES = "steps", "emails", "sources"
+QUEUES = (STEPS, EMAILS, SOURCES)
+ROUTES = {
+    # Every email the portal sends (the outbox), owners' and third parties' notices.
+    "requests_app.services.notices.tasks.*": {"queue": EMAILS},
+    # Everything that calls a source or builds from what sources gave.
+    "requests_app.services.fulfilment.tasks.*": {"queue": SOURCES},
+}
 app.conf.update(
+    task_queues=[Queue(name) for name in QUEUES],
+    task_default_queue=STEPS,
+    task_routes=ROUTES,
     task_serializer="json",
     accept_content=["json"],
     # A task is acknowledged only once it has finished, and given back to the
@@ -106,6 +123,10 @@ app.conf.update(
         "purge-expired-packages": {
             "task": "requests_app.services.retention.tasks.purge_expired_packages",
             "schedule": crontab(minute=41),
+        },
+        "probe-unhealthy-sources": {
+            "task": "requests_app.services.fulfilment.tasks.probe_unhealthy_sources",
+            "schedule": 15.0,  # each source waits SOURCE_PROBE_SECONDS (or more) between probes
         },
         "remind-source-owners": {
             "task": "requests_app.services.notices.tasks.remind_source_owners",

@@ -325,6 +325,13 @@ HEALTHZ_BACKLOG_SECONDS = envint("HEALTHZ_BACKLOG_SECONDS", 300, minimum=1)
 RECONCILE_AFTER_SECONDS = envint("RECONCILE_AFTER_SECONDS", 300, minimum=2)
 # Months after closure when a request's identity and material are purged (§7101: 24).
 RETENTION_MONTHS = envint("RETENTION_MONTHS", 24, minimum=1)
+# The circuit breaker of sources (services/fulfilment/breaker.py): after this many
+# calls in a row fail on a timeout, a refused connection or a 5xx, the source is
+# marked unhealthy and its runs are parked (no more calls) until it answers a health
+# probe, tried this many seconds after the last (doubling while it stays unhealthy),
+# or staff retry it.
+SOURCE_BREAKER_FAILURES = envint("SOURCE_BREAKER_FAILURES", 3, minimum=1)
+SOURCE_PROBE_SECONDS = envint("SOURCE_PROBE_SECONDS", 30, minimum=1)
 # An HTTP source that answered 202 and has not called back after this long fails.
 HTTP_REPLY_TIMEOUT_HOURS = envint("HTTP_REPLY_TIMEOUT_HOURS", 24, minimum=1)
 # Owners of manual sources are reminded of a waiting task this often.

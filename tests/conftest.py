@@ -20,6 +20,7 @@ from django.db import connection
 from django.test import TestCase
 from django.utils import timezone
 
+from privacyportal.celery import QUEUES
 from privacyportal.celery import app as celery_app
 from requests_app.files import iter_decrypted
 from requests_app.models import (
@@ -547,9 +548,12 @@ def engine_ddl(ddl: str, engine: str) -> list[str]:
     return [statement for statement in ddl.split(";") if statement.strip()]
 
 
-def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1):
+def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1,
+                 queues: str = ""):
     """A real worker process on the test broker and the test database, in its own
-    process group (so that it and its pool can be killed together)."""
+    process group (so that it and its pool can be killed together). It serves every
+    queue (privacyportal/celery.py, QUEUES) unless `queues` names some ("emails",
+    "steps,sources"), as production's workers each serve one."""
     log_path = Path(os.environ.get("TEST_TMP", "/tmp")) / f"worker-{name}-{os.getpid()}.log"
     env = {**os.environ, "DATABASE_URL": test_database_url(), "DATABASE_CONN_MAX_AGE": "0",
            **(extra_env or {})}
@@ -557,7 +561,8 @@ def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1)
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "privacyportal", "worker", "--pool=prefork",
          f"--concurrency={concurrency}", "--loglevel=INFO", "--without-mingle",
-         "--without-gossip", "--hostname", f"{name}-{os.getpid()}@%h"],
+         "--without-gossip", "--hostname", f"{name}-{os.getpid()}@%h",
+         *(["-Q", queues] if queues else [])],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     process.log_path = log_path
@@ -620,7 +625,8 @@ def wait_until_worker_idle(timeout=60.0):
     quiet_rounds = 0
     while time.monotonic() < deadline:
         with celery_app.connection_for_write() as conn:
-            queued = conn.default_channel.client.llen(celery_app.conf.task_default_queue)
+            client = conn.default_channel.client
+            queued = sum(client.llen(queue) for queue in QUEUES)
         inspect = celery_app.control.inspect(timeout=1.0)
         busy = queued
         for reply in (inspect.active(), inspect.reserved(), inspect.scheduled()):

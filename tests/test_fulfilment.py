@@ -137,7 +137,9 @@ def test_a_deletion_runs_a_dry_run_then_erases_after_a_managers_approval(sources
     assert request.state == State.COMPLETED
 
 
-def test_a_failing_http_source_needs_attention_and_one_retry_finishes_it(sources, alice):
+def test_a_failing_http_source_needs_attention_and_one_retry_finishes_it(sources, alice,
+                                                                       settings):
+    settings.SOURCE_BREAKER_FAILURES = 100  # the run's own retries (the breaker: test_breaker)
     sources["manual"].enabled = False
     sources["manual"].save()
     sources["service"].set_mode("fail500")
@@ -357,10 +359,12 @@ def test_the_reconciler_leaves_a_request_waiting_on_its_manual_owner_alone(sourc
 
 
 def test_a_retried_source_is_sent_once_and_keeps_its_six_attempts(
-        sources, alice, django_capture_on_commit_callbacks):
+        sources, alice, django_capture_on_commit_callbacks, settings):
     """Staff's retry of a failed source (from needs-attention) makes it pending in the
     step's transaction; the step's follow-up dispatches it, once: a source that keeps
-    failing gets six more attempts, not twelve."""
+    failing gets six more attempts, not twelve (the breaker, which would park it
+    sooner, is out of the way here)."""
+    settings.SOURCE_BREAKER_FAILURES = 100
     sources["manual"].enabled = False
     sources["manual"].save()
     sources["service"].set_mode("fail500")

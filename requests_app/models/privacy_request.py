@@ -271,9 +271,11 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
 
     @transition(state, source=State.NEEDS_ATTENTION, target=State.FULFILLING,
                 permission=perm("work_request"),
-                custom=step(STAFF, label=_("Retry fulfilment"), follow_up=BEGIN_FULFILMENT))
+                custom=step(STAFF, SYSTEM, label=_("Retry fulfilment"),
+                            follow_up=BEGIN_FULFILMENT))
     def retry_fulfilment(self):
-        pass
+        """Staff retry; the system, when a source whose runs were parked answers a
+        health probe again (services/fulfilment/breaker.py)."""
 
     @transition(state, source=State.RESULTS_READY, target=State.FULFILLING,
                 conditions=[erasure_plan_awaits_approval], permission=perm("approve_deletion"),

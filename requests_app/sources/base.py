@@ -188,3 +188,9 @@ class Connector:
     def apply_change(self, run, identity: IdentityData, change: dict) -> Outcome:
         """A correction or an opt-out: pass on the change the consumer asked for."""
         raise SourceError(f"{self.source.kind} sources cannot apply changes")
+
+    def probe(self) -> bool | None:
+        """Whether the source answers now, asked cheaply and without any personal
+        data (the circuit breaker probes an unhealthy source until it does): True,
+        False, or None for a kind that makes no calls (manual)."""
+        return None

@@ -40,6 +40,11 @@ POSTs the reply, signed the same way, to callback_url. Replies by action:
 Every field of a gathered record must have a category. Timeouts, connection errors,
 429 and 5xx are retried with backoff; other 4xx, redirects and malformed replies fail
 the run. Error messages never carry identity values or reply bodies.
+
+A service that fails SOURCE_BREAKER_FAILURES calls in a row (timeouts, connection
+errors, 429, 5xx) is marked unhealthy and called no more; the portal then sends an
+unsigned `HEAD` to the source's URL now and then, and any answer below 500 (but 429)
+within the source's timeout (a 405 will do) marks it healthy again.
 """
 
 import hashlib
@@ -232,6 +237,18 @@ class HttpConnector(Connector):
         if body is None:
             raise SourceError(f"{self.source.name}: 'remaining' must be answered synchronously")
         return _count(self.source, body, "remaining")
+
+    def probe(self) -> bool:
+        """A HEAD of the source's URL (unsigned: it carries nothing), within the
+        source's timeout: any answer below 500 but 429 says the service is there
+        (a 405 from an endpoint that takes only POST is an answer)."""
+        try:
+            response = requests.head(self.source.url, timeout=self.source.timeout_seconds,
+                                     verify=self.source.verify_tls, allow_redirects=False)
+        except requests.RequestException:
+            return False
+        with response:
+            return response.status_code < 500 and response.status_code != 429
 
     def apply_change(self, run, identity: IdentityData, change: dict) -> Outcome:
         if run.action not in ("correct", "opt_out"):

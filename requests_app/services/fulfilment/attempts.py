@@ -37,6 +37,7 @@ from django.utils import timezone
 from requests_app.models import Actor, SourceRun, State
 from requests_app.rules import withheld_under
 from requests_app.services.audit.events import record_event
+from requests_app.services.fulfilment import breaker
 from requests_app.services.queue import enqueue_on_commit
 from requests_app.sources.base import SourceError, TransientSourceError
 from requests_app.sources.records import RecordSink
@@ -151,21 +152,24 @@ def _counts(result: dict) -> dict:
 
 
 def note_error(run_id: int, error: str, *, final: bool, attempt: int,
-               queue_check: bool = True) -> None:
+               queue_check: bool = True, parked: bool = False) -> None:
     """A failed attempt. `final`: the last retry is spent; the run fails and staff see
-    why (and, with `queue_check`, the request's check is queued)."""
+    why (and, with `queue_check`, the request's check is queued). `parked`: it fails
+    because its source is unhealthy (breaker.py), and is retried when it is healthy."""
     with transaction.atomic():
         run = SourceRun.objects.select_for_update(of=("self",)).select_related(
             "source", "request").get(pk=run_id)
         if run.state != RunState.RUNNING or run.attempts != attempt:
             return  # another attempt has taken the run over
         run.last_error = error
-        if final:
+        if final or parked:
             run.state = RunState.FAILED
+            run.parked = parked
             run.finished_at = timezone.now()
             record_event(f"source.{run.action}.failed", actor=Actor.system(),
                          request=run.request, reason=error,
-                         data={"source": run.source.name, "attempts": run.attempts})
+                         data={"source": run.source.name, "attempts": run.attempts,
+                               **({"parked": True} if parked else {})})
             if queue_check:
                 enqueue_on_commit(CHECK, run.request_id)
         else:
@@ -207,13 +211,15 @@ class Attempt:
     def finish(self, records, result: dict, *, waiting: bool = False) -> bool:
         """The outcome (see finish_run); False when another attempt took over."""
         self.outcome = "waiting" if waiting else "done"
-        return finish_run(self.run_id, records, result, attempt=self.number,
-                          waiting=waiting, queue_check=self.queue_check, claimed=self.run)
+        finished = finish_run(self.run_id, records, result, attempt=self.number,
+                              waiting=waiting, queue_check=self.queue_check, claimed=self.run)
+        breaker.note_success(self.run.source)  # it answered, whoever records the answer
+        return finished
 
-    def fail(self, error: str, *, final: bool = True) -> None:
+    def fail(self, error: str, *, final: bool = True, parked: bool = False) -> None:
         note_error(self.run_id, error, final=final, attempt=self.number,
-                   queue_check=self.queue_check)
-        self.outcome = "failed" if final else "retry"
+                   queue_check=self.queue_check, parked=parked)
+        self.outcome = "failed" if final or parked else "retry"
 
 
 @contextmanager
@@ -233,9 +239,18 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     pulse.start()
     try:
         yield work
-    except TransientSourceError as exc:
+    except breaker.SourceParked as exc:
         work.error = exc
-        work.fail(str(exc), final=final)
+        work.fail(str(exc), parked=True)
+    except TransientSourceError as exc:
+        # A timeout, a refused connection, a 5xx: counted against the source, which
+        # is marked unhealthy after a few in a row (then the run is parked at once).
+        work.error = exc
+        parking = breaker.note_failure(work.run.source_id, str(exc))
+        if parking:
+            work.fail(f"{exc}. {parking}", parked=True)
+        else:
+            work.fail(str(exc), final=final)
     except SourceError as exc:
         work.error = exc
         work.fail(str(exc))

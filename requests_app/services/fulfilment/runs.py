@@ -41,7 +41,7 @@ from requests_app.services.requests.lifecycle import (
     lock_as_seen,
 )
 from requests_app.services.queue import enqueue_on_commit
-from requests_app.services.fulfilment import attempts, packages, third_parties
+from requests_app.services.fulfilment import attempts, breaker, packages, third_parties
 from requests_app.services.fulfilment.attempts import NotOurs, attempt, stale_after
 from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.records import run_dir
@@ -190,6 +190,7 @@ def execute(run_id: int, *, final_attempt: bool = True) -> tuple[str, int | None
 def _work(work: attempts.Attempt) -> None:
     """The run's work, on the run as claimed (with its source, request and identity)."""
     run, run_id = work.run, work.run_id
+    breaker.refuse_if_open(run.source)  # an unhealthy source is not called: parked
     identity = IdentityData.of(run.request.identity)
     connector = connector_for(run.source)
     if run.action == Action.GATHER:
@@ -308,7 +309,9 @@ def results_built(request_id: int) -> None:
 
 
 def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
-    """Staff: run one failed source again, leaving the others as they are."""
+    """Staff: run one failed source again, leaving the others as they are. A run
+    parked because its source is unhealthy is tried: the source is marked healthy
+    again, on trial (breaker.py: one more failure parks it again)."""
     with transaction.atomic(durable=True):
         request_id = SourceRun.objects.values_list("request_id", flat=True).get(pk=run_id)
         request = PrivacyRequest.objects.locked().get(pk=request_id)  # the request first,
@@ -316,6 +319,9 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
             "request", "source").get(pk=run_id)
         if run.state != RunState.FAILED:
             raise TransitionRefused("Only a failed source can be retried.")
+        if breaker.is_open(run.source):
+            breaker.mark_healthy(run.source, actor=actor,
+                                 reason=f"{actor.label} retried a run of {run.source.name}")
         # From needs-attention, the step's follow-up (begin_fulfilment) dispatches the
         # run made pending here; a request still being fulfilled needs it sent.
         dispatch = request.state != State.NEEDS_ATTENTION
@@ -340,6 +346,9 @@ def do_retry_fulfilment(request_id: int, *, actor: Actor, expected_state: str | 
         failed = (request.source_runs.select_for_update(of=("self",)).select_related("source")
                   .filter(action=action_for(request), state=RunState.FAILED))
         for run in failed:  # dispatched by the step's follow-up, begin_fulfilment
+            if breaker.is_open(run.source):  # staff say so: it is tried again
+                breaker.mark_healthy(run.source, actor=actor, reason=(
+                    f"{actor.label} retried a run of {run.source.name}"))
             _rerun(run, request, actor, dispatch=False)
     return request
 
@@ -349,6 +358,7 @@ def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor, *, dispatch: b
     one message per retry, so its attempts are counted once."""
     run.state = RunState.PENDING
     run.last_error = ""
+    run.parked = False
     run.dispatched_at = timezone.now()
     # An erasure resumes from its progress and key list (kept since the batches
     # applied before the failure); after a failed re-scan both were dropped (_work).
@@ -359,13 +369,37 @@ def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor, *, dispatch: b
         enqueue_on_commit(RUN_SOURCE, run.pk)
 
 
+def do_retry_parked(source_id: int, *, actor: Actor, reason: str,
+                    limit: int | None = None) -> int:
+    """The source answers again (a health probe), or a manager says it does: it is
+    marked healthy (on trial) and its parked runs (the oldest `limit` of them) are
+    retried as "Retry this source" would (each request back to fulfilling).
+    Returns how many."""
+    with transaction.atomic(durable=True):
+        source = DataSource.objects.select_for_update().get(pk=source_id)
+        breaker.mark_healthy(source, actor=actor, reason=reason)
+    retried = 0
+    for run_id in breaker.parked_runs(source_id).order_by("pk").values_list(
+            "pk", flat=True)[:limit]:
+        try:
+            do_retry_source(run_id, actor=actor)
+        except TransitionRefused:
+            continue  # its request moved on meanwhile (denied, retried by staff)
+        retried += 1
+    return retried
+
+
 def stuck_runs(pending_before=None):
-    """Runs nobody is working on: dispatched long ago (or before `pending_before`,
-    when the reconciler knows messages were lost) and never claimed, or claimed by
-    a worker that stopped sending heartbeats."""
-    cutoff = timezone.now() - stale_after()
+    """Runs nobody is working on: dispatched before `pending_before` (when the
+    reconciler knows messages were lost) or RECONCILE_AFTER_SECONDS ago and never
+    claimed, or claimed by a worker that stopped sending heartbeats (a live attempt
+    beats every third of SOURCE_RUN_STALE_SECONDS: attempts.attempt)."""
+    now = timezone.now()
+    pending_before = pending_before or now - datetime.timedelta(
+        seconds=settings.RECONCILE_AFTER_SECONDS)
+    cutoff = now - stale_after()
     return SourceRun.objects.filter(request__state=State.FULFILLING).filter(
-        Q(state=RunState.PENDING, dispatched_at__lt=pending_before or cutoff)
+        Q(state=RunState.PENDING, dispatched_at__lt=pending_before)
         | Q(state=RunState.PENDING, dispatched_at=None)
         | Q(state=RunState.RUNNING, heartbeat_at__lt=cutoff)
     )

@@ -105,6 +105,15 @@ class SqlConnector(Connector):
         problems.extend(constraints.erasure_problems(conn, self.shape, columns,
                                                      self.source.name))
 
+    def probe(self) -> bool:
+        """`SELECT 1` on a pooled connection (the engine's connect timeout applies)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except sa_exc.SQLAlchemyError:
+            return False
+        return True
+
     def _key_problems(self, conn, columns: dict, problems: list[str]) -> None:
         """Tables whose map declares no key and whose database declares none either
         (never guessed: refused, naming the source and the table)."""
