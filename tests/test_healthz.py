@@ -3,7 +3,7 @@ import datetime
 import pytest
 from django.utils import timezone
 
-from privacyportal.celery import app as celery_app
+from privacyportal.celery import QUEUES, app as celery_app
 from requests_app.models import Heartbeat
 
 pytestmark = pytest.mark.django_db
@@ -24,7 +24,7 @@ def beat(name, seconds_ago=0):
 @pytest.fixture
 def empty_queue():
     with celery_app.connection_for_write() as conn:
-        conn.default_channel.client.delete(celery_app.conf.task_default_queue)
+        conn.default_channel.client.delete(*QUEUES)
 
 
 def test_healthy_when_database_and_broker_answer_and_a_worker_beats(client, empty_queue):
@@ -33,7 +33,7 @@ def test_healthy_when_database_and_broker_answer_and_a_worker_beats(client, empt
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok", "database": "ok", "broker": "ok", "workers": {"alive": 1, "dead": 0},
-        "queues": {"celery": {"waiting": 0, "oldest_seconds": None}}}
+        "queues": {name: {"waiting": 0, "oldest_seconds": None} for name in QUEUES}}
 
 
 def test_a_worker_whose_heartbeat_went_quiet_is_reported_dead(client, settings, empty_queue):
