@@ -7,6 +7,7 @@ from pathlib import Path
 
 from celery import Celery
 from celery.schedules import crontab
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "privacyportal.settings")
 
@@ -31,6 +32,11 @@ app.conf.update(
         "reconcile": {
             "task": "requests_app.services.reconciler.reconcile",
             "schedule": 60.0,
+        },
+        # Signed checkpoints of the audit chain's head, outside the database.
+        "write-audit-checkpoint": {
+            "task": "requests_app.services.audit.tasks.write_audit_checkpoint",
+            "schedule": settings.AUDIT_CHECKPOINT_MINUTES * 60.0,
         },
         "note-audit-chain-head": {
             "task": "requests_app.services.audit.tasks.note_audit_chain_head",
