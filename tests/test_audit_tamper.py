@@ -237,6 +237,24 @@ def test_checkpoints_are_appended_for_new_events_only_and_verify(alice, checkpoi
     assert report.intact and report.checkpoints == 2 and report.unvouched == 0
 
 
+def test_cutting_the_tail_and_writing_on_is_caught(alice, checkpoint_dir):
+    """New events appended after the cut chain to what is left, so the chain itself
+    looks whole: the checkpoint's event is missing."""
+    some_history(alice)
+    newest = write_checkpoint()
+    as_owner((f"DELETE FROM {TABLE} WHERE id = %s", [newest.seq]))
+    record_event("test.more", actor=Actor.system())
+    assert write_checkpoint() is None  # nor is the cut signed over
+    caught(f"vouches for event {newest.seq} with {newest.count} events, but the chain "
+           "has no such event")
+
+
+def test_an_empty_trail_gets_no_checkpoint(checkpoint_dir):
+    as_owner((f"DELETE FROM {TABLE}", None))
+    assert write_checkpoint() is None and checkpoints.latest() is None
+    assert verify_chain().intact
+
+
 def test_a_broken_chain_gets_no_checkpoint(alice, checkpoint_dir):
     some_history(alice)
     target = AuditEvent.objects.order_by("id")[1]

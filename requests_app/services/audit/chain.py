@@ -110,12 +110,16 @@ def verify_chain() -> ChainReport:
     walk(report, marks)
     if report.intact and marks:
         missing = marks[min(marks)]
+        if not report.events:
+            found = "is empty"
+        elif missing.seq > report.last_id:
+            found = f"ends at event {report.last_id} with {report.events}"
+        else:
+            found = "has no such event"
         report.problem = (
             f"the checkpoint of {missing.at} ({missing.where}) vouches for event "
-            f"{missing.seq} with {missing.count} events, but the chain "
-            + (f"ends at event {report.last_id} with {report.events}" if report.events
-               else "is empty")
-            + " (events were removed from its end, or the table was emptied)")
+            f"{missing.seq} with {missing.count} events, but the chain {found} "
+            "(events were removed from its end, or the table was emptied)")
     return report
 
 
@@ -138,6 +142,8 @@ def write_checkpoint() -> Checkpoint | None:
         log.error("audit trail broken at event %s; no checkpoint written",
                   report.broken_at.pk)
         return None
+    if not report.events:
+        return None  # nothing to vouch for yet
     now = timezone.now()
     if (newest is not None and newest.seq == report.last_id
             and newest.at[:10] == now.date().isoformat()):
