@@ -44,6 +44,8 @@ DEFAULTS = {
     "DEBUG": "0",
     "SECRET_KEY": "pp-bench-secret-key-not-for-production-" + _bench_key("secret")[:20],
     "FILE_ENCRYPTION_KEY": _bench_key("files"),
+    "AUDIT_CHAIN_KEY": _bench_key("audit-chain"),
+    "AUDIT_CHECKPOINT_KEY": _bench_key("audit-checkpoints"),
     "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
     "SECURE_SSL_REDIRECT": "0",
     "SECURE_COOKIES": "0",

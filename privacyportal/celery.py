@@ -14,6 +14,7 @@ import redis.exceptions
 from celery.exceptions import Retry
 from celery.schedules import crontab
 from celery.signals import before_task_publish
+from django.conf import settings
 from django.db import utils as db_errors
 from kombu import Queue
 
@@ -107,6 +108,11 @@ app.conf.update(
         "reconcile": {
             "task": "requests_app.services.reconciler.reconcile",
             "schedule": 60.0,
+        },
+        # Signed checkpoints of the audit chain's head, outside the database.
+        "write-audit-checkpoint": {
+            "task": "requests_app.services.audit.tasks.write_audit_checkpoint",
+            "schedule": settings.AUDIT_CHECKPOINT_MINUTES * 60.0,
         },
         "note-audit-chain-head": {
             "task": "requests_app.services.audit.tasks.note_audit_chain_head",

@@ -29,7 +29,7 @@ DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 # from the environment. Each can also come from NAME_FILE.
 PRODUCTION_VARIABLES = ("SECRET_KEY", "FILE_ENCRYPTION_KEY", "IDENTITY_HASH_KEY", "DATABASE_URL",
                         "CELERY_BROKER_URL", "CACHE_URL", "EMAIL_HOST", "EMAIL_BACKEND",
-                        "ALLOWED_HOSTS")
+                        "ALLOWED_HOSTS", "AUDIT_CHAIN_KEY", "AUDIT_CHECKPOINT_KEY")
 DEBUG = envbool("DEBUG", not any(env(name) for name in PRODUCTION_VARIABLES))
 
 
@@ -380,6 +380,39 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
 # columns in sources). Set it explicitly so that SECRET_KEY can be rotated without
 # breaking the matching of old hashes; by default it is derived from SECRET_KEY.
 IDENTITY_HASH_KEY = env("IDENTITY_HASH_KEY") or f"identity-hash:{SECRET_KEY}"
+
+# The audit trail's tamper evidence (docs/audit.md). AUDIT_CHAIN_KEY keys the hash
+# chain (HMAC-SHA256): the database never holds it, so whoever can write the table
+# cannot recompute the chain. AUDIT_CHECKPOINT_KEY signs the checkpoints of the
+# chain's head (Ed25519, its 32-byte seed in URL-safe base64), written every
+# AUDIT_CHECKPOINT_MINUTES to a file per day in AUDIT_CHECKPOINT_DIR, outside the
+# database (point it at append-only or write-once storage).
+AUDIT_CHAIN_KEY = env("AUDIT_CHAIN_KEY")
+AUDIT_CHECKPOINT_KEY = env("AUDIT_CHECKPOINT_KEY")
+for _name, _value in (("AUDIT_CHAIN_KEY", AUDIT_CHAIN_KEY),
+                      ("AUDIT_CHECKPOINT_KEY", AUDIT_CHECKPOINT_KEY)):
+    if not _value and not DEBUG:
+        fail(f"{_name} is not set; generate one with `python -c 'import base64,os; "
+             f"print(base64.urlsafe_b64encode(os.urandom(32)).decode())'` and keep a copy "
+             "(the audit trail's tamper evidence needs it).")
+if not AUDIT_CHAIN_KEY:
+    AUDIT_CHAIN_KEY = _development_secret(
+        "dev-audit-chain-key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+if not AUDIT_CHECKPOINT_KEY:
+    AUDIT_CHECKPOINT_KEY = _development_secret(
+        "dev-audit-checkpoint-key",
+        lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+try:
+    if len(base64.urlsafe_b64decode(AUDIT_CHECKPOINT_KEY.encode())) != 32:
+        raise ValueError
+except (ValueError, binascii.Error):
+    fail("AUDIT_CHECKPOINT_KEY must be 32 bytes in URL-safe base64 (44 characters).")
+if AUDIT_CHECKPOINT_KEY == AUDIT_CHAIN_KEY:
+    fail("AUDIT_CHECKPOINT_KEY must differ from AUDIT_CHAIN_KEY.")
+AUDIT_CHECKPOINT_DIR = Path(envstr("AUDIT_CHECKPOINT_DIR", str(DATA_DIR / "audit-checkpoints")))
+AUDIT_CHECKPOINT_MINUTES = envint("AUDIT_CHECKPOINT_MINUTES", 5, minimum=1)
+# Besides the Auditor role's members: addresses the day's checkpoints are emailed to.
+AUDIT_CHECKPOINT_EMAILS = envlist("AUDIT_CHECKPOINT_EMAILS", [])
 
 LOGGING = {
     "version": 1,

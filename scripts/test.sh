@@ -133,6 +133,8 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/privacyportal"
 export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export SECRET_KEY="test-secret-key-$(date +%s)-not-for-production"
 export FILE_ENCRYPTION_KEY="$("$BIN/python" -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+export AUDIT_CHAIN_KEY="test-audit-chain-key-$(date +%s)"
+export AUDIT_CHECKPOINT_KEY="$("$BIN/python" -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
 export DEBUG=0 SECURE_SSL_REDIRECT=0 SECURE_COOKIES=0
 export EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend
 export DATA_DIR="$TMP/data" STATIC_ROOT="$TMP/static"

@@ -70,6 +70,33 @@ def committed():
     return TestCase.captureOnCommitCallbacks(execute=True)
 
 
+def _flush_past_the_truncate_guard():
+    """The audit trail and the consent ledger refuse TRUNCATE (a trigger, migration
+    0013), and Django empties the database between transactional tests with one.
+    The test database's superuser steps past it as any superuser could: with
+    session_replication_role = replica, ordinary triggers do not fire (for that
+    transaction only)."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    plain = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, **kwargs):
+        statements = plain(self, style, tables, **kwargs)
+        return ["SET LOCAL session_replication_role = replica", *statements] if statements else []
+
+    DatabaseOperations.sql_flush = sql_flush
+
+
+_flush_past_the_truncate_guard()
+
+
+@pytest.fixture
+def checkpoint_dir(settings, tmp_path):
+    """The audit trail's signed checkpoints go to a directory of this test's own."""
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"
+    return settings.AUDIT_CHECKPOINT_DIR
+
+
 @pytest.fixture(autouse=True)
 def eager_celery():
     """Unit tests run tasks in-process when their transaction commits (arguments

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from requests_app.models import Actor, AuditEvent
+from requests_app.models.audit import HMAC_SHA256
 
 
 def record_event(
@@ -37,6 +38,7 @@ def record_event(
             reason=reason,
             data=json.loads(json.dumps(data or {}, default=str)),
             prev_hash=head,
+            chain_version=HMAC_SHA256,
         )
         event.hash = event.compute_hash(request.reference if request else "")
         event.save()
