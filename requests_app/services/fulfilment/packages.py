@@ -25,6 +25,7 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 
+from requests_app import csvcells
 from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
 from requests_app.sources import categories as cats
@@ -259,7 +260,7 @@ def _csv(records, columns):
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for i, record in enumerate(records, 1):
-        writer.writerow({k: _text(v) for k, v in record.items()})
+        writer.writerow(csvcells.row(record))  # formulas neutralised; JSON stays exact
         if i % 500 == 0:
             yield buffer.getvalue()
             buffer.seek(0)
