@@ -48,6 +48,10 @@ app.conf.update(
             "task": "requests_app.services.retention.tasks.purge_expired_packages",
             "schedule": crontab(minute=41),
         },
+        "sweep-orphan-package-files": {
+            "task": "requests_app.services.retention.tasks.sweep_orphan_package_files",
+            "schedule": crontab(minute=47),
+        },
         "remind-source-owners": {
             "task": "requests_app.services.notices.tasks.remind_source_owners",
             "schedule": crontab(hour=8, minute=0),
