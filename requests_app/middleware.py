@@ -42,7 +42,6 @@ class PathGuardMiddleware:
             log.warning("a view found no %s: answered 404 (%s)", type(exception).__name__,
                         match.view_name if match else "-")
             raise Http404("No such object.") from exception
-        return None
 
 
 class NoStoreMiddleware:

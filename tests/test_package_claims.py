@@ -55,7 +55,7 @@ def test_builds_at_the_same_moment_leave_one_row_and_one_file(alice):
         try:
             barrier.wait()
             results[i] = packages.build(request)
-        except Exception as exc:  # collected and asserted on below
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on below
             results[i] = exc
         finally:
             connection.close()

@@ -35,8 +35,8 @@ def _routes(resolver=None, prefix=""):
         if isinstance(pattern, URLResolver):
             yield from _routes(pattern, route)
         elif isinstance(pattern, URLPattern) and "<" in route:
-            yield route, dict((name, kind) for kind, name in
-                              re.findall(r"<(?:(\w+):)?(\w+)>", route))
+            yield route, {name: kind for kind, name in
+                          re.findall(r"<(?:(\w+):)?(\w+)>", route)}
 
 
 def _fill(route: str, values: dict) -> str:
