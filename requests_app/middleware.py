@@ -6,8 +6,8 @@
   a library's, such as django-otp's admin pages) looked up by a path parameter and
   did not find is a 404 too, not a server error.
 - NoStoreMiddleware: pages and files with personal data (the staff area, the
-  auditor's exports, the admin, the consumer's status and download pages, the
-  preference pages) are sent with `Cache-Control: no-store`, so no browser cache or
+  auditor's exports, the admin, the consumer's status, download and confirmation
+  pages, the preference pages) are sent with `Cache-Control: no-store`, so no browser cache or
   shared proxy keeps a copy after the session ends.
 """
 
@@ -24,7 +24,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 # Path prefixes whose pages or files show someone's personal data.
 NO_STORE_PREFIXES = ("/staff/", "/audit/", "/admin/", "/status/", "/download/",
-                     "/verify/", "/preferences/", "/third-parties/")
+                     "/verify/", "/request/sent/", "/preferences/", "/third-parties/")
 
 
 class PathGuardMiddleware:

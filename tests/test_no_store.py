@@ -48,6 +48,7 @@ def test_the_consumers_status_and_download_pages_are_never_cached(client, open_s
     assert no_store(client.get("/download/not-a-link/"))
     assert no_store(client.get("/status/"))
     assert no_store(client.get("/preferences/"))
+    assert no_store(client.get("/request/sent/"))  # the references just filed
 
 
 def test_a_login_redirect_is_not_cached_either(client):
