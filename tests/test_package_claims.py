@@ -4,6 +4,7 @@ and one file, never a file no row points at. Files no row references (a killed
 builder's, files of older releases) are swept by retention once an hour old, and
 the sweep is audited by count."""
 
+import datetime
 import os
 import threading
 import time
@@ -16,7 +17,7 @@ from django.utils import timezone
 
 from privacyportal.celery import app as celery_app
 from requests_app.models import AuditEvent, Package, State
-from requests_app.services.fulfilment import packages
+from requests_app.services.fulfilment import claims, packages
 from requests_app.services.queue import enqueue
 from requests_app.services.retention import orphans
 from tests.conftest import approved
@@ -101,13 +102,34 @@ def test_a_claim_whose_builder_died_is_taken_over(alice, unzip):
                                   path=f"packages/{request.reference}/categories-dead.zip.enc",
                                   content_type="application/zip")
     Package.objects.filter(pk=dead.pk).update(
-        created_at=timezone.now() - packages.CLAIM_STALE - packages.datetime.timedelta(seconds=1))
+        created_at=timezone.now() - claims.stale_after() - datetime.timedelta(seconds=1))
     package = packages.build(request)
     assert package.pk != dead.pk and package.sha256 and not Package.objects.filter(
         pk=dead.pk).exists()
     assert files_of(request) == [Path(settings.MEDIA_ROOT) / package.path]
     assert "categories.json" in unzip(package).namelist()
     assert packages.build(request).pk == package.pk  # built: a second call returns it
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_builders_claim_is_kept_alive_by_its_pulse_and_a_quiet_one_is_not(alice,
+                                                                                settings):
+    settings.SOURCE_RUN_STALE_SECONDS = 2
+    request = rebuildable(alice)
+    Package.objects.filter(request=request).delete()
+    package, fresh = claims.claim(request, "categories")
+    assert fresh
+    pulse = claims.Pulse(package.pk)
+    pulse.start()
+    try:
+        time.sleep(3)  # longer than the stale period: the pulse renewed the claim
+        with pytest.raises(packages.BuildingElsewhere):
+            claims.claim(request, "categories")
+    finally:
+        pulse.stop()
+    time.sleep(2.5)  # no pulse: the claim goes quiet and the next build takes it over
+    assert packages.build(request).pk != package.pk
+    assert len(files_of(request)) == 1
 
 
 def test_a_build_that_fails_releases_its_claim_and_leaves_no_file(alice):

@@ -12,19 +12,14 @@ Values of never-disclosed categories were replaced when they were gathered
 (sources/records.py), so no package can hold them.
 """
 
-import contextlib
 import csv
 import datetime
 import hashlib
 import io
 import json
-import secrets
-import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
-from django.db.transaction import TransactionManagementError
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
@@ -32,6 +27,8 @@ from django.utils.html import escape
 from requests_app import csvcells
 from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
+from requests_app.services.fulfilment import claims
+from requests_app.services.fulfilment.claims import BuildingElsewhere
 from requests_app.sources import categories as cats
 from requests_app.sources.base import requested_period
 from requests_app.sources.records import read_records, run_dir
@@ -54,26 +51,14 @@ def kind_for(request) -> str | None:
     return None
 
 
-class BuildingElsewhere(Exception):
-    """Another worker holds the claim on this package (or took it over): that worker
-    finishes the package and the request, this one leaves both alone."""
-
-
-# A package's row is claimed before its file is written (sha256 empty: being built),
-# so a second build at the same time writes nothing. The claim's created_at is its
-# builder's last sign of life, renewed while it writes; a claim silent for
-# CLAIM_STALE was left by a builder that died, and the next build takes it over.
-CLAIM_STALE = datetime.timedelta(minutes=10)
-_BEAT_SECONDS = 60
-
-
 def build(request) -> Package | None:
-    """Build the request's package, once (a second call returns the first). Raises
+    """Build the request's package, once (a second call returns the first): its row
+    is claimed first and the file written after (claims.py). Raises
     BuildingElsewhere while another worker builds it."""
     kind = kind_for(request)
     if kind is None:
         return None
-    package, fresh = _claim(request, kind)
+    package, fresh = claims.claim(request, kind)
     if not fresh:
         return package
     members = {
@@ -84,51 +69,24 @@ def build(request) -> Package | None:
     }[kind](request)
     path = Path(settings.MEDIA_ROOT) / package.path
     now = datetime.datetime.now(datetime.timezone.utc)
-    claim = Package.objects.filter(pk=package.pk, sha256="", purged_at=None)
+    pulse = claims.Pulse(package.pk)
+    pulse.start()
     try:
         with EncryptedWriter(path) as out:
-            beat = time.monotonic() + _BEAT_SECONDS
             for chunk in stream_zip(members, now):
                 out.write(chunk)
-                if time.monotonic() > beat:
-                    if not claim.update(created_at=timezone.now()):
-                        raise BuildingElsewhere(package.path)  # taken over, or discarded
-                    beat = time.monotonic() + _BEAT_SECONDS
+                if pulse.lost.is_set():  # taken over, or discarded by a retry
+                    raise BuildingElsewhere(package.path)
     except BaseException:
-        # Release the claim, so the next build takes it at once (if the database
-        # answers: else the claim goes stale).
-        with contextlib.suppress(DatabaseError, TransactionManagementError):
-            Package.objects.filter(pk=package.pk, sha256="").delete()
+        pulse.stop()
+        claims.release(package.pk)
         raise
-    if not claim.update(size=out.plaintext_size, sha256=out.sha256, created_at=timezone.now()):
+    pulse.stop()
+    if not claims.finish(package.pk, out.plaintext_size, out.sha256):
         path.unlink(missing_ok=True)  # the claim went while the file was written
         raise BuildingElsewhere(package.path)
     package.refresh_from_db()
     return package
-
-
-def _claim(request, kind) -> tuple[Package, bool]:
-    """(the package, whether this call must write it): a built package is returned
-    as it is; a purged one of an earlier round, or a dead builder's claim, makes
-    room for a new claim."""
-    try:
-        with transaction.atomic():
-            existing = Package.objects.select_for_update().filter(
-                request=request, kind=kind).first()
-            if existing is not None and existing.purged_at is None:
-                if existing.sha256:
-                    return existing, False
-                if existing.created_at > timezone.now() - CLAIM_STALE:
-                    raise BuildingElsewhere(existing.path)
-                (Path(settings.MEDIA_ROOT) / existing.path).unlink(missing_ok=True)
-            if existing is not None:
-                existing.delete()
-            relative = f"packages/{request.reference}/{kind}-{secrets.token_hex(8)}.zip.enc"
-            return Package.objects.create(
-                request=request, kind=kind, filename=f"{request.reference}-{kind}.zip",
-                path=relative, content_type="application/zip", size=0, sha256=""), True
-    except IntegrityError:  # claimed at the same moment by another worker
-        raise BuildingElsewhere(kind) from None
 
 
 def discard(package: Package) -> None:
