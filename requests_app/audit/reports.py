@@ -15,6 +15,7 @@ from collections import Counter
 
 from django.utils import timezone
 
+from requests_app import csvcells
 from requests_app.models import AuditEvent, PrivacyRequest, State
 from requests_app.models.privacy_request import DenialReason
 from requests_app.rules import REQUEST_TYPES
@@ -115,6 +116,11 @@ WHERE (%(start)s::date IS NULL OR e.at >= %(start)s::date)
 ORDER BY e.id
 """
 
+# The same, each cell as csvcells.cell writes it (for the CSV that COPY writes).
+_EVENT_CSV_SELECT = ("SELECT " + ", ".join(
+    f'{csvcells.sql_cell(f"s.{c}")} AS {c}' for c in EVENT_LOG_COLUMNS)
+    + f" FROM ({_EVENT_SELECT}) AS s ORDER BY s.id")
+
 
 def event_log_text(fmt: str, start=None, end=None):
     """The event log as CSV or JSON Lines chunks (bytes, or text off PostgreSQL). On PostgreSQL the server
@@ -130,13 +136,14 @@ def event_log_text(fmt: str, start=None, end=None):
 
     params = {"start": start, "end": end}
     if fmt == "csv":
-        query = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)")
+        query = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(
+            sql.SQL(_EVENT_CSV_SELECT))  # composed, not formatted
     else:
         # One JSON object a line; the quote and delimiter bytes never occur in JSON
         # text, so COPY passes each line through untouched.
         query = sql.SQL("COPY (SELECT row_to_json(t)::text FROM ({}) t) TO STDOUT "
-                        "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
-    query = query.format(sql.SQL(_EVENT_SELECT))  # composed, not formatted
+                        "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')").format(
+            sql.SQL(_EVENT_SELECT))
     with connection.cursor() as cursor, cursor.cursor.copy(query, params) as copy:
         for block in copy:
             yield bytes(block)
@@ -148,7 +155,7 @@ def as_csv(rows, columns):
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow(row)
+        writer.writerow(csvcells.row(row))  # no cell a spreadsheet would run
         if buffer.tell() > 65536:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -25,6 +25,11 @@ class OutgoingEmail(models.Model):
     # Which version of the notice's template was sent: "default" (the files in
     # templates/emails/) or "v<n>" (an EmailTemplateVersion).
     template_version = models.CharField(max_length=20, default="default")
+    # An email holding a one-time code (or a download link) is stored with it
+    # replaced (subject and bodies above, which the desk shows); the email as it is
+    # sent waits here, encrypted with the file key (files.seal_text), and is
+    # cleared once sent: no code ever rests in plain text.
+    sealed = models.TextField(blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     sent_at = models.DateTimeField(null=True, blank=True, db_index=True)
     attempts = models.PositiveIntegerField(default=0)

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from requests_app.models import DataSource
 from requests_app.models.privacy_request import FiledBy
 from requests_app.rules import KNOW_DEFAULT_MONTHS, KNOW_EARLIEST, REQUEST_TYPES
-from requests_app.services.requests.filing import MAX_EXTRA
+from requests_app.services.requests.filing import MAX_EXTRA, validate_one_line
 from requests_app.services.verification.portal import Submission, correction_details
 
 # The rights, in the words the form uses.
@@ -76,6 +76,11 @@ def sniff(upload) -> str | None:
 def _clean_text(value: str) -> str:
     # No control characters other than line breaks and tabs (and never NUL).
     return re.sub(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", "", value or "").strip()
+
+
+def _one_line(value: str) -> str:
+    validate_one_line(value)
+    return value.strip()
 
 
 def default_period() -> tuple[datetime.date, datetime.date]:
@@ -214,6 +219,7 @@ class RequestForm(PortalForm):
             self.fields[EXTRA_PREFIX + name] = forms.CharField(
                 label=_("%(label)s (optional)") % {"label": label}, required=False,
                 max_length=MAX_EXTRA, help_text=_("Helps us confirm who you are."),
+                validators=[validate_one_line],
                 error_messages={"max_length": _("Enter at most %(limit)d characters.")
                                 % {"limit": MAX_EXTRA}})
 
@@ -221,18 +227,18 @@ class RequestForm(PortalForm):
         return [self[EXTRA_PREFIX + name] for name in self.identity_types]
 
     def extra_identity(self) -> dict:
-        values = {name: _clean_text(self.cleaned_data.get(EXTRA_PREFIX + name, ""))
+        values = {name: self.cleaned_data.get(EXTRA_PREFIX + name, "").strip()
                   for name in self.identity_types}
         return {name: value for name, value in values.items() if value}
 
     def clean_name(self):
-        value = _clean_text(self.cleaned_data["name"])
+        value = _one_line(self.cleaned_data["name"])
         if not value:
             raise forms.ValidationError(_("Enter your full name."))
         return value
 
     def clean_phone(self):
-        value = _clean_text(self.cleaned_data["phone"])
+        value = _one_line(self.cleaned_data["phone"])
         if value and not re.fullmatch(r"[0-9+()\-. ]{7,40}", value) or (
                 value and len(re.sub(r"\D", "", value)) < 7):
             raise forms.ValidationError(_("Enter a phone number using digits, spaces and + ( ) "
@@ -240,7 +246,7 @@ class RequestForm(PortalForm):
         return value
 
     def clean_account_number(self):
-        return _clean_text(self.cleaned_data["account_number"])
+        return _one_line(self.cleaned_data["account_number"])
 
     def clean_postal_address(self):
         return _clean_text(self.cleaned_data["postal_address"])
@@ -249,7 +255,7 @@ class RequestForm(PortalForm):
         return _clean_text(self.cleaned_data["details"])
 
     def clean_agent_name(self):
-        return _clean_text(self.cleaned_data["agent_name"])
+        return _one_line(self.cleaned_data["agent_name"])
 
     def clean_correction_wrong(self):
         return _clean_text(self.cleaned_data["correction_wrong"])

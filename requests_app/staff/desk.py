@@ -141,7 +141,8 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "evidence": VerificationEvidence.objects.filter(request=privacy_request).first(),
         "steps": _steps(privacy_request, user, bound),
         "timeline": _timeline(privacy_request),
-        "packages": list(Package.objects.filter(request=privacy_request, purged_at=None)),
+        "packages": list(Package.objects.filter(request=privacy_request, purged_at=None)
+                         .exclude(sha256="")),  # not one still being built
         "duplicates": list(privacy_request.duplicates.all()),
         "may_note": user.has_perm("requests_app.work_request"),
         "may_assign": user.has_perm("requests_app.assign_request"),

@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy as _lazy
 from requests_app.models import Channel, DataSource, FiledBy, IntakeRecord
 from requests_app.models.privacy_request import TransitionInputError
 from requests_app.rules import jurisdiction_choices, request_type_choices
-from requests_app.services.requests.filing import MAX_EXTRA, NewRequest
+from requests_app.services.requests.filing import MAX_EXTRA, NewRequest, validate_one_line
 from requests_app.services.requests.lifecycle import TransitionRefused
 from requests_app.services.requests.desk import MAX_ORIGINAL, do_staff_intake
 from requests_app.staff.access import staff_required
@@ -42,16 +42,18 @@ class IntakeForm(forms.Form):
         choices=jurisdiction_choices)
     filed_by = forms.ChoiceField(label=_lazy("Filed by"), choices=FiledBy.choices,
                                  initial=FiledBy.SELF)
-    name = forms.CharField(label=_lazy("Name"), max_length=200)
+    # Single-line answers refuse line breaks and control characters (as the portal).
+    name = forms.CharField(label=_lazy("Name"), max_length=200, validators=[validate_one_line])
     email = forms.EmailField(label=_lazy("Email"), required=False,
                              help_text=_lazy("Where the notices go. If the letter or call "
                                              "gave none, leave it empty and give another "
                                              "identifier: nothing is emailed, the identity "
                                              "is verified by staff, and you answer by post "
                                              "or phone."))
-    phone = forms.CharField(label=_lazy("Phone"), max_length=40, required=False)
+    phone = forms.CharField(label=_lazy("Phone"), max_length=40, required=False,
+                            validators=[validate_one_line])
     account_number = forms.CharField(label=_lazy("Customer or account number"), max_length=64,
-                                     required=False)
+                                     required=False, validators=[validate_one_line])
     postal_address = forms.CharField(label=_lazy("Postal address"), required=False,
                                      max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
     details = forms.CharField(label=_lazy("What they wrote or said"), required=False,
@@ -78,7 +80,7 @@ class IntakeForm(forms.Form):
         self.identity_types = identity_types or {}
         for name, label in self.identity_types.items():
             self.fields[EXTRA_PREFIX + name] = forms.CharField(
-                label=label, required=False, max_length=MAX_EXTRA,
+                label=label, required=False, max_length=MAX_EXTRA, validators=[validate_one_line],
                 help_text=_("Looked up in the sources whose maps name it."))
 
     def extra_identity_fields(self):

@@ -107,7 +107,8 @@ def package_preview(request, reference, kind):
     if not request.user.has_perm("requests_app.work_request"):
         raise PermissionDenied
     privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
-    package = Package.objects.filter(request=privacy_request, kind=kind, purged_at=None).first()
+    package = Package.objects.filter(request=privacy_request, kind=kind, purged_at=None
+                                     ).exclude(sha256="").first()  # built, not being built
     if package is None:
         raise Http404
     from django.conf import settings

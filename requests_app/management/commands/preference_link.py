@@ -12,6 +12,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 
+from requests_app import csvcells
 from requests_app.preferences.links import preference_url, unsubscribe_headers
 
 
@@ -61,5 +62,15 @@ class Command(BaseCommand):
             self.stderr.write(f"{skipped} line(s) skipped")
 
 
+class _SafeWriter:
+    """csv.writer whose cells are neutralised as every CSV of ours (csvcells)."""
+
+    def __init__(self, stream):
+        self._writer = csv_module.writer(stream, lineterminator="\n")
+
+    def writerow(self, values):
+        self._writer.writerow([csvcells.cell(v) for v in values])
+
+
 def csv_writer(stream):
-    return csv_module.writer(stream, lineterminator="\n")
+    return _SafeWriter(stream)

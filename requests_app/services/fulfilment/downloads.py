@@ -18,7 +18,7 @@ def downloadable(request: PrivacyRequest):
     if request.responded_at is None or request.state not in (
             State.COMPLETED, State.CLOSED, State.UNDER_APPEAL, State.APPEAL_DENIED):
         return []
-    return list(Package.objects.filter(request=request, purged_at=None))
+    return list(Package.objects.filter(request=request, purged_at=None).exclude(sha256=""))
 
 
 def offer(package: Package) -> Package:

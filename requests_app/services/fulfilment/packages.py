@@ -19,7 +19,6 @@ import datetime
 import hashlib
 import io
 import json
-import secrets
 from pathlib import Path
 
 from django.conf import settings
@@ -27,9 +26,12 @@ from django.template.loader import render_to_string
 from django.utils import timezone
 from django.utils.html import escape
 
+from requests_app import csvcells
 from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
 from requests_app.rules import WITHHOLDINGS
+from requests_app.services.fulfilment import claims
+from requests_app.services.fulfilment.claims import BuildingElsewhere
 from requests_app.sources import categories as cats
 from requests_app.sources.base import requested_period
 from requests_app.sources.records import read_records, run_dir
@@ -53,32 +55,41 @@ def kind_for(request) -> str | None:
 
 
 def build(request) -> Package | None:
-    """Build the request's package, once (a second call returns the first)."""
+    """Build the request's package, once (a second call returns the first): its row
+    is claimed first and the file written after (claims.py). Raises
+    BuildingElsewhere while another worker builds it."""
     kind = kind_for(request)
     if kind is None:
         return None
-    existing = Package.objects.filter(request=request, kind=kind).first()
-    if existing and existing.purged_at is None:
-        return existing
-    if existing:  # a purged package of an earlier round: make room for the new one
-        existing.delete()
+    package, fresh = claims.claim(request, kind)
+    if not fresh:
+        return package
     members = {
         Package.Kind.ACCESS: _access_members,
         Package.Kind.PORTABILITY: _portability_members,
         Package.Kind.CATEGORIES: _categories_members,
         Package.Kind.DELETION: _deletion_members,
     }[kind](request)
-    relative = f"packages/{request.reference}/{kind}-{secrets.token_hex(8)}.zip.enc"
-    path = Path(settings.MEDIA_ROOT) / relative
+    path = Path(settings.MEDIA_ROOT) / package.path
     now = datetime.datetime.now(datetime.timezone.utc)
-    with EncryptedWriter(path) as out:
-        for chunk in stream_zip(members, now):
-            out.write(chunk)
-    return Package.objects.create(
-        request=request, kind=kind, filename=f"{request.reference}-{kind}.zip",
-        path=relative, content_type="application/zip", size=out.plaintext_size,
-        sha256=out.sha256,
-    )
+    pulse = claims.Pulse(package.pk)
+    pulse.start()
+    try:
+        with EncryptedWriter(path) as out:
+            for chunk in stream_zip(members, now):
+                out.write(chunk)
+                if pulse.lost.is_set():  # taken over, or discarded by a retry
+                    raise BuildingElsewhere(package.path)
+    except BaseException:
+        pulse.stop()
+        claims.release(package.pk)
+        raise
+    pulse.stop()
+    if not claims.finish(package.pk, out.plaintext_size, out.sha256):
+        path.unlink(missing_ok=True)  # the claim went while the file was written
+        raise BuildingElsewhere(package.path)
+    package.refresh_from_db()
+    return package
 
 
 def discard(package: Package) -> None:
@@ -282,7 +293,7 @@ def _csv(records, columns):
     writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     for i, record in enumerate(records, 1):
-        writer.writerow({k: _text(v) for k, v in record.items()})
+        writer.writerow(csvcells.row(record))  # formulas neutralised; JSON stays exact
         if i % 500 == 0:
             yield buffer.getvalue()
             buffer.seek(0)

@@ -83,7 +83,10 @@ def build_results(request_id: int) -> None:
     if request.type_rules.is_deletion and request.erasure_approved_at:
         with transaction.atomic():
             third_parties.after_erasure(request)
-    packages.build(request)
+    try:
+        packages.build(request)
+    except packages.BuildingElsewhere:
+        return  # the worker building the package finishes the request
     runs.results_built(request_id)
     packages.discard_run_files(request)
 

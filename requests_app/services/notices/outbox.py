@@ -5,8 +5,11 @@ Privacy Manager may edit it in the staff area: the newest EmailTemplateVersion o
 the notice then overrides the files (services/notices/templates.py). It is rendered
 inside the transaction of the event that causes it and stored in the outbox
 (OutgoingEmail, with the version that was used); a worker sends it after the commit.
+A one-time code never rests there in plain text: the row keeps the email with the
+code replaced, and the email as sent is sealed (encrypted) until it is sent.
 """
 
+import json
 import logging
 
 from django.conf import settings
@@ -15,6 +18,7 @@ from django.db import transaction
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from requests_app.files import seal_text, unseal_text
 from requests_app.models import Actor, OutgoingEmail, PrivacyRequest
 from requests_app.services.audit.events import hash_value, record_event
 from requests_app.services.notices import templates as email_templates
@@ -56,9 +60,13 @@ def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> O
                      reason="no email address", data={"notice": notice})
         return None
     subject, text, html, version = render_notice_versioned(request, notice, **extra)
+    (subject, text, html), sealed = _kept(
+        lambda context: render_notice_versioned(request, notice, **context)[:3], extra,
+        (subject, text, html))
     email = OutgoingEmail.objects.create(
         request=request, notice=notice, cause=cause, to=request.identity.email,
         subject=subject, body_text=text, body_html=html, template_version=version,
+        sealed=sealed,
     )
     enqueue_on_commit(SEND_EMAIL, email.pk)
     return email
@@ -68,13 +76,36 @@ def queue_plain(to: str, notice: str, **context) -> OutgoingEmail:
     """An email about no request (a preference-page code), through the same outbox:
     rendered now, sent after the commit, re-sent by the reconciler if lost."""
     context = {"site_url": settings.SITE_URL, **context}
-    subject = " ".join(render_to_string(f"emails/{notice}/subject.txt", context).split())
-    email = OutgoingEmail.objects.create(
-        request=None, notice=notice, to=to, subject=subject,
-        body_text=render_to_string(f"emails/{notice}/body.txt", context),
-        body_html=render_to_string(f"emails/{notice}/body.html", context))
+
+    def render(context):
+        return (" ".join(render_to_string(f"emails/{notice}/subject.txt", context).split()),
+                render_to_string(f"emails/{notice}/body.txt", context),
+                render_to_string(f"emails/{notice}/body.html", context))
+
+    (subject, text, html), sealed = _kept(render, context, render(context))
+    email = OutgoingEmail.objects.create(request=None, notice=notice, to=to, subject=subject,
+                                         body_text=text, body_html=html, sealed=sealed)
     enqueue_on_commit(SEND_EMAIL, email.pk)
     return email
+
+
+# What a notice's context may hold that opens something for whoever reads it: the
+# outbox keeps the email with these in its place (and the desk shows that).
+HIDDEN = {"code": "••••••", "download_url": "[download link, not kept]"}
+
+
+def _kept(render, context: dict, sent: tuple) -> tuple[tuple, str]:
+    """(subject, text and HTML the outbox keeps, the email to send, sealed): with a
+    one-time code or a link in the context, the email is rendered again with each
+    replaced, and the one to send is encrypted until it is sent."""
+    hidden = {name: shown for name, shown in HIDDEN.items() if context.get(name)}
+    if not hidden:
+        return sent, ""
+    kept = render({**context, **hidden})
+    return kept, seal_text(json.dumps(dict(zip(_PARTS, sent))))
+
+
+_PARTS = ("subject", "body_text", "body_html")
 
 
 def send_email(email_id: int) -> bool:
@@ -85,12 +116,16 @@ def send_email(email_id: int) -> bool:
             pk=email_id)
         if email.sent_at is not None:
             return False
-        message = EmailMultiAlternatives(email.subject, email.body_text, to=[email.to])
-        message.attach_alternative(email.body_html, "text/html")
+        # An email with a one-time code is sent as sealed, and the seal goes with it.
+        parts = (json.loads(unseal_text(email.sealed)) if email.sealed
+                 else {part: getattr(email, part) for part in _PARTS})
+        message = EmailMultiAlternatives(parts["subject"], parts["body_text"], to=[email.to])
+        message.attach_alternative(parts["body_html"], "text/html")
         message.send()
         email.sent_at = timezone.now()
         email.attempts += 1
-        email.save(update_fields=["sent_at", "attempts"])
+        email.sealed = ""
+        email.save(update_fields=["sent_at", "attempts", "sealed"])
         if email.notice == "received" and email.request_id:
             # The request's row before the audit chain's lock, as every transition
             # takes them (row, then chain): the other order deadlocked with a

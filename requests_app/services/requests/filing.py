@@ -9,6 +9,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -58,6 +59,25 @@ class NewRequest:
 # The longest identifier of another type (a loyalty id, a device id) a form takes.
 MAX_EXTRA = 200
 
+# What no single-line value (a name, a phone number, an identifier) may hold: the
+# C0 controls with NUL, tab, CR and LF (a line break in a name splits an email
+# header or a CSV row), DEL, the C1 controls, and Unicode's line separators.
+_NOT_ONE_LINE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def one_line(value: str) -> bool:
+    """Whether `value` holds no control character and no line break."""
+    return not _NOT_ONE_LINE.search(value or "")
+
+
+def validate_one_line(value: str) -> None:
+    """For forms: a single-line answer is refused, not cleaned, when it holds a line
+    break or another control character."""
+    if not one_line(value):
+        raise ValidationError(_("Write this on one line, without line breaks or control "
+                                "characters."))
+
+
 # How an opt-out arrived, for the consent ledger, by the channel it came through.
 CONSENT_METHODS = {"web": "request_form", "api": "request_form", "phone": "staff_phone",
                    "email": "staff_writing", "post": "staff_writing"}
@@ -77,6 +97,10 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
         raise TransitionInputError(_("Give an email address or another identifier (a phone "
                                      "number, a customer number, a postal address or an "
                                      "identifier of the office's own) to find the person by."))
+    if not all(one_line(v) for v in (new.name, new.phone, new.account_number,
+                                     *new.extra.values())):
+        raise TransitionInputError(_("A name, a phone number or an identifier cannot hold "
+                                     "line breaks or other control characters."))
     received_at = new.received_at or timezone.now()
     if received_at > timezone.now():
         raise TransitionInputError(_("The date of receipt cannot be in the future."))

@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from requests_app.services.retention import purge
+from requests_app.services.retention import orphans, purge
 
 
 @shared_task
@@ -16,3 +16,10 @@ def purge_expired_packages() -> int:
     """Periodic: packages whose download link expired are deleted (the row stays);
     old one-time codes and the permission files of ended requests go."""
     return purge.purge_expired_packages()
+
+
+@shared_task
+def sweep_orphan_package_files() -> int:
+    """Hourly: package files no row points at, unchanged for an hour, are removed
+    (the count is audited)."""
+    return orphans.sweep_orphan_package_files()

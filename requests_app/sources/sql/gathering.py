@@ -8,6 +8,7 @@ another connection of the same engine."""
 
 import sqlalchemy as sa
 
+from requests_app.csvcells import SQL_NEGATIVE_NUMBER, SQL_TRIGGER
 from requests_app.sources.base import Outcome, collection_period, in_period, period_bounds
 from requests_app.sources.sql.driver import _arrays, _copy_out, psycopg
 from requests_app.sources.sql.shape import MapShape
@@ -103,20 +104,39 @@ def _copy_leaf(conn, connect, shape: MapShape, table, conditions, sink, period=N
 
     compiled = (sa.select(*selected).where(where).compile(dialect=conn.dialect))
     inner, params = sql.SQL(str(compiled)), compiled.params  # composed, not formatted
+    # The CSV's cells as csvcells.cell writes them (the JSON keeps the values exact).
+    csv_select = sa.select(*[_csv_cell(c) for c in selected]).where(where).compile(
+        dialect=conn.dialect)
     # JSON lines: CSV format with a quote and a delimiter that JSON text never
     # holds raw (it escapes control characters), so each line is the JSON as is.
     as_json = sql.SQL("COPY (SELECT row_to_json(t) FROM ({}) AS t) TO STDOUT "
                       "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')").format(inner)
-    as_csv = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(inner)
+    as_csv = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(
+        sql.SQL(str(csv_select)))
 
     def json_lines(write):
         _copy_out(conn, as_json, params, write)
 
     def csv(write):  # at the same time, in another thread: a connection of its own
         with connect() as other:
-            _copy_out(other, as_csv, params, write)
+            _copy_out(other, as_csv, csv_select.params, write)
 
     return sink.write_copy(spec.name, categories, json_lines, csv)
+
+
+# Column types whose text can never start a formula (a negative number is kept).
+_PLAIN_TYPES = (sa.Boolean, sa.Integer, sa.Numeric, sa.Date, sa.DateTime, sa.Time)
+
+
+def _csv_cell(column):
+    """A selected column as the CSV cell csvcells.cell would write (PostgreSQL): a
+    text that begins with = + - @, a tab or a return gets a quote before it."""
+    if isinstance(column.type, _PLAIN_TYPES):
+        return column
+    value = column.element if isinstance(column, sa.sql.elements.Label) else column
+    text = sa.cast(value, sa.Text)
+    return sa.case((sa.and_(text.op("~")(SQL_TRIGGER), text.op("!~")(SQL_NEGATIVE_NUMBER)),
+                    sa.literal("'", sa.Text) + text), else_=text).label(column.name)
 
 
 def _in_period(conn, table, spec, where, period, outside):
