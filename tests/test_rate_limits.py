@@ -4,12 +4,11 @@ the per-email limit, proving control of the address files the request; and with
 the cache (Redis) unreachable, the limits count in the database and the form
 still files."""
 
-import re
 
 import pytest
 
 from requests_app.models import OutgoingEmail, PrivacyRequest, RateCount
-from tests.conftest import committed, file_request, portal_form
+from tests.conftest import committed, emailed_code, file_request, portal_form
 
 pytestmark = pytest.mark.django_db
 
@@ -29,8 +28,7 @@ def post(client, address, **overrides):
 
 
 def code_sent(notice="filing_code", to="pat.doe@example.com") -> str:
-    email = OutgoingEmail.objects.filter(notice=notice, to=to).latest("id")
-    return re.search(r"Your code: (\d{6,})", email.body_text).group(1)
+    return emailed_code(OutgoingEmail.objects.filter(notice=notice, to=to).latest("id"))
 
 
 def test_a_stranger_flooding_someones_address_does_not_block_that_person(client):

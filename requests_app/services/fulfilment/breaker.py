@@ -45,11 +45,13 @@ class SourceParked(SourceError):
     """The run's source is unhealthy: the run fails (parked) without a call."""
 
 
-def words(source: DataSource) -> str:
-    """Why a run of an unhealthy source is parked, for the desk."""
+def words(source: DataSource, *, why: bool = True) -> str:
+    """Why a run of an unhealthy source is parked, for the desk (`why`: with the
+    last failure's words, unless they are said just before)."""
+    reason = f" ({source.health_reason or 'no answer'})" if why else ""
     return (f"{source.name} is marked unhealthy after {source.consecutive_failures} failed "
-            f"calls in a row ({source.health_reason or 'no answer'}): its runs are parked "
-            "and it is not called until it answers a health probe or staff retry it")
+            f"calls in a row{reason}: its runs are parked and it is not called until it "
+            "answers a health probe or staff retry it")
 
 
 def is_open(source: DataSource) -> bool:
@@ -70,14 +72,14 @@ def note_failure(source_id: int, error: str) -> str | None:
     with transaction.atomic():
         source = DataSource.objects.select_for_update().get(pk=source_id)
         if source.health == Health.UNHEALTHY:
-            return words(source)
+            return words(source, why=False)
         source.consecutive_failures += 1
         if source.consecutive_failures < settings.SOURCE_BREAKER_FAILURES:
             source.save(update_fields=["consecutive_failures"])
             return None
         _trip(source, error)
     park_waiting_runs(source_id)
-    return words(source)
+    return words(source, why=False)
 
 
 def _trip(source: DataSource, error: str) -> None:
