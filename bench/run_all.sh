@@ -15,7 +15,7 @@ cd "$ROOT"
 # shellcheck source=bench/services.sh
 source "$ROOT/bench/services.sh"
 
-for port in "$PG_PORT" "$REDIS_PORT"; do
+for port in "$PG_PORT" "$REDIS_PORT" "$MARIADB_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "run_all: port $port is in use (bench/services.sh stop DIR stops a kept instance)"
     exit 1
@@ -35,7 +35,7 @@ services_start "$TMP"
 
 export DATA_DIR="$TMP/data"
 export BENCH_RESULTS="${BENCH_RESULTS:-$ROOT/bench/results}"
-export PG_PORT REDIS_PORT
+export PG_PORT REDIS_PORT MARIADB_PORT
 mkdir -p "$BENCH_RESULTS"
 
 wanted=("$@")
