@@ -12,8 +12,8 @@ from sqlalchemy import exc as sa_exc
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
 from requests_app.sources.sql import constraints, erasure, gathering, keys
-from requests_app.sources.sql.driver import (_arrays, _schema_changed, autocommit_reads,
-                                             engine_for, error_kind, forget, reflect)
+from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, error_kind,
+                                             forget, reads_of, reflect)
 from requests_app.sources.sql.identity import email_table, identity_points
 from requests_app.sources.sql.shape import MapShape
 
@@ -51,11 +51,12 @@ class SqlConnector(Connector):
         return tables
 
     def warm_up(self) -> None:
-        """Reflect the map's tables and open the pool's two connections (a copied
-        leaf's JSON and CSV COPYs run on two at once), as a worker process does once
+        """Reflect the map's tables and open a connection of each pool (reads, and
+        the one a copied leaf's CSV COPY runs on while its JSON COPY runs on the
+        read), as a worker process does once
         when it starts (services/fulfilment/warm_up.py), so that its first task does not
         pay for them: about 0.1 s of reflection and two connections here."""
-        with self.engine.connect() as conn, self.engine.connect():
+        with reads_of(self.engine).connect() as conn, self.engine.connect():
             self.tables(conn)
 
     def check(self) -> list[str]:
@@ -112,13 +113,13 @@ class SqlConnector(Connector):
 
     def _run(self, work, read_only=False):
         """work(conn, tables) on a pooled connection. read_only: in autocommit mode on
-        PostgreSQL and MariaDB/MySQL (driver.autocommit_reads), so that no read
+        PostgreSQL and MariaDB/MySQL (a connection of driver.reads_of, the engine's
+        twin whose connections are in that mode from the start), so that no read
         transaction (and its locks, and its snapshot holding back VACUUM or purge)
         spans the whole traversal: each hop's lookups see the database as it is then."""
         try:
-            with self.engine.connect() as conn:
-                if read_only and autocommit_reads(conn):
-                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            engine = reads_of(self.engine) if read_only else self.engine
+            with engine.connect() as conn:
                 return work(conn, self.tables(conn))
         except Exception as exc:
             kind = error_kind(exc)

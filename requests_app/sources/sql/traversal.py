@@ -11,8 +11,9 @@ from collections import Counter, defaultdict
 import sqlalchemy as sa
 
 from requests_app.sources.sql import driver
-from requests_app.sources.sql.driver import (_arrays, _chunks, _in, _ordered, compiled_lookup,
-                                             dict_row, psycopg)
+from requests_app.sources.sql.driver import _arrays, _chunks, _in, _ordered, dict_row, psycopg
+from requests_app.sources.sql.lookups import (compiled_lookup, email_in, mysql_lookup,
+                                              mysql_params, run_mysql)
 from requests_app.sources.sql.keys import row_key
 from requests_app.sources.sql.shape import MapShape
 
@@ -31,9 +32,10 @@ def normal_email(value):
 
 
 def _matcher(conn, table, column: str, values, normal: bool):
-    """`column IN values`, or LOWER(TRIM(column)) IN values for an email column."""
+    """`column IN values`, or LOWER(TRIM(column)) IN values for an email column
+    (driver.email_in: served by the column's index on MariaDB/MySQL)."""
     if normal:
-        return sa.func.lower(sa.func.trim(table.c[column])).in_(list(values))
+        return email_in(conn, table.c[column], list(values))
     return _in(conn, table.c[column], values)
 
 
@@ -247,30 +249,31 @@ def leaf_where(conn, table, conditions: dict):
 
 
 def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) -> dict:
-    """One hop's lookups, {table: rows}. On PostgreSQL they all go in one round
-    trip (psycopg pipeline mode), one statement per table with one array
-    parameter per column and a LIMIT one above BATCH; a table that reaches the
-    limit is read again, streamed (see _stream). Elsewhere, and for lookups by
-    email (LOWER(TRIM(column)), the identity's first hop): _select, lazily."""
+    """One hop's lookups, {table: rows}. On PostgreSQL each is one statement per
+    table with one array parameter per column (emails compared as
+    LOWER(TRIM(column))) and a LIMIT one above BATCH, prepared on the server and
+    sent straight to psycopg; a table that reaches the limit is read again,
+    streamed (see _stream). On MariaDB/MySQL: _in_lists. On SQLite: _select,
+    lazily."""
     normal = normal or {}
+    if conn.dialect.name in ("mysql", "mariadb"):
+        return {name: _in_lists(conn, tables[name], shape, conditions, normal.get(name))
+                for name, conditions in wanted.items()}
     if not _arrays(conn) or psycopg is None or not wanted:
         return {name: _select(conn, tables[name], shape, conditions, normal.get(name))
                 for name, conditions in wanted.items()}
     pg = conn.connection.driver_connection
-    fetched, pending = {}, []
+    fetched = {}
     for name, conditions in wanted.items():
-        if normal.get(name):
-            fetched[name] = _select(conn, tables[name], shape, conditions, normal[name])
-            continue
         columns = tuple(sorted(conditions))
         values = [_ordered(conditions[c]) for c in columns]
         if any(len(v) > driver.ARRAY_BATCH for v in values):
-            fetched[name] = _select(conn, tables[name], shape, conditions)
+            fetched[name] = _select(conn, tables[name], shape, conditions, normal.get(name))
             continue
-        sql, streamed, params = compiled_lookup(conn, tables[name], columns, shape.needed(name))
+        sql, streamed, params = compiled_lookup(conn, tables[name], columns, shape.needed(name),
+                                                frozenset(normal.get(name, ())))
         params = {**params, **{f"v{i}": v for i, v in enumerate(values)}}
-        pending.append((name, sql, streamed, params))
-    for name, rows, streamed, params in _pipelined(pg, pending):
+        rows = _lookup(pg, sql, params)
         if len(rows) <= driver.BATCH:
             fetched[name] = rows
         else:
@@ -278,21 +281,30 @@ def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) ->
     return fetched
 
 
-def _pipelined(pg, pending: list) -> list:
-    """The lookups (name, sql, streamed sql, params) sent in one round trip,
-    returned as (name, rows, streamed sql, params)."""
-    cursors = []
-    with pg.pipeline():
-        for name, sql, streamed, params in pending:
-            cursor = pg.cursor(row_factory=dict_row)
-            cursor.execute(sql, params)
-            cursors.append((name, cursor, streamed, params))
-    done = []
-    for name, cursor, streamed, params in cursors:
-        rows = cursor.fetchall()
-        cursor.close()
-        done.append((name, rows, streamed, params))
-    return done
+def _in_lists(conn, table, shape: MapShape, conditions: dict, normal=None):
+    """A MariaDB/MySQL lookup of a few values: one statement compiled once
+    (lookups.mysql_lookup), one round trip on the DBAPI cursor, a LIMIT one above
+    BATCH. More values than BATCH, or a lookup that reaches the limit: _select
+    (batched IN-lists, the rows streamed)."""
+    columns = tuple(sorted(conditions))
+    values = [_ordered(conditions[c]) for c in columns]
+    if sum(len(v) for v in values) > driver.BATCH:
+        return _select(conn, table, shape, conditions, normal)
+    normal = {c: len(conditions[c]) for c in columns if c in (normal or ())}
+    sql, names, processors = mysql_lookup(conn, table, columns, shape.needed(table.name),
+                                          tuple(normal.items()))
+    rows = run_mysql(conn, sql, names, processors, mysql_params(columns, values, normal))
+    if len(rows) > driver.BATCH:
+        return _select(conn, table, shape, conditions, normal)
+    return rows
+
+
+def _lookup(pg, sql, params) -> list:
+    """One lookup's rows: a statement prepared on the server the first time this
+    connection sends it (one round trip each time after that, no planning)."""
+    with pg.cursor(row_factory=dict_row) as cursor:
+        cursor.execute(sql, params, prepare=True)
+        return cursor.fetchall()
 
 
 def _stream(pg, sql, params):
@@ -308,14 +320,14 @@ def _stream(pg, sql, params):
 def _select(conn, table, shape: MapShape, conditions: dict[str, set], normal=None):
     """One query per table per hop: OR of one array parameter per column on
     PostgreSQL (ARRAY_BATCH values each); of IN-lists batched at BATCH values
-    on SQLite, and on every engine for a lookup by email (`normal`: the columns
-    compared as LOWER(TRIM(column)))."""
-    if _arrays(conn) and psycopg is not None and not normal:
+    elsewhere. `normal`: the email columns, compared as LOWER(TRIM(column))."""
+    if _arrays(conn) and psycopg is not None:
         # Only for many rows or values (see _fetch): streamed on a server-side
         # cursor in a transaction of its own (reads run in autocommit mode).
         columns = tuple(sorted(conditions))
         chunks = [_chunks(conn, _ordered(conditions[c])) for c in columns]
-        _limited, sql, params = compiled_lookup(conn, table, columns, shape.needed(table.name))
+        _limited, sql, params = compiled_lookup(conn, table, columns, shape.needed(table.name),
+                                                frozenset(normal or ()))
         pg = conn.connection.driver_connection
         for i in range(max(len(c) for c in chunks)):
             values = {f"v{j}": c[i] if i < len(c) else [] for j, c in enumerate(chunks)}
