@@ -58,6 +58,7 @@ class RecordSink:
         self._held: dict[str, list[str]] = {}  # collections kept in memory: their lines
         self._sizes: dict[str, int] = {}
         self._held_size = 0
+        self._withheld: dict[str, set] = {}  # columns of never-disclosed categories
         self.collections: dict[str, dict] = {}
 
     def write(self, collection: str, record: dict, categories: dict[str, str]) -> None:
@@ -65,10 +66,11 @@ class RecordSink:
         if info is None:
             info = self.collections[collection] = {"count": 0, "columns": dict(categories)}
             self._held[collection], self._sizes[collection] = [], 0
-        clean = {
-            key: WITHHELD if never_disclosed(categories.get(key, "")) else value
-            for key, value in record.items()
-        }
+            self._withheld[collection] = {key for key, category in categories.items()
+                                          if never_disclosed(category)}
+        withheld = self._withheld[collection]
+        clean = {key: WITHHELD if key in withheld else value
+                 for key, value in record.items()} if withheld else record
         line = json.dumps(clean, default=str, ensure_ascii=False) + "\n"
         if collection in self._writers:
             self._writers[collection].write(line)

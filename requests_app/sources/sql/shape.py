@@ -38,7 +38,7 @@ class MapShape:
         (sql/keys.resolve), for these reflected tables: what depends on the map's
         columns is worked out again."""
         self.map, self.keys_read, self.keys_for = resolved, read, tables
-        for name in ("_needed", "edges", "follows", "forwards", "to_people"):
+        for name in ("_needed", "edges", "follows", "forwards", "to_people", "categories"):
             self.__dict__.pop(name, None)
         self._unique = None
 
@@ -53,6 +53,12 @@ class MapShape:
         reads those only. Other columns are none of our business, and a column
         dropped from the database that the map never used breaks nothing."""
         return self._needed[name]
+
+    @cached_property
+    def categories(self) -> dict[str, dict[str, str]]:
+        """Each table's mapped columns and their categories, as a sink takes them."""
+        return {n: {c.name: c.category for c in spec.columns.values()}
+                for n, spec in self.map.tables.items()}
 
     def mapped(self, table: sa.Table) -> list:
         return [table.c[name] for name in self.needed(table.name)]
