@@ -5,6 +5,7 @@ stored."""
 
 import hashlib
 import os
+import threading
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -18,16 +19,34 @@ from requests_app.sources.sql.identity import email_table, identity_points
 from requests_app.sources.sql.shape import MapShape
 
 
+# What a map says, worked out once per process per map and database (MapShape): a worker
+# makes a connector per run, and working the shape out again (columns, edges, keys
+# read from the database) cost more than a small subject's lookups. A shape is
+# read-only but for use_keys, which runs under the lock when the tables it was
+# given were reflected again.
+_SHAPES: dict[tuple, MapShape] = {}
+_SHAPE_LOCK = threading.Lock()
+
+
 class SqlConnector(Connector):
     kind, access, erasure, has_map = "sql", True, True, True
 
     def __init__(self, source):
         super().__init__(source)
-        try:
-            self.map: DatasetMap = parse(source.dataset_map)
-        except DatasetMapError as exc:
-            raise SourceError(f"{source.name}: the dataset map is invalid ({exc})") from None
-        self.shape = MapShape(self.map)
+        text = source.dataset_map or ""
+        # Per database too: keys the map leaves out are read from the database.
+        key = (text, os.environ.get(source.connection_env or "", ""))
+        shape = _SHAPES.get(key)
+        if shape is None:
+            try:
+                shape = MapShape(parse(text))
+            except DatasetMapError as exc:
+                raise SourceError(f"{source.name}: the dataset map is invalid ({exc})") from None
+            if len(_SHAPES) >= 32:
+                _SHAPES.clear()
+            _SHAPES[key] = shape
+        self.shape = shape
+        self.map: DatasetMap = shape.declared
 
     @property
     def engine(self) -> sa.Engine:
@@ -44,10 +63,12 @@ class SqlConnector(Connector):
         with no key anywhere stops the run with the reason."""
         tables = reflect(conn, self.shape, self.source.name)
         if self.shape.keys_for is not tables:
-            resolved, read, problems = keys.resolve(self.shape.declared, tables)
-            if problems:
-                raise SourceError(f"{self.source.name}: {problems[0][1]}")
-            self.shape.use_keys(resolved, read, tables)
+            with _SHAPE_LOCK:
+                if self.shape.keys_for is not tables:
+                    resolved, read, problems = keys.resolve(self.shape.declared, tables)
+                    if problems:
+                        raise SourceError(f"{self.source.name}: {problems[0][1]}")
+                    self.shape.use_keys(resolved, read, tables)
         return tables
 
     def warm_up(self) -> None:

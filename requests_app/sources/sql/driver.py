@@ -353,7 +353,7 @@ def reflect(conn, shape: MapShape, source_name: str) -> dict[str, sa.Table]:
     names = shape.map.tables
     key = (str(conn.engine.url), tuple(sorted(names)))
     known = _REFLECTED.get(key)
-    if known is None or any(not set(shape.needed(name)) <= set(known[name].c.keys())
+    if known is None or any(not shape.declared_needed[name] <= set(known[name].c.keys())
                             for name in names):
         if known is not None:  # stale: its compiled lookups too
             forget(str(conn.engine.url))
@@ -369,7 +369,7 @@ def reflect(conn, shape: MapShape, source_name: str) -> dict[str, sa.Table]:
             raise SourceError(f"{source_name}: {exc}") from None
         reflected = {name: metadata.tables[name] for name in names}
         for name in names:
-            missing = sorted(set(shape.needed(name)) - set(reflected[name].c.keys()))
+            missing = sorted(shape.declared_needed[name] - set(reflected[name].c.keys()))
             if missing:  # dropped since the map was saved
                 raise SourceError(f"{source_name}: table `{name}` has no column "
                                   f"`{missing[0]}`")

@@ -60,6 +60,15 @@ class MapShape:
         return {n: {c.name: c.category for c in spec.columns.values()}
                 for n, spec in self.map.tables.items()}
 
+    @cached_property
+    def declared_needed(self) -> dict[str, set[str]]:
+        """The columns the map as written names per table (needed() without the keys
+        read from a database): what a reflection must hold, whichever database
+        the keys were read from before."""
+        declared = self.declared
+        return {n: spec.column_names() | declared.referenced_columns(n)
+                for n, spec in declared.tables.items()}
+
     def mapped(self, table: sa.Table) -> list:
         return [table.c[name] for name in self.needed(table.name)]
 
