@@ -120,6 +120,15 @@ def _engine(url: str) -> sa.Engine:
     return engine
 
 
+def url_key(engine: sa.Engine) -> str:
+    """The engine's URL as the caches of this package key it (str(engine.url),
+    worked out once per engine: rendering a URL costs more than a cache lookup)."""
+    key = getattr(engine, "pp_url", None)
+    if key is None:
+        key = engine.pp_url = str(engine.url)
+    return key
+
+
 def reads_of(engine: sa.Engine) -> sa.Engine:
     """The engine's twin whose connections are in autocommit mode (see _engine),
     or the engine itself (SQLite)."""
@@ -351,7 +360,7 @@ def reflect(conn, shape: MapShape, source_name: str) -> dict[str, sa.Table]:
     when the map names a column the reflection lacks (a column added to the
     database and then to the map while the worker ran)."""
     names = shape.map.tables
-    key = (str(conn.engine.url), tuple(sorted(names)))
+    key = (url_key(conn.engine), tuple(sorted(names)))
     known = _REFLECTED.get(key)
     if known is None or any(not shape.declared_needed[name] <= set(known[name].c.keys())
                             for name in names):

@@ -25,7 +25,7 @@ def compiled_lookup(conn, table, columns: tuple, needed: tuple,
     of `table` by `columns`, reading the columns `needed`: `SELECT ... WHERE c0 =
     ANY(%(v0)s) OR c1 = ANY(%(v1)s) ...`; a column in `normal` (an email) is
     compared as `LOWER(TRIM(c)) = ANY(...)` (an expression index serves it)."""
-    key = (str(conn.engine.url), table.name, columns, needed, normal)
+    key = (driver.url_key(conn.engine), table.name, columns, needed, normal)
     if key not in driver._LOOKUPS:
         query = sa.select(*(table.c[name] for name in needed)).where(sa.or_(*(
             (_normalised(table.c[c]) if c in normal else table.c[c])
@@ -55,7 +55,7 @@ def mysql_lookup(conn, table, columns: tuple, needed: tuple,
     MariaDB/MySQL lookup of `table` by `columns` (`c0 IN %s OR c1 IN %s ...`, with
     a LIMIT), reading the columns `needed`. `normal`: (column, number of values)
     of the email columns (see email_in: one LIKE per value)."""
-    key = (str(conn.engine.url), table.name, columns, needed, normal)
+    key = (driver.url_key(conn.engine), table.name, columns, needed, normal)
     if key not in driver._LOOKUPS:
         counts = dict(normal)
         where = [_mysql_condition(conn, table.c[name], i, counts.get(name))

@@ -38,7 +38,8 @@ class MapShape:
         (sql/keys.resolve), for these reflected tables: what depends on the map's
         columns is worked out again."""
         self.map, self.keys_read, self.keys_for = resolved, read, tables
-        for name in ("_needed", "edges", "follows", "forwards", "to_people", "categories"):
+        for name in ("_needed", "edges", "follows", "forwards", "to_people", "categories",
+                     "identity_cols"):
             self.__dict__.pop(name, None)
         self._unique = None
 
@@ -53,6 +54,11 @@ class MapShape:
         reads those only. Other columns are none of our business, and a column
         dropped from the database that the map never used breaks nothing."""
         return self._needed[name]
+
+    @cached_property
+    def identity_cols(self) -> dict[str, set[str]]:
+        """Each table's identity columns (of every identity type)."""
+        return {n: {c for _f, c in spec.identity_columns} for n, spec in self.map.tables.items()}
 
     @cached_property
     def categories(self) -> dict[str, dict[str, str]]:

@@ -189,10 +189,16 @@ class _Walk:
     def _owned(self, name, spec, row, conditions) -> tuple[bool, bool]:
         """(the person's own row: a column matched what finds their rows, found by
         their identity itself)."""
-        normal, identity_cols = self.normal.get(name, ()), {c for _f, c in spec.identity_columns}
-        matched = [c for c in self.owning[name]
+        owning = self.owning.get(name)
+        if not owning:
+            return False, False
+        normal = self.normal.get(name, ())
+        matched = [c for c in owning
                    if (normal_email(row[c]) if c in normal else row[c]) in conditions.get(c, ())]
-        return bool(matched), any(c in identity_cols for c in matched)
+        if not matched:
+            return False, False
+        identity_cols = self.shape.identity_cols[name]
+        return True, any(c in identity_cols for c in matched)
 
     def _someone_elses(self, name, row) -> bool:
         """Does any of the row's references to an identity table name a person
@@ -264,20 +270,23 @@ def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) ->
                 for name, conditions in wanted.items()}
     pg = conn.connection.driver_connection
     fetched = {}
-    for name, conditions in wanted.items():
-        columns = tuple(sorted(conditions))
-        values = [_ordered(conditions[c]) for c in columns]
-        if any(len(v) > driver.ARRAY_BATCH for v in values):
-            fetched[name] = _select(conn, tables[name], shape, conditions, normal.get(name))
-            continue
-        sql, streamed, params = compiled_lookup(conn, tables[name], columns, shape.needed(name),
-                                                frozenset(normal.get(name, ())))
-        params = {**params, **{f"v{i}": v for i, v in enumerate(values)}}
-        rows = _lookup(pg, sql, params)
-        if len(rows) <= driver.BATCH:
-            fetched[name] = rows
-        else:
-            fetched[name] = _BULK if name in bulk else _stream(pg, streamed, params)
+    with pg.cursor(row_factory=dict_row) as cursor:  # one for the hop's lookups
+        for name, conditions in wanted.items():
+            columns = tuple(sorted(conditions))
+            values = [_ordered(conditions[c]) for c in columns]
+            if any(len(v) > driver.ARRAY_BATCH for v in values):
+                fetched[name] = _select(conn, tables[name], shape, conditions,
+                                        normal.get(name))
+                continue
+            sql, streamed, params = compiled_lookup(conn, tables[name], columns,
+                                                    shape.needed(name),
+                                                    frozenset(normal.get(name, ())))
+            params = {**params, **{f"v{i}": v for i, v in enumerate(values)}}
+            rows = _lookup(cursor, sql, params)
+            if len(rows) <= driver.BATCH:
+                fetched[name] = rows
+            else:
+                fetched[name] = _BULK if name in bulk else _stream(pg, streamed, params)
     return fetched
 
 
@@ -299,12 +308,11 @@ def _in_lists(conn, table, shape: MapShape, conditions: dict, normal=None):
     return rows
 
 
-def _lookup(pg, sql, params) -> list:
+def _lookup(cursor, sql, params) -> list:
     """One lookup's rows: a statement prepared on the server the first time this
     connection sends it (one round trip each time after that, no planning)."""
-    with pg.cursor(row_factory=dict_row) as cursor:
-        cursor.execute(sql, params, prepare=True)
-        return cursor.fetchall()
+    cursor.execute(sql, params, prepare=True)
+    return cursor.fetchall()
 
 
 def _stream(pg, sql, params):
