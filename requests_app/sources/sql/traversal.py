@@ -6,6 +6,7 @@ IN-lists or array parameters (SQLAlchemy Core quotes identifiers and binds every
 value; no SQL is built by formatting strings). Rows are streamed to the caller as
 they arrive; only primary keys and the values needed for the next hop are kept."""
 
+import itertools
 from collections import Counter, defaultdict
 
 import sqlalchemy as sa
@@ -152,17 +153,23 @@ class _Walk:
     def _take(self, name, rows, conditions, hop: _Hop) -> None:
         """The rows of one table found in this hop: each once, the person's own or
         maybe shared, never someone else's."""
-        trav, known, on_row = self.trav, self.known, self.on_row
-        shape, spec = self.shape, self.shape.map.tables[name]
-        follow, forward_cols = shape.follows[name], shape.forwards[name]
-        unique = self.unique[name]
+        rows = iter(rows)
+        first = next(rows, None)
+        if first is None:
+            return  # nothing found: no entry for the table anywhere
+        rows = itertools.chain((first,), rows)
+        trav, on_row, spec = self.trav, self.on_row, self.shape.map.tables[name]
+        follow, to_people = self.shape.follows[name], self.shape.to_people[name]
+        seen, forwards = trav.seen[name], self.shape.forwards[name]
+        known = [(c, self.known[(name, c)]) for c in self.unique[name]]  # once per table
+        single = spec.key[0] if len(spec.key) == 1 else None
         for row in rows:
-            key = row_key(spec, row)
-            if key in trav.seen[name]:
+            key = row[single] if single is not None else row_key(spec, row)
+            if key in seen:
                 continue
-            trav.seen[name].add(key)
+            seen.add(key)
             owned, by_identity = self._owned(name, spec, row, conditions)
-            if not by_identity and self._someone_elses(name, row):
+            if not by_identity and to_people and self._someone_elses(name, row):
                 trav.withheld[name].add(key)  # linked to them and to others: withheld
                 continue
             if owned:
@@ -172,19 +179,19 @@ class _Walk:
                         self.mine[(name, column)].add(row[column])
                 # Only the person's own rows count as their references to a
                 # shared row (a kept shared row's links are not theirs).
-                for column in forward_cols:
+                for column in forwards:
                     trav.own_refs[(name, column)][row[column]] += 1
             else:
                 trav.shared_values[name][key] = {c: row[c] for c in follow}
             if on_row(name, row) is False:  # left out (outside a period)
-                target = hop.left_owned if owned else hop.left_shared
+                target = (hop.left_owned if owned else hop.left_shared)[name]
             else:
-                for column in unique:
-                    known[(name, column)].add(row[column])
-                target = hop.owned if owned else hop.shared
+                for column, values in known:
+                    values.add(row[column])
+                target = (hop.owned if owned else hop.shared)[name]
             for column in follow:
                 if row[column] is not None:
-                    target[name][column].add(row[column])
+                    target[column].add(row[column])
 
     def _owned(self, name, spec, row, conditions) -> tuple[bool, bool]:
         """(the person's own row: a column matched what finds their rows, found by
