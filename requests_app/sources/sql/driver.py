@@ -335,7 +335,11 @@ def _chunks(conn, values):
 
 
 def _ordered(values) -> list:
-    """Values in a stable order (numbers numerically, for index locality)."""
+    """Values in a stable order (numbers numerically, for index locality): by type
+    name, then value. Values all of one type (the usual case) are sorted as they
+    are, which is the same order without a key function's cost."""
+    if len({type(v) for v in values}) == 1:
+        return sorted(values)
     return sorted(values, key=lambda v: (type(v).__name__, v))
 
 

@@ -288,7 +288,9 @@ def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) ->
             sql, streamed, params = compiled_lookup(conn, tables[name], columns,
                                                     shape.needed(name),
                                                     frozenset(normal.get(name, ())))
-            params = {**params, **{f"v{i}": v for i, v in enumerate(values)}}
+            params = dict(params)
+            for i, v in enumerate(values):
+                params[f"v{i}"] = v
             rows = _lookup(cursor, sql, params)
             if len(rows) <= driver.BATCH:
                 fetched[name] = rows
