@@ -84,6 +84,11 @@ def _mysql_session(dbapi_connection, _record) -> None:
         cursor.execute(_MARIADB_STATEMENT if mariadb else _MYSQL_STATEMENT)
 
 
+# MySQL client protocol flags: CLIENT_FOUND_ROWS (which SQLAlchemy sets, for
+# rowcounts) and CLIENT_MULTI_STATEMENTS (several statements in one query).
+_FOUND_ROWS, MULTI_STATEMENTS = 2, 1 << 16
+
+
 def _is_mysql(url: str) -> bool:
     return url.startswith(("mysql", "mariadb"))
 
@@ -114,7 +119,13 @@ def _engine(url: str) -> sa.Engine:
         return _pooled(sa.create_engine(url, pool_reset_on_return=None), url)
     kwargs |= {"pool_size": 2, "max_overflow": 2, "pool_reset_on_return": None}
     engine = _pooled(sa.create_engine(url, **kwargs), url)
-    reads = _pooled(sa.create_engine(url, **{**kwargs, "isolation_level": "AUTOCOMMIT"}), url)
+    reads_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT"}
+    if _is_mysql(url):
+        # A hop's lookups sent as one multi-statement query (lookups.run_mysql_many):
+        # the statements are SQLAlchemy's, their values bound by the driver.
+        reads_kwargs["connect_args"] = {**kwargs["connect_args"],
+                                        "client_flag": _FOUND_ROWS | MULTI_STATEMENTS}
+    reads = _pooled(sa.create_engine(url, **reads_kwargs), url)
     engine.pp_reads = reads
     sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
     return engine

@@ -129,6 +129,38 @@ def run_mysql(conn, sql: str, names: tuple, processors: dict, params: dict) -> l
     return rows
 
 
+def run_mysql_many(conn, lookups: list) -> list[list[dict]]:
+    """The rows of several mysql_lookups, (sql, names, processors, params) each,
+    in one round trip when the connection takes several statements in one query
+    (the read engine's, driver.MULTI_STATEMENTS): each statement rendered by the
+    driver itself with its values (as execute does), the results read in turn.
+    Otherwise, or for one lookup, run_mysql each."""
+    raw = conn.connection.driver_connection
+    if len(lookups) < 2 or not getattr(raw, "client_flag", 0) & driver.MULTI_STATEMENTS:
+        return [run_mysql(conn, *lookup) for lookup in lookups]
+    results = []
+    try:
+        with raw.cursor() as cursor:
+            text = ";\n".join(cursor.mogrify(sql, tuple(params[n] for n in names) if names
+                                              else params)
+                               for sql, names, _processors, params in lookups)
+            cursor.execute(text)  # no parameters: the text is sent as it is
+            for _sql, _names, processors, _params in lookups:
+                keys = [d[0] for d in cursor.description]
+                rows = [dict(zip(keys, row)) for row in cursor.fetchall()]
+                for name, process in processors.items():
+                    for row in rows:
+                        row[name] = process(row[name])
+                results.append(rows)
+                cursor.nextset()
+    except conn.dialect.loaded_dbapi.Error as exc:
+        conn.invalidate()  # result sets may be left unread: the connection goes
+        raise sa.exc.DBAPIError.instance(None, None, exc, conn.dialect.loaded_dbapi.Error,
+                                         hide_parameters=True, connection_invalidated=True,
+                                         dialect=conn.dialect) from exc
+    return results
+
+
 def _normalised(column):
     """An email column as compared: LOWER(TRIM(column))."""
     return sa.func.lower(sa.func.trim(column))

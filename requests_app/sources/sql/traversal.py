@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from requests_app.sources.sql import driver
 from requests_app.sources.sql.driver import _arrays, _chunks, _in, _ordered, dict_row, psycopg
 from requests_app.sources.sql.lookups import (compiled_lookup, email_in, mysql_lookup,
-                                              mysql_params, run_mysql)
+                                              mysql_params, run_mysql_many)
 from requests_app.sources.sql.keys import row_key
 from requests_app.sources.sql.shape import MapShape
 
@@ -270,8 +270,7 @@ def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) ->
     lazily."""
     normal = normal or {}
     if conn.dialect.name in ("mysql", "mariadb"):
-        return {name: _in_lists(conn, tables[name], shape, conditions, normal.get(name))
-                for name, conditions in wanted.items()}
+        return _in_lists(conn, tables, shape, wanted, normal)
     if not _arrays(conn) or psycopg is None or not wanted:
         return {name: _select(conn, tables[name], shape, conditions, normal.get(name))
                 for name, conditions in wanted.items()}
@@ -299,22 +298,28 @@ def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) ->
     return fetched
 
 
-def _in_lists(conn, table, shape: MapShape, conditions: dict, normal=None):
-    """A MariaDB/MySQL lookup of a few values: one statement compiled once
-    (lookups.mysql_lookup), one round trip on the DBAPI cursor, a LIMIT one above
-    BATCH. More values than BATCH, or a lookup that reaches the limit: _select
-    (batched IN-lists, the rows streamed)."""
-    columns = tuple(sorted(conditions))
-    values = [_ordered(conditions[c]) for c in columns]
-    if sum(len(v) for v in values) > driver.BATCH:
-        return _select(conn, table, shape, conditions, normal)
-    normal = {c: len(conditions[c]) for c in columns if c in (normal or ())}
-    sql, names, processors = mysql_lookup(conn, table, columns, shape.needed(table.name),
-                                          tuple(normal.items()))
-    rows = run_mysql(conn, sql, names, processors, mysql_params(columns, values, normal))
-    if len(rows) > driver.BATCH:
-        return _select(conn, table, shape, conditions, normal)
-    return rows
+def _in_lists(conn, tables, shape: MapShape, wanted: dict, normal: dict) -> dict:
+    """A hop's MariaDB/MySQL lookups, {table: rows}: for a few values each, one
+    statement compiled once (lookups.mysql_lookup) with a LIMIT one above BATCH,
+    all of the hop's in one round trip (lookups.run_mysql_many). More values than
+    BATCH, or a lookup that reaches the limit: _select (batched IN-lists, the rows
+    streamed)."""
+    fetched, batched = {}, []
+    for name, conditions in wanted.items():
+        columns = tuple(sorted(conditions))
+        values = [_ordered(conditions[c]) for c in columns]
+        if sum(len(v) for v in values) > driver.BATCH:
+            fetched[name] = _select(conn, tables[name], shape, conditions, normal.get(name))
+            continue
+        emails = {c: len(conditions[c]) for c in columns if c in normal.get(name, ())}
+        sql, names, processors = mysql_lookup(conn, tables[name], columns, shape.needed(name),
+                                              tuple(emails.items()))
+        batched.append((name, (sql, names, processors, mysql_params(columns, values, emails))))
+    results = run_mysql_many(conn, [lookup for _name, lookup in batched])
+    for (name, _lookup), rows in zip(batched, results):
+        fetched[name] = (rows if len(rows) <= driver.BATCH else
+                         _select(conn, tables[name], shape, wanted[name], normal.get(name)))
+    return fetched
 
 
 def _lookup(cursor, sql, params) -> list:
