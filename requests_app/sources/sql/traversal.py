@@ -275,27 +275,44 @@ def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) ->
         return {name: _select(conn, tables[name], shape, conditions, normal.get(name))
                 for name, conditions in wanted.items()}
     pg = conn.connection.driver_connection
-    fetched = {}
-    with pg.cursor(row_factory=dict_row) as cursor:  # one for the hop's lookups
-        for name, conditions in wanted.items():
-            columns = tuple(sorted(conditions))
-            values = [_ordered(conditions[c]) for c in columns]
-            if any(len(v) > driver.ARRAY_BATCH for v in values):
-                fetched[name] = _select(conn, tables[name], shape, conditions,
-                                        normal.get(name))
-                continue
-            sql, streamed, params = compiled_lookup(conn, tables[name], columns,
-                                                    shape.needed(name),
-                                                    frozenset(normal.get(name, ())))
-            params = dict(params)
-            for i, v in enumerate(values):
-                params[f"v{i}"] = v
-            rows = _lookup(cursor, sql, params)
-            if len(rows) <= driver.BATCH:
-                fetched[name] = rows
-            else:
-                fetched[name] = _BULK if name in bulk else _stream(pg, streamed, params)
+    fetched, pending = {}, []
+    for name, conditions in wanted.items():
+        columns = tuple(sorted(conditions))
+        values = [_ordered(conditions[c]) for c in columns]
+        if any(len(v) > driver.ARRAY_BATCH for v in values):
+            fetched[name] = _select(conn, tables[name], shape, conditions, normal.get(name))
+            continue
+        sql, streamed, params = compiled_lookup(conn, tables[name], columns, shape.needed(name),
+                                                frozenset(normal.get(name, ())))
+        params = dict(params)
+        for i, v in enumerate(values):
+            params[f"v{i}"] = v
+        pending.append((name, sql, streamed, params))
+    for (name, _sql, streamed, params), rows in zip(pending, _lookups(pg, pending)):
+        if len(rows) <= driver.BATCH:
+            fetched[name] = rows
+        else:
+            fetched[name] = _BULK if name in bulk else _stream(pg, streamed, params)
     return fetched
+
+
+def _lookups(pg, pending: list) -> list[list]:
+    """The rows of a hop's lookups, (name, sql, streamed sql, params) each. One is
+    a statement prepared on the server (one round trip, no planning); several go
+    in one round trip, as one query of several statements with their values bound
+    by psycopg itself (ClientCursor, as a simple query carries no parameters):
+    planning these index lookups costs less than the round trips they spare."""
+    if len(pending) == 1:
+        with pg.cursor(row_factory=dict_row) as cursor:
+            return [_lookup(cursor, pending[0][1], pending[0][3])]
+    with psycopg.ClientCursor(pg, row_factory=dict_row) as cursor:
+        cursor.execute(";\n".join(cursor.mogrify(sql, params)
+                                   for _name, sql, _streamed, params in pending))
+        results = []
+        for _lookup_ in pending:
+            results.append(cursor.fetchall())
+            cursor.nextset()
+    return results
 
 
 def _in_lists(conn, tables, shape: MapShape, wanted: dict, normal: dict) -> dict:
