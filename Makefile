@@ -12,7 +12,7 @@ $(BIN)/.installed: pyproject.toml
 
 install: $(BIN)/.installed
 
-# Web server, Celery worker and beat together; Ctrl-C stops all three.
+# Web server, a Celery worker per queue and beat together; Ctrl-C stops them all.
 run: install
 	@./scripts/run.sh
 

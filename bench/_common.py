@@ -44,6 +44,8 @@ DEFAULTS = {
     "DEBUG": "0",
     "SECRET_KEY": "pp-bench-secret-key-not-for-production-" + _bench_key("secret")[:20],
     "FILE_ENCRYPTION_KEY": _bench_key("files"),
+    "AUDIT_CHAIN_KEY": _bench_key("audit-chain"),
+    "AUDIT_CHECKPOINT_KEY": _bench_key("audit-checkpoints"),
     "EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend",
     "SECURE_SSL_REDIRECT": "0",
     "SECURE_COOKIES": "0",
@@ -62,10 +64,11 @@ _django_ready = False
 
 def ensure_database(name: str) -> None:
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(f"{SERVER}/postgres", autocommit=True) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
-            conn.execute(f'CREATE DATABASE "{name}"')
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def setup_django(migrate: bool = True) -> None:
@@ -124,6 +127,7 @@ def ensure_shop(subjects: int, db: str | None = None, force: bool = False) -> di
     autovacuum would, soon after: so that autovacuum does not start in the middle of
     a measurement). Returns the load and vacuum times, or None if nothing was done."""
     import psycopg
+    from psycopg import sql
     import sqlalchemy as sa
 
     from requests_app.demo import shop
@@ -147,7 +151,8 @@ def ensure_shop(subjects: int, db: str | None = None, force: bool = False) -> di
         engine.dispose()
     loaded = time.perf_counter() - started
     with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("VACUUM (ANALYZE) " + ", ".join(shop.TABLES))
+        conn.execute(sql.SQL("VACUUM (ANALYZE) {}").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in shop.TABLES)))
         conn.execute("INSERT INTO bench_meta (subjects) VALUES (%s)", (subjects,))
     vacuumed = time.perf_counter() - started - loaded
     print(f"loaded in {loaded:.1f} s, vacuumed in {vacuumed:.1f} s", flush=True)
@@ -164,11 +169,13 @@ def load_average() -> str:
 
 def table_rows(tables=None) -> dict[str, int]:
     import psycopg
+    from psycopg import sql
 
     from requests_app.demo import shop
 
     with psycopg.connect(shop_dsn()) as conn:
-        return {t: conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
+        return {t: conn.execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(t)))
+                .fetchone()[0]
                 for t in (tables or shop.TABLES)}
 
 
@@ -249,6 +256,7 @@ def make_subject(email: str, events: int, tag: str) -> dict:
     """A customer with 2 devices and `events` web events (plus marketing preferences).
     Replaces an earlier one with the same email. Returns row counts."""
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(shop_dsn()) as conn:
         old = conn.execute("SELECT id FROM customers WHERE email = %s", (email,)).fetchone()
@@ -258,7 +266,8 @@ def make_subject(email: str, events: int, tag: str) -> dict:
                          "(SELECT cookie_id FROM devices WHERE customer_id = %s)", (cid,))
             for table in ("devices", "marketing_preferences", "addresses", "support_tickets",
                           "product_reviews", "partner_shares"):
-                conn.execute(f"DELETE FROM {table} WHERE customer_id = %s", (cid,))
+                conn.execute(sql.SQL("DELETE FROM {} WHERE customer_id = %s").format(
+                    sql.Identifier(table)), (cid,))
             conn.execute("DELETE FROM customers WHERE id = %s", (cid,))
         cid = conn.execute(
             "INSERT INTO customers (customer_number, email, first_name, last_name, phone, "

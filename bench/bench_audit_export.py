@@ -73,14 +73,15 @@ def child_export() -> dict:
 
 def child_copy() -> dict:
     import psycopg
+    from psycopg import sql
 
     url = os.environ["DATABASE_URL"]
     start = time.perf_counter()
     size = rows = 0
     with psycopg.connect(url) as conn, conn.cursor() as cursor:
-        query = (f"COPY (SELECT {COLUMNS} FROM requests_app_auditevent e LEFT JOIN "
-                 "requests_app_privacyrequest r ON r.id = e.request_id ORDER BY e.id) "
-                 "TO STDOUT (FORMAT csv, HEADER)")
+        query = sql.SQL("COPY (SELECT {} FROM requests_app_auditevent e LEFT JOIN "
+                        "requests_app_privacyrequest r ON r.id = e.request_id ORDER BY e.id) "
+                        "TO STDOUT (FORMAT csv, HEADER)").format(sql.SQL(COLUMNS))
         with cursor.copy(query) as copy:
             for block in copy:
                 size += len(block)

@@ -104,6 +104,7 @@ def raw_batched(email: str, batch: int) -> tuple[float, int, float]:
     """Keys first (not timed), then DELETE ... WHERE id = ANY(batch), one transaction
     each: (seconds, rows, longest transaction)."""
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(c.shop_dsn()) as conn:
         cid = conn.execute("SELECT id FROM customers WHERE email = %s", (email,)).fetchone()[0]
@@ -123,8 +124,8 @@ def raw_batched(email: str, batch: int) -> tuple[float, int, float]:
             for i in range(0, len(ids), batch):
                 t0 = time.perf_counter()
                 with conn.transaction():
-                    n += conn.execute(f"DELETE FROM {table} WHERE id = ANY(%s)",
-                                      (ids[i:i + batch],)).rowcount
+                    n += conn.execute(sql.SQL("DELETE FROM {} WHERE id = ANY(%s)").format(
+                        sql.Identifier(table)), (ids[i:i + batch],)).rowcount
                 longest = max(longest, time.perf_counter() - t0)
         return time.perf_counter() - started, n, longest
 

@@ -1,4 +1,4 @@
-"""(g) Gathering one subject on a foreign schema, on PostgreSQL and on MariaDB.
+"""(j) Gathering one subject on a foreign schema, on PostgreSQL and on MariaDB.
 
     .venv/bin/python bench/bench_foreign.py [--subjects 100000] [--runs 100]
         [--subject 4230] [--engines postgresql mariadb] [--reload]

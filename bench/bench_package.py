@@ -79,6 +79,8 @@ def copy_out_libpq(email: str, path) -> tuple[float, int, int]:
     """The same COPYs read the way the connector reads its own (driver._copy_out:
     libpq's PQgetCopyData in a plain loop, not psycopg's Copy iterator), into a
     file: a faster floor, reported next to the usual one."""
+    from psycopg import sql
+
     from requests_app.sources.sql.driver import _copy_out
 
     rows = size = 0
@@ -91,7 +93,8 @@ def copy_out_libpq(email: str, path) -> tuple[float, int, int]:
             rows += bytes(data).count(b"\n")
 
         for query in COPY_QUERIES:
-            _copy_out(conn, f"COPY ({query}) TO STDOUT (FORMAT csv)", {"e": email}, write)
+            _copy_out(conn, sql.SQL("COPY ({}) TO STDOUT (FORMAT csv)").format(sql.SQL(query)),
+                      {"e": email}, write)
     return time.perf_counter() - started, rows, size
 
 

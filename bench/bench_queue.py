@@ -142,12 +142,14 @@ def explain(client, url: str) -> list[dict]:
     with CaptureQueriesContext(connection) as captured:
         client.get(url)
     plans = []
+    from psycopg import sql as psql
+
     with connection.cursor() as cursor:
         for query in captured.captured_queries:
-            sql = query["sql"]
+            sql = query["sql"]  # as Django ran it
             if not sql.lstrip().upper().startswith("SELECT"):
                 continue
-            cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql)
+            cursor.execute(psql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(psql.SQL(sql)))
             plan = cursor.fetchone()[0][0]
             plans.append({"sql": sql[:160], "execution_ms": round(plan["Execution Time"], 3),
                           "node": plan["Plan"]["Node Type"]})

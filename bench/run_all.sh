@@ -56,7 +56,7 @@ for name in "${wanted[@]}"; do
     erase) "$PY" bench/bench_erase.py --events 200000 --repeat 3 ;;
     # (d) 1,000 requests, one worker with two pool processes, a 5,000-subject shop.
     approve) "$PY" bench/bench_approve.py --requests 1000 --subjects 5000 --concurrency 2 ;;
-    # (g) a foreign schema, 100,000 subjects, PostgreSQL and MariaDB (~3 minutes).
+    # (j) a foreign schema, 100,000 subjects, PostgreSQL and MariaDB (~3 minutes).
     foreign) "$PY" bench/bench_foreign.py --subjects 100000 --runs 100 ;;
     *) echo "run_all: unknown benchmark $name (gather package erase approve foreign)"; exit 2 ;;
   esac

@@ -14,6 +14,8 @@ trap '"${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2
 export DATABASE_URL=postgres://postgres@127.0.0.1:55450/audit_bench DEBUG=0 \
   SECRET_KEY=bench-secret-key-not-for-production-0123456789 SECURE_SSL_REDIRECT=0 \
   FILE_ENCRYPTION_KEY=$("$ROOT/.venv/bin/python" -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())') \
+  AUDIT_CHAIN_KEY=bench-audit-chain-key-not-for-production \
+  AUDIT_CHECKPOINT_KEY=$("$ROOT/.venv/bin/python" -c 'import base64,os;print(base64.urlsafe_b64encode(os.urandom(32)).decode())') \
   EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend DATA_DIR="$TMP/data"
 cd "$ROOT"
 .venv/bin/python manage.py migrate -v 0

@@ -29,7 +29,7 @@ DATA_DIR = Path(envstr("DATA_DIR", str(BASE_DIR / "var"))).resolve()
 # from the environment. Each can also come from NAME_FILE.
 PRODUCTION_VARIABLES = ("SECRET_KEY", "FILE_ENCRYPTION_KEY", "IDENTITY_HASH_KEY", "DATABASE_URL",
                         "CELERY_BROKER_URL", "CACHE_URL", "EMAIL_HOST", "EMAIL_BACKEND",
-                        "ALLOWED_HOSTS")
+                        "ALLOWED_HOSTS", "AUDIT_CHAIN_KEY", "AUDIT_CHECKPOINT_KEY")
 DEBUG = envbool("DEBUG", not any(env(name) for name in PRODUCTION_VARIABLES))
 
 
@@ -282,8 +282,11 @@ CACHE_URL = envstr("CACHE_URL", "")
 if not CACHE_URL and CELERY_BROKER_URL.startswith(("redis:", "rediss:")):
     CACHE_URL = CELERY_BROKER_URL
 if CACHE_URL.startswith(("redis:", "rediss:")):
+    # A cache that does not answer within 2 s counts as away (the rate limits then
+    # count in the database: ratelimit.py), never as a hung page.
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": CACHE_URL, "KEY_PREFIX": "pp"}}
+                          "LOCATION": CACHE_URL, "KEY_PREFIX": "pp",
+                          "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2}}}
 elif CACHE_URL:
     fail(f"CACHE_URL must be a redis:// URL, not {CACHE_URL.split(':')[0]!r}.")
 else:
@@ -306,13 +309,29 @@ DISCLOSURE_SCAN_BATCH = envint("DISCLOSURE_SCAN_BATCH", 5000, minimum=100)
 VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
 
 # A source run claimed by a worker that has sent no heartbeat for this long is
-# taken to be orphaned (the worker died) and is dispatched again.
-SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 600, minimum=2)
+# taken to be orphaned (the worker died) and is dispatched again. A live attempt
+# beats every third of it whatever it is doing, so it can be short.
+SOURCE_RUN_STALE_SECONDS = envint("SOURCE_RUN_STALE_SECONDS", 60, minimum=2)
+# A source run's attempt beats its heart while it works, for at most this long: then
+# it is presumed hung and may be taken over.
+SOURCE_RUN_MAX_SECONDS = envint("SOURCE_RUN_MAX_SECONDS", 6 * 3600, minimum=60)
+# Each Celery worker writes a heartbeat to the database this often; one silent for
+# three beats is reported dead by /healthz and the work it held is sent again.
+WORKER_HEARTBEAT_SECONDS = envint("WORKER_HEARTBEAT_SECONDS", 10, minimum=1)
+# /healthz says "degraded" when a queue's oldest message has waited longer than this.
+HEALTHZ_BACKLOG_SECONDS = envint("HEALTHZ_BACKLOG_SECONDS", 300, minimum=1)
 # Work the database says is due (an email, a follow-up step) that has waited this
 # long is sent again by the reconciler (the broker lost it, or was down).
 RECONCILE_AFTER_SECONDS = envint("RECONCILE_AFTER_SECONDS", 300, minimum=2)
 # Months after closure when a request's identity and material are purged (§7101: 24).
 RETENTION_MONTHS = envint("RETENTION_MONTHS", 24, minimum=1)
+# The circuit breaker of sources (services/fulfilment/breaker.py): after this many
+# calls in a row fail on a timeout, a refused connection or a 5xx, the source is
+# marked unhealthy and its runs are parked (no more calls) until it answers a health
+# probe, tried this many seconds after the last (doubling while it stays unhealthy),
+# or staff retry it.
+SOURCE_BREAKER_FAILURES = envint("SOURCE_BREAKER_FAILURES", 3, minimum=1)
+SOURCE_PROBE_SECONDS = envint("SOURCE_PROBE_SECONDS", 30, minimum=1)
 # An HTTP source that answered 202 and has not called back after this long fails.
 HTTP_REPLY_TIMEOUT_HOURS = envint("HTTP_REPLY_TIMEOUT_HOURS", 24, minimum=1)
 # Owners of manual sources are reminded of a waiting task this often.
@@ -361,6 +380,39 @@ if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
 # columns in sources). Set it explicitly so that SECRET_KEY can be rotated without
 # breaking the matching of old hashes; by default it is derived from SECRET_KEY.
 IDENTITY_HASH_KEY = env("IDENTITY_HASH_KEY") or f"identity-hash:{SECRET_KEY}"
+
+# The audit trail's tamper evidence (docs/audit.md). AUDIT_CHAIN_KEY keys the hash
+# chain (HMAC-SHA256): the database never holds it, so whoever can write the table
+# cannot recompute the chain. AUDIT_CHECKPOINT_KEY signs the checkpoints of the
+# chain's head (Ed25519, its 32-byte seed in URL-safe base64), written every
+# AUDIT_CHECKPOINT_MINUTES to a file per day in AUDIT_CHECKPOINT_DIR, outside the
+# database (point it at append-only or write-once storage).
+AUDIT_CHAIN_KEY = env("AUDIT_CHAIN_KEY")
+AUDIT_CHECKPOINT_KEY = env("AUDIT_CHECKPOINT_KEY")
+for _name, _value in (("AUDIT_CHAIN_KEY", AUDIT_CHAIN_KEY),
+                      ("AUDIT_CHECKPOINT_KEY", AUDIT_CHECKPOINT_KEY)):
+    if not _value and not DEBUG:
+        fail(f"{_name} is not set; generate one with `python -c 'import base64,os; "
+             f"print(base64.urlsafe_b64encode(os.urandom(32)).decode())'` and keep a copy "
+             "(the audit trail's tamper evidence needs it).")
+if not AUDIT_CHAIN_KEY:
+    AUDIT_CHAIN_KEY = _development_secret(
+        "dev-audit-chain-key", lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+if not AUDIT_CHECKPOINT_KEY:
+    AUDIT_CHECKPOINT_KEY = _development_secret(
+        "dev-audit-checkpoint-key",
+        lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode())
+try:
+    if len(base64.urlsafe_b64decode(AUDIT_CHECKPOINT_KEY.encode())) != 32:
+        raise ValueError
+except (ValueError, binascii.Error):
+    fail("AUDIT_CHECKPOINT_KEY must be 32 bytes in URL-safe base64 (44 characters).")
+if AUDIT_CHECKPOINT_KEY == AUDIT_CHAIN_KEY:
+    fail("AUDIT_CHECKPOINT_KEY must differ from AUDIT_CHAIN_KEY.")
+AUDIT_CHECKPOINT_DIR = Path(envstr("AUDIT_CHECKPOINT_DIR", str(DATA_DIR / "audit-checkpoints")))
+AUDIT_CHECKPOINT_MINUTES = envint("AUDIT_CHECKPOINT_MINUTES", 5, minimum=1)
+# Besides the Auditor role's members: addresses the day's checkpoints are emailed to.
+AUDIT_CHECKPOINT_EMAILS = envlist("AUDIT_CHECKPOINT_EMAILS", [])
 
 LOGGING = {
     "version": 1,

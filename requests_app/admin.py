@@ -5,10 +5,12 @@ and audit trail right), never by editing fields here.
 """
 
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db import transaction
 
 from requests_app.services.audit.events import record_event
+from requests_app.services.fulfilment.runs import do_retry_parked
+from requests_app.services.requests.lifecycle import TransitionRefused
 
 from requests_app.models import (
     Actor,
@@ -108,11 +110,18 @@ class DataSourceAdmin(AuditedAdmin):
     dataset map's syntax and categories (with line numbers), and against the real
     database its tables and columns; an HTTP source's URL and secret variable."""
 
-    list_display = ["name", "kind", "enabled", "owner"]
-    list_filter = ["kind", "enabled"]
+    list_display = ["name", "kind", "enabled", "owner", "health", "consecutive_failures",
+                    "health_reason"]
+    list_filter = ["kind", "enabled", "health"]
     filter_horizontal = ["third_parties"]
+    readonly_fields = ["health", "consecutive_failures", "unhealthy_since", "health_reason",
+                       "next_probe_at"]
+    actions = ["mark_healthy"]
     fieldsets = [
         (None, {"fields": ["name", "kind", "owner", "enabled"]}),
+        ("Health (the circuit breaker)", {"fields": [
+            "health", "consecutive_failures", "unhealthy_since", "health_reason",
+            "next_probe_at"]}),
         ("What it holds", {"fields": ["categories", "purposes", "third_parties", "retention"]}),
         ("SQL database", {"fields": ["connection_env", "dataset_map"]}),
         ("HTTP service", {"fields": ["url", "secret_env", "timeout_seconds", "verify_tls"]}),
@@ -121,6 +130,26 @@ class DataSourceAdmin(AuditedAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # disable a source instead: its runs are part of the record
+
+    @admin.action(description="Mark healthy and retry its parked runs",
+                  permissions=["manage_sources"])
+    def mark_healthy(self, request, queryset):
+        """The circuit breaker's manual reset (services/fulfilment/breaker.py): the
+        source may be called again, on trial, and the runs parked while it was
+        unhealthy are retried (their requests back to fulfilling)."""
+        actor = Actor.staff(request.user)
+        for source in queryset:
+            try:
+                retried = do_retry_parked(source.pk, actor=actor,
+                                          reason=f"{actor.label} marked it healthy")
+            except TransitionRefused as exc:
+                self.message_user(request, f"{source.name}: {exc}", messages.ERROR)
+                continue
+            self.message_user(request, f"{source.name}: marked healthy; {retried} parked "
+                                       "runs retried.")
+
+    def has_manage_sources_permission(self, request):
+        return request.user.has_perm("requests_app.manage_sources")
 
 
 @admin.register(ThirdParty)

@@ -1,5 +1,6 @@
 """Rate limits for the public pages, counted in Django's cache (Redis in
-production, shared by every web process), per IP address and per email address.
+production, shared by every web process), per source address and per email
+address *from* that source address.
 
     from requests_app import ratelimit
 
@@ -9,16 +10,37 @@ production, shared by every web process), per IP address and per email address.
 Buckets are named after the settings: "form" reads RATELIMIT_FORM_PER_IP and
 RATELIMIT_FORM_PER_EMAIL, "code" reads RATELIMIT_CODE_PER_*. Windows are fixed
 hours. Keys are hashed, so the cache holds no address in clear.
+
+The per-email limit counts an address together with the source address it comes
+from: a stranger who floods the form with someone else's address uses up only
+their own allowance for it, never that person's (and the request form lets a
+person over the limit file by proving control of the address: portal/views.py).
+
+When the cache cannot be reached (Redis is down), the limits are counted in the
+database instead (RateCount): they keep holding, and the page never fails for it.
 """
 
+import datetime
 import hashlib
+import logging
 import time
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import transaction
+from django.db.models import F
 from django.shortcuts import render
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from requests_app.models import RateCount
 
 WINDOW = 3600
+# What a cache that cannot be reached raises: Redis's errors, a file cache's OSError.
+CACHE_ERRORS = (RedisError, OSError)
+
+log = logging.getLogger(__name__)
 
 
 def client_ip(request) -> str:
@@ -45,6 +67,28 @@ def _hit(key: str) -> int:
         return 1
 
 
+def _hit_in_database(key: str) -> int:
+    """The same count, in the database: while the cache is away."""
+    now = timezone.now()
+    with transaction.atomic():
+        row, created = RateCount.objects.get_or_create(
+            key=key, defaults={"expires_at": now + datetime.timedelta(seconds=WINDOW + 60)})
+        if created:
+            RateCount.objects.filter(expires_at__lt=now).delete()
+            return 1
+        RateCount.objects.filter(pk=row.pk).update(count=F("count") + 1)
+        return RateCount.objects.values_list("count", flat=True).get(pk=row.pk)
+
+
+def _hits(keys: list[str]) -> list[int]:
+    try:
+        return [_hit(key) for key in keys]
+    except CACHE_ERRORS as exc:
+        log.warning("rate limits: the cache is unreachable (%s), counting in the database",
+                    type(exc).__name__)
+        return [_hit_in_database(key) for key in keys]
+
+
 def mailbox(email: str) -> str:
     """The mailbox an address delivers to, for counting: lower case, without a
     "+tag" in the local part (pat+1@example.com and pat+2@... reach pat@...), so
@@ -57,18 +101,37 @@ def mailbox(email: str) -> str:
     return f"{local.split('+', 1)[0] or local}@{domain}"
 
 
-def exceeded(request, bucket: str, *, email: str = "") -> bool:
-    """Count one hit for this request's IP address (and the email, when given) in
-    `bucket`; True when either is over its hourly limit."""
+@dataclass(frozen=True)
+class Verdict:
+    """Which limit a hit went over: the source address's own, or that of the email
+    address (or reference) from this source address."""
+
+    ip: bool = False
+    email: bool = False
+
+    def __bool__(self) -> bool:
+        return self.ip or self.email
+
+
+def count(request, bucket: str, *, email: str = "") -> Verdict:
+    """Count one hit for this request's source address (and the email from it, when
+    given) in `bucket`, and say which hourly limit is over."""
     if not settings.RATELIMIT_ENABLED:
-        return False
+        return Verdict()
     name = bucket.upper()
-    over = _hit(_key(bucket, "ip", client_ip(request))) > getattr(
-        settings, f"RATELIMIT_{name}_PER_IP")
+    ip = client_ip(request)
+    keys = [_key(bucket, "ip", ip)]
     if email:
-        over = _hit(_key(bucket, "email", mailbox(email))) > getattr(
-            settings, f"RATELIMIT_{name}_PER_EMAIL") or over
-    return over
+        keys.append(_key(bucket, "email", f"{mailbox(email)}|{ip}"))
+    hits = _hits(keys)
+    return Verdict(
+        ip=hits[0] > getattr(settings, f"RATELIMIT_{name}_PER_IP"),
+        email=len(hits) > 1 and hits[1] > getattr(settings, f"RATELIMIT_{name}_PER_EMAIL"))
+
+
+def exceeded(request, bucket: str, *, email: str = "") -> bool:
+    """Count one hit (see count()); True when either limit is over."""
+    return bool(count(request, bucket, email=email))
 
 
 def too_many(request):

@@ -1,5 +1,5 @@
-"""The rule tables a privacy office may change: request types and the deadlines of
-each jurisdiction. Every number the law gives lives here and nowhere else.
+"""The rule tables a privacy office may change: request types, the deadlines of
+each jurisdiction and what its answers hold back. Every number the law gives lives here and nowhere else.
 
 Each jurisdiction names the provisions its figures come from: confirm them
 against the official text before relying on them (no legal advice is implied).
@@ -153,6 +153,78 @@ def opt_out_type_choices() -> list[tuple[str, str]]:
     return [(t.code, t.label) for t in REQUEST_TYPES.values() if t.is_opt_out]
 
 
+# --- What an answer holds back ---------------------------------------------------
+# An access or portability answer holds back these data categories (fideslang keys;
+# a prefix covers its children): the package names each kind it holds, where and
+# why, never the value. Which apply is the jurisdiction's (JurisdictionRules.withheld);
+# the first that covers a category gives the reason.
+
+
+@dataclass(frozen=True)
+class Withholding:
+    code: str  # stored with the gathered records: the package reads the reason back
+    prefixes: tuple[str, ...]
+    basis: str  # why, naming the provision
+
+
+# CCPA regs §7024(d): SSN, driver's licence and other government ids, financial
+# account numbers, health insurance and medical ids, account passwords, security
+# questions and answers, biometrics. "The business shall, however, inform the
+# consumer with sufficient particularity that it has collected the type of
+# information": the package names the category and the table.
+CCPA_WITHHELD_PREFIXES = (
+    "user.government_id",
+    "user.financial.bank_account",
+    "user.financial.credit_card",
+    "user.health_and_medical.record_id",
+    "user.health_and_medical.insurance_beneficiary_id",
+    "user.authorization",
+    "user.biometric",
+)
+# Authentication secrets (passwords and their hashes, security answers, tokens,
+# biometric templates used to log in): never disclosed in any jurisdiction.
+CREDENTIAL_PREFIXES = ("user.authorization",)
+
+WITHHELD_UNDER_CCPA = Withholding(
+    "ccpa_7024d", CCPA_WITHHELD_PREFIXES,
+    _("California law forbids disclosing this kind of information in an answer; we may "
+      "only say that we hold it (CCPA regulations, 11 CCR §7024(d))."))
+# Our choice for the other US states (check against each state's text and rules):
+# their access rights ask for a copy of the data, but each lets a business protect
+# against identity theft and fraud, and an answer holding a person's government
+# ids or card numbers is what a thief who passed verification would want. We hold
+# back California's list, say that it is held, and staff can give it by other means.
+WITHHELD_FOR_SECURITY_US = Withholding(
+    "us_security", CCPA_WITHHELD_PREFIXES,
+    _("Held back for your security, as California requires (CCPA regulations, 11 CCR "
+      "§7024(d)): government ids, account and card numbers, medical ids, credentials "
+      "and biometrics are the data identity thieves seek. Your state's law lets us "
+      "protect you against identity theft and fraud; ask us if you need these "
+      "details and we will find a safe way to give them."))
+# GDPR Art. 15(3) gives a copy of the personal data itself: government ids, bank
+# and card numbers, health ids and biometrics are disclosed. An authentication
+# secret is not: it is the key to the account, not information about the person,
+# and putting it in a file to be downloaded would break the security the
+# controller owes (Art. 5(1)(f), Art. 32); the answer says it is held.
+WITHHELD_CREDENTIALS = Withholding(
+    "credentials", CREDENTIAL_PREFIXES,
+    _("Authentication secrets (passwords, security answers, login tokens) are never "
+      "disclosed: a copy would let anyone who reads it into your account. We must keep "
+      "them secure (GDPR Art. 5(1)(f) and Art. 32); you can reset them at any time."))
+# A request of no known jurisdiction: California's list, the strictest reading
+# (disclosing what a state forbids cannot be undone; holding back can be).
+WITHHELD_JURISDICTION_UNKNOWN = Withholding(
+    "unknown_jurisdiction", CCPA_WITHHELD_PREFIXES,
+    _("We do not know which law applies to your request, so we follow the strictest: "
+      "California law forbids disclosing this kind of information (CCPA regulations, "
+      "11 CCR §7024(d)). Tell us where you live if your law gives you a copy."))
+
+WITHHOLDINGS: dict[str, Withholding] = {w.code: w for w in [
+    WITHHELD_UNDER_CCPA, WITHHELD_FOR_SECURITY_US, WITHHELD_CREDENTIALS,
+    WITHHELD_JURISDICTION_UNKNOWN]}
+_US_WITHHELD = (WITHHELD_FOR_SECURITY_US,)
+
+
 # --- Jurisdictions and their deadlines -----------------------------------------
 
 
@@ -173,6 +245,8 @@ class JurisdictionRules:
     # Where a consumer turns after a denial (appeal, regulator, court).
     complaint_text: str = ""
     citations: tuple[str, ...] = field(default_factory=tuple)
+    # What an access or portability answer holds back, and why (see Withholding).
+    withheld: tuple[Withholding, ...] = (WITHHELD_CREDENTIALS,)
 
 
 _US_APPEAL_AG = _(
@@ -193,12 +267,14 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
                 "or the California Attorney General."
             ),
             citations=("CCPA regs §7021", "§7026(f)", "Civ. Code §1798.130(a)(2)"),
+            withheld=(WITHHELD_UNDER_CCPA,),
         ),
         JurisdictionRules(
             "VA", _("Virginia"),
             acknowledge=None, respond=days(45), extension=days(45),
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Va. Code §59.1-577(B)(1)", "§59.1-577(C)"),
+            withheld=_US_WITHHELD,
         ),
         JurisdictionRules(
             "CO", _("Colorado"),
@@ -206,24 +282,28 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             # C.R.S. 6-1-1306(3)(b): 45 days to decide an appeal (+60 where needed).
             appeal=days(45), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("C.R.S. 6-1-1306(2)", "6-1-1306(3)"),
+            withheld=_US_WITHHELD,
         ),
         JurisdictionRules(
             "CT", _("Connecticut"),
             acknowledge=None, respond=days(45), extension=days(45),
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Conn. Gen. Stat. §42-518(b)", "§42-518(d)"),
+            withheld=_US_WITHHELD,
         ),
         JurisdictionRules(
             "TX", _("Texas"),
             acknowledge=None, respond=days(45), extension=days(45),
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Tex. Bus. & Com. Code §541.052", "§541.053"),
+            withheld=_US_WITHHELD,
         ),
         JurisdictionRules(
             "US_OTHER", _("Another US state"),
             acknowledge=None, respond=days(45), extension=days(45),
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("state consumer privacy laws modelled on the VCDPA",),
+            withheld=_US_WITHHELD,
         ),
         JurisdictionRules(
             "GDPR", _("European Union or United Kingdom (GDPR)"),
@@ -234,6 +314,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
                 "authority and to seek a judicial remedy."
             ),
             citations=("GDPR Art. 12(3)", "Art. 12(4)", "Art. 21"),
+            withheld=(WITHHELD_CREDENTIALS,),
         ),
     ]
 }
@@ -245,3 +326,23 @@ def jurisdiction_choices() -> list[tuple[str, str]]:
     return [(j.code, j.label) for j in JURISDICTIONS.values()] + [
         (UNKNOWN, _("Unknown"))
     ]
+
+
+def withheld_under(jurisdiction: str) -> tuple[Withholding, ...]:
+    """What an answer to a request of this jurisdiction holds back (UNKNOWN, or a
+    code no longer in the table: the strictest list)."""
+    rules = JURISDICTIONS.get(jurisdiction)
+    return rules.withheld if rules is not None else (WITHHELD_JURISDICTION_UNKNOWN,)
+
+
+def withholding_for(withheld: tuple[Withholding, ...], category: str) -> Withholding | None:
+    """The first of `withheld` that covers a data category (None: disclosed)."""
+    for rule in withheld:
+        if any(category == p or category.startswith(p + ".") for p in rule.prefixes):
+            return rule
+    return None
+
+
+def withheld_anywhere(category: str) -> bool:
+    """Whether some jurisdiction's answer holds this category back."""
+    return withholding_for(tuple(WITHHOLDINGS.values()), category) is not None

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make run`: migrate, load the demo, print the demo login, then run web server,
-# Celery worker, beat and the demo HTTP source under honcho (Ctrl-C stops all).
+# a Celery worker for each queue (steps, emails, sources: see privacyportal/celery.py),
+# beat and the demo HTTP source under honcho (Procfile.dev; Ctrl-C stops all).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBUG="${DEBUG:-1}"

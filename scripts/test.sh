@@ -97,6 +97,10 @@ MARIADB_INIT_PID=$!
 
 "${AS_PG[@]}" "$PG_BIN/initdb" -D "$TMP/pg" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 -N >"$TMP/initdb.log" 2>&1 \
   || { cat "$TMP/initdb.log"; exit 1; }
+# Loopback logins are trusted, except for members of one group, which log in with
+# a password as on a production server: the tests of a wrong password make their
+# roles members of it (tests/test_bad_input_sources.py).
+"${AS_PG[@]}" sed -i '1i host all +pp_password_login 127.0.0.1/32 scram-sha-256' "$TMP/pg/pg_hba.conf"
 touch "$TMP/pg.log"; [ "$(id -u)" = 0 ] && chown postgres "$TMP/pg.log"
 "${AS_PG[@]}" "$PG_BIN/pg_ctl" -D "$TMP/pg" -l "$TMP/pg.log" -w -t 60 start -o \
   "-p $PG_PORT -k $TMP/sock -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200" >/dev/null
@@ -129,13 +133,15 @@ export DATABASE_URL="postgres://postgres@127.0.0.1:$PG_PORT/privacyportal"
 export CELERY_BROKER_URL="redis://127.0.0.1:$REDIS_PORT/0"
 export SECRET_KEY="test-secret-key-$(date +%s)-not-for-production"
 export FILE_ENCRYPTION_KEY="$("$BIN/python" -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
+export AUDIT_CHAIN_KEY="test-audit-chain-key-$(date +%s)"
+export AUDIT_CHECKPOINT_KEY="$("$BIN/python" -c 'import base64,os; print(base64.urlsafe_b64encode(os.urandom(32)).decode())')"
 export DEBUG=0 SECURE_SSL_REDIRECT=0 SECURE_COOKIES=0
 export EMAIL_BACKEND=django.core.mail.backends.locmem.EmailBackend
 export DATA_DIR="$TMP/data" STATIC_ROOT="$TMP/static"
 # The MariaDB server (tests create their databases on it: tests/conftest.py, sql_engine).
 export TEST_MARIADB_URL="mysql+pymysql://root@127.0.0.1:$MARIADB_PORT"
 export PP_TEST_SERVICES=1   # conftest.py refuses to run on anything but PostgreSQL and Redis
-export PG_BIN TEST_TMP="$TMP" REDIS_PORT
+export PG_BIN TEST_TMP="$TMP" REDIS_PORT PG_PORT
 # Screenshots of the end-to-end tests (kept after the run, never committed).
 export TEST_ARTIFACTS="${TEST_ARTIFACTS:-$ROOT/test-artifacts}"
 

@@ -20,6 +20,7 @@ from django.db import connection
 from django.test import TestCase
 from django.utils import timezone
 
+from privacyportal.celery import QUEUES
 from privacyportal.celery import app as celery_app
 from requests_app.files import iter_decrypted
 from requests_app.models import (
@@ -67,6 +68,33 @@ def committed():
     """Run the on-commit side effects registered inside the block when it ends, as
     a real commit would (tests run inside a transaction that is rolled back)."""
     return TestCase.captureOnCommitCallbacks(execute=True)
+
+
+def _flush_past_the_truncate_guard():
+    """The audit trail and the consent ledger refuse TRUNCATE (a trigger, migration
+    0013), and Django empties the database between transactional tests with one.
+    The test database's superuser steps past it as any superuser could: with
+    session_replication_role = replica, ordinary triggers do not fire (for that
+    transaction only)."""
+    from django.db.backends.postgresql.operations import DatabaseOperations
+
+    plain = DatabaseOperations.sql_flush
+
+    def sql_flush(self, style, tables, **kwargs):
+        statements = plain(self, style, tables, **kwargs)
+        return ["SET LOCAL session_replication_role = replica", *statements] if statements else []
+
+    DatabaseOperations.sql_flush = sql_flush
+
+
+_flush_past_the_truncate_guard()
+
+
+@pytest.fixture
+def checkpoint_dir(settings, tmp_path):
+    """The audit trail's signed checkpoints go to a directory of this test's own."""
+    settings.AUDIT_CHECKPOINT_DIR = tmp_path / "audit-checkpoints"
+    return settings.AUDIT_CHECKPOINT_DIR
 
 
 @pytest.fixture(autouse=True)
@@ -322,6 +350,20 @@ def portal_shop(tmp_path, monkeypatch):
                                      dataset_map=_PORTAL_SHOP_MAP)
 
 
+def portal_form(**overrides) -> dict:
+    """What the portal's request form posts for Pat Doe asking for deletion in
+    Virginia (a field given as None is left out)."""
+    data = {
+        "rights": ["deletion"], "residence": "VA", "name": "Pat Doe",
+        "email": "pat.doe@example.com", "phone": "", "account_number": "", "postal_address": "",
+        "filed_by": "self", "agent_name": "", "agent_email": "", "period_start": "",
+        "period_end": "", "corrected_field": "", "correction_wrong": "", "correction_right": "",
+        "details": "", "website": "",
+    }
+    data.update(overrides)
+    return {k: v for k, v in data.items() if v is not None}
+
+
 # --- the lifecycle -----------------------------------------------------------------
 
 # What each transition needs to be taken.
@@ -533,9 +575,12 @@ def engine_ddl(ddl: str, engine: str) -> list[str]:
     return [statement for statement in ddl.split(";") if statement.strip()]
 
 
-def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1):
+def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1,
+                 queues: str = ""):
     """A real worker process on the test broker and the test database, in its own
-    process group (so that it and its pool can be killed together)."""
+    process group (so that it and its pool can be killed together). It serves every
+    queue (privacyportal/celery.py, QUEUES) unless `queues` names some ("emails",
+    "steps,sources"), as production's workers each serve one."""
     log_path = Path(os.environ.get("TEST_TMP", "/tmp")) / f"worker-{name}-{os.getpid()}.log"
     env = {**os.environ, "DATABASE_URL": test_database_url(), "DATABASE_CONN_MAX_AGE": "0",
            **(extra_env or {})}
@@ -543,7 +588,8 @@ def start_worker(name: str, extra_env: dict | None = None, concurrency: int = 1)
     process = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "privacyportal", "worker", "--pool=prefork",
          f"--concurrency={concurrency}", "--loglevel=INFO", "--without-mingle",
-         "--without-gossip", "--hostname", f"{name}-{os.getpid()}@%h"],
+         "--without-gossip", "--hostname", f"{name}-{os.getpid()}@%h",
+         *(["-Q", queues] if queues else [])],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     process.log_path = log_path
@@ -606,7 +652,8 @@ def wait_until_worker_idle(timeout=60.0):
     quiet_rounds = 0
     while time.monotonic() < deadline:
         with celery_app.connection_for_write() as conn:
-            queued = conn.default_channel.client.llen(celery_app.conf.task_default_queue)
+            client = conn.default_channel.client
+            queued = sum(client.llen(queue) for queue in QUEUES)
         inspect = celery_app.control.inspect(timeout=1.0)
         busy = queued
         for reply in (inspect.active(), inspect.reserved(), inspect.scheduled()):

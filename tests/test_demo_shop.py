@@ -100,7 +100,8 @@ def test_map_categories_actions_and_legal_bases(shop_map):
         if spec["erase"] == "retain" or (spec["erase"] == "update" and "retain" in actions):
             assert len(spec.get("legal_basis", "").strip()) > 20, f"{name} needs a legal basis"
     payments = shop_map["tables"]["payments"]["columns"]
-    assert payments["card_token"] == {"category": "user.financial.credit_card", "erase": "hash"}
+    assert payments["card_token"] == {"category": "user.authorization.credentials",
+                                      "erase": "hash"}
     assert payments["card_last4"]["category"] == "user.financial"
 
 

@@ -297,3 +297,30 @@ def test_a_gather_for_a_right_to_know_period_carries_it(monkeypatch):
         assert "period" not in json.loads(accepting.received.get(timeout=5)[2])
     finally:
         accepting.close()
+
+
+def test_the_service_is_sent_the_offices_own_identity_types(monkeypatch):
+    """A request that gives a loyalty card number (and no email): the service is
+    sent it by the name the office's maps use, beside the usual fields, for every
+    action, signed like the rest of the body."""
+    monkeypatch.setenv(SECRET_ENV, SECRET)
+    accepting = Receiver(status=202)
+    try:
+        source = make_source(accepting.url + PATH)
+        who = IdentityData(email="", name="Lee Letter", extra=(("loyalty_id", "LC-7731"),
+                                                               ("name", "not the name")))
+        for action in ("gather", "plan_erasure", "erase"):
+            run = make_run(source, action)
+            connector = HttpConnector(source)
+            outcome = (connector.gather(run, who, ListSink()) if action == "gather" else
+                       connector.plan_erasure(run, who) if action == "plan_erasure" else
+                       connector.erase(run, who, {}))
+            assert outcome.waiting
+            _path, headers, body = accepting.received.get(timeout=5)
+            assert verify_signature(SECRET, headers[TIMESTAMP_HEADER], body,
+                                    headers[SIGNATURE_HEADER])
+            assert json.loads(body)["identity"] == {
+                "email": "", "name": "Lee Letter", "phone": "", "account_number": "",
+                "postal_address": "", "loyalty_id": "LC-7731"}
+    finally:
+        accepting.close()

@@ -1,7 +1,10 @@
 """Identity types of the office's own (a loyalty id): the types the enabled sources'
 maps look people up by are offered on staff intake and, where PORTAL_IDENTITY_TYPES
 allows, on the portal form; stored on the request's Identity, they reach the
-connectors (IdentityData.of), and a SQL source finds the person by them."""
+connectors (IdentityData.of), a SQL source finds the person by them, an HTTP
+source is sent them (tests/test_http_source.py), a manual source's owner sees them
+on the task page, and a request that came by post with a card number and no email
+is verified by staff and answered without a single email."""
 
 import datetime
 
@@ -10,11 +13,15 @@ import sqlalchemy as sa
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
-from requests_app.models import DataSource, PrivacyRequest
+from requests_app.models import Actor, DataSource, OutgoingEmail, Package, PrivacyRequest, State
+from requests_app.models.privacy_request import TransitionInputError
+from requests_app.services.requests.filing import NewRequest, do_receive_request
+from requests_app.services.requests.lifecycle import do_transition
+from requests_app.services.requests.tasks import expire_unverified_requests
 from requests_app.sources.base import IdentityData
 from requests_app.sources.datamap import DatasetMapError, identity_label, parse
 from requests_app.sources.sql.connector import SqlConnector
-from tests.conftest import committed, staff_login
+from tests.conftest import PAT, approved, committed, staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -139,3 +146,73 @@ def test_a_map_labels_its_own_types_or_they_are_named_from_the_name():
     assert parse(unlabelled).identity_types() == {"loyalty_id": "Loyalty ID"}
     with pytest.raises(DatasetMapError, match="line 3: `identity_types` maps an identity type"):
         parse(LOYALTY_MAP.replace("{loyalty_id: Loyalty card number}", "[loyalty_id]"))
+
+
+def test_a_manual_owner_sees_every_identifier_the_request_gives(client, alice, bob, loyalty):
+    DataSource.objects.create(name="Paper archive", kind="manual", owner=bob,
+                              categories=["user.contact.address"])
+    request = approved("access", alice, phone="+1 555 0100", postal_address="1 Main St",
+                       extra={"loyalty_id": "LC-7731"})
+    assert request.state == State.WAITING_MANUAL
+    run = request.source_runs.get(source__kind="manual")
+    staff_login(client, bob)
+    page = client.get(f"/staff/tasks/{run.token}/").content.decode()
+    for label, value in [("Email", PAT), ("Phone", "+1 555 0100"),
+                         ("Postal address", "1 Main St"),
+                         ("Loyalty card number", "LC-7731")]:
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in page
+
+
+def test_a_request_with_nothing_to_find_the_person_by_is_refused_in_words(client, bob,
+                                                                         loyalty):
+    with pytest.raises(TransitionInputError, match="Give an email address or another"):
+        do_receive_request(NewRequest(request_type="access", jurisdiction="CA",
+                                      channel="post", name="Lee Letter", email=""),
+                           actor=Actor.system())
+    staff_login(client, bob)
+    response = client.post("/staff/intake/", intake_form(email=""))
+    assert response.status_code == 400
+    assert "Give an email address or another identifier" in response.content.decode()
+    assert not PrivacyRequest.objects.exists()
+
+
+def test_a_letter_with_only_a_card_number_is_verified_by_staff_and_answered_unemailed(
+        client, alice, bob, loyalty, settings, tmp_path):
+    """A letter gives a loyalty card number and no email: the request is entered,
+    nothing is emailed (each notice not sent is in the trail), it waits for staff
+    to verify the identity (it never expires unseen), and once verified and
+    approved the card number finds the person's data for the package."""
+    settings.MEDIA_ROOT = tmp_path
+    staff_login(client, bob)
+    page = client.get("/staff/intake/").content.decode()
+    assert "leave it empty and give another identifier" in page
+    with committed():
+        response = client.post("/staff/intake/", intake_form(
+            email="", identity__loyalty_id="LC-7731"))
+    assert response.status_code == 302, response.content.decode()[:2000]
+    request = PrivacyRequest.objects.get(identity__extra__loyalty_id="LC-7731")
+    assert request.state == State.PENDING_VERIFICATION and request.identity.email == ""
+    assert not OutgoingEmail.objects.exists()
+    assert request.audit_events.filter(action="notice.not_emailed",
+                                       data__notice="received").exists()
+    desk = client.get(f"/staff/requests/{request.reference}/").content.decode()
+    assert 'data-testid="no-email"' in desk and "Mark identity verified" in desk
+    PrivacyRequest.objects.filter(pk=request.pk).update(
+        received_at=timezone.now() - datetime.timedelta(days=40))
+    assert expire_unverified_requests() == 0  # no address to confirm: staff verify it
+    with committed():
+        do_transition(request.pk, "verify", actor=Actor.staff(bob))
+    request.refresh_from_db()
+    assert request.state == State.IN_REVIEW
+    with committed():
+        do_transition(request.pk, "approve", actor=Actor.staff(alice))
+    request.refresh_from_db()
+    assert request.state == State.RESULTS_READY
+    run = request.source_runs.get(source=loyalty)
+    assert run.result["tables"] == {"members": 1, "stamps": 1}
+    assert Package.objects.filter(request=request).exists()  # staff send it by post
+    with committed():
+        do_transition(request.pk, "release", actor=Actor.staff(alice))
+    assert not OutgoingEmail.objects.exists()
+    assert set(request.audit_events.filter(action="notice.not_emailed")
+               .values_list("data__notice", flat=True)) == {"received", "completed"}

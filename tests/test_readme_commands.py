@@ -169,13 +169,14 @@ def run_make_run(clone, env) -> str:
         output = log_path.read_text()
         assert healthy, f"make run never answered {url}:\n{output[-3000:]}"
         assert healthy[0] == 200 and '"database": "ok"' in healthy[1], healthy
-        # Every process is up once /healthz answers: web, worker (and its pool),
-        # beat and the demo source.
+        # Every process is up once /healthz answers: web, a worker (and its pool)
+        # for each queue (privacyportal/celery.py), beat and the demo source.
         time.sleep(2)
         started.update(descendants(process.pid))
         commands = [Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
                     for pid in started if _stat(pid)]
-        for program in ("runserver", "worker", "beat", "demo_http"):
+        for program in ("runserver", "worker -Q steps", "worker -Q emails",
+                        "worker -Q sources", "beat", "demo_http"):
             assert any(program in c for c in commands), (program, commands)
 
         os.killpg(process.pid, signal.SIGINT)  # Ctrl-C in the terminal

@@ -31,6 +31,10 @@ print(json.dumps({
 """
 
 
+# The audit trail's keys, required with DEBUG off like the other secrets.
+AUDIT_KEYS = {"AUDIT_CHAIN_KEY": "chain-key-" + "c" * 40, "AUDIT_CHECKPOINT_KEY": "C" * 43 + "="}
+
+
 def run_python(code, env, tmp_path, *args):
     base = {"PATH": os.environ["PATH"], "DATA_DIR": str(tmp_path / "data"),
             "DJANGO_SETTINGS_MODULE": "privacyportal.settings"}
@@ -73,6 +77,7 @@ def test_production_variables_select_postgresql_redis_and_smtp(tmp_path):
     env = {
         "SECRET_KEY": "s" * 50,
         "FILE_ENCRYPTION_KEY": "A" * 43 + "=",
+        **AUDIT_KEYS,
         "DATABASE_URL": "postgres://portal:pw@db.internal:5432/portal",
         "CELERY_BROKER_URL": "redis://queue.internal:6379/0",
         "EMAIL_HOST": "smtp.internal",
@@ -127,7 +132,7 @@ def test_without_secret_key_and_debug_off_start_up_fails_with_one_sentence(tmp_p
 # development setup" (docs/configuration.md).
 PRODUCTION_VARIABLES = ["SECRET_KEY", "FILE_ENCRYPTION_KEY", "IDENTITY_HASH_KEY", "DATABASE_URL",
                         "CELERY_BROKER_URL", "CACHE_URL", "EMAIL_HOST", "EMAIL_BACKEND",
-                        "ALLOWED_HOSTS"]
+                        "ALLOWED_HOSTS", "AUDIT_CHAIN_KEY", "AUDIT_CHECKPOINT_KEY"]
 
 
 @pytest.mark.parametrize("name", PRODUCTION_VARIABLES)
@@ -152,6 +157,32 @@ def test_without_file_encryption_key_and_debug_off_start_up_fails(tmp_path):
     one_sentence_failure(result, "FILE_ENCRYPTION_KEY")
 
 
+def test_without_the_audit_keys_and_debug_off_start_up_fails(tmp_path):
+    """The audit trail's tamper evidence needs its two keys from the environment; a
+    checkpoint key that is not an Ed25519 seed, or equal to the chain's, is refused."""
+    base = {"SECRET_KEY": "s" * 50, "FILE_ENCRYPTION_KEY": "A" * 43 + "=",
+            "EMAIL_HOST": "smtp.internal", **AUDIT_KEYS}
+    for env, word in [
+        ({**base, "AUDIT_CHAIN_KEY": ""}, "AUDIT_CHAIN_KEY"),
+        ({**base, "AUDIT_CHECKPOINT_KEY": ""}, "AUDIT_CHECKPOINT_KEY"),
+        ({**base, "AUDIT_CHECKPOINT_KEY": "short"}, "32 bytes"),
+        ({**base, "AUDIT_CHAIN_KEY": base["AUDIT_CHECKPOINT_KEY"]}, "must differ"),
+    ]:
+        one_sentence_failure(run_python(None, env, tmp_path, "manage.py", "check"), word)
+
+
+def test_the_development_audit_keys_are_made_once_and_kept(tmp_path):
+    code = ("import django; from django.conf import settings; "
+            "print(settings.AUDIT_CHAIN_KEY, settings.AUDIT_CHECKPOINT_KEY)")
+    first = run_python(code, {}, tmp_path)
+    second = run_python(code, {"DEBUG": "1"}, tmp_path)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == second.stdout
+    chain, checkpoint = first.stdout.split()
+    assert chain == (tmp_path / "data" / "dev-audit-chain-key").read_text() != checkpoint
+    assert (tmp_path / "data" / "dev-audit-checkpoint-key").stat().st_mode & 0o777 == 0o600
+
+
 def test_a_malformed_value_names_the_variable(tmp_path):
     for env, word in [
         ({"DEBUG": "maybe"}, "DEBUG"),
@@ -171,6 +202,7 @@ def test_production_settings_pass_the_deployment_checklist(tmp_path):
     env = {
         "SECRET_KEY": "kd8$2n!x" * 8,
         "FILE_ENCRYPTION_KEY": "A" * 43 + "=",
+        **AUDIT_KEYS,
         "ALLOWED_HOSTS": "privacy.example.com",
         "EMAIL_HOST": "smtp.example.com",
     }

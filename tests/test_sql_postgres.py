@@ -1,7 +1,8 @@
 """The SQL connector's PostgreSQL paths, on a customer database of its own on the
 test server: one prepared statement per table per hop, array parameters, leaf tables
 copied by the database itself when they hold many rows (JSON lines and CSV that
-PostgreSQL formats, never-disclosed columns replaced in the SELECT), and the
+PostgreSQL formats, the columns the request's jurisdiction holds back replaced in
+the SELECT), and the
 portability package built from those bytes. Gathering values a hand-made writer
 would get wrong, and erasing, run on every engine (`any_shop`: SQLite, PostgreSQL
 and MariaDB)."""
@@ -20,6 +21,7 @@ import sqlalchemy as sa
 from requests_app.services.fulfilment import packages
 from requests_app.files import iter_decrypted
 from requests_app.models import DataSource
+from requests_app.rules import withheld_under
 from requests_app.sources.base import IdentityData
 from requests_app.sources.categories import WITHHELD
 from requests_app.sources.records import RecordSink, iter_member, read_records, run_dir
@@ -283,3 +285,27 @@ def test_a_worker_process_warms_up_its_sql_sources_before_any_task(pg_shop, sour
         assert wait_for(lambda: _connections_to(pg_shop) >= 2, timeout=30)
     finally:
         stop_process_group(worker)
+
+
+@pytest.mark.parametrize("jurisdiction,held", [("CA", True), ("GDPR", False)])
+def test_a_copied_leaf_holds_back_what_the_requests_jurisdiction_holds_back(
+        pg_shop, monkeypatch, source_run, shop_map, source, jurisdiction, held):
+    """The request's jurisdiction reaches the SELECT of a copied leaf (through the
+    sink): a government id is replaced in the database for California, and given
+    as it is under the GDPR, which asks for a copy of the data itself."""
+    monkeypatch.setattr(driver, "BATCH", 2)  # Pat's events are copied
+    gov_map = shop_map.replace("ip: user.device.ip_address",
+                               "ip: user.government_id.national_identification_number")
+    run = source_run()
+    with RecordSink(run, 1, withheld=withheld_under(jurisdiction)) as sink:
+        SqlConnector(source(gov_map)).gather(run, IdentityData(email="pat@example.com"), sink)
+    info = sink.collections["events"]
+    assert info["format"] == "copy"
+    ips = [r["ip"] for r in read_records(run, info)]
+    text = b"".join(iter_member(run, info, "csv")).decode()
+    if held:
+        assert ips == [WITHHELD] * len(AWKWARD) and "10.0.0.1" not in text
+        assert info["withheld"] == {"ip": "ccpa_7024d"}
+    else:
+        assert sorted(ips) == sorted(AWKWARD) and "10.0.0.1" in text
+        assert "withheld" not in info

@@ -17,7 +17,6 @@ from requests_app.sources.http import (
     secret_for,
     verify_signature,
 )
-from requests_app.sources.records import RecordSink
 from requests_app.sources.registry import kinds_that
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ def _record(run: SourceRun, work, reply) -> None:
     """The reply to the run's request, as the connector reads it, recorded."""
     identity = IdentityData.of(run.request.identity)
     if run.action == SourceRun.Action.GATHER:
-        with RecordSink(run, work.number) as sink:
+        with work.sink() as sink:
             outcome = apply_reply(run, identity, reply, sink)
         result = {**outcome.result, "collections": sink.collections}
     else:

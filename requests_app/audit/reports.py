@@ -126,14 +126,17 @@ def event_log_text(fmt: str, start=None, end=None):
         rows = event_log(start, end)
         yield from (as_csv(rows, EVENT_LOG_COLUMNS) if fmt == "csv" else as_jsonl(rows))
         return
+    from psycopg import sql
+
     params = {"start": start, "end": end}
     if fmt == "csv":
-        query = f"COPY ({_EVENT_SELECT}) TO STDOUT (FORMAT csv, HEADER)"
+        query = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)")
     else:
         # One JSON object a line; the quote and delimiter bytes never occur in JSON
         # text, so COPY passes each line through untouched.
-        query = (f"COPY (SELECT row_to_json(t)::text FROM ({_EVENT_SELECT}) t) TO STDOUT "
-                 "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+        query = sql.SQL("COPY (SELECT row_to_json(t)::text FROM ({}) t) TO STDOUT "
+                        "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
+    query = query.format(sql.SQL(_EVENT_SELECT))  # composed, not formatted
     with connection.cursor() as cursor, cursor.cursor.copy(query, params) as copy:
         for block in copy:
             yield bytes(block)

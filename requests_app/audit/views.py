@@ -14,6 +14,7 @@ from requests_app import zipfiles
 from requests_app.audit import opt_outs, reports
 from requests_app.models import Actor, AuditEvent
 from requests_app.rules import request_type_choices
+from requests_app.services.audit import checkpoints
 from requests_app.services.audit.events import record_event
 from requests_app.staff.access import staff_required
 
@@ -44,19 +45,34 @@ class ExportForm(forms.Form):
         return data
 
 
+def newest_checkpoint() -> dict:
+    """The newest signed checkpoint of the chain's head (kept outside the database),
+    as its signed line, with the public key that checks it."""
+    try:
+        newest = checkpoints.latest()
+    except checkpoints.BadCheckpoint as exc:
+        return {"error": f"checkpoint {exc}"}
+    if newest is None:
+        return {}
+    return {**json.loads(newest.line()), "public_key": checkpoints.public_key()}
+
+
 @auditor_required
 def home(request):
     head = AuditEvent.objects.filter(action="audit.chain_head").order_by("-id").first()
     year = timezone.localdate().year
     return render(request, "audit/home.html", {
-        "form": ExportForm(), "head": head, "years": range(year, year - 4, -1)})
+        "form": ExportForm(), "head": head, "checkpoint": newest_checkpoint(),
+        "years": range(year, year - 4, -1)})
 
 
 def _export(request, kind: str, body, filters: dict, fmt: str):
     stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
     name = f"{kind}-{stamp}.{fmt}"
     manifest = {"file": name, "kind": kind, "filters": filters,
-                "generated_at": timezone.now().isoformat(), "generated_by": request.user.username}
+                "generated_at": timezone.now().isoformat(), "generated_by": request.user.username,
+                # Compare the log with it: the chain up to `seq` must end in `head`.
+                "chain_checkpoint": newest_checkpoint()}
     now = datetime.datetime.now(datetime.timezone.utc)
 
     def members():

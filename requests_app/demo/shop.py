@@ -498,11 +498,15 @@ def _finish_postgres(engine):
         for table in metadata.sorted_tables:
             for fk in sorted(table.foreign_key_constraints, key=lambda c: c.name):
                 conn.execute(AddConstraint(fk))
-            conn.execute(sa.text(
-                f"SELECT setval(pg_get_serial_sequence(:t, 'id'), "
-                f"COALESCE((SELECT max(id) FROM {table.name}), 0) + 1, false)"), {"t": table.name})
+            highest = sa.select(sa.func.max(table.c.id)).scalar_subquery()
+            conn.execute(sa.select(sa.func.setval(
+                sa.func.pg_get_serial_sequence(table.name, "id"),
+                sa.func.coalesce(highest, 0) + 1, False)))
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql("ANALYZE " + ", ".join(TABLES))
+        from psycopg import sql
+
+        conn.connection.driver_connection.execute(sql.SQL("ANALYZE {}").format(
+            sql.SQL(", ").join(sql.Identifier(t) for t in TABLES)))
 
 
 # --- Faker path ------------------------------------------------------------------------

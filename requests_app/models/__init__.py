@@ -9,6 +9,7 @@ from requests_app.models.consent import (
     PurposeNotice,
 )
 from requests_app.models.email import OutgoingEmail
+from requests_app.models.health import Heartbeat, RateCount
 from requests_app.models.portal import DownloadEvent, OneTimeCode, VerificationEvidence
 from requests_app.models.sources import (
     DataSource,
@@ -42,6 +43,8 @@ __all__ = [
     "OneTimeCode",
     "VerificationEvidence",
     "EmailTemplateVersion",
+    "Heartbeat",
+    "RateCount",
     "IntakeRecord",
     "RequestNote",
     "Package",

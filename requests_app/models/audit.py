@@ -1,15 +1,18 @@
 """The audit trail: append-only events, one per thing the system did.
 
 Events are written by services in the same transaction as the change they record.
-Each event stores the SHA-256 of its canonical content, which includes the hash
-of the event before it: changing, removing or reordering any event breaks the
-chain from there on (`manage.py verify_audit_log` finds where). Rows are never
-updated or deleted through the ORM, and on PostgreSQL a trigger refuses UPDATE and
-DELETE on the table.
+Each event stores a hash of its canonical content, which includes the hash of the
+event before it: changing, removing or reordering any event breaks the chain from
+there on (`manage.py verify_audit_log` finds where). The hash is keyed
+(HMAC-SHA256 under AUDIT_CHAIN_KEY, which the database never holds), so whoever
+can write the table cannot recompute it; events written before the chain was keyed
+keep their plain SHA-256 (`chain_version` 0). Rows are never updated or deleted
+through the ORM, and on PostgreSQL triggers refuse UPDATE, DELETE and TRUNCATE.
 """
 
 import datetime
 import hashlib
+import hmac
 import json
 
 from django.conf import settings
@@ -72,7 +75,10 @@ class AuditEvent(AppendOnlyModel):
     data = models.JSONField(_("data"), default=dict, blank=True)
     prev_hash = models.CharField(_("previous hash"), max_length=64, blank=True)
     hash = models.CharField(_("hash"), max_length=64, blank=True, db_index=True)
-
+    # How `hash` was made: PLAIN_SHA256 (events from before the chain was keyed) or
+    # HMAC_SHA256 under AUDIT_CHAIN_KEY. Once one keyed event exists, a plain one
+    # after it is a forgery (services/audit/chain.py).
+    chain_version = models.PositiveSmallIntegerField(_("chain version"), default=1)
 
     class Meta:
         verbose_name = _("audit event")
@@ -101,4 +107,20 @@ class AuditEvent(AppendOnlyModel):
         ).encode()
 
     def compute_hash(self, reference: str) -> str:
-        return hashlib.sha256(self.canonical(reference)).hexdigest()
+        if self.chain_version == PLAIN_SHA256:
+            return hashlib.sha256(self.canonical(reference)).hexdigest()
+        if self.chain_version != HMAC_SHA256:
+            return ""  # no such version: never matches a stored hash
+        keyed = _keyed_hashers.get(settings.AUDIT_CHAIN_KEY)
+        if keyed is None:
+            keyed = hmac.new(settings.AUDIT_CHAIN_KEY.encode(), digestmod=hashlib.sha256)
+            _keyed_hashers.clear()
+            _keyed_hashers[settings.AUDIT_CHAIN_KEY] = keyed
+        keyed = keyed.copy()  # the key's pads are hashed once per process, not per event
+        keyed.update(self.canonical(reference))
+        return keyed.hexdigest()
+
+
+PLAIN_SHA256 = 0
+HMAC_SHA256 = 1
+_keyed_hashers: dict[str, "hmac.HMAC"] = {}

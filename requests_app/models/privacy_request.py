@@ -271,9 +271,11 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
 
     @transition(state, source=State.NEEDS_ATTENTION, target=State.FULFILLING,
                 permission=perm("work_request"),
-                custom=step(STAFF, label=_("Retry fulfilment"), follow_up=BEGIN_FULFILMENT))
+                custom=step(STAFF, SYSTEM, label=_("Retry fulfilment"),
+                            follow_up=BEGIN_FULFILMENT))
     def retry_fulfilment(self):
-        pass
+        """Staff retry; the system, when a source whose runs were parked answers a
+        health probe again (services/fulfilment/breaker.py)."""
 
     @transition(state, source=State.RESULTS_READY, target=State.FULFILLING,
                 conditions=[erasure_plan_awaits_approval], permission=perm("approve_deletion"),
@@ -443,7 +445,10 @@ class Identity(models.Model):
     )
     # Blank only for an opt-out made on the preference page, where no name is asked.
     name = models.CharField(_("name"), max_length=200, blank=True)
-    email = models.EmailField(_("email"), db_index=True)
+    # Blank only for a request that came by post or phone with no address to write
+    # to (another identifier finds the person: a loyalty card number): staff verify
+    # the identity and answer by post or phone; nothing is emailed.
+    email = models.EmailField(_("email"), db_index=True, blank=True)
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     account_number = models.CharField(_("customer or account number"), max_length=64, blank=True)
     postal_address = models.TextField(_("postal address"), blank=True, max_length=500)

@@ -64,6 +64,21 @@ class DataSource(models.Model):
     # Manual.
     instructions = models.TextField(_("instructions for the owner"), blank=True)
 
+    # The circuit breaker (services/fulfilment/breaker.py): calls that failed in a
+    # row (a timeout, a refused connection, a 5xx), and once there are too many,
+    # unhealthy: its runs are parked, and it is probed until it answers.
+    class Health(models.TextChoices):
+        HEALTHY = "healthy", _("Healthy")
+        UNHEALTHY = "unhealthy", _("Unhealthy: its runs are parked")
+
+    health = models.CharField(_("health"), max_length=10, choices=Health.choices,
+                              default=Health.HEALTHY)
+    consecutive_failures = models.PositiveIntegerField(_("failed calls in a row"), default=0)
+    unhealthy_since = models.DateTimeField(_("unhealthy since"), null=True, blank=True)
+    health_reason = models.CharField(_("why it is unhealthy"), max_length=500, blank=True)
+    next_probe_at = models.DateTimeField(_("next health probe"), null=True, blank=True)
+    failed_probes = models.PositiveIntegerField(default=0)
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -121,6 +136,9 @@ class SourceRun(models.Model):
     # Counts and table names only (never personal values): plan, outcome, progress.
     result = models.JSONField(default=dict, blank=True)
     last_error = models.TextField(blank=True)
+    # Failed without a call because its source is unhealthy (the circuit breaker):
+    # retried when the source answers a probe or a manager marks it healthy.
+    parked = models.BooleanField(default=False)
     # For asynchronous HTTP replies and manual uploads: an unguessable handle.
     token = models.CharField(max_length=64, unique=True, default=_token)
     dispatched_at = models.DateTimeField(null=True, blank=True)

@@ -60,8 +60,13 @@ def may_approve(instance, user) -> bool:
 
 
 def verification_window_elapsed(instance) -> bool:
-    """VERIFICATION_WINDOW_DAYS have passed since receipt, for a type that needs verifying"""
+    """VERIFICATION_WINDOW_DAYS have passed since receipt, with an email address to confirm"""
     if instance.type_rules.verification is Verification.NONE:
+        return False  # a type that needs no verifying never expires
+    # A request with no email address (a letter with a card number) has nothing to
+    # confirm: it waits for staff to verify it, and never expires unseen.
+    identity = getattr(instance, "identity", None)
+    if identity is not None and not identity.email:
         return False
     limit = instance.received_at + datetime.timedelta(days=settings.VERIFICATION_WINDOW_DAYS)
     return timezone.now() >= limit

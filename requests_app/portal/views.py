@@ -92,10 +92,15 @@ def request_form(request):
         return render(request, "portal/too_large.html", status=413)
     form = portal_forms.RequestForm(request.POST, request.FILES)
     email = request.POST.get("email", "")[:254]
-    if ratelimit.exceeded(request, "form", email=email):
+    limited = ratelimit.count(request, "form", email=email)
+    if limited.ip:
         return ratelimit.too_many(request)
     if not form.is_valid():
         return render(request, "portal/request_form.html", {"form": form}, status=400)
+    if limited.email:
+        asking = _prove_control(request, form)
+        if asking is not None:
+            return asking
     data = form.cleaned_data
     if data["website"]:
         # A bot filled in the hidden field: the same answer, nothing filed.
@@ -112,6 +117,25 @@ def request_form(request):
         {"reference": r.reference, "type": r.request_type, "due_on": r.due_on.isoformat()}
         for r in filed]
     return redirect("portal:sent")
+
+
+def _prove_control(request, form):
+    """Over the per-email limit from this source address (someone may be filing
+    in another person's name): the request goes in once the sender proves control
+    of the address with the code sent to it. None when proved; else the form again,
+    asking for the code (a new one is sent when none is typed)."""
+    email = form.cleaned_data["email"]
+    typed = request.POST.get("filing_code", "")[:32]
+    problem = ""
+    if typed:
+        result = portal.check_filing_code(email, typed)
+        if result is codes.Result.OK:
+            return None
+        problem = CODE_PROBLEMS[result]
+    else:
+        portal.send_filing_code(email)
+    return render(request, "portal/request_form.html",
+                  {"form": form, "prove_control": True, "code_problem": problem}, status=429)
 
 
 @never_cache

@@ -5,6 +5,15 @@ sent again. Every task is idempotent, so a duplicate is harmless.
 What "due" means comes from the domains themselves: the follow-up of each step of
 the machine (its ``custom["follow_up"]``, the same table lifecycle.py enqueues
 from), the outbox's unsent emails, and the fulfilment runs nobody works on.
+
+How long work may wait before it counts as lost depends on what is known
+(services/health.py): normally RECONCILE_AFTER_SECONDS (a message may just be
+waiting its turn in a long queue); but after a sign that work *was* lost, a
+*sweep* sends again everything pending at once: a send to the broker failed
+(queue.note_lost_work), the broker's Redis came back empty, or a worker died
+(its heartbeat went quiet). A worker's heartbeat thread sends the reconciler as
+soon as the database or the broker answers again after an outage, so lost work is
+found within seconds of a service's return, not minutes.
 """
 
 import datetime
@@ -16,6 +25,7 @@ from django.utils import timezone
 
 from requests_app.models import OutgoingEmail, PrivacyRequest, SourceRun, State
 from requests_app.rules import OPT_OUT_TYPES
+from requests_app.services import health
 from requests_app.services.fulfilment import runs
 from requests_app.services.notices.outbox import SEND_EMAIL
 from requests_app.services.queue import enqueue
@@ -38,26 +48,22 @@ def _requests_left_in(state, stale, **filters):
 
 @shared_task
 def reconcile() -> dict:
-    """Periodic: send again what is due and not being done; returns what was sent."""
-    stale = timezone.now() - datetime.timedelta(seconds=settings.RECONCILE_AFTER_SECONDS)
-    counts = {"emails": 0, "follow_ups": 0, "runs": 0, "timeouts": 0, "checks": 0}
+    """Periodic (and sent by a worker when a service returns): send again what is
+    due and not being done; returns what was sent."""
+    now = timezone.now()
+    dead = health.newly_dead_workers()
+    emptied = health.broker_lost_its_data()  # asked every time: it re-arms the mark
+    sweep = emptied or bool(dead) or health.lost_work_since() is not None
+    stale = now if sweep else now - datetime.timedelta(seconds=settings.RECONCILE_AFTER_SECONDS)
+    counts = {"emails": 0, "follow_ups": 0, "runs": 0, "timeouts": 0, "checks": 0,
+              "sweep": sweep}
     for email_id in OutgoingEmail.objects.filter(
             sent_at=None, created_at__lte=stale).values_list("pk", flat=True):
         enqueue(SEND_EMAIL, email_id)
         counts["emails"] += 1
-    due = follow_ups()
-    for state, task in due.items():
-        if state == State.FULFILLING:
-            continue  # a request being fulfilled moves on by its runs (below)
-        for request_id in _requests_left_in(state, stale):
-            enqueue(task, request_id)
-            counts["follow_ups"] += 1
-    # Opt-outs left in review (their approval, taken by begin_review, was lost).
-    for request_id in _requests_left_in(State.IN_REVIEW, stale,
-                                        request_type__in=OPT_OUT_TYPES):
-        enqueue(due[State.VERIFIED], request_id)
-        counts["follow_ups"] += 1
-    for run_id in runs.stuck_runs().values_list("pk", flat=True):
+    counts["follow_ups"] = _follow_ups(stale)
+    for run_id in runs.stuck_runs(pending_before=stale if sweep else None).values_list(
+            "pk", flat=True):
         SourceRun.objects.filter(pk=run_id).update(dispatched_at=timezone.now())
         enqueue(runs.RUN_SOURCE, run_id)
         counts["runs"] += 1
@@ -75,6 +81,26 @@ def reconcile() -> dict:
               ).values_list("pk", flat=True):
         enqueue(runs.CHECK, request_id)
         counts["checks"] += 1
-    if any(counts.values()):
+    if sweep:
+        health.swept(now, dead)
+    if any(v for k, v in counts.items() if k != "sweep"):
         log.info("reconcile: re-sent %s", counts)
     return counts
+
+
+def _follow_ups(stale) -> int:
+    """Requests left in a state whose step has a follow-up (it was lost)."""
+    count = 0
+    due = follow_ups()
+    for state, task in due.items():
+        if state == State.FULFILLING:
+            continue  # a request being fulfilled moves on by its runs (reconcile)
+        for request_id in _requests_left_in(state, stale):
+            enqueue(task, request_id)
+            count += 1
+    # Opt-outs left in review (their approval, taken by begin_review, was lost).
+    for request_id in _requests_left_in(State.IN_REVIEW, stale,
+                                        request_type__in=OPT_OUT_TYPES):
+        enqueue(due[State.VERIFIED], request_id)
+        count += 1
+    return count

@@ -53,6 +53,12 @@ class IdentityData:
                   **dict(self.extra)}
         return {k: v for k, v in values.items() if v}
 
+    def for_service(self) -> dict[str, str]:
+        """What a service is sent to find the person (HTTP sources): as_dict() and
+        the office's own identity types by their names ({"loyalty_id": ...}); a
+        type named like one of the fields never replaces it."""
+        return {**dict(self.extra), **self.as_dict()}
+
     def as_dict(self) -> dict[str, str]:
         return {
             "email": self.email,
@@ -182,3 +188,9 @@ class Connector:
     def apply_change(self, run, identity: IdentityData, change: dict) -> Outcome:
         """A correction or an opt-out: pass on the change the consumer asked for."""
         raise SourceError(f"{self.source.kind} sources cannot apply changes")
+
+    def probe(self) -> bool | None:
+        """Whether the source answers now, asked cheaply and without any personal
+        data (the circuit breaker probes an unhealthy source until it does): True,
+        False, or None for a kind that makes no calls (manual)."""
+        return None

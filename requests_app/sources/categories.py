@@ -1,24 +1,14 @@
 """Data categories from Fides' open taxonomy (fideslang), so dataset maps speak the
 same vocabulary as Fides and other tools.
 
-Some categories are never disclosed to the consumer, only said to be held
-(CCPA regs §7024(d)): government ids, financial account numbers, medical ids,
-credentials and security answers, biometrics.
+Which categories an answer holds back (only says are held) depends on the
+request's jurisdiction: rules.py (JurisdictionRules.withheld). A value held back
+is replaced by WITHHELD before anything is written (sources/records.py).
 """
 
 from functools import cache
 
 from fideslang.default_taxonomy import DEFAULT_TAXONOMY
-
-NEVER_DISCLOSE_PREFIXES = (
-    "user.government_id",
-    "user.financial.bank_account",
-    "user.financial.credit_card",
-    "user.health_and_medical.record_id",
-    "user.health_and_medical.insurance_beneficiary_id",
-    "user.authorization",
-    "user.biometric",
-)
 
 WITHHELD = "[held, not disclosed]"
 
@@ -37,11 +27,6 @@ def under(key: str, prefixes) -> bool:
     """Whether a category key is one of `prefixes` or below one (user.financial
     holds user.financial.bank_account, not user.financials)."""
     return any(key == p or key.startswith(p + ".") for p in prefixes)
-
-
-@cache
-def never_disclosed(key: str) -> bool:
-    return under(key, NEVER_DISCLOSE_PREFIXES)
 
 
 def label(key: str) -> str:

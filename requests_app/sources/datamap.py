@@ -69,9 +69,13 @@ class Reference:
     column: str
     to_table: str
     to_column: str
-    # As a Fides dataset declared it: "to" (from this row to the row it names),
-    # "from" (from the named row to this one), "" (not said). Traversal follows
-    # every reference both ways (a row tied to someone else is never the person's).
+    # As a Fides dataset declared it: "to" (values flow from this row to the row it
+    # names: that row is reached from this one, never this one from it), "from"
+    # (values flow from the named row into this one: this row is reached from it,
+    # never it from this row), "" (not said: both ways). Traversal follows a
+    # reference only the ways it allows (DatasetMap.edges(as_declared=True)); the
+    # check that a row tied to someone else is never the person's reads every
+    # reference, whatever its direction.
     direction: str = ""
 
 
@@ -137,13 +141,19 @@ class DatasetMap:
         return {n: self.identity_labels.get(n) or identity_label(n)
                 for n in sorted(names - set(IDENTITY_FIELDS))}
 
-    def edges(self) -> list[Edge]:
-        """References, followed in both directions."""
+    def edges(self, *, as_declared: bool = False) -> list[Edge]:
+        """References as edges both ways: forward (from the row holding it to the row
+        it names) and backward. `as_declared`: only the ways a reference's
+        `direction` allows (Fides: `to` forward only, `from` backward only)."""
         result = []
         for table in self.tables.values():
             for ref in table.references:
-                result.append(Edge(table.name, ref.column, ref.to_table, ref.to_column, True))
-                result.append(Edge(ref.to_table, ref.to_column, table.name, ref.column, False))
+                if not as_declared or ref.direction != "from":
+                    result.append(Edge(table.name, ref.column, ref.to_table, ref.to_column,
+                                       True))
+                if not as_declared or ref.direction != "to":
+                    result.append(Edge(ref.to_table, ref.to_column, table.name, ref.column,
+                                       False))
         return result
 
     def referenced_columns(self, table: str) -> set[str]:
@@ -195,9 +205,7 @@ def parse(text: str) -> DatasetMap:
     try:
         doc = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise DatasetMapError([(mark.line + 1 if mark else None,
-                                f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        raise DatasetMapError([_yaml_error(exc)]) from None
     errors: list[tuple[int | None, str]] = []
     if not isinstance(doc, dict) or not isinstance(doc.get("tables"), dict) or not doc["tables"]:
         raise DatasetMapError([(_line(doc), "the map needs a `tables:` mapping with at least one table")])
@@ -217,6 +225,17 @@ def parse(text: str) -> DatasetMap:
     lines = {name: _line(doc["tables"], name) for name in tables}
     return DatasetMap(name=str(doc.get("name", "")), tables=tables, lines=lines,
                       identity_labels=labels)
+
+
+def _yaml_error(exc: yaml.YAMLError) -> tuple[int | None, str]:
+    """(line, words) of a YAML syntax error: the line where the parser gave up, and
+    the line of what it was reading there (a `{` left open two lines up)."""
+    mark = getattr(exc, "problem_mark", None)
+    words = f"not valid YAML: {getattr(exc, 'problem', None) or exc}"
+    context, started = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and started is not None and mark is not None and started.line != mark.line:
+        words += f" ({context} that starts on line {started.line + 1})"
+    return (mark.line + 1 if mark else None), words
 
 
 def _parse_identity_labels(doc, errors) -> dict:

@@ -11,7 +11,9 @@ their records from the file. Requests without a valid signature get 401.
 For tests, `POST /_control` with {"mode": "ok" | "fail500" | "timeout" | "async"}
 switches fault modes (unsigned: bind it to localhost only): fail500 answers 500,
 timeout waits 30 s before answering, async answers 202 and ~0.2 s later POSTs the
-signed reply to callback_url. Tests can run it in-process with DemoHttpService.
+signed reply to callback_url. `HEAD /privacy` (the portal's health probe) answers
+204, or as the mode says (500; 30 s of silence), or as `probe_mode` says when set. Tests can run it in-process with
+DemoHttpService, which counts the signed calls it was sent (`calls`).
 
 It plays a system outside the portal: a standard-library server that shares only the
 signing functions with the portal and never touches Django settings.
@@ -96,6 +98,8 @@ class DemoHttpService:
         self.secret = secret.encode()
         self.verbose = verbose
         self.mode = "ok"
+        self.calls = 0  # signed POSTs received, whatever the mode
+        self.probe_mode = None  # how HEAD answers, when not as `mode` says
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.server = None
@@ -199,6 +203,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_HEAD(self):
+        """The health probe: as healthy as the mode says."""
+        service = self.server.service
+        mode = service.probe_mode or service.mode
+        if mode == "timeout" and service.stopping.wait(30):
+            return
+        self.send_response(500 if mode == "fail500" else 204)
+        self.end_headers()
+
     def do_POST(self):
         service = self.server.service
         length = int(self.headers.get("Content-Length") or 0)
@@ -222,6 +235,8 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError
         except ValueError:
             return self._reply(400, {"error": "bad JSON"})
+        with service.lock:
+            service.calls += 1
         mode = service.mode
         if mode == "fail500":
             return self._reply(500, {"error": "simulated failure"})

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from requests_app.sources.categories import is_category, never_disclosed
+from requests_app.rules import withheld_anywhere
+from requests_app.sources.categories import is_category
 from requests_app.sources.datamap import _IDENTITY_NAME, DatasetMapError, parse
 
 META_KEYS = ("fides_meta", "fidesops_meta")
@@ -84,8 +85,10 @@ def import_fides(text: str, file: str = "the dataset", dataset: str | None = Non
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        problem = getattr(exc, "problem", exc)
-        raise DatasetMapError([(None, f"{file} is not valid YAML: {problem}")]) from None
+        problem = getattr(exc, "problem", None) or exc
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1})" if mark else ""
+        raise DatasetMapError([(None, f"{file} is not valid YAML{at}: {problem}")]) from None
     datasets = doc.get("dataset") if isinstance(doc, dict) else None
     if not isinstance(datasets, list) or not datasets or not all(
             isinstance(d, dict) for d in datasets):
@@ -385,7 +388,7 @@ def _category(categories, report: _Report, collection: str, fld: str) -> str | N
                                     "taxonomy: not carried over")
     if not known:
         return None
-    chosen = next((c for c in known if never_disclosed(c)), known[0])
+    chosen = next((c for c in known if withheld_anywhere(c)), known[0])
     if len(known) > 1:
         report.add(collection, fld, f"several data categories ({', '.join(known)}): a "
                                     f"column holds one, `{chosen}`")

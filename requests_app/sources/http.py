@@ -8,7 +8,10 @@ The portal POSTs one JSON object to the source's URL (redirects are not followed
      "request_reference": "PP-7K2D-9QXM-4TRB-H1VC",
      "run": "<unguessable run token>",
      "identity": {"email": ..., "name": ..., "phone": ..., "account_number": ...,
-                  "postal_address": ...},            # empty strings where not given
+                  "postal_address": ...,             # empty strings where not given
+                  "loyalty_id": ...},                # and each identity type of the
+                                                     # office's own the request gives,
+                                                     # by the name its maps use
      "change": {...},                                # only for correct and opt_out
      "period": {"start": "2025-01-01", "end": "2025-12-31"},  # only for a gather whose
                                                      # Right to Know request asked for one
@@ -37,6 +40,11 @@ POSTs the reply, signed the same way, to callback_url. Replies by action:
 Every field of a gathered record must have a category. Timeouts, connection errors,
 429 and 5xx are retried with backoff; other 4xx, redirects and malformed replies fail
 the run. Error messages never carry identity values or reply bodies.
+
+A service that fails SOURCE_BREAKER_FAILURES calls in a row (timeouts, connection
+errors, 429, 5xx) is marked unhealthy and called no more; the portal then sends an
+unsigned `HEAD` to the source's URL now and then, and any answer below 500 (but 429)
+within the source's timeout (a 405 will do) marks it healthy again.
 """
 
 import hashlib
@@ -162,7 +170,7 @@ class HttpConnector(Connector):
             "action": action,
             "request_reference": run.request.reference,
             "run": run.token,
-            "identity": identity.as_dict(),
+            "identity": identity.for_service(),
             "callback_url": f"{settings.SITE_URL}/api/sources/callback/{run.token}/",
         }
         if change is not None:
@@ -229,6 +237,18 @@ class HttpConnector(Connector):
         if body is None:
             raise SourceError(f"{self.source.name}: 'remaining' must be answered synchronously")
         return _count(self.source, body, "remaining")
+
+    def probe(self) -> bool:
+        """A HEAD of the source's URL (unsigned: it carries nothing), within the
+        source's timeout: any answer below 500 but 429 says the service is there
+        (a 405 from an endpoint that takes only POST is an answer)."""
+        try:
+            response = requests.head(self.source.url, timeout=self.source.timeout_seconds,
+                                     verify=self.source.verify_tls, allow_redirects=False)
+        except requests.RequestException:
+            return False
+        with response:
+            return response.status_code < 500 and response.status_code != 429
 
     def apply_change(self, run, identity: IdentityData, change: dict) -> Outcome:
         if run.action not in ("correct", "opt_out"):

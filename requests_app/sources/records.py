@@ -1,7 +1,9 @@
 """Where gathered records go: encrypted JSON Lines, sealed into the run's result
 when they are few, else in files under MEDIA_ROOT/runs/<run token>/ (see
-RecordSink). Values of never-disclosed categories are replaced before anything is
-written, so they never reach our disk, our database or a package."""
+RecordSink). Values of the categories the request's jurisdiction holds back
+(rules.py, JurisdictionRules.withheld: passed in as data) are replaced before
+anything is written, so they never reach our disk, our database or a package;
+each collection records which columns were held back and why (`withheld`)."""
 
 import concurrent.futures
 import contextlib
@@ -17,7 +19,8 @@ from django.conf import settings
 from requests_app import zipfiles
 from requests_app.files import (EncryptedWriter, iter_decrypted, open_text_reader,
                                  open_text_writer, seal, unseal)
-from requests_app.sources.categories import WITHHELD, never_disclosed
+from requests_app.rules import UNKNOWN, Withholding, withheld_under, withholding_for
+from requests_app.sources.categories import WITHHELD
 
 
 def run_dir(run) -> Path:
@@ -41,13 +44,19 @@ class RecordSink:
     `offset` and `length`): one file and one fsync rather than one per table. A
     collection that grows past SPILL bytes, or the largest one when all together
     pass HELD, gets a file of its own and is streamed to it from then on: memory
-    stays bounded whatever the subject."""
+    stays bounded whatever the subject.
+
+    `withheld`: what the request's jurisdiction holds back (rules.withheld_under);
+    by default the strictest list, that of a request of no known jurisdiction."""
 
     INLINE = 32 * 1024  # bytes of all collections sealed into the run's result at most
     SPILL = 256 * 1024  # bytes of one collection kept in memory at most
     HELD = 2 * 1024 * 1024  # bytes of all collections kept in memory at most
 
-    def __init__(self, run, attempt: int, on_progress=None):
+    def __init__(self, run, attempt: int, on_progress=None,
+                 withheld: tuple[Withholding, ...] | None = None):
+        self.withheld = withheld_under(UNKNOWN) if withheld is None else withheld
+        self._codes: dict[str, str | None] = {}
         self.prefix = f"a{attempt}"
         self.dir = run_dir(run) / self.prefix
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -58,7 +67,7 @@ class RecordSink:
         self._held: dict[str, list[str]] = {}  # collections kept in memory: their lines
         self._sizes: dict[str, int] = {}
         self._held_size = 0
-        self._withheld: dict[str, set] = {}  # columns of never-disclosed categories
+        self._held_back: dict[str, set] = {}  # columns the jurisdiction holds back
         self.collections: dict[str, dict] = {}
 
     def write(self, collection: str, record: dict, categories: dict[str, str]) -> None:
@@ -66,9 +75,10 @@ class RecordSink:
         if info is None:
             info = self.collections[collection] = {"count": 0, "columns": dict(categories)}
             self._held[collection], self._sizes[collection] = [], 0
-            self._withheld[collection] = {key for key, category in categories.items()
-                                          if never_disclosed(category)}
-        withheld = self._withheld[collection]
+            self._held_back[collection] = {key for key, category in categories.items()
+                                           if self.withholds(category)}
+            self._note_withheld(collection, categories)
+        withheld = self._held_back[collection]
         clean = {key: WITHHELD if key in withheld else value
                  for key, value in record.items()} if withheld else record
         line = json.dumps(clean, default=str, ensure_ascii=False) + "\n"
@@ -97,11 +107,26 @@ class RecordSink:
         writer.write("".join(self._held.pop(collection)))
         self._held_size -= self._sizes.pop(collection)
 
+    def withholds(self, category: str) -> str | None:
+        """The code of the Withholding that holds this category back (None:
+        disclosed); a gatherer that selects a constant in place of a column
+        (sql/gathering.py) asks this."""
+        if category not in self._codes:
+            rule = withholding_for(self.withheld, category)
+            self._codes[category] = rule.code if rule else None
+        return self._codes[category]
+
+    def _note_withheld(self, collection: str, categories: dict[str, str]) -> None:
+        """{column: Withholding code} of the columns held back, on the collection."""
+        held = {c: code for c, cat in categories.items() if (code := self.withholds(cat))}
+        if held:
+            self.collections[collection]["withheld"] = held
+
     def write_copy(self, collection: str, categories: dict[str, str], json_lines, csv) -> int:
         """A whole collection as bytes formatted by the database: `json_lines` (one
         JSON object per line) and `csv` (header first) are each called with a
-        `write(bytes)` function and call it with the bytes as they come, never-
-        disclosed values already replaced at the source. Each is kept as a package
+        `write(bytes)` function and call it with the bytes as they come, the
+        values held back (self.withholds) already replaced at the source. Each is kept as a package
         member ready to be zipped: the JSON lines as one JSON array (a comma added
         before each newline but the last, as packages._json_array lays it out), the
         CSV as it is, each deflated as it comes (raw deflate, level 1) and then
@@ -112,6 +137,7 @@ class RecordSink:
             raise ValueError(f"{collection}: written record by record already")
         info = self.collections[collection] = {
             "columns": dict(categories), "count": 0, "format": "copy", "deflated": {}}
+        self._note_withheld(collection, categories)
         number = len(self.collections)
 
         def member(key, suffix, pump, on_progress):

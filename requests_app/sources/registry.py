@@ -56,6 +56,46 @@ def declared_identity_types(sources) -> dict[str, str]:
     return dict(sorted(types.items()))
 
 
+# How the request's own identity fields are named in words.
+_FIELD_WORDS = {"email": "an email address", "phone": "a phone number",
+                "account_number": "an account number"}
+
+
+def unreachable_identity(sources, identity) -> str | None:
+    """Why none of `sources` can look the person up, in words, when the request
+    gives only identity types that no source's map looks people up by (a phone
+    number, where every map looks up a loyalty id); None when one can, or when a
+    source without a map (an HTTP service, a manual owner) may search by anything,
+    or a map does not parse (its run fails, saying why)."""
+    from requests_app.sources.datamap import DatasetMapError, parse
+
+    held: dict[str, list[str]] = {}
+    labels: dict[str, str] = {}
+    for source in sources:
+        if not connector_class(source.kind).has_map:
+            return None
+        try:
+            dataset_map = parse(source.dataset_map)
+        except DatasetMapError:
+            return None
+        labels |= dataset_map.identity_types()
+        for name in sorted({f for t in dataset_map.tables.values()
+                            for f, _c in t.identity_columns}):
+            held.setdefault(name, []).append(source.name)
+    supplied = sorted(identity.lookup_values())
+    if not held or set(supplied) & set(held):
+        return None
+
+    def words(name):
+        return _FIELD_WORDS.get(name) or f"a {labels.get(name, name)} ({name})"
+
+    gives = " and ".join(words(n) for n in supplied) or "nothing to look a person up by"
+    wanted = "; ".join(f"{words(n)} in {', '.join(held[n])}" for n in sorted(held))
+    return (f"No source can look this person up: the request gives {gives}, and no source "
+            f"looks people up by {'that' if len(supplied) < 2 else 'any of these'}. The "
+            f"sources look people up by {wanted}, which the request does not give.")
+
+
 # The actions of a run (SourceRun.Action), which Connector.can answers for.
 ACTIONS = ("gather", "plan_erasure", "erase", "correct", "opt_out")
 
@@ -99,7 +139,9 @@ def validate_source(source) -> None:
         try:
             parse(source.dataset_map)
         except DatasetMapError as exc:
-            errors["dataset_map"] = exc.messages
+            errors["dataset_map"] = [
+                (f"line {line}: " if line else "") + f"source `{source.name}`: {message}"
+                for line, message in exc.errors]
         else:
             if "connection_env" not in errors:
                 problems = SqlConnector(source).check()

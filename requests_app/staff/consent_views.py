@@ -17,7 +17,7 @@ def consent_history_panel(user, privacy_request) -> dict:
     """Context for templates/staff/_consent_history.html (the request desk)."""
     if not user.has_perm(VIEW_CONSENT) or not hasattr(privacy_request, "identity"):
         return {"consent_history": None}
-    return {"consent_history": consent.history(privacy_request.identity.email)}
+    return {"consent_history": consent.history(privacy_request.identity)}
 
 
 def violations_panel() -> dict:

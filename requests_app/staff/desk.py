@@ -148,8 +148,18 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "staff": assignable_users() if user.has_perm("requests_app.assign_request") else [],
         "note_form": NoteForm(),
         "notices": _notices(privacy_request),
+        "attention_reason": _attention_reason(privacy_request),
         **consent_history_panel(user, privacy_request),
     }
+
+
+def _attention_reason(privacy_request: PrivacyRequest) -> str:
+    """Why a request needs attention (the words of the step that flagged it: the
+    failed sources and their errors), shown at the top of its desk."""
+    if privacy_request.state != State.NEEDS_ATTENTION:
+        return ""
+    return (AuditEvent.objects.filter(request=privacy_request, to_state=State.NEEDS_ATTENTION)
+            .order_by("-id").values_list("reason", flat=True).first() or "")
 
 
 def _notices(privacy_request: PrivacyRequest) -> list:

@@ -43,9 +43,12 @@ class IntakeForm(forms.Form):
     filed_by = forms.ChoiceField(label=_lazy("Filed by"), choices=FiledBy.choices,
                                  initial=FiledBy.SELF)
     name = forms.CharField(label=_lazy("Name"), max_length=200)
-    email = forms.EmailField(label=_lazy("Email"),
-                             help_text=_lazy("Where the notices go; ask for one if the "
-                                             "letter or call gave none."))
+    email = forms.EmailField(label=_lazy("Email"), required=False,
+                             help_text=_lazy("Where the notices go. If the letter or call "
+                                             "gave none, leave it empty and give another "
+                                             "identifier: nothing is emailed, the identity "
+                                             "is verified by staff, and you answer by post "
+                                             "or phone."))
     phone = forms.CharField(label=_lazy("Phone"), max_length=40, required=False)
     account_number = forms.CharField(label=_lazy("Customer or account number"), max_length=64,
                                      required=False)
@@ -109,6 +112,11 @@ class IntakeForm(forms.Form):
         if channel == Channel.PHONE and not (data.get("call_note", "").strip()
                                              or data.get("original")):
             self.add_error("call_note", _("Write a note of the call (or attach a recording)."))
+        if not data.get("email") and "email" not in self.errors and not any(
+                data.get(f, "").strip() for f in ("phone", "account_number", "postal_address")
+        ) and not self.extra_identity():
+            self.add_error("email", _("Give an email address or another identifier to find "
+                                      "the person by."))
         if data.get("verification_method") and not data.get("verification_evidence",
                                                              "").strip():
             self.add_error("verification_evidence",

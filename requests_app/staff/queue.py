@@ -22,7 +22,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_POST
 
-from requests_app.models import PrivacyRequest, SourceRun
+from requests_app.models import DataSource, PrivacyRequest, SourceRun
 from requests_app.models.privacy_request import OPEN_STATES, State, TransitionInputError
 from requests_app.rules import jurisdiction_choices, request_type_choices
 from requests_app.services.requests.lifecycle import TransitionRefused
@@ -259,6 +259,7 @@ def dashboard(request):
         "needs_attention": by_state.get(State.NEEDS_ATTENTION, 0),
         "waiting_manual": SourceRun.objects.filter(state=SourceRun.State.WAITING,
                                                    request__state__in=OPEN_STATES).count(),
+        "unhealthy": list(DataSource.objects.filter(health=DataSource.Health.UNHEALTHY)),
     }
     states = [{"value": s.value, "label": s.label, "count": by_state.get(s.value, 0)}
               for s in State if s.value in OPEN_STATES]

@@ -8,10 +8,11 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext_lazy as _
 
 from requests_app.files import iter_decrypted
-from requests_app.models import Actor, Package, PrivacyRequest, SourceRun
+from requests_app.models import Actor, DataSource, Package, PrivacyRequest, SourceRun
 from requests_app.services.fulfilment import manual
 from requests_app.services.audit.events import record_event
 from requests_app.sources.base import SourceError, collection_period
+from requests_app.sources.datamap import identity_label
 from requests_app.sources.manual import MAX_UPLOAD, parse_upload
 from requests_app.sources.registry import kinds_that
 from requests_app.staff.access import staff_required
@@ -83,8 +84,21 @@ def task_detail(request, token):
     record_event("staff.viewed_identity", actor=Actor.staff(request.user), request=run.request,
                  data={"page": "manual task", "source": run.source.name})
     period = collection_period(run) if run.action == SourceRun.Action.GATHER else None
-    return render(request, "staff/task_detail.html", {"run": run, "form": form,
-                                                      "period": period})
+    return render(request, "staff/task_detail.html", {
+        "run": run, "form": form, "period": period,
+        "identifiers": identifiers(run.request.identity)})
+
+
+def identifiers(identity) -> list[tuple[str, str]]:
+    """Every identifier the request gives, labelled as the forms label it, the
+    office's own types (a loyalty card number) included: the owner searches by each."""
+    labels = DataSource.identity_types()
+    given = [(_("Name"), identity.name), (_("Email"), identity.email),
+             (_("Phone"), identity.phone), (_("Customer number"), identity.account_number),
+             (_("Postal address"), identity.postal_address)]
+    given += [(labels.get(k) or identity_label(k), v)
+              for k, v in sorted((identity.extra or {}).items())]
+    return [(label, value) for label, value in given if value]
 
 
 @_staff_required

@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import connection, transaction
 
 from requests_app.models import Actor, AuditEvent
+from requests_app.models.audit import HMAC_SHA256
 
 
 def record_event(
@@ -37,6 +38,7 @@ def record_event(
             reason=reason,
             data=json.loads(json.dumps(data or {}, default=str)),
             prev_hash=head,
+            chain_version=HMAC_SHA256,
         )
         event.hash = event.compute_hash(request.reference if request else "")
         event.save()
@@ -77,8 +79,11 @@ def _lock_the_chain_and_read_head() -> str:
             # Server-side binding allows one statement per execute.
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK])
             return head.first() or ""
-        sql, params = head.query.sql_with_params()
-        cursor.execute(f"SELECT pg_advisory_xact_lock(%s); {sql}", [_CHAIN_LOCK, *params])
+        from psycopg import sql
+
+        select, params = head.query.sql_with_params()  # Django's own SQL, values bound
+        cursor.execute(sql.SQL("SELECT pg_advisory_xact_lock(%s); {}").format(sql.SQL(select)),
+                       [_CHAIN_LOCK, *params])
         cursor.nextset()
         row = cursor.fetchone()
     return (row[0] if row else "") or ""

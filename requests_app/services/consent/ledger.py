@@ -34,6 +34,18 @@ def person(email: str) -> str:
     return "email:" + hash_value(email)
 
 
+def subject_of(identity) -> str:
+    """The ledger's subject for a request's person: their address (person()), or,
+    for a request filed with none, the first other identifier they gave, with its
+    type, under the same keyed hash."""
+    if identity.email:
+        return person(identity.email)
+    given = [("phone", identity.phone), ("account_number", identity.account_number),
+             *sorted((identity.extra or {}).items()), ("postal_address", identity.postal_address)]
+    kind, value = next((k, v) for k, v in given if v)
+    return "id:" + hash_value(f"{kind}:{value.strip()}")
+
+
 def browser(browser_id: str) -> str:
     """The ledger's subject for a browser that sent Global Privacy Control."""
     return "browser:" + hashlib.sha256(browser_id.encode()).hexdigest()[:32]
@@ -144,7 +156,7 @@ def record_request_opt_out(request: PrivacyRequest, purposes, *, method: str, ac
     if not purposes:
         return
     request.purposes.set(purposes)
-    subject = person(request.identity.email)
+    subject = subject_of(request.identity)
     for purpose in purposes:
         notice = (notices or {}).get(purpose.pk) or purpose.current_notice
         if notice is None:
@@ -155,9 +167,10 @@ def record_request_opt_out(request: PrivacyRequest, purposes, *, method: str, ac
                request=request, at=request.received_at)
 
 
-def history(email: str) -> list[ConsentRecord]:
-    """Every record of a person's, newest first (for the staff request desk)."""
-    return list(ConsentRecord.objects.filter(subject=person(email))
+def history(identity) -> list[ConsentRecord]:
+    """Every record of a request's person (subject_of), newest first (for the staff
+    request desk)."""
+    return list(ConsentRecord.objects.filter(subject=subject_of(identity))
                 .select_related("purpose", "notice", "request").order_by("-at", "-id"))
 
 

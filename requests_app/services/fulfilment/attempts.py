@@ -16,22 +16,31 @@ owner answers (manual.py). Each does it through `attempt()`:
 - whatever the work raises settles the run: a transient error with retries left
   puts it back for the task's retry, any other error fails it with words for staff
   (an unexpected error's own message may hold personal values: only its type is
-  shown, and the log says where, not what).
+  shown, and the log says where, not what);
+- while the work runs, a pulse beats the attempt's heart every third of
+  SOURCE_RUN_STALE_SECONDS, whatever the work is doing (a dry run's long reads, a
+  re-scan, a slow service): only an attempt whose worker died goes quiet and may
+  be taken over.
 """
 
 import datetime
 import logging
+import threading
+import time
 import traceback
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from requests_app.models import Actor, SourceRun, State
+from requests_app.rules import withheld_under
 from requests_app.services.audit.events import record_event
+from requests_app.services.fulfilment import breaker
 from requests_app.services.queue import enqueue_on_commit
 from requests_app.sources.base import SourceError, TransientSourceError
+from requests_app.sources.records import RecordSink
 from requests_app.sources.registry import connector_class
 
 log = logging.getLogger(__name__)
@@ -143,21 +152,24 @@ def _counts(result: dict) -> dict:
 
 
 def note_error(run_id: int, error: str, *, final: bool, attempt: int,
-               queue_check: bool = True) -> None:
+               queue_check: bool = True, parked: bool = False) -> None:
     """A failed attempt. `final`: the last retry is spent; the run fails and staff see
-    why (and, with `queue_check`, the request's check is queued)."""
+    why (and, with `queue_check`, the request's check is queued). `parked`: it fails
+    because its source is unhealthy (breaker.py), and is retried when it is healthy."""
     with transaction.atomic():
         run = SourceRun.objects.select_for_update(of=("self",)).select_related(
             "source", "request").get(pk=run_id)
         if run.state != RunState.RUNNING or run.attempts != attempt:
             return  # another attempt has taken the run over
         run.last_error = error
-        if final:
+        if final or parked:
             run.state = RunState.FAILED
+            run.parked = parked
             run.finished_at = timezone.now()
             record_event(f"source.{run.action}.failed", actor=Actor.system(),
                          request=run.request, reason=error,
-                         data={"source": run.source.name, "attempts": run.attempts})
+                         data={"source": run.source.name, "attempts": run.attempts,
+                               **({"parked": True} if parked else {})})
             if queue_check:
                 enqueue_on_commit(CHECK, run.request_id)
         else:
@@ -180,6 +192,14 @@ class Attempt:
     def heartbeat(self) -> None:
         heartbeat(self.run_id, self.number)
 
+    def sink(self, *, beating: bool = False) -> RecordSink:
+        """Where this attempt writes gathered records: the values of the categories
+        the request's jurisdiction holds back replaced (rules.withheld_under), each
+        collection saying which and why. `beating`: a heartbeat as records come."""
+        return RecordSink(self.run, self.number,
+                          on_progress=self.heartbeat if beating else None,
+                          withheld=withheld_under(self.run.request.jurisdiction))
+
     def save_progress(self, result: dict) -> None:
         """Record how far the work got (the run's result) and beat the heart; raises
         SourceError when another attempt has taken the run over: stop writing."""
@@ -191,13 +211,15 @@ class Attempt:
     def finish(self, records, result: dict, *, waiting: bool = False) -> bool:
         """The outcome (see finish_run); False when another attempt took over."""
         self.outcome = "waiting" if waiting else "done"
-        return finish_run(self.run_id, records, result, attempt=self.number,
-                          waiting=waiting, queue_check=self.queue_check, claimed=self.run)
+        finished = finish_run(self.run_id, records, result, attempt=self.number,
+                              waiting=waiting, queue_check=self.queue_check, claimed=self.run)
+        breaker.note_success(self.run.source)  # it answered, whoever records the answer
+        return finished
 
-    def fail(self, error: str, *, final: bool = True) -> None:
+    def fail(self, error: str, *, final: bool = True, parked: bool = False) -> None:
         note_error(self.run_id, error, final=final, attempt=self.number,
-                   queue_check=self.queue_check)
-        self.outcome = "failed" if final else "retry"
+                   queue_check=self.queue_check, parked=parked)
+        self.outcome = "failed" if final or parked else "retry"
 
 
 @contextmanager
@@ -213,11 +235,22 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     if run is None:
         raise NotOurs(run_id)
     work = Attempt(run, final=final, queue_check=queue_check)
+    pulse = _Pulse(work)
+    pulse.start()
     try:
         yield work
-    except TransientSourceError as exc:
+    except breaker.SourceParked as exc:
         work.error = exc
-        work.fail(str(exc), final=final)
+        work.fail(str(exc), parked=True)
+    except TransientSourceError as exc:
+        # A timeout, a refused connection, a 5xx: counted against the source, which
+        # is marked unhealthy after a few in a row (then the run is parked at once).
+        work.error = exc
+        parking = breaker.note_failure(work.run.source_id, str(exc))
+        if parking:
+            work.fail(f"{exc}. {parking}", parked=True)
+        else:
+            work.fail(str(exc), final=final)
     except SourceError as exc:
         work.error = exc
         work.fail(str(exc))
@@ -231,3 +264,34 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     else:
         if not work.outcome:
             work.fail("internal error (the work recorded no outcome)")
+    finally:
+        pulse.stop()
+
+
+class _Pulse(threading.Thread):
+    """Beats an attempt's heart until stopped, on a connection of its own (closed
+    when it stops). A failed beat (the database away for a moment) is tried again
+    at the next one. After SOURCE_RUN_MAX_SECONDS the work is presumed hung: the
+    beats stop, and another attempt may take the run over (the fence keeps the
+    hung one from writing anything more)."""
+
+    def __init__(self, work: Attempt):
+        super().__init__(daemon=True, name=f"pulse-run-{work.run_id}")
+        self.work, self.stopped = work, threading.Event()
+        self.every = stale_after().total_seconds() / 3
+
+    def run(self) -> None:
+        until = time.monotonic() + settings.SOURCE_RUN_MAX_SECONDS
+        try:
+            while not self.stopped.wait(self.every) and time.monotonic() < until:
+                try:
+                    self.work.heartbeat()
+                except DatabaseError as exc:
+                    log.warning("heartbeat of run %s failed (%s)", self.work.run_id,
+                                type(exc).__name__)
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()

@@ -8,8 +8,6 @@ from requests_app.models import Actor, SourceRun
 from requests_app.services.audit.events import record_event
 from requests_app.services.fulfilment.attempts import NotOurs, attempt
 from requests_app.sources.base import SourceError
-from requests_app.sources.categories import never_disclosed
-from requests_app.sources.records import RecordSink
 
 
 def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: str = "",
@@ -27,8 +25,8 @@ def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: 
 
 def _record(run: SourceRun, work, actor: Actor, records, outcome: str, reason: str) -> None:
     if records is not None:
-        category = _category_for(run.source)
-        with RecordSink(run, work.number) as sink:
+        with work.sink() as sink:
+            category = _category_for(run.source, sink)
             for record in records:
                 sink.write(run.source.name, dict(record), {k: category for k in record})
         result = {"collections": sink.collections}
@@ -45,9 +43,10 @@ def _record(run: SourceRun, work, actor: Actor, records, outcome: str, reason: s
         work.finish(count, result)
 
 
-def _category_for(source) -> str:
+def _category_for(source, sink) -> str:
     """Uploaded records carry no per-field categories. If the source holds anything
-    that must never be disclosed, every uploaded value is treated as such (withheld):
-    we cannot tell which field it is in. Otherwise the source's first category."""
-    sensitive = [c for c in source.categories or [] if never_disclosed(c)]
+    the request's jurisdiction holds back (sink.withholds), every uploaded value is
+    treated as such (withheld): we cannot tell which field it is in. Otherwise the
+    source's first category."""
+    sensitive = [c for c in source.categories or [] if sink.withholds(c)]
     return sensitive[0] if sensitive else (source.categories or ["user"])[0]

@@ -8,8 +8,10 @@ is ever whole in memory, and none is ever on disk in clear.
 - know (categories): report.html and categories.json, from the registry, no data;
 - deletion: report.html and deletion.json: what was deleted, what was kept and why.
 
-Values of never-disclosed categories were replaced when they were gathered
-(sources/records.py), so no package can hold them.
+Values of the categories the request's jurisdiction holds back were replaced
+when they were gathered (sources/records.py), so no package can hold them; each
+access and portability package says which kinds are held, where, and why, under
+which jurisdiction's rule (rules.py, JurisdictionRules.withheld).
 """
 
 import csv
@@ -27,6 +29,7 @@ from django.utils.html import escape
 
 from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
+from requests_app.rules import WITHHOLDINGS
 from requests_app.sources import categories as cats
 from requests_app.sources.base import requested_period
 from requests_app.sources.records import read_records, run_dir
@@ -156,28 +159,47 @@ def _registry_summary(runs) -> list[dict]:
     ]
 
 
+def withheld(request, runs) -> dict:
+    """What the answer held back, per data category: where it is held (source:
+    table.column) and why, as recorded when it was gathered (the sink's
+    `withheld`: {column: rules.Withholding code}), under the request's jurisdiction."""
+    found: dict[str, dict] = {}
+    for run, name, info in _collections(runs):
+        for column, code in (info.get("withheld") or {}).items():
+            category = info["columns"].get(column, "")
+            rule = WITHHOLDINGS.get(code)
+            entry = found.setdefault(category, {
+                "category": category, "name": cats.label(category), "rule": code,
+                "reason": str(rule.basis) if rule else code, "held_in": []})
+            entry["held_in"].append(f"{run.source.name}: {name}.{column}")
+    return {"jurisdiction": request.jurisdiction,
+            "jurisdiction_name": str(request.get_jurisdiction_display()),
+            "categories": [found[k] for k in sorted(found, key=cats.label)]}
+
+
 def _access_members(request):
     # The runs and the registry's summary are read once, for both members.
     runs = list(_runs(request))
-    summary = _registry_summary(runs)
-    yield "report.html", _encode(_access_report(request, runs, summary))
-    yield "data.json", _encode(_access_json(request, runs, summary))
+    summary, held = _registry_summary(runs), withheld(request, runs)
+    yield "report.html", _encode(_access_report(request, runs, summary, held))
+    yield "data.json", _encode(_access_json(request, runs, summary, held))
 
 
-def _access_report(request, runs, summary):
+def _access_report(request, runs, summary, held):
     yield render_to_string("packages/report_head.html", {
         "request": request, "title": "Your personal information",
-        "summary": summary, "period": requested_period(request)})
+        "summary": summary, "period": requested_period(request), "withheld": held})
     collections = list(_collections(runs))
     by_category: dict[str, list] = {}
     for run, name, info in collections:
         for column, category in info["columns"].items():
             by_category.setdefault(category, []).append((run, name, info, column))
+    reasons = {c["category"]: c["reason"] for c in held["categories"]}
     for category in sorted(by_category, key=cats.label):
         yield f"<section><h2>{escape(cats.label(category))} <small>({escape(category)})</small></h2>"
-        if cats.never_disclosed(category):
-            yield ("<p>We hold information of this kind. The law does not allow us to "
-                   "disclose it, so it is not shown.</p></section>")
+        if category in reasons:
+            yield ("<p>We hold information of this kind. It is not shown: "
+                   f"{escape(reasons[category])}</p></section>")
             continue
         groups: dict[tuple, tuple] = {}
         for run, name, info, column in by_category[category]:
@@ -207,11 +229,11 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
-def _access_json(request, runs, summary):
+def _access_json(request, runs, summary, held):
     yield json.dumps({"request": request.reference,
                       "generated_at": timezone.now().isoformat(),
                       **_period_entry(request),
-                      "sources": summary})[:-1]
+                      "sources": summary, "withheld": held})[:-1]
     yield ', "records": {'
     first = True
     for run, name, info in _collections(runs):
@@ -226,10 +248,11 @@ def _access_json(request, runs, summary):
 
 
 def _portability_members(request):
+    runs = list(_runs(request))
     manifest = {"request": request.reference, "generated_at": timezone.now().isoformat(),
-                "files": []}
+                "withheld": withheld(request, runs), "files": []}
     used = set()
-    for run, name, info in list(_collections(_runs(request))):
+    for run, name, info in list(_collections(runs)):
         base = f"{_safe(run.source.name)}/{_safe(name)}"
         while base in used:  # "a b" and "a_b" must not overwrite each other
             base += "_"
@@ -331,7 +354,9 @@ def _disclosed_to(request) -> dict:
              "categories": [{"key": c, "name": cats.label(c)} for c in d["categories"]],
              "first": d["first"].date().isoformat(), "last": d["last"].date().isoformat(),
              "times": d["count"]}
-            for d in disclosures.for_person(request.identity.email)],
+            # Disclosure logs name people by email: none to look up without one.
+            for d in (disclosures.for_person(request.identity.email)
+                      if request.identity.email else [])],
         "disclosure_logs_unread": sorted(name for name, n in scanned.items() if n is None),
     }
 

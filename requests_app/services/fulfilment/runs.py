@@ -41,11 +41,11 @@ from requests_app.services.requests.lifecycle import (
     lock_as_seen,
 )
 from requests_app.services.queue import enqueue_on_commit
-from requests_app.services.fulfilment import attempts, packages, third_parties
+from requests_app.services.fulfilment import attempts, breaker, packages, third_parties
 from requests_app.services.fulfilment.attempts import NotOurs, attempt, stale_after
 from requests_app.sources.base import IdentityData, SourceError
-from requests_app.sources.records import RecordSink, run_dir
-from requests_app.sources.registry import connector_for, kinds_that
+from requests_app.sources.records import run_dir
+from requests_app.sources.registry import connector_for, kinds_that, unreachable_identity
 
 log = logging.getLogger(__name__)
 Action, RunState = SourceRun.Action, SourceRun.State
@@ -126,7 +126,15 @@ def begin(request_id: int) -> tuple[bool, int | None]:
         else:
             return False, None
         action = action_for(request)
-        to_dispatch = _runs_to_dispatch(request, action, fresh=fresh) if action else []
+        sources = list(_sources_for(action, request)) if action else []
+        if action in (Action.GATHER, Action.PLAN_ERASURE):
+            # Nobody to look up: staff are told why, rather than "nothing found".
+            unreachable = unreachable_identity(sources, IdentityData.of(request.identity))
+            if unreachable:
+                apply_transition(request, "flag_for_attention", actor=Actor.system(),
+                                 reason=unreachable[:500])
+                return False, None
+        to_dispatch = _runs_to_dispatch(request, action, sources, fresh=fresh) if action else []
         here = to_dispatch.pop() if to_dispatch else None
         for run in to_dispatch:
             enqueue_on_commit(RUN_SOURCE, run.pk)
@@ -136,7 +144,8 @@ def begin(request_id: int) -> tuple[bool, int | None]:
     return here is None, here.pk if here else None
 
 
-def _runs_to_dispatch(request: PrivacyRequest, action: str, *, fresh: bool) -> list[SourceRun]:
+def _runs_to_dispatch(request: PrivacyRequest, action: str, sources, *,
+                      fresh: bool) -> list[SourceRun]:
     """One run per source of the action (created when missing: running it twice adds
     nothing), and of those the pending ones, marked dispatched now. Runs are created
     only here, with the request locked, so a plain INSERT (no get_or_create and its
@@ -147,7 +156,7 @@ def _runs_to_dispatch(request: PrivacyRequest, action: str, *, fresh: bool) -> l
     existing = ({} if fresh else
                 {r.source_id: r for r in request.source_runs.filter(action=action)})
     to_dispatch, earlier = [], []
-    for source in _sources_for(action, request):
+    for source in sources:
         run = existing.get(source.pk)
         if run is None:
             to_dispatch.append(SourceRun.objects.create(
@@ -181,10 +190,11 @@ def execute(run_id: int, *, final_attempt: bool = True) -> tuple[str, int | None
 def _work(work: attempts.Attempt) -> None:
     """The run's work, on the run as claimed (with its source, request and identity)."""
     run, run_id = work.run, work.run_id
+    breaker.refuse_if_open(run.source)  # an unhealthy source is not called: parked
     identity = IdentityData.of(run.request.identity)
     connector = connector_for(run.source)
     if run.action == Action.GATHER:
-        with RecordSink(run, work.number, on_progress=work.heartbeat) as sink:
+        with work.sink(beating=True) as sink:
             outcome = connector.gather(run, identity, sink)
         result = {**outcome.result, "collections": sink.collections}
     elif run.action == Action.PLAN_ERASURE:
@@ -299,7 +309,9 @@ def results_built(request_id: int) -> None:
 
 
 def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
-    """Staff: run one failed source again, leaving the others as they are."""
+    """Staff: run one failed source again, leaving the others as they are. A run
+    parked because its source is unhealthy is tried: the source is marked healthy
+    again, on trial (breaker.py: one more failure parks it again)."""
     with transaction.atomic(durable=True):
         request_id = SourceRun.objects.values_list("request_id", flat=True).get(pk=run_id)
         request = PrivacyRequest.objects.locked().get(pk=request_id)  # the request first,
@@ -307,6 +319,9 @@ def do_retry_source(run_id: int, *, actor: Actor) -> SourceRun:
             "request", "source").get(pk=run_id)
         if run.state != RunState.FAILED:
             raise TransitionRefused("Only a failed source can be retried.")
+        if breaker.is_open(run.source):
+            breaker.mark_healthy(run.source, actor=actor,
+                                 reason=f"{actor.label} retried a run of {run.source.name}")
         # From needs-attention, the step's follow-up (begin_fulfilment) dispatches the
         # run made pending here; a request still being fulfilled needs it sent.
         dispatch = request.state != State.NEEDS_ATTENTION
@@ -331,6 +346,9 @@ def do_retry_fulfilment(request_id: int, *, actor: Actor, expected_state: str | 
         failed = (request.source_runs.select_for_update(of=("self",)).select_related("source")
                   .filter(action=action_for(request), state=RunState.FAILED))
         for run in failed:  # dispatched by the step's follow-up, begin_fulfilment
+            if breaker.is_open(run.source):  # staff say so: it is tried again
+                breaker.mark_healthy(run.source, actor=actor, reason=(
+                    f"{actor.label} retried a run of {run.source.name}"))
             _rerun(run, request, actor, dispatch=False)
     return request
 
@@ -340,6 +358,7 @@ def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor, *, dispatch: b
     one message per retry, so its attempts are counted once."""
     run.state = RunState.PENDING
     run.last_error = ""
+    run.parked = False
     run.dispatched_at = timezone.now()
     # An erasure resumes from its progress and key list (kept since the batches
     # applied before the failure); after a failed re-scan both were dropped (_work).
@@ -350,12 +369,37 @@ def _rerun(run: SourceRun, request: PrivacyRequest, actor: Actor, *, dispatch: b
         enqueue_on_commit(RUN_SOURCE, run.pk)
 
 
-def stuck_runs():
-    """Runs nobody is working on: dispatched long ago and never claimed, or claimed
-    by a worker that stopped sending heartbeats."""
-    cutoff = timezone.now() - stale_after()
+def do_retry_parked(source_id: int, *, actor: Actor, reason: str,
+                    limit: int | None = None) -> int:
+    """The source answers again (a health probe), or a manager says it does: it is
+    marked healthy (on trial) and its parked runs (the oldest `limit` of them) are
+    retried as "Retry this source" would (each request back to fulfilling).
+    Returns how many."""
+    with transaction.atomic(durable=True):
+        source = DataSource.objects.select_for_update().get(pk=source_id)
+        breaker.mark_healthy(source, actor=actor, reason=reason)
+    retried = 0
+    for run_id in breaker.parked_runs(source_id).order_by("pk").values_list(
+            "pk", flat=True)[:limit]:
+        try:
+            do_retry_source(run_id, actor=actor)
+        except TransitionRefused:
+            continue  # its request moved on meanwhile (denied, retried by staff)
+        retried += 1
+    return retried
+
+
+def stuck_runs(pending_before=None):
+    """Runs nobody is working on: dispatched before `pending_before` (when the
+    reconciler knows messages were lost) or RECONCILE_AFTER_SECONDS ago and never
+    claimed, or claimed by a worker that stopped sending heartbeats (a live attempt
+    beats every third of SOURCE_RUN_STALE_SECONDS: attempts.attempt)."""
+    now = timezone.now()
+    pending_before = pending_before or now - datetime.timedelta(
+        seconds=settings.RECONCILE_AFTER_SECONDS)
+    cutoff = now - stale_after()
     return SourceRun.objects.filter(request__state=State.FULFILLING).filter(
-        Q(state=RunState.PENDING, dispatched_at__lt=cutoff)
+        Q(state=RunState.PENDING, dispatched_at__lt=pending_before)
         | Q(state=RunState.PENDING, dispatched_at=None)
         | Q(state=RunState.RUNNING, heartbeat_at__lt=cutoff)
     )

@@ -15,8 +15,8 @@ from celery import shared_task
 from celery.signals import worker_process_init
 from django.db import connections, transaction
 
-from requests_app.models import PrivacyRequest
-from requests_app.services.fulfilment import packages, runs, third_parties
+from requests_app.models import Actor, PrivacyRequest
+from requests_app.services.fulfilment import breaker, packages, runs, third_parties
 from requests_app.services.fulfilment.warm_up import warm_up_worker
 
 
@@ -86,3 +86,24 @@ def build_results(request_id: int) -> None:
     packages.build(request)
     runs.results_built(request_id)
     packages.discard_run_files(request)
+
+
+@shared_task
+def probe_unhealthy_sources() -> int:
+    """Periodic: probe each unhealthy source that is due (breaker.py); one that
+    answers is marked healthy, on trial, and one of its parked runs is retried (the
+    rest follow when it succeeds). Returns how many runs were retried."""
+    retried = 0
+    for source in breaker.due_for_probe():
+        if breaker.probe(source):
+            # One run first, its trial: the others follow once it has succeeded.
+            retried += runs.do_retry_parked(source.pk, actor=Actor.system(), limit=1,
+                                            reason="it answered a health probe")
+    return retried
+
+
+@shared_task
+def retry_parked_runs(source_id: int) -> int:
+    """A source on trial answered: the runs still parked are retried."""
+    return runs.do_retry_parked(source_id, actor=Actor.system(),
+                                reason="a retried run of it succeeded")

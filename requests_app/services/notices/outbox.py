@@ -49,6 +49,12 @@ def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> O
     if not hasattr(request, "identity"):
         log.info("request %s: notice %s not queued, identity purged", request.reference, notice)
         return None
+    if not request.identity.email:
+        # Filed by post or phone with no address: staff tell the person by post or
+        # phone (the desk says so); the trail says which notice was not emailed.
+        record_event("notice.not_emailed", actor=Actor.system(), request=request,
+                     reason="no email address", data={"notice": notice})
+        return None
     subject, text, html, version = render_notice_versioned(request, notice, **extra)
     email = OutgoingEmail.objects.create(
         request=request, notice=notice, cause=cause, to=request.identity.email,

@@ -72,6 +72,11 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
                and isinstance(v, str) and len(v) <= MAX_EXTRA for k, v in new.extra.items()):
         raise TransitionInputError(_("An identifier of another type is too long or not "
                                      "named as a source's map names it."))
+    if not any(v.strip() for v in (new.email, new.phone, new.account_number,
+                                    new.postal_address, *new.extra.values())):
+        raise TransitionInputError(_("Give an email address or another identifier (a phone "
+                                     "number, a customer number, a postal address or an "
+                                     "identifier of the office's own) to find the person by."))
     received_at = new.received_at or timezone.now()
     if received_at > timezone.now():
         raise TransitionInputError(_("The date of receipt cannot be in the future."))
@@ -127,7 +132,10 @@ def _create(new: NewRequest, received_at) -> tuple[PrivacyRequest, Identity]:
 
 def _open_duplicate_of(request: PrivacyRequest, identity: Identity) -> PrivacyRequest | None:
     """The oldest open request for the same right from the same person (the same
-    email, in any case), which a new request duplicates."""
+    email, in any case), which a new request duplicates (none told apart without
+    an email: staff compare such requests themselves)."""
+    if not identity.email.strip():
+        return None
     return (PrivacyRequest.objects
             .filter(state__in=OPEN_STATES, request_type=request.request_type)
             .annotate(email_lower=Lower("identity__email"))

@@ -37,7 +37,7 @@ from requests_app.services.verification import codes
 from requests_app.services.audit.events import record_event
 from requests_app.services.requests.filing import NewRequest, do_receive_request
 from requests_app.services.requests.lifecycle import apply_transition
-from requests_app.services.notices.outbox import queue_notice
+from requests_app.services.notices.outbox import queue_notice, queue_plain
 from requests_app.services.queue import enqueue_on_commit
 from requests_app.sources.base import IdentityData, SourceError
 from requests_app.sources.categories import under
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 
 CHECK_IDENTITY = "requests_app.services.verification.tasks.check_identity"
 VERIFY = "verify"
+FILING = "filing"  # the code that lets a sender over the per-email limit file
 
 
 def verify_purpose(submission: str) -> str:
@@ -182,6 +183,22 @@ def send_status_code(request: PrivacyRequest | None) -> bool:
         return False
     return _email_code(request, status_purpose(request.reference), "status_code",
                        code_url=f"{settings.SITE_URL}/status/code/")
+
+
+def send_filing_code(email: str) -> bool:
+    """A code to the address, whose sender is over the per-email limit of the
+    request form: typed into the form, it proves control of the address and the
+    request goes in (False, nothing sent, when codes were asked for too often)."""
+    try:
+        code = codes.issue(FILING, codes.subject_for_email(email))
+    except codes.TooManyCodes:
+        return False
+    queue_plain(email, "filing_code", code=code)
+    return True
+
+
+def check_filing_code(email: str, typed: str) -> codes.Result:
+    return codes.check(FILING, codes.subject_for_email(email), typed)
 
 
 def check_status_code(request: PrivacyRequest | None, typed: str) -> codes.Result:

@@ -12,9 +12,9 @@ from sqlalchemy import exc as sa_exc
 
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
-from requests_app.sources.sql import constraints, erasure, gathering, keys
-from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, error_kind,
-                                             forget, reads_of, reflect)
+from requests_app.sources.sql import constraints, erasure, errors, gathering, keys
+from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, forget,
+                                             reads_of, reflect)
 from requests_app.sources.sql.identity import email_table, identity_points
 from requests_app.sources.sql.shape import MapShape
 
@@ -55,7 +55,12 @@ class SqlConnector(Connector):
         if not dsn:
             raise SourceError(f"{self.source.name}: environment variable {name or '(none)'} "
                               "holding the DSN is not set")
-        return engine_for(dsn)
+        try:
+            return engine_for(dsn)
+        except (sa_exc.ArgumentError, ValueError):  # their messages may quote the DSN
+            raise SourceError(f"{self.source.name}: the DSN in {name} is not a database URL "
+                              "this portal can use (postgresql://, mysql://, sqlite:///...)"
+                              ) from None
 
     def tables(self, conn) -> dict[str, sa.Table]:
         """The map's tables as reflected from the database (driver.reflect), with
@@ -88,7 +93,9 @@ class SqlConnector(Connector):
             with self.engine.connect() as conn:
                 self._find_problems(conn, problems)
         except sa_exc.SQLAlchemyError as exc:
-            problems.append(f"cannot reach the database: {type(exc).__name__}")
+            problems.append(f"source `{self.source.name}`: {errors.in_words(exc)}")
+        except SourceError as exc:  # the DSN
+            problems.append(str(exc))
         return problems
 
     def _find_problems(self, conn, problems: list[str]) -> None:
@@ -96,28 +103,38 @@ class SqlConnector(Connector):
         inspector = sa.inspect(conn)
         existing = set(inspector.get_table_names())
         for name, table in self.map.tables.items():
-            line = self.map.lines.get(name)
+            where = f"line {self.map.lines.get(name)}: source `{self.source.name}`"
             if name not in existing:
-                problems.append(f"line {line}: table `{name}` does not exist")
+                problems.append(f"{where}: table `{name}` does not exist in the database")
                 continue
             columns[name] = {c["name"]: c for c in inspector.get_columns(name)}
             for col in sorted(table.column_names() - set(columns[name])):
-                problems.append(f"line {line}: table `{name}` has no column `{col}`")
+                problems.append(f"{where}: table `{name}` has no column `{col}`")
             when = columns[name].get(table.collected_at)
             if when and _arrays(conn) and not isinstance(when["type"], (sa.Date, sa.DateTime)):
-                problems.append(f"line {line}: table `{name}`: collected_at column "
+                problems.append(f"{where}: table `{name}`: collected_at column "
                                 f"`{table.collected_at}` must be a date or a timestamp")
         for name, table in self.map.tables.items():
             for ref in table.references:
                 if ref.to_table in columns and ref.to_column not in columns[ref.to_table]:
                     problems.append(
-                        f"line {self.map.lines.get(name)}: table `{name}` refers to "
-                        f"`{ref.to_table}.{ref.to_column}`, which does not exist")
+                        f"line {self.map.lines.get(name)}: source `{self.source.name}`: "
+                        f"table `{name}` refers to `{ref.to_table}.{ref.to_column}`, which "
+                        "does not exist")
         self._key_problems(conn, columns, problems)
         # A NOT NULL reference to rows erasure deletes is kept where the row it points
         # at is shared (said in the dry run), and fails the dry run where it is not.
         problems.extend(constraints.erasure_problems(conn, self.shape, columns,
                                                      self.source.name))
+
+    def probe(self) -> bool:
+        """`SELECT 1` on a pooled connection (the engine's connect timeout applies)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except sa_exc.SQLAlchemyError:
+            return False
+        return True
 
     def _key_problems(self, conn, columns: dict, problems: list[str]) -> None:
         """Tables whose map declares no key and whose database declares none either
@@ -143,13 +160,13 @@ class SqlConnector(Connector):
             with engine.connect() as conn:
                 return work(conn, self.tables(conn))
         except Exception as exc:
-            kind = error_kind(exc)
+            kind = errors.kind_of(exc)
             if kind is None:
                 raise
             if _schema_changed(exc):  # reflected before a change: the retry reflects anew
                 forget(str(self.engine.url))
                 kind = TransientSourceError
-            raise kind(f"{self.source.name}: database error ({type(exc).__name__})") from None
+            raise kind(f"{self.source.name}: {errors.in_words(exc)}") from None
 
     def gather(self, run, identity, sink) -> Outcome:
         """The person's rows, written to `sink` (see gathering.gather)."""

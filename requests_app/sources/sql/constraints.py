@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
+from requests_app.sources.base import SourceError
+from requests_app.sources.sql import errors
 from requests_app.sources.sql.driver import mysql_code
 from requests_app.sources.sql.shape import MapShape
 
@@ -174,8 +176,37 @@ def in_words(exc: Exception, table: str, doing: str, fks: list[ForeignKey]) -> s
                 f"`{fk.name}` on `{fk.table}.{fk.column}` -> `{fk.to_table}.{fk.to_column}`"
                 for fk in into) + ")"
     elif kind is None:
-        text += f" ({type(exc).__name__})"
+        text += f": {errors.in_words(exc)}"
     return text
+
+
+def preflight(conn, tables, shape: MapShape, cleared: dict, acted_on, source: str) -> None:
+    """Before erasure writes anything: each statement it will run, on no row
+    (`WHERE false`), in one transaction rolled back. A database that refuses one
+    (no DELETE or UPDATE permission on a table, a column gone) stops the erasure
+    here, in words, with nothing written: not after the first tables' batches are
+    committed. `acted_on`: the tables erasure has rows to act on."""
+    with conn.begin() as trans:
+        for name in shape.erase_order():
+            spec, table = shape.map.tables[name], tables[name]
+            if name not in acted_on:
+                continue
+            columns = list(cleared.get(name, ()))
+            if spec.erase == "update":
+                columns += [c.name for c in spec.columns.values() if c.erase != "retain"]
+            if spec.erase == "delete":
+                statement, doing = sa.delete(table), "delete"
+            elif columns:
+                statement = sa.update(table).values({c: sa.null() for c in columns})
+                doing = "update" if spec.erase == "update" else "clearing references"
+            else:
+                continue
+            try:
+                conn.execute(statement.where(sa.false()))
+            except sa_exc.DBAPIError as exc:
+                raise SourceError(f"{source}: {doing} of `{name}` rows refused: "
+                                  f"{errors.in_words(exc)}; nothing was erased") from None
+        trans.rollback()
 
 
 @contextlib.contextmanager

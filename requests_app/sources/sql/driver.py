@@ -389,14 +389,21 @@ def reflect(conn, shape: MapShape, source_name: str) -> dict[str, sa.Table]:
                 warnings.filterwarnings("ignore", "Skipped unsupported reflection of "
                                         "expression-based index", sa_exc.SAWarning)
                 metadata.reflect(bind=conn, only=list(names))
-        except sa_exc.InvalidRequestError as exc:
-            raise SourceError(f"{source_name}: {exc}") from None
+        except sa_exc.InvalidRequestError:
+            # Its message names the engine (the DSN's host, user and database): the
+            # tables are named instead.
+            gone = sorted(set(names) - set(sa.inspect(conn).get_table_names()))
+            raise SourceError(f"{source_name}: " + (", ".join(f"table `{n}`" for n in gone)
+                                                    or "a table of the map")
+                              + " does not exist (dropped or renamed since the map was "
+                              "saved?), or this user may not see it") from None
         reflected = {name: metadata.tables[name] for name in names}
         for name in names:
             missing = sorted(shape.declared_needed[name] - set(reflected[name].c.keys()))
             if missing:  # dropped since the map was saved
                 raise SourceError(f"{source_name}: table `{name}` has no column "
-                                  f"`{missing[0]}`")
+                                  f"`{missing[0]}` (dropped or renamed since the map was "
+                                  "saved?)")
         _REFLECTED[key] = reflected
     return _REFLECTED[key]
 

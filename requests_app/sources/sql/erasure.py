@@ -16,7 +16,6 @@ import json
 import time
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from django.conf import settings
 from sqlalchemy import exc as sa_exc
 
@@ -33,7 +32,9 @@ from requests_app.sources.sql.shape import MapShape
 from requests_app.sources.sql.traversal import leaf_where, traverse
 
 ERASE_BATCH = 10_000  # rows per erasure transaction, by primary key
-LEAF_BATCH = 50_000  # rows per set-based DELETE of a leaf table (one transaction each)
+LEAF_BATCH = 100_000  # rows in the first set-based DELETE of a leaf table (its own transaction)
+LEAF_BATCH_MAX = 800_000  # ... and at most this many in one, however quick they are
+LEAF_BATCH_SECONDS = 0.25  # a leaf's batch grows while it takes under half this, shrinks above
 PROGRESS_EVERY = 0.5  # seconds between two progress records of an erasure
 
 
@@ -59,28 +60,21 @@ def _keys(conn, tables, shape: MapShape, identity, seen=None,
 
 
 def _digest(conn, tables, shape: MapShape, map_version: str, keys, leaves) -> str:
-    """The plan's digest: the map's version, each table's actions and the keys of
-    the rows it acts on (a leaf's keys read now, in order), under a keyed hash (a
-    key alone may be guessable). Approval binds to it; erasure recomputes it."""
+    """The plan's digest: the map's version, each table's actions, the keys of the
+    rows it acts on and, for a leaf (deleted set-based from the values that find
+    the person's rows in it: those values are in the digest), how many rows those
+    values find now, under a keyed hash (a key alone may be guessable). Approval
+    binds to it; erasure recomputes it. A leaf's rows are counted, not listed: a
+    leaf may hold 200,000 of the person's rows, and every row the values find is
+    the person's, so what can change beyond the plan is how many there are."""
     digest = hmac.new(settings.IDENTITY_HASH_KEY.encode(), digestmod=hashlib.sha256)
     actions = {n: [s.erase, sorted((c.name, c.erase) for c in s.columns.values())]
                for n, s in shape.map.tables.items()}
-    digest.update(json.dumps([map_version, actions, keys], sort_keys=True,
+    counts = {name: conn.execute(sa.select(sa.func.count()).select_from(tables[name])
+                                 .where(leaf_where(conn, tables[name], leaves[name])))
+              .scalar() for name in sorted(leaves)}
+    digest.update(json.dumps([map_version, actions, keys, leaves, counts], sort_keys=True,
                              default=str).encode())
-    for name in sorted(leaves):
-        key = key_columns(shape.map.tables[name], tables[name])
-        digest.update(f"\n{name}:".encode())
-        where = leaf_where(conn, tables[name], leaves[name])
-        if conn.dialect.name == "postgresql" and len(key) == 1:
-            # A leaf may hold 200,000 of the person's rows: their keys are hashed by
-            # the database, in key order, instead of travelling here one by one.
-            digest.update(str(conn.execute(sa.select(sa.func.md5(sa.func.string_agg(
-                sa.cast(key[0], sa.Text), aggregate_order_by(sa.literal(","), key[0]))))
-                .where(where)).scalar()).encode())
-            continue
-        rows = conn.execute(sa.select(*key).where(where).order_by(*key))
-        for block in (rows.scalars() if len(key) == 1 else rows.tuples()).partitions(10_000):
-            digest.update("".join(f"{k}," for k in block).encode())
     return digest.hexdigest()
 
 
@@ -276,6 +270,8 @@ def erase(shape: MapShape, run_work, run, identity, on_batch=None, *, plan=None,
 
     def work(conn, tables):
         conn.commit()  # end the transaction reflection began: each batch has its own
+        constraints.preflight(conn, tables, shape, cleared_columns(shape, tables),
+                              {n for n, k in keys.items() if k} | set(leaves), source)
         try:
             with constraints.enforcing(conn):
                 _apply(conn, tables, shape, keys, leaves, cursor, conn.begin, source)
@@ -299,22 +295,29 @@ def erase(shape: MapShape, run_work, run, identity, on_batch=None, *, plan=None,
 
 
 def _delete_leaf(conn, name, table, spec, conditions, cursor: _Progress, batch) -> int:
-    """Delete a leaf's rows that the values find, LEAF_BATCH per transaction."""
+    """Delete a leaf's rows that the values find, in batches of one transaction
+    each: LEAF_BATCH rows first, then twice as many while a batch takes under half
+    of LEAF_BATCH_SECONDS, half as many when one takes longer, so that a big leaf
+    goes in few statements and no lock is held long (the target is 1 s)."""
     pk = key_columns(spec, table)[0]  # a leaf refers to a unique column: one-column keys
     where = leaf_where(conn, table, conditions)
-    statement = _delete_some(conn, table, pk, where, LEAF_BATCH,
-                             order_by=table.c[next(iter(conditions))])
-    progress = cursor.done
-    total = 0
+    progress, size, total = cursor.done, LEAF_BATCH, 0
     while True:
+        statement = _delete_some(conn, table, pk, where, size,
+                                 order_by=table.c[next(iter(conditions))])
+        started = time.monotonic()
         with batch():
             deleted = conn.execute(statement).rowcount
+        took = time.monotonic() - started
         progress[name] = progress.get(name, 0) + deleted
         total += deleted
         cursor.record()
-        if deleted < LEAF_BATCH:
-            break
-    return total
+        if deleted < size:
+            return total
+        if took < LEAF_BATCH_SECONDS / 2:
+            size = min(size * 2, LEAF_BATCH_MAX)
+        elif took > LEAF_BATCH_SECONDS:
+            size = max(size // 2, 1_000)
 
 
 def _erase_keys(conn, name, table, spec, rows, cleared_columns, cursor: _Progress,

@@ -65,7 +65,8 @@ def seen_notes(shape: MapShape, withheld: dict, unsupplied: set) -> dict:
     guess and every gap: rows withheld because they are tied to others too
     ({table: rows}, "linked to you and to others, withheld"), identity types the
     map has that the request did not supply (not looked up), keys read from the
-    database because the map declares none."""
+    database because the map declares none, tables no reference leads to in its
+    declared direction (not reached, and why)."""
     notes = {}
     if withheld:
         notes["withheld_linked_to_others"] = withheld
@@ -73,6 +74,8 @@ def seen_notes(shape: MapShape, withheld: dict, unsupplied: set) -> dict:
         notes["identity_types_not_looked_up"] = sorted(unsupplied)
     if shape.keys_read:
         notes["keys_read_from_database"] = shape.keys_read
+    if shape.against_direction:
+        notes["not_reached_against_direction"] = shape.against_direction
     return notes
 
 
@@ -84,26 +87,29 @@ def _copy_leaf(conn, connect, shape: MapShape, table, conditions, sink, period=N
     into the sink's encrypted files, no row ever becoming a Python object. The
     sink runs the two at once (the CSV one on a second pooled connection), so
     the database formats both while we deflate and encrypt.
-    Columns of never-disclosed categories are replaced by a constant in the
-    SELECT itself, so their values never leave the database. The select is built
+    Columns of the categories the request's jurisdiction holds back (the sink
+    knows which: sink.withholds) are replaced by a constant in the SELECT itself,
+    so their values never leave the database. The select is built
     by SQLAlchemy (identifiers quoted); COPY takes no server-side parameters, so
     psycopg binds the values client-side, as literals it quotes itself."""
-    from requests_app.sources.categories import WITHHELD, never_disclosed
+    from requests_app.sources.categories import WITHHELD
 
     spec = shape.map.tables[table.name]
     categories = {c.name: c.category for c in spec.columns.values()}
-    selected = [sa.literal(WITHHELD, sa.Text).label(name) if never_disclosed(category)
+    selected = [sa.literal(WITHHELD, sa.Text).label(name) if sink.withholds(category)
                 else table.c[name] for name, category in categories.items()]
     where = leaf_where(conn, table, conditions)
     if period and spec.collected_at:  # the rows of the period (or of no known time)
         where = sa.and_(where, _in_period(conn, table, spec, where, period, outside))
+    from psycopg import sql
+
     compiled = (sa.select(*selected).where(where).compile(dialect=conn.dialect))
-    inner, params = str(compiled), compiled.params
+    inner, params = sql.SQL(str(compiled)), compiled.params  # composed, not formatted
     # JSON lines: CSV format with a quote and a delimiter that JSON text never
     # holds raw (it escapes control characters), so each line is the JSON as is.
-    as_json = ("COPY (SELECT row_to_json(t) FROM (" + inner + ") AS t) TO STDOUT "
-               "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')")
-    as_csv = "COPY (" + inner + ") TO STDOUT (FORMAT csv, HEADER)"
+    as_json = sql.SQL("COPY (SELECT row_to_json(t) FROM ({}) AS t) TO STDOUT "
+                      "(FORMAT csv, QUOTE E'\\x01', DELIMITER E'\\x02')").format(inner)
+    as_csv = sql.SQL("COPY ({}) TO STDOUT (FORMAT csv, HEADER)").format(inner)
 
     def json_lines(write):
         _copy_out(conn, as_json, params, write)

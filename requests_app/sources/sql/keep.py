@@ -29,7 +29,7 @@ def _still_used(conn, tables, shape: MapShape, trav: Traversal, name: str,
     values looked up, per referenced column; `skip`: referring tables not read
     (deferred leaves: all their rows are the person's)."""
     still_used, users = set(), set()
-    for edge in shape.edges:
+    for edge in shape.all_edges:  # every reference, whatever its declared direction
         if not edge.forward or edge.to_table != name or edge.from_table in skip:
             continue
         wanted = {v for v in values.get(edge.to_column, ()) if v is not None}

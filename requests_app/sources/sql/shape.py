@@ -23,6 +23,29 @@ def _unique_columns(table: sa.Table) -> set[str]:
     return names
 
 
+def _reach(starts: set[str], edges) -> set[str]:
+    """The tables `edges` lead to from `starts`."""
+    seen, todo = set(starts), list(starts)
+    while todo:
+        name = todo.pop()
+        for edge in edges:
+            if edge.from_table == name and edge.to_table not in seen:
+                seen.add(edge.to_table)
+                todo.append(edge.to_table)
+    return seen
+
+
+def _against(edge) -> str:
+    """A reference that forbids `edge`, in words."""
+    if edge.forward:  # declared `from`: values flow from the named row into the holder
+        return (f"`{edge.from_table}.{edge.from_column}` refers to "
+                f"`{edge.to_table}.{edge.to_column}` with direction `from`: "
+                f"`{edge.from_table}` is found from `{edge.to_table}`, not the other way")
+    return (f"`{edge.to_table}.{edge.to_column}` refers to "
+            f"`{edge.from_table}.{edge.from_column}` with direction `to`: "
+            f"`{edge.from_table}` is found from `{edge.to_table}`, not the other way")
+
+
 class MapShape:
     """A parsed dataset map as traversal and erasure read it."""
 
@@ -38,8 +61,8 @@ class MapShape:
         (sql/keys.resolve), for these reflected tables: what depends on the map's
         columns is worked out again."""
         self.map, self.keys_read, self.keys_for = resolved, read, tables
-        for name in ("_needed", "edges", "follows", "forwards", "to_people", "categories",
-                     "identity_cols"):
+        for name in ("_needed", "edges", "all_edges", "follows", "forwards", "to_people",
+                     "against_direction", "categories", "identity_cols"):
             self.__dict__.pop(name, None)
         self._unique = None
 
@@ -80,20 +103,42 @@ class MapShape:
 
     @cached_property
     def edges(self) -> list:
-        """The map's references, followed in both directions (DatasetMap.edges)."""
+        """The edges traversal follows: each reference both ways, or only the way its
+        declared direction allows (Fides `direction`; DatasetMap.edges)."""
+        return self.map.edges(as_declared=True)
+
+    @cached_property
+    def all_edges(self) -> list:
+        """Every reference both ways, whatever its direction: who else points at a
+        row (keep.py) is read through all of them."""
         return self.map.edges()
 
     @cached_property
     def follows(self) -> dict[str, set[str]]:
-        """The columns traversal follows out of each table."""
-        return {n: {e.from_column for e in self.edges if e.from_table == n}
+        """The columns of each table whose values traversal keeps: those it follows
+        and those other rows refer to it by (whether a shared row is still used)."""
+        return {n: {e.from_column for e in self.all_edges if e.from_table == n}
                 for n in self.map.tables}
 
     @cached_property
     def forwards(self) -> dict[str, set[str]]:
         """The columns of each table that refer to another table's rows."""
-        return {n: {e.from_column for e in self.edges if e.from_table == n and e.forward}
+        return {n: {e.from_column for e in self.all_edges if e.from_table == n and e.forward}
                 for n in self.map.tables}
+
+    @cached_property
+    def against_direction(self) -> dict[str, str]:
+        """Tables that traversal never reaches because every reference leading to
+        them is declared the other way (Fides `direction`), with the reason in
+        words, {table: why}: the gather and the dry run say so."""
+        starts = {n for n, t in self.map.tables.items() if t.identity_columns}
+        lost = _reach(starts, self.all_edges) - _reach(starts, self.edges)
+        kept = set(self.edges)
+        return {name: "not reached: the map's references lead to it only against their "
+                      "declared direction (" + "; ".join(sorted(
+                          _against(e) for e in self.all_edges
+                          if e.to_table == name and e not in kept)) + ")"
+                for name in sorted(lost)}
 
     @cached_property
     def to_people(self) -> dict[str, list[tuple[str, str, str]]]:
