@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Run every benchmark on throwaway services, then stop them (EXIT trap).
 #
-#   bench/run_all.sh                 # all four, ~8-10 minutes on 2 cores
-#   bench/run_all.sh gather erase    # only some: gather package erase approve
+#   bench/run_all.sh                   # all five, ~12-14 minutes on 2 cores
+#   bench/run_all.sh gather foreign    # only some: gather package erase approve foreign
 #
 # PostgreSQL 15 on 127.0.0.1:55440 (data under a fresh /tmp/pp-bench.XXXXXX, run as
-# the postgres user when we are root) and Redis on 127.0.0.1:55441; both are
-# stopped and the directory removed on exit, whatever happened. Figures are printed
+# the postgres user when we are root), Redis on 127.0.0.1:55441 and MariaDB on
+# 127.0.0.1:55442 (bench_foreign only); all are stopped and the directory removed
+# on exit, whatever happened. Figures are printed
 # and kept as JSON in bench/results/ (or $BENCH_RESULTS). See docs/benchmarks.md.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -15,7 +16,7 @@ cd "$ROOT"
 # shellcheck source=bench/services.sh
 source "$ROOT/bench/services.sh"
 
-for port in "$PG_PORT" "$REDIS_PORT"; do
+for port in "$PG_PORT" "$REDIS_PORT" "$MARIADB_PORT"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     echo "run_all: port $port is in use (bench/services.sh stop DIR stops a kept instance)"
     exit 1
@@ -35,11 +36,11 @@ services_start "$TMP"
 
 export DATA_DIR="$TMP/data"
 export BENCH_RESULTS="${BENCH_RESULTS:-$ROOT/bench/results}"
-export PG_PORT REDIS_PORT
+export PG_PORT REDIS_PORT MARIADB_PORT
 mkdir -p "$BENCH_RESULTS"
 
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(gather package erase approve)
+[ ${#wanted[@]} -gt 0 ] || wanted=(gather package erase approve foreign)
 started=$(date +%s)
 for name in "${wanted[@]}"; do
   echo
@@ -55,7 +56,9 @@ for name in "${wanted[@]}"; do
     erase) "$PY" bench/bench_erase.py --events 200000 --repeat 3 ;;
     # (d) 1,000 requests, one worker with two pool processes, a 5,000-subject shop.
     approve) "$PY" bench/bench_approve.py --requests 1000 --subjects 5000 --concurrency 2 ;;
-    *) echo "run_all: unknown benchmark $name (gather package erase approve)"; exit 2 ;;
+    # (j) a foreign schema, 100,000 subjects, PostgreSQL and MariaDB (~3 minutes).
+    foreign) "$PY" bench/bench_foreign.py --subjects 100000 --runs 100 ;;
+    *) echo "run_all: unknown benchmark $name (gather package erase approve foreign)"; exit 2 ;;
   esac
 done
 echo

@@ -203,6 +203,27 @@ def open_text_reader(path, key=None) -> io.TextIOWrapper:
                             encoding="utf-8", newline="\n")
 
 
+SEAL = b"PPSEAL1"
+
+
+def seal(data: bytes, key=None) -> str:
+    """A small plaintext (at most a few tens of KiB) encrypted as one AES-256-GCM
+    message under FILE_ENCRYPTION_KEY, as text to keep in a database row:
+    base64(nonce + ciphertext + tag), the AAD naming the format."""
+    nonce = os.urandom(12)
+    return base64.b64encode(nonce + _cipher(key).encrypt(nonce, data, SEAL)).decode("ascii")
+
+
+def unseal(text: str, key=None) -> bytes:
+    """The plaintext of seal(); DecryptionError when it was altered or the key is
+    wrong."""
+    try:
+        raw = base64.b64decode(text.encode("ascii"), validate=True)
+        return _cipher(key).decrypt(raw[:12], raw[12:], SEAL)
+    except (InvalidTag, ValueError) as exc:
+        raise DecryptionError(f"sealed data: {type(exc).__name__}") from None
+
+
 def remove_on_commit(*relatives: str) -> None:
     """Delete files under MEDIA_ROOT once the current transaction commits (a rollback
     keeps them, with the rows that point at them)."""

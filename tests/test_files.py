@@ -298,3 +298,51 @@ def test_zip_writer_mixes_members_deflated_beforehand_with_streamed_ones(tmp_pat
     wrong = [("x", Deflated([compressed], zlib.crc32(plain), len(plain), len(compressed) + 1))]
     with pytest.raises(ValueError):
         b"".join(stream_zip(wrong, datetime.datetime.now(datetime.timezone.utc)))
+
+
+def test_sealed_data_comes_back_only_with_its_key_and_unaltered(key):
+    from requests_app.files import seal, unseal
+
+    text = seal(b'{"email": "pat@example.com"}\n', key)
+    assert "pat@example.com" not in text
+    assert unseal(text, key) == b'{"email": "pat@example.com"}\n'
+    assert seal(b"same", key) != seal(b"same", key)  # a fresh nonce each time
+    tampered = text[:-4] + ("AAAA" if text[-4:] != "AAAA" else "BBBB")
+    with pytest.raises(DecryptionError):
+        unseal(tampered, key)
+    other = base64.urlsafe_b64encode(b"k" * 32).decode()
+    with pytest.raises(DecryptionError):
+        unseal(text, other)
+
+
+def test_a_record_sink_seals_few_records_shares_one_file_for_more_and_spills_big_ones(
+        settings, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from requests_app.sources.records import RecordSink, read_records, run_dir
+
+    settings.MEDIA_ROOT = str(tmp_path)
+    rows = {"customers": [{"id": 1, "email": "pat@example.com", "note": "é \u2028 x"}],
+            "orders": [{"id": i, "total": i * 10} for i in range(40)],
+            "events": [{"url": f"/page/{i}"} for i in range(400)]}
+
+    def sink_of(token):
+        run = SimpleNamespace(token=token)
+        with RecordSink(run, 1) as sink:
+            for name, records in rows.items():
+                for record in records:
+                    sink.write(name, record, {"id": "user.unique_id"})
+        return run, sink.collections
+
+    run, few = sink_of("few")  # a few KiB: sealed into the result, no file at all
+    assert all("sealed" in info for info in few.values())
+    assert not run_dir(run).exists() or not any(run_dir(run).rglob("*.enc"))
+    assert {n: list(read_records(run, info)) for n, info in few.items()} == rows
+
+    monkeypatch.setattr(RecordSink, "INLINE", 1024)  # more: one shared file
+    monkeypatch.setattr(RecordSink, "SPILL", 4096)  # events pass it: a file of their own
+    run, more = sink_of("more")
+    assert more["customers"]["file"] == more["orders"]["file"] == "a1/records.jsonl.enc"
+    assert more["events"]["file"] != more["orders"]["file"] and "offset" not in more["events"]
+    assert {n: list(read_records(run, info)) for n, info in more.items()} == rows
+    assert [info["count"] for info in more.values()] == [1, 40, 400]

@@ -407,6 +407,11 @@ def test_gathered_records_are_deleted_once_the_package_is_built(sources, alice):
     assert Package.objects.filter(request=request).exists()
     for run in request.source_runs.all():
         assert not run_dir(run).exists()
+        # A few records are sealed into the run's result instead of a file: gone too,
+        # the counts kept.
+        collections = run.result.get("collections") or {}
+        assert not any("sealed" in info for info in collections.values())
+        assert all(info["count"] for info in collections.values())
 
 
 def test_a_worker_whose_run_was_taken_over_cannot_record_its_outcome(sources, alice):

@@ -1,5 +1,5 @@
 """The SQL connector's PostgreSQL paths, on a customer database of its own on the
-test server: one round trip per hop (pipeline mode), array parameters, leaf tables
+test server: one prepared statement per table per hop, array parameters, leaf tables
 copied by the database itself when they hold many rows (JSON lines and CSV that
 PostgreSQL formats, the columns the request's jurisdiction holds back replaced in
 the SELECT), and the

@@ -99,13 +99,22 @@ def discard(package: Package) -> None:
 
 
 def discard_run_files(request) -> None:
-    """Once the package is built, the gathered records it was built from go."""
+    """Once the package is built, the gathered records it was built from go: the
+    runs' files, and the records sealed into their results (RecordSink)."""
     import shutil
 
     from requests_app.sources.records import run_dir
 
     for run in SourceRun.objects.filter(request=request):
         shutil.rmtree(run_dir(run), ignore_errors=True)
+        result = run.result if isinstance(run.result, dict) else {}
+        collections = result.get("collections")
+        if isinstance(collections, dict) and any(
+                isinstance(info, dict) and "sealed" in info for info in collections.values()):
+            kept = {name: ({k: v for k, v in info.items() if k != "sealed"}
+                           if isinstance(info, dict) else info)
+                    for name, info in collections.items()}
+            SourceRun.objects.filter(pk=run.pk).update(result={**result, "collections": kept})
 
 
 def _runs(request, action=Action.GATHER):

@@ -5,6 +5,7 @@ stored."""
 
 import hashlib
 import os
+import threading
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -12,10 +13,19 @@ from sqlalchemy import exc as sa_exc
 from requests_app.sources.base import Connector, Outcome, SourceError, TransientSourceError
 from requests_app.sources.datamap import DatasetMap, DatasetMapError, parse
 from requests_app.sources.sql import constraints, erasure, errors, gathering, keys
-from requests_app.sources.sql.driver import (_arrays, _schema_changed, autocommit_reads,
-                                             engine_for, forget, reflect)
+from requests_app.sources.sql.driver import (_arrays, _schema_changed, engine_for, forget,
+                                             reads_of, reflect)
 from requests_app.sources.sql.identity import email_table, identity_points
 from requests_app.sources.sql.shape import MapShape
+
+
+# What a map says, worked out once per process per map and database (MapShape): a worker
+# makes a connector per run, and working the shape out again (columns, edges, keys
+# read from the database) cost more than a small subject's lookups. A shape is
+# read-only but for use_keys, which runs under the lock when the tables it was
+# given were reflected again.
+_SHAPES: dict[tuple, MapShape] = {}
+_SHAPE_LOCK = threading.Lock()
 
 
 class SqlConnector(Connector):
@@ -23,11 +33,20 @@ class SqlConnector(Connector):
 
     def __init__(self, source):
         super().__init__(source)
-        try:
-            self.map: DatasetMap = parse(source.dataset_map)
-        except DatasetMapError as exc:
-            raise SourceError(f"{source.name}: the dataset map is invalid ({exc})") from None
-        self.shape = MapShape(self.map)
+        text = source.dataset_map or ""
+        # Per database too: keys the map leaves out are read from the database.
+        key = (text, os.environ.get(source.connection_env or "", ""))
+        shape = _SHAPES.get(key)
+        if shape is None:
+            try:
+                shape = MapShape(parse(text))
+            except DatasetMapError as exc:
+                raise SourceError(f"{source.name}: the dataset map is invalid ({exc})") from None
+            if len(_SHAPES) >= 32:
+                _SHAPES.clear()
+            _SHAPES[key] = shape
+        self.shape = shape
+        self.map: DatasetMap = shape.declared
 
     @property
     def engine(self) -> sa.Engine:
@@ -49,18 +68,21 @@ class SqlConnector(Connector):
         with no key anywhere stops the run with the reason."""
         tables = reflect(conn, self.shape, self.source.name)
         if self.shape.keys_for is not tables:
-            resolved, read, problems = keys.resolve(self.shape.declared, tables)
-            if problems:
-                raise SourceError(f"{self.source.name}: {problems[0][1]}")
-            self.shape.use_keys(resolved, read, tables)
+            with _SHAPE_LOCK:
+                if self.shape.keys_for is not tables:
+                    resolved, read, problems = keys.resolve(self.shape.declared, tables)
+                    if problems:
+                        raise SourceError(f"{self.source.name}: {problems[0][1]}")
+                    self.shape.use_keys(resolved, read, tables)
         return tables
 
     def warm_up(self) -> None:
-        """Reflect the map's tables and open the pool's two connections (a copied
-        leaf's JSON and CSV COPYs run on two at once), as a worker process does once
+        """Reflect the map's tables and open a connection of each pool (reads, and
+        the one a copied leaf's CSV COPY runs on while its JSON COPY runs on the
+        read), as a worker process does once
         when it starts (services/fulfilment/warm_up.py), so that its first task does not
         pay for them: about 0.1 s of reflection and two connections here."""
-        with self.engine.connect() as conn, self.engine.connect():
+        with reads_of(self.engine).connect() as conn, self.engine.connect():
             self.tables(conn)
 
     def check(self) -> list[str]:
@@ -129,13 +151,13 @@ class SqlConnector(Connector):
 
     def _run(self, work, read_only=False):
         """work(conn, tables) on a pooled connection. read_only: in autocommit mode on
-        PostgreSQL and MariaDB/MySQL (driver.autocommit_reads), so that no read
+        PostgreSQL and MariaDB/MySQL (a connection of driver.reads_of, the engine's
+        twin whose connections are in that mode from the start), so that no read
         transaction (and its locks, and its snapshot holding back VACUUM or purge)
         spans the whole traversal: each hop's lookups see the database as it is then."""
         try:
-            with self.engine.connect() as conn:
-                if read_only and autocommit_reads(conn):
-                    conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            engine = reads_of(self.engine) if read_only else self.engine
+            with engine.connect() as conn:
                 return work(conn, self.tables(conn))
         except Exception as exc:
             kind = errors.kind_of(exc)

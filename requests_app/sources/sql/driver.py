@@ -1,8 +1,8 @@
 """The databases underneath: one engine (and pool) per database per process, with
 each engine's session settings (PostgreSQL, MariaDB/MySQL, SQLite), their ways of
 binding many values, `COPY ... TO STDOUT` read with libpq (PostgreSQL only), the
-map's tables as reflected from a database and the lookups compiled for it (both
-cached per process), and which database errors are worth a retry.
+map's tables as reflected from a database (cached per process, as the lookups
+sql/lookups.py compiles for it), and which database errors are worth a retry.
 
 What differs between the engines, and where:
 - session limits: a lock is waited for 5 s and a statement may run 5 min, set as
@@ -14,17 +14,21 @@ What differs between the engines, and where:
   from), IN (SELECT ... LIMIT) on SQLite (_delete_some).
 - reads in autocommit mode on PostgreSQL and MariaDB/MySQL (no read transaction
   holding a snapshot or, on MariaDB, metadata locks that block ALTER TABLE for the
-  whole traversal: autocommit_reads).
-- COPY and pipelined lookups: PostgreSQL only (gathering, traversal).
+  whole traversal): a twin engine whose connections are in that mode from the
+  start (reads_of).
+- lookups: prepared array lookups through psycopg on PostgreSQL, IN-lists bound by
+  the MariaDB/MySQL driver itself (sql/lookups.py); COPY: PostgreSQL only.
 - text comparison: PostgreSQL and SQLite compare exactly, MariaDB/MySQL by the
-  column's collation (case-insensitive by default): the identity lookup lowers
-  both sides everywhere (identity.py), so it matches the same rows on all three.
+  column's collation (case-insensitive by default): emails are compared as
+  LOWER(TRIM(column)) everywhere (lookups.email_in), so the same rows match on
+  all three.
 
 BATCH and ARRAY_BATCH are read from this module at each use (`driver.BATCH`) by
 the modules that use them, so that setting them here changes them everywhere."""
 
 import select
 import threading
+import time
 import warnings
 from functools import lru_cache
 
@@ -80,34 +84,116 @@ def _mysql_session(dbapi_connection, _record) -> None:
         cursor.execute(_MARIADB_STATEMENT if mariadb else _MYSQL_STATEMENT)
 
 
+# MySQL client protocol flags: CLIENT_FOUND_ROWS (which SQLAlchemy sets, for
+# rowcounts) and CLIENT_MULTI_STATEMENTS (several statements in one query).
+_FOUND_ROWS, MULTI_STATEMENTS = 2, 1 << 16
+
+
 def _is_mysql(url: str) -> bool:
     return url.startswith(("mysql", "mariadb"))
 
 
 @lru_cache(maxsize=32)
 def _engine(url: str) -> sa.Engine:
-    kwargs = {"pool_pre_ping": True}
+    """The engine of a URL, and on PostgreSQL and MariaDB/MySQL its twin for reads
+    (`reads_of`): connections in autocommit mode from the moment they are made, in
+    a pool of their own, so that a read never pays for switching a connection
+    into autocommit and back (on MariaDB three round trips and a COMMIT)."""
+    kwargs = {}
     if _is_mysql(url):
         # READ COMMITTED, as PostgreSQL's default: each statement sees what is
         # committed when it starts (InnoDB's REPEATABLE READ would keep the first
         # snapshot of a transaction, and lock gaps when erasing). Connections are
         # renewed before the server's idle timeout (wait_timeout, 8 h by default).
-        kwargs |= {"pool_size": 2, "max_overflow": 2, "pool_recycle": 3600,
-                   "isolation_level": "READ COMMITTED",
-                   "connect_args": {"connect_timeout": 10}}
-        engine = sa.create_engine(url, **kwargs)
-        sa.event.listen(engine, "connect", _mysql_session)
-        return engine
-    if url.startswith("postgresql"):
+        kwargs = {"pool_recycle": 3600, "isolation_level": "READ COMMITTED",
+                  "connect_args": {"connect_timeout": 10}}
+    elif url.startswith("postgresql"):
         # jit=off: our statements are index lookups and copies of a person's rows,
         # never analytics; PostgreSQL JIT-compiles any query whose estimated cost
         # passes jit_above_cost (a 200,000-row copy does), which cost 20-40 ms a copy
         # here and saved nothing (PostgreSQL 11 or later: older ones lack the setting).
-        kwargs |= {"pool_size": 2, "max_overflow": 2,
-                   "connect_args": {"connect_timeout": 10,
-                                    "options": "-c lock_timeout=5000 -c statement_timeout=300000"
-                                               " -c jit=off"}}
-    return sa.create_engine(url, **kwargs)
+        kwargs = {"connect_args": {"connect_timeout": 10,
+                                   "options": "-c lock_timeout=5000 -c statement_timeout=300000"
+                                              " -c jit=off"}}
+    else:
+        return _pooled(sa.create_engine(url, pool_reset_on_return=None), url)
+    kwargs |= {"pool_size": 2, "max_overflow": 2, "pool_reset_on_return": None}
+    engine = _pooled(sa.create_engine(url, **kwargs), url)
+    reads_kwargs = {**kwargs, "isolation_level": "AUTOCOMMIT"}
+    if _is_mysql(url):
+        # A hop's lookups sent as one multi-statement query (lookups.run_mysql_many):
+        # the statements are SQLAlchemy's, their values bound by the driver.
+        reads_kwargs["connect_args"] = {**kwargs["connect_args"],
+                                        "client_flag": _FOUND_ROWS | MULTI_STATEMENTS}
+    reads = _pooled(sa.create_engine(url, **reads_kwargs), url)
+    engine.pp_reads = reads
+    sa.event.listen(engine, "engine_disposed", lambda _engine: reads.dispose())
+    return engine
+
+
+def url_key(engine: sa.Engine) -> str:
+    """The engine's URL as the caches of this package key it (str(engine.url),
+    worked out once per engine: rendering a URL costs more than a cache lookup)."""
+    key = getattr(engine, "pp_url", None)
+    if key is None:
+        key = engine.pp_url = str(engine.url)
+    return key
+
+
+def reads_of(engine: sa.Engine) -> sa.Engine:
+    """The engine's twin whose connections are in autocommit mode (see _engine),
+    or the engine itself (SQLite)."""
+    return getattr(engine, "pp_reads", engine)
+
+
+# A connection that sat in the pool longer than this is checked (a round trip)
+# before it is handed out; one used moments ago is not: were it broken all the
+# same (the server restarted in between), the statement's error is a transient
+# one (error_kind), and the run is retried.
+PING_AFTER_IDLE = 2.0  # seconds
+
+
+def _pooled(engine: sa.Engine, url: str) -> sa.Engine:
+    """The pool's handling of an engine's connections: MariaDB/MySQL session limits
+    on connect; a ping only for a connection idle PING_AFTER_IDLE or more (instead
+    of SQLAlchemy's pool_pre_ping, a round trip at every checkout); on return, a
+    rollback only when a transaction is open (instead of one at every return: a
+    round trip on MariaDB even in autocommit mode)."""
+    if _is_mysql(url):
+        sa.event.listen(engine, "connect", _mysql_session)
+
+    def checkin(_dbapi_connection, record):
+        record.info["pp_idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection, record, _proxy):
+        since = record.info.get("pp_idle_since")
+        if since is not None and time.monotonic() - since >= PING_AFTER_IDLE:
+            try:
+                engine.dialect.do_ping(dbapi_connection)
+            except Exception as exc:  # the pool replaces it with a new connection
+                raise sa_exc.DisconnectionError(type(exc).__name__) from exc
+
+    def reset(dbapi_connection, _record, state):
+        if not state.transaction_was_reset and not state.terminate_only and _in_transaction(
+                dbapi_connection):
+            dbapi_connection.rollback()
+
+    sa.event.listen(engine.pool, "checkin", checkin)
+    sa.event.listen(engine.pool, "checkout", checkout)
+    sa.event.listen(engine.pool, "reset", reset)  # pool_reset_on_return=None: this instead
+    return engine
+
+
+def _in_transaction(dbapi_connection) -> bool:
+    """Is a transaction open on this DBAPI connection (psycopg's transaction status,
+    PyMySQL's server status flag, sqlite3's in_transaction)? True when the driver
+    does not say."""
+    if psycopg is not None and isinstance(dbapi_connection, psycopg.Connection):
+        return dbapi_connection.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    status = getattr(dbapi_connection, "server_status", None)
+    if isinstance(status, int):
+        return bool(status & 1)  # SERVER_STATUS_IN_TRANS
+    return getattr(dbapi_connection, "in_transaction", True) is not False
 
 
 def engine_for(dsn: str) -> sa.Engine:
@@ -207,14 +293,6 @@ def _arrays(conn) -> bool:
     return conn.dialect.name == "postgresql"
 
 
-def autocommit_reads(conn) -> bool:
-    """Whether reads run in autocommit mode (see the connector's _run): on
-    PostgreSQL and MariaDB/MySQL, so that no read transaction spans a whole
-    traversal (PostgreSQL's snapshot holding back VACUUM, MariaDB's metadata locks
-    holding back ALTER TABLE); SQLite's reads take no such locks."""
-    return conn.dialect.name in ("postgresql", "mysql", "mariadb")
-
-
 def _in(conn, column, values):
     """`column = ANY(:values)` (one array parameter) on PostgreSQL, else IN (...)."""
     values = list(values)
@@ -268,15 +346,19 @@ def _chunks(conn, values):
 
 
 def _ordered(values) -> list:
-    """Values in a stable order (numbers numerically, for index locality)."""
+    """Values in a stable order (numbers numerically, for index locality): by type
+    name, then value. Values all of one type (the usual case) are sorted as they
+    are, which is the same order without a key function's cost."""
+    if len({type(v) for v in values}) == 1:
+        return sorted(values)
     return sorted(values, key=lambda v: (type(v).__name__, v))
 
 
 # --- what this process knows of a database's tables ----------------------------------
 
 _REFLECTED: dict[tuple, dict] = {}
-# Lookup statements compiled once per (database, table, columns): SQL text made by
-# SQLAlchemy (identifiers quoted, every value a bound parameter) and its defaults.
+# Lookup statements compiled once per (database, table, columns) by sql/lookups.py:
+# SQL text made by SQLAlchemy (identifiers quoted, every value a bound parameter).
 _LOOKUPS: dict[tuple, tuple] = {}
 
 
@@ -293,9 +375,9 @@ def reflect(conn, shape: MapShape, source_name: str) -> dict[str, sa.Table]:
     when the map names a column the reflection lacks (a column added to the
     database and then to the map while the worker ran)."""
     names = shape.map.tables
-    key = (str(conn.engine.url), tuple(sorted(names)))
+    key = (url_key(conn.engine), tuple(sorted(names)))
     known = _REFLECTED.get(key)
-    if known is None or any(not set(shape.needed(name)) <= set(known[name].c.keys())
+    if known is None or any(not shape.declared_needed[name] <= set(known[name].c.keys())
                             for name in names):
         if known is not None:  # stale: its compiled lookups too
             forget(str(conn.engine.url))
@@ -317,35 +399,13 @@ def reflect(conn, shape: MapShape, source_name: str) -> dict[str, sa.Table]:
                               "saved?), or this user may not see it") from None
         reflected = {name: metadata.tables[name] for name in names}
         for name in names:
-            missing = sorted(set(shape.needed(name)) - set(reflected[name].c.keys()))
+            missing = sorted(shape.declared_needed[name] - set(reflected[name].c.keys()))
             if missing:  # dropped since the map was saved
                 raise SourceError(f"{source_name}: table `{name}` has no column "
                                   f"`{missing[0]}` (dropped or renamed since the map was "
                                   "saved?)")
         _REFLECTED[key] = reflected
     return _REFLECTED[key]
-
-
-def compiled_lookup(conn, table, columns: tuple, needed: tuple) -> tuple[str, str, dict]:
-    """(SQL with LIMIT, SQL without, default parameters) of the lookup of `table`
-    by `columns`, reading the columns `needed`: `SELECT ... WHERE c0 = ANY(%(v0)s)
-    OR c1 = ANY(%(v1)s) ...`."""
-    key = (str(conn.engine.url), table.name, columns, needed)
-    if key not in _LOOKUPS:
-        query = sa.select(*(table.c[name] for name in needed)).where(sa.or_(*(
-            table.c[c] == sa.any_(sa.bindparam(f"v{i}", type_=ARRAY(table.c[c].type)))
-            for i, c in enumerate(columns))))
-        # By one column: in that column's order, so that the LIMIT stays on its
-        # index. Unordered, a lookup that the statistics say finds many rows
-        # (a big subject's web_events) may be planned as a sequential scan that
-        # "soon" finds BATCH+1 of them, and reads the whole table when the rows
-        # are at its end.
-        ordered = query.order_by(table.c[columns[0]]) if len(columns) == 1 else query
-        limited = ordered.limit(sa.bindparam("limit", BATCH + 1, type_=sa.Integer))
-        compiled = limited.compile(dialect=conn.dialect)
-        params = {k: v for k, v in compiled.params.items() if not k.startswith("v")}
-        _LOOKUPS[key] = (str(compiled), str(query.compile(dialect=conn.dialect)), params)
-    return _LOOKUPS[key]
 
 
 # --- errors --------------------------------------------------------------------------

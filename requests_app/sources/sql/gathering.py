@@ -28,14 +28,16 @@ def gather(shape: MapShape, run_work, connect, run, identity, sink) -> Outcome:
     found: dict = {}
 
     def work(conn, tables):
+        categories = shape.categories  # {table: {column: category}}, worked out once
+
         def on_row(name, row):
             spec = shape.map.tables[name]
             if period and spec.collected_at and not in_period(row[spec.collected_at],
                                                               period):
                 outside[name] = outside.get(name, 0) + 1
                 return False  # and what is reached only through it (an order's items)
-            categories = {c.name: c.category for c in spec.columns.values()}
-            sink.write(name, {c: row[c] for c in spec.columns}, categories)
+            columns = categories[name]
+            sink.write(name, {c: row[c] for c in columns}, columns)
 
         copies = _arrays(conn) and psycopg is not None and hasattr(sink, "write_copy")
         dated = {n for n, spec in shape.map.tables.items() if spec.collected_at}

@@ -1,12 +1,14 @@
 """Identity verification against a SQL source: one parameterised query reads the
 identity table's rows for the address (trimmed, case insensitive, in every
-email column), LEFT JOINed to the
+email column: lookups.email_in, served by the column's own index on MariaDB),
+LEFT JOINed to the
 address columns of one table that refers to it; the points a requester gave are
 compared with what those rows hold (identity_match.compare)."""
 
 import sqlalchemy as sa
 
 from requests_app.sources.datamap import DatasetMap, Table
+from requests_app.sources.sql.lookups import email_in
 
 _ADDRESS = "user.contact.address"
 
@@ -26,7 +28,7 @@ def identity_points(conn, tables, dataset_map: DatasetMap, root: Table, identity
     selected = points.selected or [table.c[c] for c in root.key]
     email = identity.email.strip().lower()
     query = (sa.select(*selected).select_from(joined)
-             .where(sa.or_(*(sa.func.lower(sa.func.trim(table.c[column])) == email
+             .where(sa.or_(*(email_in(conn, table.c[column], [email])
                              for field_name, column in root.identity_columns
                              if field_name == "email")))
              .limit(50))

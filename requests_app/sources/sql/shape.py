@@ -62,7 +62,7 @@ class MapShape:
         columns is worked out again."""
         self.map, self.keys_read, self.keys_for = resolved, read, tables
         for name in ("_needed", "edges", "all_edges", "follows", "forwards", "to_people",
-                     "against_direction"):
+                     "against_direction", "categories", "identity_cols"):
             self.__dict__.pop(name, None)
         self._unique = None
 
@@ -77,6 +77,26 @@ class MapShape:
         reads those only. Other columns are none of our business, and a column
         dropped from the database that the map never used breaks nothing."""
         return self._needed[name]
+
+    @cached_property
+    def identity_cols(self) -> dict[str, set[str]]:
+        """Each table's identity columns (of every identity type)."""
+        return {n: {c for _f, c in spec.identity_columns} for n, spec in self.map.tables.items()}
+
+    @cached_property
+    def categories(self) -> dict[str, dict[str, str]]:
+        """Each table's mapped columns and their categories, as a sink takes them."""
+        return {n: {c.name: c.category for c in spec.columns.values()}
+                for n, spec in self.map.tables.items()}
+
+    @cached_property
+    def declared_needed(self) -> dict[str, set[str]]:
+        """The columns the map as written names per table (needed() without the keys
+        read from a database): what a reflection must hold, whichever database
+        the keys were read from before."""
+        declared = self.declared
+        return {n: spec.column_names() | declared.referenced_columns(n)
+                for n, spec in declared.tables.items()}
 
     def mapped(self, table: sa.Table) -> list:
         return [table.c[name] for name in self.needed(table.name)]

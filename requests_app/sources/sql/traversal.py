@@ -6,13 +6,15 @@ IN-lists or array parameters (SQLAlchemy Core quotes identifiers and binds every
 value; no SQL is built by formatting strings). Rows are streamed to the caller as
 they arrive; only primary keys and the values needed for the next hop are kept."""
 
+import itertools
 from collections import Counter, defaultdict
 
 import sqlalchemy as sa
 
 from requests_app.sources.sql import driver
-from requests_app.sources.sql.driver import (_arrays, _chunks, _in, _ordered, compiled_lookup,
-                                             dict_row, psycopg)
+from requests_app.sources.sql.driver import _arrays, _chunks, _in, _ordered, dict_row, psycopg
+from requests_app.sources.sql.lookups import (compiled_lookup, email_in, mysql_lookup,
+                                              mysql_params, run_mysql_many)
 from requests_app.sources.sql.keys import row_key
 from requests_app.sources.sql.shape import MapShape
 
@@ -31,9 +33,10 @@ def normal_email(value):
 
 
 def _matcher(conn, table, column: str, values, normal: bool):
-    """`column IN values`, or LOWER(TRIM(column)) IN values for an email column."""
+    """`column IN values`, or LOWER(TRIM(column)) IN values for an email column
+    (driver.email_in: served by the column's index on MariaDB/MySQL)."""
     if normal:
-        return sa.func.lower(sa.func.trim(table.c[column])).in_(list(values))
+        return email_in(conn, table.c[column], list(values))
     return _in(conn, table.c[column], values)
 
 
@@ -150,17 +153,23 @@ class _Walk:
     def _take(self, name, rows, conditions, hop: _Hop) -> None:
         """The rows of one table found in this hop: each once, the person's own or
         maybe shared, never someone else's."""
-        trav, known, on_row = self.trav, self.known, self.on_row
-        shape, spec = self.shape, self.shape.map.tables[name]
-        follow, forward_cols = shape.follows[name], shape.forwards[name]
-        unique = self.unique[name]
+        rows = iter(rows)
+        first = next(rows, None)
+        if first is None:
+            return  # nothing found: no entry for the table anywhere
+        rows = itertools.chain((first,), rows)
+        trav, on_row, spec = self.trav, self.on_row, self.shape.map.tables[name]
+        follow, to_people = self.shape.follows[name], self.shape.to_people[name]
+        seen, forwards = trav.seen[name], self.shape.forwards[name]
+        known = [(c, self.known[(name, c)]) for c in self.unique[name]]  # once per table
+        single = spec.key[0] if len(spec.key) == 1 else None
         for row in rows:
-            key = row_key(spec, row)
-            if key in trav.seen[name]:
+            key = row[single] if single is not None else row_key(spec, row)
+            if key in seen:
                 continue
-            trav.seen[name].add(key)
+            seen.add(key)
             owned, by_identity = self._owned(name, spec, row, conditions)
-            if not by_identity and self._someone_elses(name, row):
+            if not by_identity and to_people and self._someone_elses(name, row):
                 trav.withheld[name].add(key)  # linked to them and to others: withheld
                 continue
             if owned:
@@ -170,27 +179,33 @@ class _Walk:
                         self.mine[(name, column)].add(row[column])
                 # Only the person's own rows count as their references to a
                 # shared row (a kept shared row's links are not theirs).
-                for column in forward_cols:
+                for column in forwards:
                     trav.own_refs[(name, column)][row[column]] += 1
             else:
                 trav.shared_values[name][key] = {c: row[c] for c in follow}
             if on_row(name, row) is False:  # left out (outside a period)
-                target = hop.left_owned if owned else hop.left_shared
+                target = (hop.left_owned if owned else hop.left_shared)[name]
             else:
-                for column in unique:
-                    known[(name, column)].add(row[column])
-                target = hop.owned if owned else hop.shared
+                for column, values in known:
+                    values.add(row[column])
+                target = (hop.owned if owned else hop.shared)[name]
             for column in follow:
                 if row[column] is not None:
-                    target[name][column].add(row[column])
+                    target[column].add(row[column])
 
     def _owned(self, name, spec, row, conditions) -> tuple[bool, bool]:
         """(the person's own row: a column matched what finds their rows, found by
         their identity itself)."""
-        normal, identity_cols = self.normal.get(name, ()), {c for _f, c in spec.identity_columns}
-        matched = [c for c in self.owning[name]
+        owning = self.owning.get(name)
+        if not owning:
+            return False, False
+        normal = self.normal.get(name, ())
+        matched = [c for c in owning
                    if (normal_email(row[c]) if c in normal else row[c]) in conditions.get(c, ())]
-        return bool(matched), any(c in identity_cols for c in matched)
+        if not matched:
+            return False, False
+        identity_cols = self.shape.identity_cols[name]
+        return True, any(c in identity_cols for c in matched)
 
     def _someone_elses(self, name, row) -> bool:
         """Does any of the row's references to an identity table name a person
@@ -247,30 +262,33 @@ def leaf_where(conn, table, conditions: dict):
 
 
 def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) -> dict:
-    """One hop's lookups, {table: rows}. On PostgreSQL they all go in one round
-    trip (psycopg pipeline mode), one statement per table with one array
-    parameter per column and a LIMIT one above BATCH; a table that reaches the
-    limit is read again, streamed (see _stream). Elsewhere, and for lookups by
-    email (LOWER(TRIM(column)), the identity's first hop): _select, lazily."""
+    """One hop's lookups, {table: rows}. On PostgreSQL each is one statement per
+    table with one array parameter per column (emails compared as
+    LOWER(TRIM(column))) and a LIMIT one above BATCH, prepared on the server and
+    sent straight to psycopg; a table that reaches the limit is read again,
+    streamed (see _stream). On MariaDB/MySQL: _in_lists. On SQLite: _select,
+    lazily."""
     normal = normal or {}
+    if conn.dialect.name in ("mysql", "mariadb"):
+        return _in_lists(conn, tables, shape, wanted, normal)
     if not _arrays(conn) or psycopg is None or not wanted:
         return {name: _select(conn, tables[name], shape, conditions, normal.get(name))
                 for name, conditions in wanted.items()}
     pg = conn.connection.driver_connection
     fetched, pending = {}, []
     for name, conditions in wanted.items():
-        if normal.get(name):
-            fetched[name] = _select(conn, tables[name], shape, conditions, normal[name])
-            continue
         columns = tuple(sorted(conditions))
         values = [_ordered(conditions[c]) for c in columns]
         if any(len(v) > driver.ARRAY_BATCH for v in values):
-            fetched[name] = _select(conn, tables[name], shape, conditions)
+            fetched[name] = _select(conn, tables[name], shape, conditions, normal.get(name))
             continue
-        sql, streamed, params = compiled_lookup(conn, tables[name], columns, shape.needed(name))
-        params = {**params, **{f"v{i}": v for i, v in enumerate(values)}}
+        sql, streamed, params = compiled_lookup(conn, tables[name], columns, shape.needed(name),
+                                                frozenset(normal.get(name, ())))
+        params = dict(params)
+        for i, v in enumerate(values):
+            params[f"v{i}"] = v
         pending.append((name, sql, streamed, params))
-    for name, rows, streamed, params in _pipelined(pg, pending):
+    for (name, _sql, streamed, params), rows in zip(pending, _lookups(pg, pending)):
         if len(rows) <= driver.BATCH:
             fetched[name] = rows
         else:
@@ -278,21 +296,54 @@ def _fetch(conn, tables, shape: MapShape, wanted: dict, bulk=(), normal=None) ->
     return fetched
 
 
-def _pipelined(pg, pending: list) -> list:
-    """The lookups (name, sql, streamed sql, params) sent in one round trip,
-    returned as (name, rows, streamed sql, params)."""
-    cursors = []
-    with pg.pipeline():
-        for name, sql, streamed, params in pending:
-            cursor = pg.cursor(row_factory=dict_row)
-            cursor.execute(sql, params)
-            cursors.append((name, cursor, streamed, params))
-    done = []
-    for name, cursor, streamed, params in cursors:
-        rows = cursor.fetchall()
-        cursor.close()
-        done.append((name, rows, streamed, params))
-    return done
+def _lookups(pg, pending: list) -> list[list]:
+    """The rows of a hop's lookups, (name, sql, streamed sql, params) each. One is
+    a statement prepared on the server (one round trip, no planning); several go
+    in one round trip, as one query of several statements with their values bound
+    by psycopg itself (ClientCursor, as a simple query carries no parameters):
+    planning these index lookups costs less than the round trips they spare."""
+    if len(pending) == 1:
+        with pg.cursor(row_factory=dict_row) as cursor:
+            return [_lookup(cursor, pending[0][1], pending[0][3])]
+    with psycopg.ClientCursor(pg, row_factory=dict_row) as cursor:
+        cursor.execute(";\n".join(cursor.mogrify(sql, params)
+                                   for _name, sql, _streamed, params in pending))
+        results = []
+        for _lookup_ in pending:
+            results.append(cursor.fetchall())
+            cursor.nextset()
+    return results
+
+
+def _in_lists(conn, tables, shape: MapShape, wanted: dict, normal: dict) -> dict:
+    """A hop's MariaDB/MySQL lookups, {table: rows}: for a few values each, one
+    statement compiled once (lookups.mysql_lookup) with a LIMIT one above BATCH,
+    all of the hop's in one round trip (lookups.run_mysql_many). More values than
+    BATCH, or a lookup that reaches the limit: _select (batched IN-lists, the rows
+    streamed)."""
+    fetched, batched = {}, []
+    for name, conditions in wanted.items():
+        columns = tuple(sorted(conditions))
+        values = [_ordered(conditions[c]) for c in columns]
+        if sum(len(v) for v in values) > driver.BATCH:
+            fetched[name] = _select(conn, tables[name], shape, conditions, normal.get(name))
+            continue
+        emails = {c: len(conditions[c]) for c in columns if c in normal.get(name, ())}
+        sql, names, processors = mysql_lookup(conn, tables[name], columns, shape.needed(name),
+                                              tuple(emails.items()))
+        batched.append((name, (sql, names, processors, mysql_params(columns, values, emails))))
+    results = run_mysql_many(conn, [lookup for _name, lookup in batched])
+    for (name, _lookup), rows in zip(batched, results):
+        fetched[name] = (rows if len(rows) <= driver.BATCH else
+                         _select(conn, tables[name], shape, wanted[name], normal.get(name)))
+    return fetched
+
+
+def _lookup(cursor, sql, params) -> list:
+    """One lookup's rows: a statement prepared on the server the first time this
+    connection sends it (one round trip each time after that, no planning)."""
+    cursor.execute(sql, params, prepare=True)
+    return cursor.fetchall()
 
 
 def _stream(pg, sql, params):
@@ -308,14 +359,14 @@ def _stream(pg, sql, params):
 def _select(conn, table, shape: MapShape, conditions: dict[str, set], normal=None):
     """One query per table per hop: OR of one array parameter per column on
     PostgreSQL (ARRAY_BATCH values each); of IN-lists batched at BATCH values
-    on SQLite, and on every engine for a lookup by email (`normal`: the columns
-    compared as LOWER(TRIM(column)))."""
-    if _arrays(conn) and psycopg is not None and not normal:
+    elsewhere. `normal`: the email columns, compared as LOWER(TRIM(column))."""
+    if _arrays(conn) and psycopg is not None:
         # Only for many rows or values (see _fetch): streamed on a server-side
         # cursor in a transaction of its own (reads run in autocommit mode).
         columns = tuple(sorted(conditions))
         chunks = [_chunks(conn, _ordered(conditions[c])) for c in columns]
-        _limited, sql, params = compiled_lookup(conn, table, columns, shape.needed(table.name))
+        _limited, sql, params = compiled_lookup(conn, table, columns, shape.needed(table.name),
+                                                frozenset(normal or ()))
         pg = conn.connection.driver_connection
         for i in range(max(len(c) for c in chunks)):
             values = {f"v{j}": c[i] if i < len(c) else [] for j, c in enumerate(chunks)}
