@@ -119,7 +119,7 @@ def test_a_live_builders_claim_is_kept_alive_by_its_pulse_and_a_quiet_one_is_not
     Package.objects.filter(request=request).delete()
     package, fresh = claims.claim(request, "categories")
     assert fresh
-    pulse = claims.Pulse(package.pk)
+    pulse = claims.pulse(package.pk)
     pulse.start()
     try:
         time.sleep(3)  # longer than the stale period: the pulse renewed the claim

@@ -24,7 +24,7 @@ from requests_app.models import (
     VerificationEvidence,
 )
 from requests_app.portal.session import verified_emails
-from tests.conftest import committed, emailed_code, file_request
+from tests.conftest import committed, emailed_code, file_request, portal_form
 
 pytestmark = pytest.mark.django_db
 
@@ -37,16 +37,7 @@ def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
-def form(**overrides):
-    data = {
-        "rights": ["deletion"], "residence": "VA", "name": "Pat Doe",
-        "email": "pat.doe@example.com", "phone": "", "account_number": "", "postal_address": "",
-        "filed_by": "self", "agent_name": "", "agent_email": "", "period_start": "",
-        "period_end": "", "corrected_field": "", "correction_wrong": "", "correction_right": "",
-        "details": "", "website": "",
-    }
-    data.update(overrides)
-    return {k: v for k, v in data.items() if v is not None}
+form = portal_form
 
 
 def submit(client, **overrides):

@@ -25,19 +25,18 @@ owner answers (manual.py). Each does it through `attempt()`:
 
 import datetime
 import logging
-import threading
-import time
 import traceback
 from contextlib import contextmanager
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from requests_app.models import Actor, SourceRun, State
 from requests_app.rules import withheld_under
 from requests_app.services.audit.events import record_event
 from requests_app.services.fulfilment import breaker
+from requests_app.services.fulfilment.pulse import Pulse
 from requests_app.services.queue import enqueue_on_commit
 from requests_app.sources.base import SourceError, TransientSourceError
 from requests_app.sources.records import RecordSink
@@ -235,7 +234,7 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     if run is None:
         raise NotOurs(run_id)
     work = Attempt(run, final=final, queue_check=queue_check)
-    pulse = _Pulse(work)
+    pulse = Pulse(lambda: work.heartbeat() or True, f"run-{work.run_id}")
     pulse.start()
     try:
         yield work
@@ -266,32 +265,3 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
             work.fail("internal error (the work recorded no outcome)")
     finally:
         pulse.stop()
-
-
-class _Pulse(threading.Thread):
-    """Beats an attempt's heart until stopped, on a connection of its own (closed
-    when it stops). A failed beat (the database away for a moment) is tried again
-    at the next one. After SOURCE_RUN_MAX_SECONDS the work is presumed hung: the
-    beats stop, and another attempt may take the run over (the fence keeps the
-    hung one from writing anything more)."""
-
-    def __init__(self, work: Attempt):
-        super().__init__(daemon=True, name=f"pulse-run-{work.run_id}")
-        self.work, self.stopped = work, threading.Event()
-        self.every = stale_after().total_seconds() / 3
-
-    def run(self) -> None:
-        until = time.monotonic() + settings.SOURCE_RUN_MAX_SECONDS
-        try:
-            while not self.stopped.wait(self.every) and time.monotonic() < until:
-                try:
-                    self.work.heartbeat()
-                except DatabaseError as exc:
-                    log.warning("heartbeat of run %s failed (%s)", self.work.run_id,
-                                type(exc).__name__)
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join()

@@ -14,16 +14,15 @@ import contextlib
 import datetime
 import logging
 import secrets
-import threading
-import time
 from pathlib import Path
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from requests_app.models import Package
+from requests_app.services.fulfilment.pulse import Pulse
 
 log = logging.getLogger(__name__)
 
@@ -78,30 +77,7 @@ def release(package_id: int) -> None:
         Package.objects.filter(pk=package_id, sha256="").delete()
 
 
-class Pulse(threading.Thread):
-    """Renews a claim until stopped, on a connection of its own (closed when it
-    stops); sets `lost` when the claim is no longer there to renew. Beats stop
-    after SOURCE_RUN_MAX_SECONDS: a build that long is presumed hung."""
-
-    def __init__(self, package_id: int):
-        super().__init__(daemon=True, name=f"pulse-package-{package_id}")
-        self.package_id, self.stopped, self.lost = package_id, threading.Event(), threading.Event()
-        self.every = stale_after().total_seconds() / 3
-
-    def run(self) -> None:
-        until = time.monotonic() + settings.SOURCE_RUN_MAX_SECONDS
-        try:
-            while not self.stopped.wait(self.every) and time.monotonic() < until:
-                try:
-                    if not _ours(self.package_id).update(created_at=timezone.now()):
-                        self.lost.set()
-                        return
-                except DatabaseError as exc:
-                    log.warning("pulse of package %s failed (%s)", self.package_id,
-                                type(exc).__name__)
-        finally:
-            connection.close()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join()
+def pulse(package_id: int) -> Pulse:
+    """A pulse that renews the claim (its `lost` is set when the claim is gone)."""
+    return Pulse(lambda: bool(_ours(package_id).update(created_at=timezone.now())),
+                 f"package-{package_id}")

@@ -72,7 +72,7 @@ def build(request) -> Package | None:
     }[kind](request)
     path = Path(settings.MEDIA_ROOT) / package.path
     now = datetime.datetime.now(datetime.timezone.utc)
-    pulse = claims.Pulse(package.pk)
+    pulse = claims.pulse(package.pk)
     pulse.start()
     try:
         with EncryptedWriter(path) as out:
