@@ -336,6 +336,10 @@ RETENTION_MONTHS = envint("RETENTION_MONTHS", 24, minimum=1)
 # or staff retry it.
 SOURCE_BREAKER_FAILURES = envint("SOURCE_BREAKER_FAILURES", 3, minimum=1)
 SOURCE_PROBE_SECONDS = envint("SOURCE_PROBE_SECONDS", 30, minimum=1)
+# At most this many runs of one source at work at once (0: no limit): a source that
+# hangs holds at most this many worker processes, and the others' runs go on. Keep
+# it below the number of processes serving the "sources" queue.
+SOURCE_MAX_CONCURRENT_RUNS = envint("SOURCE_MAX_CONCURRENT_RUNS", 2, minimum=0)
 # An HTTP source that answered 202 and has not called back after this long fails.
 HTTP_REPLY_TIMEOUT_HOURS = envint("HTTP_REPLY_TIMEOUT_HOURS", 24, minimum=1)
 # Owners of manual sources are reminded of a waiting task this often.

@@ -13,7 +13,7 @@ from privacyportal.celery import app as celery_app
 from requests_app.models import AuditEvent, DataSource, PrivacyRequest, SourceRun, State
 from requests_app.services.fulfilment import breaker
 from requests_app.services.fulfilment.tasks import probe_unhealthy_sources
-from tests.conftest import ROOT, approved, committed, staff_login
+from tests.conftest import ROOT, approved, committed, file_request, staff_login
 
 pytestmark = pytest.mark.django_db
 
@@ -247,3 +247,30 @@ def test_make_run_and_the_deployment_guide_start_a_worker_for_every_queue():
     for queue in QUEUES:
         assert f"worker -Q {queue} " in procfile
         assert f"| `{queue}` |" in deployment
+
+
+def test_a_source_at_its_limit_of_runs_at_work_keeps_the_next_run_pending(
+        two_sources, alice, settings):
+    """SOURCE_MAX_CONCURRENT_RUNS: a source that hangs holds at most that many
+    workers. A run beyond the limit is not called; it stays pending, marked as sent
+    now (the worker sends it again: the reconciler leaves it alone), and goes
+    ahead once the source has room."""
+    from requests_app.services.fulfilment import runs
+
+    settings.SOURCE_MAX_CONCURRENT_RUNS = 1
+    first = approved("access", alice)
+    SourceRun.objects.filter(pk=loyalty_run(first, two_sources).pk).update(
+        state="running", heartbeat_at=timezone.now())  # at work (hanging, say)
+    second = file_request(request_type="access", state=State.FULFILLING,
+                          email="sam@example.com")
+    waiting = SourceRun.objects.create(request=second, source=two_sources["http"],
+                                       action="gather")
+    calls = two_sources["service"].calls
+    assert runs.execute(waiting.pk) == ("busy", None)
+    waiting.refresh_from_db()
+    assert waiting.state == "pending" and waiting.attempts == 0
+    assert waiting.dispatched_at is not None
+    assert two_sources["service"].calls == calls  # the source was not called
+    settings.SOURCE_MAX_CONCURRENT_RUNS = 2  # room for one more
+    assert runs.execute(waiting.pk)[0] == "done"
+    assert two_sources["service"].calls == calls + 1

@@ -58,6 +58,22 @@ class NotOurs(Exception):
     in no state to be taken (done, failed, no longer waiting)."""
 
 
+class SourceBusy(NotOurs):
+    """The run's source already has SOURCE_MAX_CONCURRENT_RUNS runs at work: the run
+    stays pending (sent again shortly by the worker), so that a source that hangs
+    holds at most that many of the workers and the other sources' runs go on."""
+
+
+BUSY = "busy"  # what _claim returns for a run whose source is busy
+
+
+def _busy(run: SourceRun, now) -> bool:
+    limit = settings.SOURCE_MAX_CONCURRENT_RUNS
+    return bool(limit) and SourceRun.objects.filter(
+        source_id=run.source_id, state=RunState.RUNNING,
+        heartbeat_at__gte=now - stale_after()).exclude(pk=run.pk).count() >= limit
+
+
 def claim(run_id: int, *, waiting: bool = False) -> int | None:
     """Take a run for this worker and return its attempt number (None: not ours).
 
@@ -69,12 +85,12 @@ def claim(run_id: int, *, waiting: bool = False) -> int | None:
     or an owner continues the attempt that left the run waiting.
     """
     run = _claim(run_id, waiting=waiting)
-    return None if run is None else run.attempts
+    return None if run is None or run is BUSY else run.attempts
 
 
-def _claim(run_id: int, *, waiting: bool = False) -> SourceRun | None:
+def _claim(run_id: int, *, waiting: bool = False) -> SourceRun | str | None:
     """claim(), returning the claimed run with its source, request, identity and
-    evidence (the work needs them all: no second fetch)."""
+    evidence (the work needs them all: no second fetch), or BUSY (SourceBusy)."""
     now = timezone.now()
     with transaction.atomic():
         run = (SourceRun.objects.select_for_update(of=("self",))
@@ -92,6 +108,10 @@ def _claim(run_id: int, *, waiting: bool = False) -> SourceRun | None:
             ours = ours and run.request.state == State.FULFILLING
         if not ours:
             return None
+        if not waiting and _busy(run, now):
+            run.dispatched_at = now  # sent again by the worker: the reconciler waits
+            run.save(update_fields=["dispatched_at"])
+            return BUSY
         run.state = RunState.RUNNING
         run.attempts += 1
         run.heartbeat_at = now
@@ -233,6 +253,8 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     run = _claim(run_id, waiting=waiting)
     if run is None:
         raise NotOurs(run_id)
+    if run is BUSY:
+        raise SourceBusy(run_id)
     work = Attempt(run, final=final, queue_check=queue_check)
     pulse = Pulse(lambda: work.heartbeat() or True, f"run-{work.run_id}")
     pulse.start()

@@ -178,10 +178,13 @@ def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
 
 def execute(run_id: int, *, final_attempt: bool = True) -> tuple[str, int | None]:
     """execute_run(), and the id of the run's request (None when skipped), which
-    the worker checks next."""
+    the worker checks next. "busy": the source has SOURCE_MAX_CONCURRENT_RUNS runs
+    at work already; the run stays pending for the worker to send again shortly."""
     try:
         with attempt(run_id, final=final_attempt, queue_check=False) as work:
             _work(work)
+    except attempts.SourceBusy:
+        return "busy", None
     except NotOurs:
         return "skipped", None
     return ("done" if work.outcome == "waiting" else work.outcome), work.run.request_id

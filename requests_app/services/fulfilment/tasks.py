@@ -63,7 +63,9 @@ def _work(run_id: int, *, retries: int) -> None:
     attempt after a backoff (whether this one ran in run_source or in the task that
     began the request's fulfilment)."""
     outcome, request_id = runs.execute(run_id, final_attempt=retries >= RUN_RETRIES)
-    if outcome == "retry":
+    if outcome == "busy":  # its source's other runs hold the workers it may use
+        run_source.apply_async((run_id,), countdown=random.uniform(1, 3), retries=retries)
+    elif outcome == "retry":
         run_source.apply_async((run_id,), countdown=_backoff(retries), retries=retries + 1)
     elif outcome in ("done", "failed"):
         check_fulfilment(request_id)
