@@ -98,3 +98,26 @@ def test_the_desk_never_shows_the_consumers_code(client, alice, settings):
     page = client.get(f"/staff/requests/{request.reference}/").content.decode()
     assert "Your code: ••••••" in page and code not in page
     assert not holding(code).exists()
+
+
+def test_emails_queued_before_the_outbox_hid_codes_have_them_scrubbed_by_the_migration():
+    """Rows written before migration 0017 kept the code in plain text: migration
+    0018 replaces it (an eight-digit code, in the notices that carry one), and
+    leaves other emails and other numbers alone."""
+    import importlib
+
+    from django.apps import apps
+
+    scrub = importlib.import_module("requests_app.migrations.0018_scrub_codes_at_rest").scrub
+    old = OutgoingEmail.objects.create(
+        notice="verification_code", to="pat@example.com", subject="Your code: 12345678",
+        body_text="Your code: 12345678\nReference PP-AB12", body_html="<b>12345678</b>")
+    other = OutgoingEmail.objects.create(
+        notice="closed", to="pat@example.com", subject="Closed", body_text="Order 12345678",
+        body_html="")
+    assert scrub(apps) == 1
+    old.refresh_from_db()
+    other.refresh_from_db()
+    assert "12345678" not in old.subject + old.body_text + old.body_html
+    assert old.body_text == "Your code: ••••••\nReference PP-AB12"
+    assert other.body_text == "Order 12345678"
