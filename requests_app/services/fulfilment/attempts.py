@@ -30,6 +30,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, OuterRef, Subquery
 from django.utils import timezone
 
 from requests_app.models import Actor, SourceRun, State
@@ -67,11 +68,12 @@ class SourceBusy(NotOurs):
 BUSY = "busy"  # what _claim returns for a run whose source is busy
 
 
-def _busy(run: SourceRun, now) -> bool:
-    limit = settings.SOURCE_MAX_CONCURRENT_RUNS
-    return bool(limit) and SourceRun.objects.filter(
-        source_id=run.source_id, state=RunState.RUNNING,
-        heartbeat_at__gte=now - stale_after()).exclude(pk=run.pk).count() >= limit
+def _others_at_work(now) -> Subquery:
+    """How many other runs of the run's source are at work (for SourceBusy)."""
+    return Subquery(SourceRun.objects.filter(
+        source_id=OuterRef("source_id"), state=RunState.RUNNING,
+        heartbeat_at__gte=now - stale_after()).exclude(pk=OuterRef("pk"))
+        .order_by().values("source_id").annotate(n=Count("pk")).values("n")[:1])
 
 
 def claim(run_id: int, *, waiting: bool = False) -> int | None:
@@ -91,31 +93,50 @@ def claim(run_id: int, *, waiting: bool = False) -> int | None:
 def _claim(run_id: int, *, waiting: bool = False) -> SourceRun | str | None:
     """claim(), returning the claimed run with its source, request, identity and
     evidence (the work needs them all: no second fetch), or BUSY (SourceBusy)."""
+    if waiting:
+        return _claim_waiting(run_id)
+    now = timezone.now()
+    query = SourceRun.objects.select_related("source", "request__identity",
+                                             "request__evidence").filter(pk=run_id)
+    limit = settings.SOURCE_MAX_CONCURRENT_RUNS
+    if limit:
+        query = query.annotate(others_at_work=_others_at_work(now))
+    run = query.first()
+    if run is None or run.request.state != State.FULFILLING or not (
+            run.state == RunState.PENDING or (
+                run.state == RunState.RUNNING and run.heartbeat_at < now - stale_after())):
+        return None
+    if limit and (run.others_at_work or 0) >= limit:
+        SourceRun.objects.filter(pk=run_id, state=RunState.PENDING).update(dispatched_at=now)
+        return BUSY  # sent again by the worker: the reconciler waits (dispatched now)
+    # Taken only if nobody has taken it (or beaten its heart) since it was read: one
+    # conditional UPDATE, which the database re-checks on the row's latest version.
+    if not SourceRun.objects.filter(
+            pk=run_id, state=run.state, attempts=run.attempts,
+            heartbeat_at=run.heartbeat_at).update(
+            state=RunState.RUNNING, attempts=run.attempts + 1, heartbeat_at=now,
+            started_at=now, finished_at=None):
+        return None
+    run.state, run.attempts, run.heartbeat_at = RunState.RUNNING, run.attempts + 1, now
+    run.started_at, run.finished_at = now, None
+    return run
+
+
+def _claim_waiting(run_id: int) -> SourceRun | None:
+    """A callback or an owner continuing a waiting run (the attempt it left)."""
     now = timezone.now()
     with transaction.atomic():
         run = (SourceRun.objects.select_for_update(of=("self",))
                .select_related("source", "request__identity", "request__evidence")
                .filter(pk=run_id).first())
-        if run is None:
-            return None
-        if waiting:
-            ours = run.state == RunState.WAITING or (
+        if run is None or not (run.state == RunState.WAITING or (
                 run.state == RunState.RUNNING
-                and connector_class(run.source.kind).replies_later)
-        else:
-            ours = run.state == RunState.PENDING or (
-                run.state == RunState.RUNNING and run.heartbeat_at < now - stale_after())
-            ours = ours and run.request.state == State.FULFILLING
-        if not ours:
+                and connector_class(run.source.kind).replies_later)):
             return None
-        if not waiting and _busy(run, now):
-            run.dispatched_at = now  # sent again by the worker: the reconciler waits
-            run.save(update_fields=["dispatched_at"])
-            return BUSY
         run.state = RunState.RUNNING
         run.attempts += 1
         run.heartbeat_at = now
-        if not waiting or run.started_at is None:
+        if run.started_at is None:
             run.started_at, run.finished_at = now, None
         run.save(update_fields=["state", "attempts", "heartbeat_at", "started_at",
                                 "finished_at"])
