@@ -100,3 +100,33 @@ def test_requests_are_locked_only_through_locked():
     with transaction.atomic():
         sql, _ = PrivacyRequest.objects.locked().filter(pk=0).query.sql_with_params()
     assert sql.endswith("FOR NO KEY UPDATE")
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["pending", "stale-running"])
+def test_four_workers_claiming_one_run_at_once_one_wins(stale):
+    """A run is claimed by one read and one conditional UPDATE (no row lock held in
+    between): whether it is pending or its worker went quiet, exactly one of four
+    workers claiming it at the same moment gets an attempt, and it is counted once."""
+    import datetime
+
+    from django.utils import timezone
+
+    from requests_app.models import DataSource, SourceRun
+    from requests_app.services.fulfilment import attempts
+
+    request = file_request(state=State.FULFILLING)
+    source = DataSource.objects.create(name="Paper", kind="manual")
+    run = SourceRun.objects.create(request=request, source=source, action="gather")
+    if stale:
+        SourceRun.objects.filter(pk=run.pk).update(
+            state="running", attempts=1,
+            heartbeat_at=timezone.now() - datetime.timedelta(hours=1))
+    for _ in range(5):  # five rounds: a race lost once by chance proves little
+        results = race(lambda: attempts.claim(run.pk), n=4)
+        winners = [r for r in results if isinstance(r, int)]
+        assert len(winners) == 1 and results.count(None) == 3, results
+        run.refresh_from_db()
+        assert run.state == "running" and run.attempts == winners[0]
+        SourceRun.objects.filter(pk=run.pk).update(
+            state="running" if stale else "pending",
+            heartbeat_at=timezone.now() - datetime.timedelta(hours=1))
