@@ -274,3 +274,26 @@ def test_a_source_at_its_limit_of_runs_at_work_keeps_the_next_run_pending(
     settings.SOURCE_MAX_CONCURRENT_RUNS = 2  # room for one more
     assert runs.execute(waiting.pk)[0] == "done"
     assert two_sources["service"].calls == calls + 1
+
+
+def test_a_quiet_workers_run_of_a_busy_source_goes_back_to_pending(two_sources, alice,
+                                                                     settings):
+    """A run whose worker went quiet, found while its source is at its limit, is made
+    pending again (sent now), so the reconciler does not find it stuck every minute
+    and send it again and again."""
+    from requests_app.services.fulfilment import runs
+
+    settings.SOURCE_MAX_CONCURRENT_RUNS = 1
+    first = approved("access", alice)
+    SourceRun.objects.filter(pk=loyalty_run(first, two_sources).pk).update(
+        state="running", heartbeat_at=timezone.now())  # at work
+    second = file_request(request_type="access", state=State.FULFILLING,
+                          email="sam@example.com")
+    quiet = SourceRun.objects.create(
+        request=second, source=two_sources["http"], action="gather", state="running",
+        attempts=1, heartbeat_at=timezone.now() - datetime.timedelta(hours=1))
+    assert runs.execute(quiet.pk) == ("busy", None)
+    quiet.refresh_from_db()
+    assert quiet.state == "pending" and quiet.attempts == 1
+    assert quiet.dispatched_at > timezone.now() - datetime.timedelta(minutes=1)
+    assert quiet.pk not in set(runs.stuck_runs().values_list("pk", flat=True))

@@ -102,22 +102,30 @@ def test_the_desk_never_shows_the_consumers_code(client, alice, settings):
 
 def test_emails_queued_before_the_outbox_hid_codes_have_them_scrubbed_by_the_migration():
     """Rows written before migration 0017 kept the code in plain text: migration
-    0018 replaces it (an eight-digit code, in the notices that carry one), and
-    leaves other emails and other numbers alone."""
+    0018 replaces it (an eight-digit code, in the notices that carry one); an email
+    not sent yet is sealed first, so it still goes out with its code; other emails
+    and other numbers are left alone."""
     import importlib
+    import json
 
     from django.apps import apps
+    from django.utils import timezone
 
     scrub = importlib.import_module("requests_app.migrations.0018_scrub_codes_at_rest").scrub
-    old = OutgoingEmail.objects.create(
-        notice="verification_code", to="pat@example.com", subject="Your code: 12345678",
-        body_text="Your code: 12345678\nReference PP-AB12", body_html="<b>12345678</b>")
+    parts = {"subject": "Your code: 12345678", "body_text": "Your code: 12345678\nRef PP-AB12",
+             "body_html": "<b>12345678</b>"}
+    sent = OutgoingEmail.objects.create(notice="verification_code", to="pat@example.com",
+                                        sent_at=timezone.now(), **parts)
+    unsent = OutgoingEmail.objects.create(notice="status_code", to="pat@example.com", **parts)
     other = OutgoingEmail.objects.create(
         notice="closed", to="pat@example.com", subject="Closed", body_text="Order 12345678",
         body_html="")
-    assert scrub(apps) == 1
-    old.refresh_from_db()
+    assert scrub(apps) == 2
+    for email in (sent, unsent):
+        email.refresh_from_db()
+        assert "12345678" not in email.subject + email.body_text + email.body_html
+        assert email.body_text == "Your code: ••••••\nRef PP-AB12"
+    assert sent.sealed == ""
+    assert json.loads(unseal_text(unsent.sealed)) == parts  # sent as it was written
     other.refresh_from_db()
-    assert "12345678" not in old.subject + old.body_text + old.body_html
-    assert old.body_text == "Your code: ••••••\nReference PP-AB12"
     assert other.body_text == "Order 12345678"

@@ -8,8 +8,10 @@ owner answers (manual.py). Each does it through `attempt()`:
         ...                                         # the connector's work
         work.finish(records, result)                # or an error fails the run
 
-- `claim` takes the run with a conditional update under a row lock and counts the
-  attempt (`attempts`): two deliveries of the same task cannot both work on it;
+- `claim` takes the run with one conditional UPDATE naming the state and attempt it
+  read (a callback's or an owner's under a row lock) and counts the attempt
+  (`attempts`, which only ever grows): two deliveries of the same task cannot both
+  work on it;
 - every later write names the attempt (`attempts` = its number, state running), so
   a worker that was taken over (it went quiet, another claimed the run) writes
   nothing more: its finish is ignored, its progress refused (`Attempt.save_progress`);
@@ -106,14 +108,17 @@ def _claim(run_id: int, *, waiting: bool = False) -> SourceRun | str | None:
             run.state == RunState.PENDING or (
                 run.state == RunState.RUNNING and run.heartbeat_at < now - stale_after())):
         return None
+    # Nobody has taken it since it was read (`attempts` only grows), and a running
+    # one is still quiet: the database re-checks this on the row's latest version.
+    unchanged = SourceRun.objects.filter(pk=run_id, state=run.state, attempts=run.attempts)
+    if run.state == RunState.RUNNING:
+        unchanged = unchanged.filter(heartbeat_at__lt=now - stale_after())
     if limit and (run.others_at_work or 0) >= limit:
-        SourceRun.objects.filter(pk=run_id, state=RunState.PENDING).update(dispatched_at=now)
-        return BUSY  # sent again by the worker: the reconciler waits (dispatched now)
-    # Taken only if nobody has taken it (or beaten its heart) since it was read: one
-    # conditional UPDATE, which the database re-checks on the row's latest version.
-    if not SourceRun.objects.filter(
-            pk=run_id, state=run.state, attempts=run.attempts,
-            heartbeat_at=run.heartbeat_at).update(
+        # Pending again (a quiet worker's run too), sent again by the worker; the
+        # reconciler leaves it alone meanwhile (dispatched now).
+        unchanged.update(state=RunState.PENDING, dispatched_at=now)
+        return BUSY
+    if not unchanged.update(
             state=RunState.RUNNING, attempts=run.attempts + 1, heartbeat_at=now,
             started_at=now, finished_at=None):
         return None
@@ -143,9 +148,10 @@ def _claim_waiting(run_id: int) -> SourceRun | None:
         return run
 
 
-def heartbeat(run_id: int, attempt: int) -> None:
-    SourceRun.objects.filter(pk=run_id, attempts=attempt, state=RunState.RUNNING).update(
-        heartbeat_at=timezone.now())
+def heartbeat(run_id: int, attempt: int) -> bool:
+    """Beat the attempt's heart; False when the run is no longer this attempt's."""
+    return bool(SourceRun.objects.filter(
+        pk=run_id, attempts=attempt, state=RunState.RUNNING).update(heartbeat_at=timezone.now()))
 
 
 def finish_run(run_id: int, records, result: dict, *, attempt: int,
@@ -229,8 +235,8 @@ class Attempt:
         self.outcome = ""
         self.error: Exception | None = None
 
-    def heartbeat(self) -> None:
-        heartbeat(self.run_id, self.number)
+    def heartbeat(self) -> bool:
+        return heartbeat(self.run_id, self.number)
 
     def sink(self, *, beating: bool = False) -> RecordSink:
         """Where this attempt writes gathered records: the values of the categories
@@ -277,7 +283,7 @@ def attempt(run_id: int, *, waiting: bool = False, final: bool = True,
     if run is BUSY:
         raise SourceBusy(run_id)
     work = Attempt(run, final=final, queue_check=queue_check)
-    pulse = Pulse(lambda: work.heartbeat() or True, f"run-{work.run_id}")
+    pulse = Pulse(work.heartbeat, f"run-{work.run_id}")
     pulse.start()
     try:
         yield work

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, InterfaceError, connection
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +34,9 @@ class Pulse(threading.Thread):
                     if not self.beat():
                         self.lost.set()
                         return
-                except DatabaseError as exc:
+                except (DatabaseError, InterfaceError) as exc:
                     log.warning("%s failed (%s)", self.name, type(exc).__name__)
+                    connection.close()  # the next beat connects afresh
         finally:
             connection.close()
 

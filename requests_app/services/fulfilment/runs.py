@@ -170,8 +170,9 @@ def _runs_to_dispatch(request: PrivacyRequest, action: str, sources, *,
 
 
 def execute_run(run_id: int, *, final_attempt: bool = True) -> str:
-    """Do the run's work if it can be claimed. Returns "skipped" (not ours), "done",
-    "retry" (a transient error, retries left) or "failed". The caller (the worker)
+    """Do the run's work if it can be claimed. Returns "skipped" (not ours), "busy"
+    (its source has SOURCE_MAX_CONCURRENT_RUNS runs at work: send it again soon),
+    "done", "retry" (a transient error, retries left) or "failed". The caller (the worker)
     checks the request after "done" or "failed": nothing is queued for it here."""
     return execute(run_id, final_attempt=final_attempt)[0]
 

@@ -53,18 +53,21 @@ RUN_RETRIES = 5
 
 
 @shared_task(bind=True, max_retries=RUN_RETRIES)
-def run_source(self, run_id: int) -> None:
-    _work(run_id, retries=self.request.retries)
+def run_source(self, run_id: int, busy: int = 0) -> None:
+    _work(run_id, retries=self.request.retries, busy=busy)
 
 
-def _work(run_id: int, *, retries: int) -> None:
+def _work(run_id: int, *, retries: int, busy: int = 0) -> None:
     """Work a run (as attempt `retries` + 1) and check the request once it is settled.
     A transient failure with retries left goes to run_source, which takes its next
     attempt after a backoff (whether this one ran in run_source or in the task that
     began the request's fulfilment)."""
     outcome, request_id = runs.execute(run_id, final_attempt=retries >= RUN_RETRIES)
     if outcome == "busy":  # its source's other runs hold the workers it may use
-        run_source.apply_async((run_id,), countdown=random.uniform(1, 3), retries=retries)
+        # Sent again after 1-2 s, growing by half each time it finds the source busy
+        # (at most 30 s): `busy` counts them, apart from the run's own retries.
+        run_source.apply_async((run_id,), {"busy": busy + 1}, retries=retries,
+                               countdown=min(30.0, random.uniform(1, 2) * 1.5 ** busy))
     elif outcome == "retry":
         run_source.apply_async((run_id,), countdown=_backoff(retries), retries=retries + 1)
     elif outcome in ("done", "failed"):
