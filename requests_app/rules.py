@@ -113,6 +113,27 @@ class RequestType:
     corrects_a_field: bool = False
     takes_declaration: bool = False
 
+    @property
+    def plain_label(self) -> str:
+        """The right in the words the portal's form uses ("Give me a copy of my
+        information"): what every email and the status page show a consumer."""
+        return PLAIN_LABELS.get(self.code, self.label)
+
+
+# The rights in the form's own words. The consumer reads these everywhere (the form,
+# the emails, the status page); `label` is the staff's legal name.
+PLAIN_LABELS = {
+    "know_categories": _("Tell me what kinds of information you hold about me"),
+    "access": _("Give me a copy of my information"),
+    "portability": _("Give me my information in files I can take to another service"),
+    "deletion": _("Delete my information"),
+    "correction": _("Correct information that is wrong"),
+    "opt_out_sale": _("Do not sell or share my information"),
+    "opt_out_partners": _("Do not disclose my information to partners"),
+    "limit_sensitive": _("Limit the use of my sensitive information"),
+    "opt_out_marketing": _("Stop sending me marketing"),
+}
+
 
 REQUEST_TYPES: dict[str, RequestType] = {
     t.code: t
@@ -318,6 +339,27 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
         ),
     ]
 }
+
+# The law that gives the right to delete, by jurisdiction, as the deletion report
+# cites it to the requester (the provision that also makes us pass the deletion on
+# to those we disclosed the data to, where the law has one).
+DELETION_LAW = {
+    "CA": _("the California Consumer Privacy Act (Cal. Civ. Code §1798.105)"),
+    "VA": _("the Virginia Consumer Data Protection Act (Va. Code §59.1-577(A)(3))"),
+    "CO": _("the Colorado Privacy Act (C.R.S. 6-1-1306(1)(d))"),
+    "CT": _("the Connecticut Data Privacy Act (Conn. Gen. Stat. §42-518(a)(3))"),
+    "TX": _("the Texas Data Privacy and Security Act (Tex. Bus. & Com. Code "
+            "§541.051(b)(3))"),
+    "US_OTHER": _("the consumer privacy law of your state"),
+    "GDPR": _("the General Data Protection Regulation (GDPR Article 17, the right to "
+              "erasure, and Article 19, telling those we disclosed your data to)"),
+}
+DELETION_LAW_DEFAULT = _("the privacy law that applies to you")
+
+
+def deletion_law(jurisdiction: str) -> str:
+    return str(DELETION_LAW.get(jurisdiction, DELETION_LAW_DEFAULT))
+
 
 UNKNOWN = "UNKNOWN"
 

@@ -620,7 +620,7 @@ def test_the_consumer_can_cancel_before_fulfilment_starts(client, open_status):
     assert "Cancel my request" in client.get(url).content.decode()
     with committed():
         response = client.post(f"/status/{request.reference}/cancel/",
-                               {"expected_state": "pending_verification"})
+                               {"expected_state": "pending_verification", "confirm": "yes"})
     assert response.status_code == 302
     request.refresh_from_db()
     assert request.state == State.CANCELLED

@@ -11,22 +11,12 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app.models import DataSource
 from requests_app.models.privacy_request import FiledBy
-from requests_app.rules import KNOW_DEFAULT_MONTHS, KNOW_EARLIEST, REQUEST_TYPES
+from requests_app.rules import KNOW_DEFAULT_MONTHS, KNOW_EARLIEST, PLAIN_LABELS, REQUEST_TYPES
 from requests_app.services.requests.filing import MAX_EXTRA, validate_one_line
 from requests_app.services.verification.portal import Submission, correction_details
 
-# The rights, in the words the form uses.
-RIGHT_LABELS = {
-    "know_categories": _("Tell me what kinds of information you hold about me"),
-    "access": _("Give me a copy of my information"),
-    "portability": _("Give me my information in files I can take to another service"),
-    "deletion": _("Delete my information"),
-    "correction": _("Correct information that is wrong"),
-    "opt_out_sale": _("Do not sell or share my information"),
-    "opt_out_partners": _("Do not disclose my information to partners"),
-    "limit_sensitive": _("Limit the use of my sensitive information"),
-    "opt_out_marketing": _("Stop sending me marketing"),
-}
+# The rights, in the words the form uses (rules.PLAIN_LABELS: the emails use them too).
+RIGHT_LABELS = PLAIN_LABELS
 
 
 def right_choices():

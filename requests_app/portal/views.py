@@ -322,7 +322,7 @@ def _status_context(privacy_request: PrivacyRequest, appeal_form=None) -> dict:
     evidence = getattr(privacy_request, "evidence", None)
     return {
         "privacy_request": privacy_request,
-        "label": portal_forms.RIGHT_LABELS.get(privacy_request.request_type, privacy_request.type_rules.label),
+        "label": privacy_request.type_rules.plain_label,
         "stands": CONSUMER_STATES.get(privacy_request.state, privacy_request.get_state_display()),
         "timeline": timeline,
         "may_cancel": "cancel" in steps,
@@ -341,6 +341,14 @@ def _status_context(privacy_request: PrivacyRequest, appeal_form=None) -> dict:
 @require_POST
 @_opened
 def cancel(request, privacy_request):
+    """Two steps, with no script needed: the status page's button posts here without
+    `confirm` and gets a page that asks; only its "Yes" (confirm=yes) cancels."""
+    if request.POST.get("confirm") != "yes":
+        if "cancel" in available_transitions(privacy_request, Actor.consumer()):
+            return render(request, "portal/cancel_confirm.html", {
+                "privacy_request": privacy_request,
+                "label": privacy_request.type_rules.plain_label,
+                "expected_state": request.POST.get("expected_state", "")})
     try:
         do_transition(privacy_request.pk, "cancel", actor=Actor.consumer(),
                       expected_state=request.POST.get("expected_state", ""))

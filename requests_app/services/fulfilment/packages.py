@@ -29,7 +29,7 @@ from django.utils.html import escape
 from requests_app import csvcells
 from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
-from requests_app.rules import WITHHOLDINGS
+from requests_app.rules import WITHHOLDINGS, deletion_law
 from requests_app.services.fulfilment import claims
 from requests_app.services.fulfilment.claims import BuildingElsewhere
 from requests_app.sources import categories as cats
@@ -407,9 +407,25 @@ def deletion_summary(request) -> dict:
             entry["deleted"] = run.result.get("deleted")
             entry["reason"] = plan.get("legal_basis", "")
         sources.append(entry)
-    notices = [{"third_party": n.third_party.name, "state": n.get_state_display()}
+    notices = [_third_party_line(n)
                for n in request.third_party_notices.select_related("third_party")]
-    return {"request": request.reference, "sources": sources, "third_parties": notices}
+    return {"request": request.reference, "law": deletion_law(request.jurisdiction),
+            "sources": sources, "third_parties": notices}
+
+
+def _third_party_line(notice) -> dict:
+    """Of one third party: whether it was told (or is being told now: the notice is
+    sent right after the deletion commits; a party with no address is told by staff)
+    and whether it confirmed, never the staff's queue label."""
+    State = notice.State
+    told = notice.state != State.PENDING
+    return {"third_party": notice.third_party.name,
+            "told": told, "told_on": notice.sent_at.date() if notice.sent_at else None,
+            "told_by": ("" if told else "email" if notice.third_party.contact_email
+                        else "staff"),
+            "confirmed": notice.state == State.CONFIRMED,
+            "confirmed_on": notice.confirmed_at.date() if notice.confirmed_at else None,
+            "could_not": notice.state == State.IMPOSSIBLE}
 
 
 def _deletion_members(request):

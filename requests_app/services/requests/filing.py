@@ -50,6 +50,9 @@ class NewRequest:
     consent_notices: dict = field(default_factory=dict)
     # Extra context for the acknowledgment email (the portal's verification code).
     notice_extra: dict = field(default_factory=dict)
+    # False when another request filed with this one sends the one acknowledgment of
+    # the submission (the portal's form: one email lists every right asked for).
+    acknowledge: bool = True
     # Called with the new request inside the transaction that files it, for rows
     # that must exist as soon as the request does (the portal's verification
     # evidence): a crash can leave neither without the other.
@@ -124,7 +127,8 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
                 "due_on": request.due_on.isoformat(),
             },
         )
-        queue_notice(request, "received", event, **new.notice_extra)
+        if new.acknowledge:
+            queue_notice(request, "received", event, **new.notice_extra)
         if request.type_rules.is_opt_out:
             record_request_opt_out(
                 request, new.purposes, actor=actor, notices=new.consent_notices,

@@ -89,30 +89,30 @@ def needs_verification(request_type: str) -> bool:
 
 
 def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
-    """File one request per right asked for. Rights that need verification share
-    one code (purpose verify:<submission>), sent in their acknowledgments, or in
-    the agent confirmation email when an agent filed."""
+    """File one request per right asked for, and send one acknowledgment listing
+    them all. Rights that need verification share one code (purpose
+    verify:<submission>), sent in that acknowledgment, or in the agent confirmation
+    email when an agent filed. The acknowledging request is filed last (in its own
+    transaction, with the others listed), and is one that needs verification when
+    any does, so the code in it goes with its reference."""
     verified_types = [r for r in sub.rights if needs_verification(r)]
     code = None
     if verified_types:
         code = codes.issue(verify_purpose(sub.key), codes.subject_for_email(sub.email))
     permission_path = _store_permission(sub) if sub.permission is not None else ""
     agent = sub.filed_by == FiledBy.AGENT
+    acknowledging = verified_types[-1] if verified_types else sub.rights[-1]
+    order = [r for r in sub.rights if r != acknowledging] + [acknowledging]
     filed = []
-    for right in sub.rights:
+    for right in order:
         extra = {}
-        if needs_verification(right):
-            extra = {"agent_name": sub.agent_name} if agent else {"code": code}
-        details = (correction_details(sub.corrected_field, sub.correction_wrong,
-                                      sub.correction_right, sub.details)
-                   if REQUEST_TYPES[right].corrects_a_field else sub.details)
-        request = do_receive_request(NewRequest(
-            request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
-            email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
-            account_number=sub.account_number, postal_address=sub.postal_address,
-            extra=sub.extra, details=details, notice_extra=extra,
-            on_received=_evidence_of(sub, right, permission_path)), actor=Actor.consumer())
-        filed.append(request)
+        if right == acknowledging:
+            extra = {"also_filed": list(filed)}
+            if needs_verification(right):
+                extra.update({"agent_name": sub.agent_name} if agent else {"code": code})
+        filed.append(_file_one(sub, right, permission_path, extra,
+                               acknowledge=right == acknowledging))
+    filed.sort(key=lambda r: sub.rights.index(r.request_type))
     if agent and verified_types:
         first = next(r for r in filed if needs_verification(r.request_type))
         with transaction.atomic():
@@ -120,6 +120,20 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
                          references=[r.reference for r in filed])
     log.info("portal: submission filed as %s", ", ".join(r.reference for r in filed))
     return filed
+
+
+def _file_one(sub: Submission, right: str, permission_path: str, notice_extra: dict, *,
+              acknowledge: bool) -> PrivacyRequest:
+    details = (correction_details(sub.corrected_field, sub.correction_wrong,
+                                  sub.correction_right, sub.details)
+               if REQUEST_TYPES[right].corrects_a_field else sub.details)
+    return do_receive_request(NewRequest(
+        request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
+        email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
+        account_number=sub.account_number, postal_address=sub.postal_address,
+        extra=sub.extra, details=details, notice_extra=notice_extra,
+        acknowledge=acknowledge, on_received=_evidence_of(sub, right, permission_path)),
+        actor=Actor.consumer())
 
 
 def _evidence_of(sub: Submission, right: str, permission_path: str):
