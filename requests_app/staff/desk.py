@@ -18,6 +18,7 @@ from django.views.decorators.http import require_POST
 from requests_app.files import iter_decrypted
 from requests_app.preferences.third_party import AnswerForm
 from requests_app.staff.consent_views import consent_history_panel
+from requests_app.models.repeats import repeats_panel
 from requests_app.models import (
     Actor,
     AuditEvent,
@@ -150,6 +151,7 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "note_form": NoteForm(),
         "notices": _notices(privacy_request),
         "attention_reason": _attention_reason(privacy_request),
+        "repeats": repeats_panel(privacy_request),
         **consent_history_panel(user, privacy_request),
     }
 
