@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from requests_app import rules
-from requests_app.models import Actor, AuditEvent, PrivacyRequest, State
+from requests_app.models import Actor, AuditEvent, PrivacyRequest, State, VerificationEvidence
 from requests_app.models.privacy_request import TransitionInputError
 from requests_app.services.audit.events import hash_value
 from requests_app.services.requests.lifecycle import do_transition
@@ -47,6 +47,8 @@ def test_the_desk_shows_how_many_requests_of_each_kind_the_person_made_in_12_mon
     file_request(received_at=days_ago(400), state=State.CLOSED)  # outside the window
     file_request(email="someone.else@example.com", state=State.CLOSED)
     file_request(received_at=days_ago(20), state=State.EXPIRED)  # never confirmed
+    unconfirmed = file_request(request_type="deletion", received_at=days_ago(5))
+    VerificationEvidence.objects.create(request=unconfirmed, submission="s1")
     request = file_request(jurisdiction="CA", email="PAT.DOE@example.com")
     staff_login(client, alice)
     page = client.get(f"/staff/requests/{request.reference}/").content.decode()
@@ -94,3 +96,18 @@ def test_without_a_legal_number_a_denial_as_excessive_still_records_the_count(al
     event = AuditEvent.objects.get(request=request, action="request.deny")
     assert event.data == {"denial_reason": "unfounded", "repeat_count": 1,
                           "repeat_window_months": 12}
+
+
+def test_a_portal_request_counts_only_once_its_email_is_confirmed(alice, days_ago):
+    _earlier(days_ago, 1, jurisdiction="CA")
+    unconfirmed = file_request(request_type="know_categories", jurisdiction="CA",
+                               received_at=days_ago(10))
+    VerificationEvidence.objects.create(request=unconfirmed, submission="s1")
+    request = file_request(jurisdiction="CA", state=State.IN_REVIEW)
+    with pytest.raises(TransitionInputError, match="made 2"):
+        _deny_as_excessive(request, alice)
+    VerificationEvidence.objects.filter(request=unconfirmed).update(
+        email_confirmed_at=days_ago(10))
+    _deny_as_excessive(request, alice)
+    assert AuditEvent.objects.get(request=request, action="request.deny").data[
+        "repeat_count"] == 3

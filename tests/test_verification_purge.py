@@ -4,8 +4,6 @@ or, for the data points sources also look people up by, when the request ends
 (phone, account number, postal address); the outcome and the points matched stay,
 and the identity itself follows retention."""
 
-from pathlib import Path
-
 import pytest
 
 from requests_app.models import AuditEvent, Identity, State, VerificationEvidence

@@ -4,11 +4,12 @@ set at filing), so that the desk can show them and a denial as excessive can be
 held to the legal number (rules.REPEAT_LIMITS).
 
 Counted: requests received in the window up to and including this one. Not counted:
-expired ones (the email address was never confirmed) and those flagged as
+expired ones and portal requests whose email address is not confirmed yet (anyone
+can type an address; only its owner can confirm it), and those flagged as
 duplicates of another (the same request sent twice)."""
 
 from dateutil.relativedelta import relativedelta
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.utils.translation import gettext as _
 
 from requests_app import rules
@@ -25,7 +26,9 @@ def _in_window(request):
     return (type(request).objects
             .filter(identity__email_hash=email_hash, received_at__gt=since,
                     received_at__lte=request.received_at, duplicate_of=None)
-            .exclude(state=State.EXPIRED))
+            .exclude(state=State.EXPIRED)
+            # Filed on the portal: counted once the email address is confirmed.
+            .filter(Q(evidence__isnull=True) | Q(evidence__email_confirmed_at__isnull=False)))
 
 
 def repeat_counts(request) -> dict[str, int]:

@@ -18,7 +18,6 @@ from django.views.decorators.http import require_POST
 from requests_app.files import iter_decrypted
 from requests_app.preferences.third_party import AnswerForm
 from requests_app.staff.consent_views import consent_history_panel
-from requests_app.models.repeats import repeats_panel
 from requests_app.models import (
     Actor,
     AuditEvent,
@@ -31,6 +30,7 @@ from requests_app.models import (
     ThirdPartyNotice,
 )
 from requests_app.models.privacy_request import State, TransitionInputError
+from requests_app.models.repeats import repeats_panel
 from requests_app.models.steps import Input
 from requests_app.services.audit.events import record_event
 from requests_app.services.requests.lifecycle import (
