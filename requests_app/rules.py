@@ -90,6 +90,36 @@ KNOW_EARLIEST = "2022-01-01"
 # How far back a Right to Know request reaches by default.
 KNOW_DEFAULT_MONTHS = 12
 
+# --- Repeat requests ------------------------------------------------------------
+# The desk counts a person's requests of each kind received in this many months up
+# to the one being worked (matched by the keyed hash of the email address).
+REPEAT_WINDOW_MONTHS = 12
+
+
+@dataclass(frozen=True)
+class RepeatLimit:
+    """A request may be refused as excessive only when the person made at least
+    `at_least` requests of `types` in REPEAT_WINDOW_MONTHS, the refused one included."""
+
+    types: frozenset
+    at_least: int
+    basis: str
+
+
+# CCPA §1798.130(b): no duty to answer §1798.110/§1798.115 requests (to know,
+# categories or specific pieces) more than twice in 12 months: the third may be
+# refused. Elsewhere the law gives no number ("manifestly unfounded or excessive",
+# GDPR Art. 12(5)): no minimum is enforced, the count is still recorded.
+REPEAT_LIMITS = {
+    "CA": RepeatLimit(frozenset({"know_categories", "access", "portability"}), 3,
+                      "Civ. Code §1798.130(b)"),
+}
+
+
+def repeat_limit(jurisdiction: str, request_type: str) -> "RepeatLimit | None":
+    limit = REPEAT_LIMITS.get(jurisdiction)
+    return limit if limit is not None and request_type in limit.types else None
+
 
 @dataclass(frozen=True)
 class RequestType:

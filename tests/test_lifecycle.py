@@ -101,7 +101,8 @@ def test_the_audit_event_records_actor_states_and_reason(alice):
     assert (event.from_state, event.to_state) == ("in_review", "denied")
     # Staff free text stays out of the trail (it may name people); the code is kept.
     assert event.reason == "unfounded"
-    assert event.data == {"denial_reason": "unfounded"}
+    assert event.data == {"denial_reason": "unfounded", "repeat_count": 1,
+                          "repeat_window_months": 12}
     request.refresh_from_db()
     assert request.denial_detail == "Fourth identical request this month."
 

@@ -17,6 +17,7 @@ from django.utils.translation import gettext_lazy as _
 from django_fsm import ConcurrentTransitionMixin, FSMField, transition
 
 from requests_app import deadlines
+from requests_app.models.repeats import check_excessive, denial_audit
 from requests_app.models.states import (  # noqa: F401 - the names this module has always given
     CONSUMER,
     FINAL_STATES,
@@ -334,10 +335,12 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
                                                       "text is added to the email "
                                                       "automatically."))],
                             timeline=_("We denied your request."),
-                            audit=lambda r: {"denial_reason": r.denial_reason}))
+                            audit=denial_audit))
     def deny(self, reason_code="", detail=""):
         if reason_code not in DenialReason.values:
             raise TransitionInputError(_("Choose a reason for the denial."))
+        if reason_code == DenialReason.UNFOUNDED:
+            check_excessive(self)
         self.denial_detail = required(detail, _("Explain the denial to the consumer."))
         self.denial_reason = reason_code
         self.responded_at = timezone.now()
@@ -452,6 +455,10 @@ class Identity(models.Model):
     phone = models.CharField(_("phone"), max_length=40, blank=True)
     account_number = models.CharField(_("customer or account number"), max_length=64, blank=True)
     postal_address = models.TextField(_("postal address"), blank=True, max_length=500)
+    # The keyed hash of the email (services.audit.hash_value), set at filing: repeat
+    # requests are counted by it (models/repeats.py).
+    email_hash = models.CharField(_("email hash"), max_length=32, blank=True,
+                                  db_index=True, editable=False)
     # Identity types of the office's own that its sources' maps look people up by
     # ({"loyalty_id": "LC-1234"}), as given on the intake or portal form.
     extra = models.JSONField(_("other identifiers"), default=dict, blank=True)

@@ -30,6 +30,7 @@ from requests_app.models import (
     ThirdPartyNotice,
 )
 from requests_app.models.privacy_request import State, TransitionInputError
+from requests_app.models.repeats import repeats_panel
 from requests_app.models.steps import Input
 from requests_app.services.audit.events import record_event
 from requests_app.services.requests.lifecycle import (
@@ -150,6 +151,7 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "note_form": NoteForm(),
         "notices": _notices(privacy_request),
         "attention_reason": _attention_reason(privacy_request),
+        "repeats": repeats_panel(privacy_request),
         **consent_history_panel(user, privacy_request),
     }
 

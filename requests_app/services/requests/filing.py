@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from requests_app.models import Actor, Identity, PrivacyRequest
 from requests_app.models.privacy_request import OPEN_STATES, TransitionInputError
 from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, UNKNOWN, Verification
-from requests_app.services.audit.events import record_event
+from requests_app.services.audit.events import hash_value, record_event
 from requests_app.services.consent.ledger import record_request_opt_out
 from requests_app.services.notices.outbox import queue_notice
 from requests_app.services.requests.lifecycle import apply_transition
@@ -152,6 +152,7 @@ def _create(new: NewRequest, received_at) -> tuple[PrivacyRequest, Identity]:
     request.save()
     identity = Identity(request=request, name=new.name, email=new.email, phone=new.phone,
                         account_number=new.account_number, postal_address=new.postal_address,
+                        email_hash=hash_value(new.email) if new.email.strip() else "",
                         extra={k: v.strip() for k, v in new.extra.items() if v.strip()})
     identity.full_clean()
     identity.save()

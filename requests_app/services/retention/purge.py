@@ -19,11 +19,13 @@ from requests_app.models import (
     Package,
     PrivacyRequest,
     RequestNote,
+    State,
     VerificationEvidence,
 )
 from requests_app.models.privacy_request import FINAL_STATES
 from requests_app.services.audit.events import record_event
 from requests_app.services.fulfilment import packages
+from requests_app.services.retention import verification_data
 from requests_app.services.verification import codes
 
 log = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ def purge_expired_packages() -> int:
     one-time codes and the permission files of ended requests go too."""
     codes.purge_old()
     purge_verification_files()
+    verification_data.purge_verification_points()
     count = 0
     for package in Package.objects.filter(purged_at=None, expires_at__lt=timezone.now()):
         packages.discard(package)
@@ -95,12 +98,12 @@ def purge_expired_packages() -> int:
 
 
 def purge_verification_files() -> int:
-    """Data gathered only to verify goes once the request has ended (closed,
-    cancelled, expired): the agent's signed permission file. What was matched and
-    when stays, as the record of the verification."""
+    """Data gathered only to verify goes once verification has ended (verified,
+    denied, expired, cancelled: no longer pending): the agent's signed permission
+    file. What was matched and when stays, as the record of the verification."""
     count = 0
     ended = (VerificationEvidence.objects.exclude(permission_path="")
-             .filter(request__state__in=FINAL_STATES).select_related("request"))
+             .exclude(request__state=State.PENDING_VERIFICATION).select_related("request"))
     for evidence in ended:
         with transaction.atomic():
             remove_on_commit(*release_permission(
