@@ -34,12 +34,12 @@ def report(year: int) -> list[dict]:
         for name in names:
             row = rows[(month, name)]
             row["received"] += 1
-            due = request.current_due_on
+            due = request.response_due_on
             if (request.state in ("completed", "closed") and request.responded_at
                     and not request.denial_reason):
                 done_on = timezone.localtime(request.responded_at).date()
                 row["honoured_on_time" if done_on <= due else "honoured_late"] += 1
-            elif request.state in FINAL_STATES or request.state == "denied":
+            elif request.state in FINAL_STATES or request.denial_reason:  # a denial, even overturned
                 row["closed_otherwise"] += 1
             else:
                 row["open"] += 1
