@@ -10,8 +10,15 @@ import time_machine
 from django.core import mail
 from django.utils import timezone
 
-from requests_app.audit import reports
-from requests_app.models import Actor, AuditEvent, DataSource, SourceRun, State
+from requests_app.audit import opt_outs, reports
+from requests_app.models import (
+    Actor,
+    AuditEvent,
+    DataSource,
+    PrivacyRequest,
+    SourceRun,
+    State,
+)
 from requests_app.services.notices.staff import notify_source_owner
 from requests_app.services.requests.lifecycle import do_transition
 from tests.conftest import file_request, staff_login
@@ -133,3 +140,32 @@ def test_the_overturned_denial_stays_in_the_log_and_the_metrics(
     assert access["denied_by_reason"][reason] == 1 and access["median_days"] == 0
     assert access["on_time_rate"] == 1.0
     assert request.responded_at == denied_at and request.appeal_outcome == "granted"
+
+
+def test_the_status_page_does_not_show_an_overturned_denial_as_the_answer(
+        client, alice, open_status, transition_inputs):
+    request = denied_and_appealed(alice, transition_inputs)
+    detail = transition_inputs["deny"]["detail"]
+    url = open_status(client, request)
+    do_transition(request.pk, "grant_appeal", actor=Actor.staff(alice),
+                  **transition_inputs["grant_appeal"])
+    # Worked again, answered and closed: the denial is history, not the answer.
+    PrivacyRequest.objects.filter(pk=request.pk).update(state=State.CLOSED)
+    page = client.get(url).content.decode()
+    assert "Why we denied the request" not in page and detail not in page
+    assert "Your appeal was granted" in page
+
+
+def test_an_appealed_opt_out_is_overdue_by_its_appeal_date_not_its_first_one(
+        alice, transition_inputs):
+    # Honoured 50 days ago (its first due date, 15 business days after receipt, long past) and
+    # appealed 48 days ago: the appeal is due in 12 days, so open and not overdue.
+    with time_machine.travel(timezone.now() - datetime.timedelta(days=50)):
+        request = file_request(request_type="opt_out_sale", jurisdiction="VA",
+                               state=State.COMPLETED)
+    with time_machine.travel(timezone.now() - datetime.timedelta(days=48)):
+        do_transition(request.pk, "appeal", actor=Actor.consumer(),
+                      **transition_inputs["appeal"])
+    year = timezone.localtime(request.received_at).year
+    [row] = [r for r in opt_outs.report(year) if r["received"]]
+    assert (row["open"], row["overdue"]) == (1, 0)
