@@ -24,7 +24,7 @@ def report(year: int) -> list[dict]:
     requests = (PrivacyRequest.objects.filter(request_type__in=OPT_OUT_TYPES,
                                               received_at__year=year)
                 .only("request_type", "received_at", "responded_at", "state", "due_on",
-                      "extended_due_on", "denial_reason")
+                      "extended_due_on", "appeal_due_on", "denial_reason")
                 .prefetch_related(Prefetch("purposes", Purpose.objects.only("name")),
                                   Prefetch("third_party_notices",
                                            ThirdPartyNotice.objects.only("state", "request_id"))))
@@ -34,16 +34,16 @@ def report(year: int) -> list[dict]:
         for name in names:
             row = rows[(month, name)]
             row["received"] += 1
-            due = request.current_due_on
             if (request.state in ("completed", "closed") and request.responded_at
                     and not request.denial_reason):
                 done_on = timezone.localtime(request.responded_at).date()
-                row["honoured_on_time" if done_on <= due else "honoured_late"] += 1
-            elif request.state in FINAL_STATES or request.state == "denied":
+                row["honoured_on_time" if done_on <= request.response_due_on
+                    else "honoured_late"] += 1
+            elif request.state in FINAL_STATES or request.denial_reason:  # a denial, even overturned
                 row["closed_otherwise"] += 1
             else:
                 row["open"] += 1
-                row["overdue"] += today > due
+                row["overdue"] += today > request.current_due_on  # an appeal: its own date
             for notice in request.third_party_notices.all():
                 row["third_parties_told"] += notice.state != "pending"
                 row["third_parties_confirmed"] += notice.state == "confirmed"

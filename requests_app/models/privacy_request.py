@@ -140,11 +140,11 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
             # The staff queue: open requests by their current due date. Partial, so
             # that a million closed requests cost it nothing; covering the filter
             # columns, so that counting the matches of a filter reads the index only.
-            models.Index(Coalesce("extended_due_on", "due_on"), "id",
+            models.Index(Coalesce("appeal_due_on", "extended_due_on", "due_on"), "id",
                          name="queue_open_by_due", condition=Q(state__in=OPEN_STATES),
                          include=QUEUE_FILTER_COLUMNS + ["state"]),
             # The queue filtered by state, in due order.
-            models.Index("state", Coalesce("extended_due_on", "due_on"), "id",
+            models.Index("state", Coalesce("appeal_due_on", "extended_due_on", "due_on"), "id",
                          name="queue_state_by_due", condition=Q(state__in=OPEN_STATES),
                          include=QUEUE_FILTER_COLUMNS),
         ]
@@ -176,6 +176,14 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
 
     @property
     def current_due_on(self):
+        """The date the work in hand is due: an appeal's decision date once the
+        request is appealed (and after a granted appeal, the date to act on it by),
+        else the extended or the original response date. Metrics of the first
+        response use response_due_on."""
+        return self.appeal_due_on or self.response_due_on
+
+    @property
+    def response_due_on(self):
         return self.extended_due_on or self.due_on
 
     @property
@@ -307,7 +315,7 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
                             notice="completed", hint="release",
                             timeline=_("Your request is complete.")))
     def release(self):
-        self.responded_at = timezone.now()
+        self.responded_at = self.responded_at or timezone.now()  # the first response
 
     @transition(state, source=State.RESULTS_READY, target=State.COMPLETED,
                 conditions=[is_opt_out],
@@ -315,7 +323,7 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
                             timeline=_("Your opt-out is in effect.")))
     def confirm_opt_out(self):
         """Every source it was pushed to confirmed it: the opt-out is honoured."""
-        self.responded_at = timezone.now()
+        self.responded_at = self.responded_at or timezone.now()  # the first response
 
     @transition(state, source=[State.COMPLETED, State.DENIED, State.APPEAL_DENIED],
                 target=State.CLOSED, permission=perm("work_request"),
@@ -343,7 +351,7 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
             check_excessive(self)
         self.denial_detail = required(detail, _("Explain the denial to the consumer."))
         self.denial_reason = reason_code
-        self.responded_at = timezone.now()
+        self.responded_at = self.responded_at or timezone.now()  # the first response
 
     @transition(state, source=[State.PENDING_VERIFICATION, State.VERIFIED, State.IN_REVIEW,
                                State.APPROVED],
@@ -378,9 +386,9 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     def grant_appeal(self, reason=""):
         self.appeal_decision = required(reason, _("Give the reasons for the decision."))
         self.appeal_outcome = "granted"
-        self.denial_reason = ""
-        self.denial_detail = ""
-        self.responded_at = None
+        # The denial it overturns stays as it happened: its reason and the date of
+        # the response are what the metrics count (audit/reports.py); the work now
+        # runs to the appeal's decision date (current_due_on).
 
     @transition(state, source=State.UNDER_APPEAL, target=State.APPEAL_DENIED,
                 permission=perm("decide_appeal"),
@@ -420,7 +428,9 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     def merge(self):
         self.closed_at = timezone.now()
 
-    @transition(state, source=OPEN_STATES, target=None, conditions=[may_extend],
+    # An appeal has its own decision date: the extension is of the first response.
+    @transition(state, source=[s for s in OPEN_STATES if s != State.UNDER_APPEAL],
+                target=None, conditions=[may_extend],
                 permission=perm("extend_deadline"),
                 custom=step(STAFF, label=_("Extend the deadline"), notice="extended",
                             inputs=[Input("notice", _("Notice to the consumer: why more time "

@@ -38,7 +38,8 @@ class State(models.TextChoices):
     APPEAL_DENIED = "appeal_denied", _("Appeal denied")
 
 
-# States in which the request is still being worked and its deadline runs.
+# States in which the request is still being worked and its deadline runs. An
+# appeal is open work: its own decision date (appeal_due_on) is its due date.
 OPEN_STATES = [
     State.PENDING_VERIFICATION,
     State.VERIFIED,
@@ -48,6 +49,7 @@ OPEN_STATES = [
     State.WAITING_MANUAL,
     State.RESULTS_READY,
     State.NEEDS_ATTENTION,
+    State.UNDER_APPEAL,
 ]
 # States from which nothing more happens.
 FINAL_STATES = [State.CLOSED, State.CANCELLED, State.EXPIRED]

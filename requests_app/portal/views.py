@@ -329,8 +329,9 @@ def _status_context(privacy_request: PrivacyRequest, appeal_form=None) -> dict:
         "may_appeal": "appeal" in steps,
         "appeal_form": appeal_form or portal_forms.AppealForm(),
         "downloads": links,
-        "denied": privacy_request.state in (State.DENIED, State.APPEAL_DENIED, State.CLOSED)
-        and bool(privacy_request.denial_reason),
+        "denied": privacy_request.state == State.DENIED or (
+            privacy_request.state in (State.APPEAL_DENIED, State.CLOSED)
+            and bool(privacy_request.denial_reason) and privacy_request.appeal_outcome != "granted"),
         "waiting_for_email": privacy_request.state == State.PENDING_VERIFICATION and evidence is not None
         and evidence.email_confirmed_at is None,
         "manual_review": evidence is not None and evidence.manual_review

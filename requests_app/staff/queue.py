@@ -40,9 +40,10 @@ _REFERENCE = re.compile(r"^(?:PP)?([0-9A-HJKMNP-TV-Z]{16})$")
 
 
 def current_due():
-    """The due date that counts: the extended one if the request was extended. The
-    same expression as the index queue_open_by_due."""
-    return Coalesce("extended_due_on", "due_on")
+    """The due date that counts (PrivacyRequest.current_due_on): the appeal's decision
+    date once appealed, else the extended one if the request was extended. The same
+    expression as the index queue_open_by_due."""
+    return Coalesce("appeal_due_on", "extended_due_on", "due_on")
 
 
 def normalise_reference(text: str) -> str | None:

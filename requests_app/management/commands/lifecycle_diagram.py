@@ -9,7 +9,7 @@ from pathlib import Path
 from django.core.management.base import BaseCommand, CommandError
 
 from requests_app.models import PrivacyRequest, State
-from requests_app.models.privacy_request import FINAL_STATES
+from requests_app.models.privacy_request import FINAL_STATES, OPEN_STATES
 from requests_app.rules import JURISDICTIONS
 
 HEADER = """# Request lifecycle
@@ -97,7 +97,29 @@ def _deadlines() -> list[str]:
             f"| {j.label} | {show(j.acknowledge)} | {show(j.respond)} | +{show(j.extension)} "
             f"| {show(j.opt_out)} | {show(j.appeal)} | {'; '.join(j.citations)} |"
         )
-    return rows
+    return rows + ["", *_open_work()]
+
+
+def _open_work() -> list[str]:
+    labels = dict(State.choices)
+    return [
+        "## Open work and its due date",
+        "",
+        "Open states (in the staff queue and its filters, the dashboard, the overdue",
+        "counts and the reminders): " + ", ".join(str(labels[s]) for s in OPEN_STATES) + ".",
+        "",
+        "| the request | is due on |",
+        "|---|---|",
+        "| not appealed | the response date, or the extended one once extended |",
+        "| under appeal | the appeal's decision date (appeal decided, from the appeal's "
+        "receipt) |",
+        "| appeal granted | the same decision date: the work it reopens is due by then; "
+        "no extension |",
+        "",
+        "A granted appeal does not erase the denial it overturned: the denial stays in "
+        "the request log, and the metrics count it as it happened (its reason, its date "
+        "of response); later answers do not move the date of the first response.",
+    ]
 
 
 class Command(BaseCommand):
