@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0018_scrub_codes_at_rest'),
+        ('requests_app', '0019_repeats_email_hash'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
