@@ -956,3 +956,30 @@ def log_in(page, user):
     page.fill("#id_password", "x" * 16)
     page.fill("#id_otp_token", totp_code(totp_device(user)))
     page.click("button[type=submit]")
+
+
+def race(attempt, n=2):
+    """Run `attempt` in n threads released together (each on its own database
+    connection, closed after); return what each returned or raised."""
+    import threading
+
+    from django.db import connection
+
+    barrier = threading.Barrier(n)
+    results = [None] * n
+
+    def run(i):
+        try:
+            barrier.wait()
+            results[i] = attempt()
+        except Exception as exc:  # noqa: BLE001 - collected and asserted on by the caller
+            results[i] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return results

@@ -11,8 +11,6 @@ from requests_app.services.requests.lifecycle import do_transition
 from tests.conftest import file_request
 
 pytestmark = pytest.mark.django_db
-on_postgres = pytest.mark.skipif(connection.vendor != "postgresql",
-                                 reason="the trigger exists on PostgreSQL: make test")
 
 
 def some_history(alice):
@@ -38,7 +36,6 @@ def test_the_command_says_the_trail_is_intact(alice, capsys):
     assert "intact" in capsys.readouterr().out
 
 
-@on_postgres
 def test_the_database_refuses_to_update_or_delete_an_event(alice):
     some_history(alice)
     with pytest.raises(Exception, match="append-only"), transaction.atomic():

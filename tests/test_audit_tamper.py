@@ -22,11 +22,7 @@ from requests_app.services.audit.events import record_event
 from requests_app.services.requests.lifecycle import do_transition
 from tests.conftest import file_request
 
-pytestmark = [
-    pytest.mark.django_db,
-    pytest.mark.skipif(connection.vendor != "postgresql",
-                       reason="the attacks are on PostgreSQL's triggers: make test"),
-]
+pytestmark = pytest.mark.django_db  # on PostgreSQL (make test): the attacks are on its triggers
 
 TABLE = "requests_app_auditevent"
 

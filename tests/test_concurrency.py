@@ -4,39 +4,14 @@ exactly one wins. Runs on PostgreSQL, each attempt on its own connection."""
 import threading
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 from django_fsm import ConcurrentTransition
 
 from requests_app.models import Actor, AuditEvent, PrivacyRequest, State
 from requests_app.services.requests.lifecycle import TransitionRefused, do_transition
-from tests.conftest import file_request
+from tests.conftest import file_request, race
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: make test"),
-]
-
-
-def race(attempt, n=2):
-    """Run `attempt` in n threads released together; return what each returned or raised."""
-    barrier = threading.Barrier(n)
-    results = [None] * n
-
-    def run(i):
-        try:
-            barrier.wait()
-            results[i] = attempt()
-        except Exception as exc:  # collected and asserted on below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    return results
+pytestmark = pytest.mark.django_db(transaction=True)  # on PostgreSQL (make test)
 
 
 def test_two_approvals_at_once_one_wins(alice, bob):

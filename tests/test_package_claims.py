@@ -6,13 +6,11 @@ the sweep is audited by count."""
 
 import datetime
 import os
-import threading
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.db import connection
 from django.utils import timezone
 
 from privacyportal.celery import app as celery_app
@@ -20,7 +18,7 @@ from requests_app.models import AuditEvent, Package, State
 from requests_app.services.fulfilment import claims, packages
 from requests_app.services.queue import enqueue
 from requests_app.services.retention import orphans
-from tests.conftest import approved
+from tests.conftest import approved, race
 
 pytestmark = pytest.mark.django_db
 
@@ -46,26 +44,9 @@ def rebuildable(alice):
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.skipif(connection.vendor != "postgresql", reason="needs PostgreSQL: make test")
 def test_builds_at_the_same_moment_leave_one_row_and_one_file(alice):
     request = rebuildable(alice)
-    n = 4
-    barrier, results = threading.Barrier(n), [None] * n
-
-    def build(i):
-        try:
-            barrier.wait()
-            results[i] = packages.build(request)
-        except Exception as exc:  # noqa: BLE001 - collected and asserted on below
-            results[i] = exc
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=build, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    results = race(lambda: packages.build(request), n=4)
     built = [r for r in results if isinstance(r, Package)]
     assert built and all(isinstance(r, (Package, packages.BuildingElsewhere)) for r in results)
     (package,) = Package.objects.filter(request=request)
