@@ -72,6 +72,10 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
         _("reference"), max_length=24, unique=True, default=new_reference, editable=False
     )
     request_type = models.CharField(_("type"), max_length=32, choices=request_type_choices)
+    # The type the consumer asked for, when it was changed since (an access request
+    # verified only to the level of categories, §7024): metrics count it as asked.
+    original_request_type = models.CharField(_("type asked for"), max_length=32, blank=True,
+                                             choices=request_type_choices)
     jurisdiction = models.CharField(_("jurisdiction"), max_length=16, choices=jurisdiction_choices)
     channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
     filed_by = models.CharField(

@@ -350,8 +350,9 @@ def _verified_for_categories(request: PrivacyRequest, evidence, matched: set,
     """Access or portability that reached only the level of categories (§7024):
     answered as a request for categories, and the consumer told so."""
     old_type = request.request_type
+    request.original_request_type = request.original_request_type or old_type
     request.request_type = "know_categories"
-    request.save(update_fields=["request_type", "updated_at"])
+    request.save(update_fields=["request_type", "original_request_type", "updated_at"])
     evidence.level_reached = True
     evidence.level_required = Verification.TWO_POINTS.value
     evidence.points_required = REQUIRED_POINTS[Verification.TWO_POINTS]
