@@ -183,11 +183,13 @@ REQUEST_TYPES: dict[str, RequestType] = {
                     Verification.NONE, is_opt_out=True),
         RequestType("opt_out_partners", _("Opt-out of disclosure to partners"), "opt_out",
                     Verification.NONE, is_opt_out=True),
+        # §7102(a)(1) counts requests to limit apart from opt-outs of sale/sharing.
         RequestType("limit_sensitive", _("Limit the use of sensitive personal information"),
-                    "opt_out", Verification.NONE, is_opt_out=True),
+                    "limit", Verification.NONE, is_opt_out=True),
         # Removal from marketing lists within 10 business days, wherever the person
         # lives (the privacy statement's promise; CAN-SPAM §7704(a)(4)).
-        RequestType("opt_out_marketing", _("Stop marketing to me"), "opt_out",
+        # Not a CCPA right: counted apart, so §7102's opt-out figure stays exact.
+        RequestType("opt_out_marketing", _("Stop marketing to me"), "marketing",
                     Verification.NONE, is_opt_out=True, opt_out_period=business_days(10)),
     ]
 }

@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.utils import timezone
 
+from requests_app.audit import reports
 from requests_app.models import (
     AuditEvent,
     OneTimeCode,
@@ -466,6 +467,11 @@ def test_an_unverifiable_access_request_becomes_a_request_for_categories(client,
                                      action="request.treated_as_categories").exists()
     verify_page = client.get(f"/status/{request.reference}/").content.decode()
     assert "answering with the categories" in verify_page
+    # The record keeps what was asked for, and §7102 metrics count it there.
+    assert request.original_request_type == "access"
+    access = reports.metrics(request.received_at.year)["groups"]["access"]
+    assert (access["received"], access["downgraded"]) == (1, 1)
+    assert reports.metrics(request.received_at.year)["groups"]["know"]["received"] == 0
 
 
 def test_when_the_level_is_not_met_the_request_goes_to_staff(client, portal_shop, alice):

@@ -21,7 +21,7 @@ from requests_app.models.privacy_request import DenialReason
 from requests_app.rules import REQUEST_TYPES
 
 REQUEST_LOG_COLUMNS = [
-    "reference", "type", "jurisdiction", "channel", "received", "acknowledged", "verified",
+    "reference", "type", "type_asked_for", "jurisdiction", "channel", "received", "acknowledged", "verified",
     "due", "extended_due", "closed", "outcome", "denial_reason", "days_to_respond",
     "appeal_received", "appeal_outcome",
 ]
@@ -73,7 +73,8 @@ def request_log(start=None, end=None, request_type=None, outcome=None):
                     start, end)
     if request_type:
         rows = rows.filter(request_type=request_type)
-    fields = ["reference", "request_type", "jurisdiction", "channel", "received_at",
+    fields = ["reference", "request_type", "original_request_type", "jurisdiction",
+              "channel", "received_at",
               "acknowledged_at", "verified_at", "due_on", "extended_due_on", "closed_at",
               "state", "denial_reason", "responded_at", "appeal_received_at", "appeal_outcome"]
     for r in rows.values(*fields).iterator(chunk_size=2000):
@@ -82,6 +83,7 @@ def request_log(start=None, end=None, request_type=None, outcome=None):
             continue
         yield {
             "reference": r["reference"], "type": r["request_type"],
+            "type_asked_for": r["original_request_type"] or r["request_type"],
             "jurisdiction": r["jurisdiction"], "channel": r["channel"],
             "received": _date(r["received_at"]), "acknowledged": _date(r["acknowledged_at"]),
             "verified": _date(r["verified_at"]), "due": _date(r["due_on"]),
@@ -191,54 +193,76 @@ def hashed(chunks, manifest: dict):
 
 # --- metrics (CCPA regs §7102) --------------------------------------------------
 
-METRICS_GROUPS = {"know": "Right to know (categories)", "access": "Access and portability",
-                  "delete": "Deletion", "correct": "Correction", "opt_out": "Opt-out"}
+METRICS_GROUPS = {
+    "know": "Right to know (categories)", "access": "Access and portability",
+    "delete": "Deletion", "correct": "Correction",
+    "opt_out": "Opt-out of sale or sharing",
+    "limit": "Limit the use of sensitive personal information",
+    "marketing": "Stop marketing (not a CCPA right)",
+}
 
 
-def metrics(year: int) -> dict:
-    """Per request type group, for requests received in `year`: received, complied
-    with in whole or in part, denied (by reason), median and mean days to respond,
-    on time; and the volume received and closed per month."""
+def _new_group() -> dict:
+    return {"received": 0, "complied": 0, "denied": 0, "denied_by_reason": Counter(),
+            "days": [], "on_time": 0, "downgraded": 0}
+
+
+def _count(g: dict, r: dict) -> None:
+    """Add one request to its group: received, outcome, days to respond, on time."""
+    g["received"] += 1
+    if r["original_request_type"] and r["original_request_type"] != r["request_type"]:
+        g["downgraded"] += 1
+    result = outcome_of(r["state"], r["denial_reason"], r["responded_at"])
+    if result == "complied":
+        g["complied"] += 1
+    elif result == "denied":
+        g["denied"] += 1
+        g["denied_by_reason"][r["denial_reason"]] += 1
+    days = days_to_respond(r["received_at"], r["responded_at"])
+    if days is not None:
+        g["days"].append(days)
+        due = r["extended_due_on"] or r["due_on"]
+        if timezone.localdate(r["responded_at"]) <= due:
+            g["on_time"] += 1
+
+
+def metrics(year: int, jurisdiction: str = "") -> dict:
+    """Per request type group (§7102(a)(1): know, delete, correct, opt-out of sale or
+    sharing and limit, each apart), for requests received in `year` (and in
+    `jurisdiction`, if given): received, complied with in whole or in part, denied
+    (by reason), median and mean days to respond, on time; and the volume received
+    and closed per month. A request is counted under the type the consumer asked
+    for: an access request answered as categories (§7024) stays under access, and
+    is counted as downgraded there."""
     group_of = {code: t.metrics_group for code, t in REQUEST_TYPES.items()}
-    per_group = {g: {"received": 0, "complied": 0, "denied": 0,
-                     "denied_by_reason": Counter(), "days": [], "on_time": 0}
-                 for g in METRICS_GROUPS}
+    per_group = {g: _new_group() for g in METRICS_GROUPS}
     received_per_month, closed_per_month = Counter(), Counter()
-    rows = PrivacyRequest.objects.filter(received_at__year=year).values(
-        "request_type", "received_at", "responded_at", "closed_at", "state", "denial_reason",
-        "due_on", "extended_due_on")
+    rows = PrivacyRequest.objects.filter(received_at__year=year)
+    if jurisdiction:
+        rows = rows.filter(jurisdiction=jurisdiction)
+    rows = rows.values(
+        "request_type", "original_request_type", "received_at", "responded_at",
+        "closed_at", "state", "denial_reason", "due_on", "extended_due_on")
     for r in rows.iterator(chunk_size=2000):
-        g = per_group[group_of[r["request_type"]]]
-        g["received"] += 1
+        _count(per_group[group_of[r["original_request_type"] or r["request_type"]]], r)
         received_per_month[timezone.localdate(r["received_at"]).month] += 1
         if r["closed_at"]:
             closed_per_month[timezone.localdate(r["closed_at"]).month] += 1
-        result = outcome_of(r["state"], r["denial_reason"], r["responded_at"])
-        if result == "complied":
-            g["complied"] += 1
-        elif result == "denied":
-            g["denied"] += 1
-            g["denied_by_reason"][r["denial_reason"]] += 1
-        days = days_to_respond(r["received_at"], r["responded_at"])
-        if days is not None:
-            g["days"].append(days)
-            due = r["extended_due_on"] or r["due_on"]
-            if timezone.localdate(r["responded_at"]) <= due:
-                g["on_time"] += 1
-    result = {"year": year, "groups": {}, "received_per_month": [], "closed_per_month": []}
+    result = {"year": year, "jurisdiction": jurisdiction, "groups": {},
+              "received_per_month": [received_per_month[m] for m in range(1, 13)],
+              "closed_per_month": [closed_per_month[m] for m in range(1, 13)]}
     for key, g in per_group.items():
         days = g.pop("days")
         responded = len(days)
         result["groups"][key] = {
             "label": METRICS_GROUPS[key], "received": g["received"],
             "complied": g["complied"], "denied": g["denied"],
+            "downgraded": g["downgraded"],
             "denied_by_reason": {r: g["denied_by_reason"][r] for r in DenialReason.values},
             "median_days": statistics.median(days) if days else None,
             "mean_days": round(statistics.fmean(days), 1) if days else None,
             "on_time_rate": round(g["on_time"] / responded, 3) if responded else None,
         }
-    result["received_per_month"] = [received_per_month[m] for m in range(1, 13)]
-    result["closed_per_month"] = [closed_per_month[m] for m in range(1, 13)]
     return result
 
 
@@ -247,8 +271,10 @@ def metrics_csv_rows(report: dict):
         return "" if value is None else value
 
     for g in report["groups"].values():
-        row = {"year": report["year"], "type": g["label"], "received": g["received"],
+        row = {"year": report["year"], "jurisdiction": report["jurisdiction"] or "all",
+               "type": g["label"], "received": g["received"],
                "complied_in_whole_or_part": g["complied"], "denied": g["denied"],
+               "downgraded_to_categories": g["downgraded"],
                "median_days_to_respond": blank(g["median_days"]),
                "mean_days_to_respond": blank(g["mean_days"]),
                "on_time_rate": blank(g["on_time_rate"])}
@@ -256,7 +282,8 @@ def metrics_csv_rows(report: dict):
         yield row
 
 
-METRICS_COLUMNS = (["year", "type", "received", "complied_in_whole_or_part", "denied"]
+METRICS_COLUMNS = (["year", "jurisdiction", "type", "received", "complied_in_whole_or_part",
+                    "denied", "downgraded_to_categories"]
                    + [f"denied_{r}" for r in DenialReason.values]
                    + ["median_days_to_respond", "mean_days_to_respond", "on_time_rate"])
 

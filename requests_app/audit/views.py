@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from requests_app import zipfiles
 from requests_app.audit import opt_outs, reports
 from requests_app.models import Actor, AuditEvent
-from requests_app.rules import request_type_choices
+from requests_app.rules import jurisdiction_choices, request_type_choices
 from requests_app.services.audit import checkpoints
 from requests_app.services.audit.events import record_event
 from requests_app.staff.access import staff_required
@@ -137,29 +137,42 @@ def _no_such_year(request, year: int):
                                                "error": _("No such year.")}, status=404)
 
 
-def _yearly_csv(request, kind: str, year: int, rows, columns) -> HttpResponse:
-    """A yearly report as CSV; the download is audited."""
+def _yearly_csv(request, kind: str, year: int, rows, columns, suffix: str = "") -> HttpResponse:
+    """A yearly report as CSV; the download is audited (with the filter, if any)."""
     record_event("audit.exported", actor=Actor.staff(request.user),
-                 data={"kind": kind, "year": year, "format": "csv"})
+                 data={"kind": kind, "year": year, "format": "csv",
+                       **({"filter": suffix.lstrip("-")} if suffix else {})})
     response = HttpResponse("".join(reports.as_csv(rows, columns)),
                             content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="{kind}-{year}.csv"'
+    response["Content-Disposition"] = f'attachment; filename="{kind}-{year}{suffix}.csv"'
     return response
+
+
+class MetricsFilter(forms.Form):
+    jurisdiction = forms.ChoiceField(label=_("Jurisdiction"), required=False,
+                                     choices=lambda: [("", _("All"))] + jurisdiction_choices())
 
 
 @auditor_required
 def metrics(request, year: int):
     if refused := _no_such_year(request, year):
         return refused
-    report = reports.metrics(year)
+    chosen = MetricsFilter(request.GET)
+    if not chosen.is_valid():
+        return render(request, "audit/home.html", {
+            "form": ExportForm(), "error": _("No such jurisdiction.")}, status=400)
+    jurisdiction = chosen.cleaned_data["jurisdiction"]
+    report = reports.metrics(year, jurisdiction)
     if request.GET.get("format") == "csv":
+        suffix = f"-{jurisdiction}" if jurisdiction else ""
         return _yearly_csv(request, "metrics", year, reports.metrics_csv_rows(report),
-                           reports.METRICS_COLUMNS)
+                           reports.METRICS_COLUMNS, suffix=suffix)
     groups = reports.grouped(report)
     for g in groups:
         g["on_time_percent"] = round(100 * g["on_time_rate"]) if g["on_time_rate"] else 0
     return render(request, "audit/metrics.html", {
-        "report": report, "groups": groups, "months": reports.monthly_bars(report)})
+        "report": report, "groups": groups, "months": reports.monthly_bars(report),
+        "filter": chosen, "query": request.GET.urlencode()})
 
 
 @auditor_required
