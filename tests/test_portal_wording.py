@@ -6,6 +6,7 @@ whether it confirmed."""
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -59,6 +60,29 @@ def test_one_acknowledgment_per_submission_lists_every_right_asked_for(client):
     for r in filed:
         if r.request_type != "opt_out_sale":
             assert VerificationEvidence.objects.get(request=r).email_confirmed_at
+
+
+def test_a_submission_that_fails_half_way_files_nothing_and_sends_nothing(client):
+    """One acknowledgment per submission holds across a crash: the requests of a
+    submission are filed in one transaction, so a failure while filing the last
+    (the acknowledging one) leaves none of the others filed without their email."""
+    with connection.cursor() as cursor:
+        cursor.execute("""
+            CREATE FUNCTION refuse_deletions() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+              IF NEW.request_type = 'deletion' THEN
+                RAISE EXCEPTION 'the database went away';
+              END IF;
+              RETURN NEW;
+            END $$;
+            CREATE TRIGGER refuse_deletions BEFORE INSERT ON requests_app_privacyrequest
+            FOR EACH ROW EXECUTE FUNCTION refuse_deletions();""")
+    client.raise_request_exception = False
+    response = submit(client, rights=["know_categories", "opt_out_sale", "deletion"],
+                      residence="CA")
+    assert response.status_code == 500
+    assert not PrivacyRequest.objects.exists()
+    assert not OutgoingEmail.objects.exists() and not mail.outbox
 
 
 def test_one_acknowledgment_per_submission_carries_the_code_with_a_reference_that_takes_it(client):

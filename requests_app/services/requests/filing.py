@@ -51,7 +51,8 @@ class NewRequest:
     # Extra context for the acknowledgment email (the portal's verification code).
     notice_extra: dict = field(default_factory=dict)
     # False when another request filed with this one sends the one acknowledgment of
-    # the submission (the portal's form: one email lists every right asked for).
+    # the submission (the portal's form: one email lists every right asked for;
+    # filed together by do_receive_requests).
     acknowledge: bool = True
     # Called with the new request inside the transaction that files it, for rows
     # that must exist as soon as the request does (the portal's verification
@@ -87,6 +88,33 @@ CONSENT_METHODS = {"web": "request_form", "api": "request_form", "phone": "staff
 
 
 def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
+    """File one request: checked, recorded, audited and acknowledged at once."""
+    return do_receive_requests([new], actor=actor)[0]
+
+
+def do_receive_requests(news: list[NewRequest], *, actor: Actor,
+                        then: Callable[[list[PrivacyRequest]], None] | None = None,
+                        ) -> list[PrivacyRequest]:
+    """File the requests of one submission together, in one transaction: all of
+    them or none (a crash half-way leaves no request filed without its
+    acknowledgment). The one that acknowledges (`acknowledge=True`) lists the
+    others filed before it (`also_filed`), so one email answers the submission.
+    `then` runs in the same transaction with the requests filed (a notice about
+    them all)."""
+    received = [(new, _checked(new)) for new in news]
+    filed: list[PrivacyRequest] = []
+    with transaction.atomic(durable=True):
+        for new, received_at in received:
+            extra = ({"also_filed": list(filed)}
+                     if new.acknowledge and len(news) > 1 else {})
+            filed.append(_receive(new, received_at, actor, extra))
+        if then is not None:
+            then(filed)
+    return filed
+
+
+def _checked(new: NewRequest) -> datetime.datetime:
+    """Refuse, in words, what cannot be filed; the date of receipt."""
     if new.request_type not in REQUEST_TYPES:
         raise TransitionInputError(_("Unknown request type."))
     if new.jurisdiction not in JURISDICTIONS and new.jurisdiction != UNKNOWN:
@@ -107,39 +135,35 @@ def do_receive_request(new: NewRequest, *, actor: Actor) -> PrivacyRequest:
     received_at = new.received_at or timezone.now()
     if received_at > timezone.now():
         raise TransitionInputError(_("The date of receipt cannot be in the future."))
-    with transaction.atomic(durable=True):
-        request, identity = _create(new, received_at)
-        original = _open_duplicate_of(request, identity)
-        if original is not None:
-            request.duplicate_of = original
-            request.save(update_fields=["duplicate_of"])
-        if new.on_received is not None:
-            new.on_received(request)
-        event = record_event(
-            "request.received",
-            actor=actor,
-            request=request,
-            to_state=request.state,
-            data={
-                "type": request.request_type,
-                "jurisdiction": request.jurisdiction,
-                "channel": request.channel,
-                "due_on": request.due_on.isoformat(),
-            },
-        )
-        if new.acknowledge:
-            queue_notice(request, "received", event, **new.notice_extra)
-        if request.type_rules.is_opt_out:
-            record_request_opt_out(
-                request, new.purposes, actor=actor, notices=new.consent_notices,
-                method=new.consent_method or CONSENT_METHODS.get(new.channel, "request_form"))
-        if original is not None:
-            record_event("request.flagged_duplicate", actor=Actor.system(), request=request,
-                         data={"duplicate_of": original.reference})
-        if request.type_rules.verification is Verification.NONE:
-            # Opt-outs need no identity verification (CCPA regs §7026): straight on.
-            apply_transition(request, "verify", actor=Actor.system(),
-                   audit_reason="no identity verification for this type")
+    return received_at
+
+
+def _receive(new: NewRequest, received_at, actor: Actor, notice_extra: dict) -> PrivacyRequest:
+    """One request, inside the caller's transaction."""
+    request, identity = _create(new, received_at)
+    original = _open_duplicate_of(request, identity)
+    if original is not None:
+        request.duplicate_of = original
+        request.save(update_fields=["duplicate_of"])
+    if new.on_received is not None:
+        new.on_received(request)
+    event = record_event(
+        "request.received", actor=actor, request=request, to_state=request.state,
+        data={"type": request.request_type, "jurisdiction": request.jurisdiction,
+              "channel": request.channel, "due_on": request.due_on.isoformat()})
+    if new.acknowledge:
+        queue_notice(request, "received", event, **new.notice_extra, **notice_extra)
+    if request.type_rules.is_opt_out:
+        record_request_opt_out(
+            request, new.purposes, actor=actor, notices=new.consent_notices,
+            method=new.consent_method or CONSENT_METHODS.get(new.channel, "request_form"))
+    if original is not None:
+        record_event("request.flagged_duplicate", actor=Actor.system(), request=request,
+                     data={"duplicate_of": original.reference})
+    if request.type_rules.verification is Verification.NONE:
+        # Opt-outs need no identity verification (CCPA regs §7026): straight on.
+        apply_transition(request, "verify", actor=Actor.system(),
+                         audit_reason="no identity verification for this type")
     return request
 
 

@@ -35,7 +35,7 @@ from requests_app.rules import (
 )
 from requests_app.services.verification import codes
 from requests_app.services.audit.events import record_event
-from requests_app.services.requests.filing import NewRequest, do_receive_request
+from requests_app.services.requests.filing import NewRequest, do_receive_requests
 from requests_app.services.requests.lifecycle import apply_transition
 from requests_app.services.notices.outbox import queue_notice, queue_plain
 from requests_app.services.queue import enqueue_on_commit
@@ -90,10 +90,11 @@ def needs_verification(request_type: str) -> bool:
 
 def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
     """File one request per right asked for, and send one acknowledgment listing
-    them all. Rights that need verification share one code (purpose
-    verify:<submission>), sent in that acknowledgment, or in the agent confirmation
-    email when an agent filed. The acknowledging request is filed last (in its own
-    transaction, with the others listed), and is one that needs verification when
+    them all, all in one transaction (do_receive_requests): a crash files none,
+    never some without their acknowledgment. Rights that need verification share
+    one code (purpose verify:<submission>), sent in that acknowledgment, or in the
+    agent confirmation email when an agent filed. The acknowledging request is
+    filed last, with the others listed, and is one that needs verification when
     any does, so the code in it goes with its reference."""
     verified_types = [r for r in sub.rights if needs_verification(r)]
     code = None
@@ -103,37 +104,38 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
     agent = sub.filed_by == FiledBy.AGENT
     acknowledging = verified_types[-1] if verified_types else sub.rights[-1]
     order = [r for r in sub.rights if r != acknowledging] + [acknowledging]
-    filed = []
+    news = []
     for right in order:
         extra = {}
-        if right == acknowledging:
-            extra = {"also_filed": list(filed)}
-            if needs_verification(right):
-                extra.update({"agent_name": sub.agent_name} if agent else {"code": code})
-        filed.append(_file_one(sub, right, permission_path, extra,
-                               acknowledge=right == acknowledging))
-    filed.sort(key=lambda r: sub.rights.index(r.request_type))
-    if agent and verified_types:
+        if right == acknowledging and needs_verification(right):
+            extra = {"agent_name": sub.agent_name} if agent else {"code": code}
+        news.append(_new_request(sub, right, permission_path, extra,
+                                 acknowledge=right == acknowledging))
+
+    def confirm_to_the_agent(filed: list[PrivacyRequest]) -> None:
         first = next(r for r in filed if needs_verification(r.request_type))
-        with transaction.atomic():
-            queue_notice(first, "agent_confirm", code=code, agent_name=sub.agent_name,
-                         references=[r.reference for r in filed])
+        queue_notice(first, "agent_confirm", code=code, agent_name=sub.agent_name,
+                     references=[r.reference for r in filed])
+
+    filed = do_receive_requests(news, actor=Actor.consumer(),
+                                then=confirm_to_the_agent if agent and verified_types
+                                else None)
+    filed.sort(key=lambda r: sub.rights.index(r.request_type))
     log.info("portal: submission filed as %s", ", ".join(r.reference for r in filed))
     return filed
 
 
-def _file_one(sub: Submission, right: str, permission_path: str, notice_extra: dict, *,
-              acknowledge: bool) -> PrivacyRequest:
+def _new_request(sub: Submission, right: str, permission_path: str, notice_extra: dict, *,
+                 acknowledge: bool) -> NewRequest:
     details = (correction_details(sub.corrected_field, sub.correction_wrong,
                                   sub.correction_right, sub.details)
                if REQUEST_TYPES[right].corrects_a_field else sub.details)
-    return do_receive_request(NewRequest(
+    return NewRequest(
         request_type=right, jurisdiction=sub.jurisdiction, channel="web", name=sub.name,
         email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
         account_number=sub.account_number, postal_address=sub.postal_address,
         extra=sub.extra, details=details, notice_extra=notice_extra,
-        acknowledge=acknowledge, on_received=_evidence_of(sub, right, permission_path)),
-        actor=Actor.consumer())
+        acknowledge=acknowledge, on_received=_evidence_of(sub, right, permission_path))
 
 
 def _evidence_of(sub: Submission, right: str, permission_path: str):
