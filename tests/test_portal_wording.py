@@ -4,13 +4,17 @@ that asks first, the preference page in every footer, and a deletion report that
 cites the requester's law and says of each third party whether it was told and
 whether it confirmed."""
 
+import importlib
+
 import pytest
+from django.apps import apps as django_apps
 from django.core import mail
 from django.db import connection
 from django.template.loader import render_to_string
 from django.utils import timezone
 
 from requests_app.models import (
+    EmailTemplateVersion,
     OutgoingEmail,
     PrivacyRequest,
     State,
@@ -20,6 +24,11 @@ from requests_app.models import (
 )
 from requests_app.rules import REQUEST_TYPES
 from requests_app.services.fulfilment.packages import deletion_summary
+from requests_app.services.notices.templates import (
+    current_version,
+    notice_context,
+    render_version,
+)
 from tests.conftest import committed, emailed_code, file_request, portal_form
 
 pytestmark = pytest.mark.django_db
@@ -221,3 +230,27 @@ def test_the_deletion_report_says_of_each_third_party_whether_told_and_whether_c
     parties = {p["third_party"]: p for p in deletion_summary(request)["third_parties"]}
     assert parties["Done Co"]["told"] and parties["Done Co"]["confirmed"]
     assert not parties["Emailed Co"]["told"] and not parties["Emailed Co"]["confirmed"]
+
+
+def test_email_templates_edited_before_plain_names_are_moved_to_them(alice):
+    """Migration 0022: the newest edited version of a notice that still names the
+    right by its legal label gets a new version using the plain name; defaults and
+    versions without the label are left alone."""
+    legal = "Done: {{ request.type_rules.label }} ({{ request.reference }})."
+    EmailTemplateVersion.objects.create(notice="completed", number=1, subject="Done",
+                                        body_text=legal, body_html=f"<p>{legal}</p>",
+                                        created_by=alice)
+    EmailTemplateVersion.objects.create(notice="denied", number=1, subject="No",
+                                        body_text="Sorry.", body_html="<p>Sorry.</p>",
+                                        created_by=alice)
+    migration = importlib.import_module(
+        "requests_app.migrations.0022_plain_labels_in_edited_emails")
+    migration.plain_labels(django_apps, None)
+    newest = current_version("completed")
+    assert newest.number == 2 and "automatic update" in newest.comment
+    assert "type_rules.plain_label" in newest.body_text and "type_rules.label" not in (
+        newest.body_text + newest.body_html)
+    assert EmailTemplateVersion.objects.filter(notice="denied").count() == 1
+    request = file_request(request_type="access", state=State.COMPLETED)
+    text = render_version(newest, notice_context(request))[1]
+    assert str(REQUEST_TYPES["access"].plain_label) in text
