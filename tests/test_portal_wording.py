@@ -232,6 +232,26 @@ def test_the_deletion_report_says_of_each_third_party_whether_told_and_whether_c
     assert not parties["Emailed Co"]["told"] and not parties["Emailed Co"]["confirmed"]
 
 
+def test_the_status_page_shows_third_party_confirmations_that_arrive_after_the_report(
+        client, open_status):
+    """The deletion report is dated; a confirmation arriving later shows on the
+    consumer's status page, which reads where each third party stands now."""
+    request = file_request(request_type="deletion", jurisdiction="CA", state="completed")
+    party = ThirdParty.objects.create(name="Late Co", kind="third_party",
+                                      contact_email="privacy@late.example")
+    notice = ThirdPartyNotice.objects.create(request=request, third_party=party,
+                                             state="sent", sent_at=timezone.now())
+    url = open_status(client, request)
+    row = client.get(url).content.decode().split("<td>Late Co</td>")[1].split("</tr>")[0]
+    assert "Not yet" in row
+    ThirdPartyNotice.objects.filter(pk=notice.pk).update(state="confirmed",
+                                                         confirmed_at=timezone.now())
+    row = client.get(url).content.decode().split("<td>Late Co</td>")[1].split("</tr>")[0]
+    assert row.count("Yes, " + timezone.now().strftime("%B %-d, %Y")) == 2
+    assert "as on" in _report(request) and "status page shows their answers" in _report(
+        request)
+
+
 def test_email_templates_edited_before_plain_names_are_moved_to_them(alice):
     """Migration 0022: the newest edited version of a notice that still names the
     right by its legal label gets a new version using the plain name; defaults and

@@ -33,7 +33,7 @@ from requests_app.models.privacy_request import State, new_reference
 from requests_app.portal import forms as portal_forms
 from requests_app.portal import session
 from requests_app.rules import REQUEST_TYPES
-from requests_app.services.fulfilment import downloads
+from requests_app.services.fulfilment import downloads, packages
 from requests_app.services.verification import codes, portal
 from requests_app.services.audit.events import hash_value
 from requests_app.services.requests.lifecycle import (
@@ -329,6 +329,8 @@ def _status_context(privacy_request: PrivacyRequest, appeal_form=None) -> dict:
         "may_appeal": "appeal" in steps,
         "appeal_form": appeal_form or portal_forms.AppealForm(),
         "downloads": links,
+        "third_parties": (packages.third_party_lines(privacy_request)
+                          if privacy_request.type_rules.is_deletion else []),
         "denied": privacy_request.state == State.DENIED or (
             privacy_request.state in (State.APPEAL_DENIED, State.CLOSED)
             and bool(privacy_request.denial_reason) and privacy_request.appeal_outcome != "granted"),

@@ -407,10 +407,16 @@ def deletion_summary(request) -> dict:
             entry["deleted"] = run.result.get("deleted")
             entry["reason"] = plan.get("legal_basis", "")
         sources.append(entry)
-    notices = [_third_party_line(n)
-               for n in request.third_party_notices.select_related("third_party")]
+    notices = third_party_lines(request)
     return {"request": request.reference, "law": deletion_law(request.jurisdiction),
             "sources": sources, "third_parties": notices}
+
+
+def third_party_lines(request) -> list[dict]:
+    """Of each third party told of a deletion, where it stands now (the deletion
+    report holds these as at its date; the status page shows them live)."""
+    return [_third_party_line(n) for n in request.third_party_notices.select_related(
+        "third_party").order_by("third_party__name", "pk")]
 
 
 def _third_party_line(notice) -> dict:
