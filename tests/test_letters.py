@@ -99,6 +99,8 @@ def test_the_acknowledgment_to_a_requester_without_email_is_a_letter_to_post(cli
     page = client.get("/staff/letters/").content.decode()
     assert f'data-letter="{letter.pk}"' in page and request.reference in page
     assert "Rue des Fleurs" not in page  # the address only in the letter itself
+    assert ("Return address printed on every letter: <strong>Example Corp, Privacy Office, "
+            "1 Privacy Way, Springfield, IL 62701</strong>") in page
     text = open_letter(client, letter)
     for line in [*RETURN.split("|"), "Lee Letter", "12 Rue des Fleurs", "75001 Paris",
                  f"Reference: {request.reference}", "We received your request",

@@ -7,6 +7,7 @@ sees the events in the audit area, not the letters, which hold the person's addr
 """
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -30,6 +31,7 @@ from requests_app.services.notices.letters import (
     letters_posted,
     letters_to_send,
 )
+from requests_app.services.notices.pdf import DEFAULT_RETURN_ADDRESS, return_address
 from requests_app.services.requests.contact import do_add_email
 from requests_app.services.requests.lifecycle import TransitionRefused
 from requests_app.staff.access import staff_required
@@ -63,8 +65,9 @@ def by_post_panel(privacy_request: PrivacyRequest) -> dict:
 def _page(request):
     today = timezone.localdate()
     return render(request, "staff/letters.html", {
-        "letters": letters_to_send(), "posted": letters_posted(),
-        "today": today})
+        "letters": letters_to_send(), "posted": letters_posted(), "today": today,
+        "return_address": return_address(),
+        "return_address_unset": settings.LETTER_RETURN_ADDRESS == DEFAULT_RETURN_ADDRESS})
 
 
 @never_cache

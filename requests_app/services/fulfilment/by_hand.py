@@ -41,7 +41,7 @@ def do_record_package_sent(request_id: int, medium: str, detail: str = "", *,
         raise TransitionInputError(_("Describe how the files were sent."))
     now = timezone.now()
     with transaction.atomic(durable=True):
-        request = PrivacyRequest.objects.select_for_update(of=("self",)).select_related(
+        request = PrivacyRequest.objects.locked(of=("self",)).select_related(
             "identity").get(pk=request_id)
         packages = to_send_by_hand(request)
         if not packages:

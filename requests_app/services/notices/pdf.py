@@ -14,6 +14,7 @@ FAMILY = "Letter"
 # Drawn within 210 x 279 mm, so that it prints on A4 and on US Letter alike.
 PAGE = "A4"
 MARGIN = 20
+DEFAULT_RETURN_ADDRESS = "Privacy Office"  # settings.LETTER_RETURN_ADDRESS unset
 
 
 def return_address() -> list[str]:
