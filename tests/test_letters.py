@@ -264,3 +264,16 @@ def test_letter_pages_answer_bad_input_in_words_never_with_a_500(client, bob):
     assert client.post(f"/staff/requests/{request.reference}/package-sent/",
                        {"medium": "other", "detail": "x" * 5000}).status_code == 302
     assert Identity.objects.get(request=request).email == ""
+
+
+def test_a_letter_still_prints_without_its_font_file(client, bob, settings):
+    """LETTER_FONT missing (a machine without fonts-dejavu-core): the PDF core font,
+    with characters outside Latin-1 as "?", rather than no letter at all."""
+    settings.LETTER_FONT = "/nonexistent/font.ttf"
+    request = entered_by_post(client, bob)
+    Identity.objects.filter(request=request).update(name="Łukasz Zoë")
+    with committed(), transaction.atomic():
+        letter = outbox.queue_notice(PrivacyRequest.objects.get(pk=request.pk), "extended")
+    text = open_letter(client, letter)
+    assert f"Reference: {request.reference}" in text and "1 Privacy Way" in text
+    assert "?ukasz Zoë" in text

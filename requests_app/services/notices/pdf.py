@@ -14,6 +14,7 @@ FAMILY = "Letter"
 # Drawn within 210 x 279 mm, so that it prints on A4 and on US Letter alike.
 PAGE = "A4"
 MARGIN = 20
+NEXT_LINE = {"new_x": "LMARGIN", "new_y": "NEXT"}  # after a cell, the next line
 DEFAULT_RETURN_ADDRESS = "Privacy Office"  # settings.LETTER_RETURN_ADDRESS unset
 
 
@@ -39,23 +40,23 @@ def letter_pdf(*, address: str, reference: str, subject: str, body: str,
     pdf.set_auto_page_break(True, margin=MARGIN + 4)
     family, unicode_ok = _font(pdf)
 
-    def text(value: str) -> str:
+    def printable(value: str) -> str:
         return value if unicode_ok else value.encode("latin-1", "replace").decode("latin-1")
 
-    pdf.set_title(text(f"{subject} ({reference})"))
+    pdf.set_title(printable(f"{subject} ({reference})"))
     pdf.add_page()
     pdf.set_font(family, size=8)
-    pdf.multi_cell(0, 4, text("\n".join(return_address())), align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 4, printable("\n".join(return_address())), align="L", **NEXT_LINE)
     pdf.set_y(max(pdf.get_y() + 4, 45))  # the window of a DL / No. 10 envelope
     pdf.set_font(family, size=11)
-    pdf.multi_cell(95, 5, text(address), align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(95, 5, printable(address), align="L", **NEXT_LINE)
     pdf.set_y(max(pdf.get_y() + 8, 90))
-    pdf.cell(0, 5, text(date.strftime("%B %-d, %Y")), align="R", new_x="LMARGIN", new_y="NEXT")
-    pdf.cell(0, 5, text(f"Reference: {reference}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.cell(0, 5, printable(date.strftime("%B %-d, %Y")), align="R", **NEXT_LINE)
+    pdf.cell(0, 5, printable(f"Reference: {reference}"), **NEXT_LINE)
     pdf.ln(4)
     pdf.set_font(family, size=13)
-    pdf.multi_cell(0, 6, text(subject), align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 6, printable(subject), align="L", **NEXT_LINE)
     pdf.ln(3)
     pdf.set_font(family, size=11)
-    pdf.multi_cell(0, 5, text(body.strip()), align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 5, printable(body.strip()), align="L", **NEXT_LINE)
     return bytes(pdf.output())
