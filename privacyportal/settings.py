@@ -237,6 +237,13 @@ EMAIL_TIMEOUT = envint("EMAIL_TIMEOUT", 20, minimum=1)
 if EMAIL_USE_TLS and EMAIL_USE_SSL:
     fail("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on; set EMAIL_USE_TLS=0 for port 465.")
 DEFAULT_FROM_EMAIL = envstr("DEFAULT_FROM_EMAIL", "Privacy Office <privacy@localhost>")
+# Letters to requesters with no email address (services/notices/letters.py): the
+# return address printed at the top ("|" or a line break between lines), the
+# TrueType font (any script a name may use; Debian's fonts-dejavu-core), and how
+# long a one-time code sent by letter stays good (the post takes days).
+LETTER_RETURN_ADDRESS = envstr("LETTER_RETURN_ADDRESS", "Privacy Office")
+LETTER_FONT = envstr("LETTER_FONT", "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf")
+LETTER_CODE_TTL_DAYS = envint("LETTER_CODE_TTL_DAYS", 21, minimum=1)
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 
 # Security. Production runs behind TLS; these defaults make `check --deploy` clean.
@@ -428,4 +435,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # fontTools (under fpdf2's letters) lists every glyph of a letter at INFO: the
+    # characters of a person's name and address, which logs never hold.
+    "loggers": {"fontTools": {"level": "WARNING"}},
 }

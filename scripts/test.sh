@@ -21,6 +21,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
   && command -v mariadb-admin >/dev/null; } || missing+=(mariadb-server mariadb-client)
 # End-to-end tests drive Debian's chromium through Playwright.
 [ -x /usr/bin/chromium ] || missing+=(chromium)
+# Letters to requesters with no email address are printed in DejaVu Sans (LETTER_FONT).
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "make test: installing ${missing[*]} from Debian packages"
   # Keep Debian from creating a cluster and from starting system services of its own

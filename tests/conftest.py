@@ -983,3 +983,11 @@ def race(attempt, n=2):
     for t in threads:
         t.join(timeout=60)
     return results
+
+
+def pdf_text(data: bytes) -> str:
+    """The text of a PDF (a letter), every page, as pypdf reads it back."""
+    from pypdf import PdfReader
+
+    assert data.startswith(b"%PDF-"), data[:20]
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(data)).pages)

@@ -176,24 +176,25 @@ def test_a_request_with_nothing_to_find_the_person_by_is_refused_in_words(client
     assert not PrivacyRequest.objects.exists()
 
 
-def test_a_letter_with_only_a_card_number_is_verified_by_staff_and_answered_unemailed(
+def test_a_letter_with_only_a_card_number_is_verified_by_staff_and_answered_by_post(
         client, alice, bob, loyalty, settings, tmp_path):
-    """A letter gives a loyalty card number and no email: the request is entered,
-    nothing is emailed (each notice not sent is in the trail), it waits for staff
-    to verify the identity (it never expires unseen), and once verified and
-    approved the card number finds the person's data for the package."""
+    """A letter gives a loyalty card number, a postal address and no email: the
+    request is entered, nothing is emailed (each notice is a letter to post,
+    tests/test_letters.py), it waits for staff to verify the identity (it never
+    expires unseen), and once verified and approved the card number finds the
+    person's data for the package."""
     settings.MEDIA_ROOT = tmp_path
     staff_login(client, bob)
     page = client.get("/staff/intake/").content.decode()
-    assert "leave it empty and give another identifier" in page
+    assert "leave it empty and give the postal address" in page
     with committed():
         response = client.post("/staff/intake/", intake_form(
-            email="", identity__loyalty_id="LC-7731"))
+            email="", identity__loyalty_id="LC-7731", postal_address="1 Main St"))
     assert response.status_code == 302, response.content.decode()[:2000]
     request = PrivacyRequest.objects.get(identity__extra__loyalty_id="LC-7731")
     assert request.state == State.PENDING_VERIFICATION and request.identity.email == ""
-    assert not OutgoingEmail.objects.exists()
-    assert request.audit_events.filter(action="notice.not_emailed",
+    assert not OutgoingEmail.objects.filter(channel="email").exists()
+    assert request.audit_events.filter(action="notice.letter_queued",
                                        data__notice="received").exists()
     desk = client.get(f"/staff/requests/{request.reference}/").content.decode()
     assert 'data-testid="no-email"' in desk and "Mark identity verified" in desk
@@ -213,6 +214,6 @@ def test_a_letter_with_only_a_card_number_is_verified_by_staff_and_answered_unem
     assert Package.objects.filter(request=request).exists()  # staff send it by post
     with committed():
         do_transition(request.pk, "release", actor=Actor.staff(alice))
-    assert not OutgoingEmail.objects.exists()
-    assert set(request.audit_events.filter(action="notice.not_emailed")
+    assert not OutgoingEmail.objects.filter(channel="email").exists()
+    assert set(request.audit_events.filter(action="notice.letter_queued")
                .values_list("data__notice", flat=True)) == {"received", "completed"}

@@ -122,7 +122,8 @@ def test_identities_filed_before_the_hash_get_it_from_the_migration(alice, days_
 
     fill = importlib.import_module("requests_app.migrations.0019_repeats_email_hash").fill
     earlier = _earlier(days_ago, 2, jurisdiction="CA")
-    no_email = file_request(email="", phone="+1 555 0100", state=State.CLOSED)
+    no_email = file_request(email="", phone="+1 555 0100", postal_address="1 Main St",
+                            state=State.CLOSED)
     Identity = apps.get_model("requests_app", "Identity")
     Identity.objects.update(email_hash="")
     fill(apps, None)

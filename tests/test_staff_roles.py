@@ -21,6 +21,7 @@ from requests_app.models import (
     AuditEvent,
     DataSource,
     Disclosure,
+    OutgoingEmail,
     Package,
     PrivacyRequest,
     Purpose,
@@ -63,6 +64,13 @@ PAGES = {
     "staff:permission": ("GET", {"alice", "bob"}),  # an agent's signed permission
     "staff:package_preview": ("GET", {"alice", "bob"}),
     "staff:retry_source": ("POST", {"alice"}),  # a Privacy Manager's
+    # Requesters with no email address: letters hold the person's address, so an
+    # auditor sees the audit events of them, not the letters.
+    "staff:letters": ("GET", {"alice", "bob"}),
+    "staff:letter_pdf": ("GET", {"alice", "bob"}),
+    "staff:letter_posted": ("POST", {"alice", "bob"}),
+    "staff:add_email": ("POST", {"alice", "bob"}),
+    "staff:package_sent": ("POST", {"alice", "bob"}),
     "audit:home": ("GET", {"alice", "charlie"}),
     "audit:requests": ("GET", {"alice", "charlie"}),
     "audit:events": ("GET", {"alice", "charlie"}),
@@ -81,9 +89,11 @@ OPEN_PAGES = {
 STEP_URL = "staff:step"
 # Pages showing a person's data: opening one writes an audit event.
 PERSONAL = {"staff:desk", "staff:original", "staff:permission", "staff:task",
-            "staff:package_preview",
+            "staff:package_preview", "staff:letter_pdf",
             "admin:requests_app_privacyrequest_change"}
 POST_DATA = {"text": "Called the customer back.", "assignee": "alice"}
+# What opening a page of PERSONAL writes in the trail.
+SEEN = ["staff.viewed_identity", "package.previewed", "letter.opened"]
 
 # The Django admin is for Privacy Managers (sources, third parties, purposes): every
 # other role gets a 403 on every admin URL. What a manager may do there, by model:
@@ -203,6 +213,10 @@ def world(alice, bob, dave, settings, tmp_path):
                **admin_objects(request, source)}
     objects["notice"] = ThirdPartyNotice.objects.create(
         request=request, third_party_id=objects["thirdparty"]).pk
+    # A letter to post, as if the request had come with no email address.
+    objects["letter"] = OutgoingEmail.objects.create(
+        request=request, notice="received", channel="letter", address="Lee Letter\n1 Main St",
+        subject="We received your request", body_text="Hello", body_html="<p>Hello</p>").pk
     return objects
 
 
@@ -256,6 +270,7 @@ def fill(route: str, world, alice) -> str:
         "<slug:notice>": "denied", "<str:kind>": "access", "<int:year>": "2026",
         "<path:object_id>": object_id, "<int:pk>": object_id, "<id>": object_id,
         "<int:notice_id>": world["notice"], "<int:run_id>": world["run"].pk,
+        "<int:letter_id>": world["letter"],
         "<path:content_type_id>": ContentType.objects.get_for_model(PrivacyRequest).pk,
     }
     for key, value in values.items():
@@ -285,16 +300,14 @@ def test_each_role_uses_only_its_pages(role, people, world, client):
         url = fill(route, world, people["alice"])
         staff_login(client, user)
         seen = AuditEvent.objects.filter(actor=user, request=world["request"],
-                                         action__in=["staff.viewed_identity",
-                                                     "package.previewed"]).count()
+                                         action__in=SEEN).count()
         data = {**POST_DATA, "ids": [world["request"].pk], "assignee": people["alice"].pk}
         response = client.get(url) if method == "GET" else client.post(url, data)
         if response.status_code != expected:
             wrong.append((name, url, response.status_code, expected))
         if name in PERSONAL and response.status_code == 200:
             after = AuditEvent.objects.filter(actor=user, request=world["request"],
-                                              action__in=["staff.viewed_identity",
-                                                          "package.previewed"]).count()
+                                              action__in=SEEN).count()
             if after != seen + 1:
                 wrong.append((name, url, "not audited"))
         if name in ALSO_POSTED:

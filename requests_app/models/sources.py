@@ -216,6 +216,18 @@ class Package(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     download_count = models.PositiveIntegerField(default=0)
     purged_at = models.DateTimeField(null=True, blank=True)
+    # A requester with no email address gets the package from staff on a medium
+    # they record (services/fulfilment/by_hand.py): its code and, for "other", words.
+    class Medium(models.TextChoices):
+        PRINTED_POST = "printed_post", _("Printed, by post")
+        USB_REGISTERED = "usb_registered", _("Encrypted USB stick, by registered post")
+        DISC_REGISTERED = "disc_registered", _("CD or DVD, by registered post")
+        HANDED_OVER = "handed_over", _("Handed over in person")
+        OTHER = "other", _("Other (describe it)")
+
+    sent_medium = models.CharField(max_length=20, blank=True, default="",
+                                   choices=Medium.choices)
+    sent_medium_detail = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         constraints = [

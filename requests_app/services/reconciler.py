@@ -57,8 +57,9 @@ def reconcile() -> dict:
     stale = now if sweep else now - datetime.timedelta(seconds=settings.RECONCILE_AFTER_SECONDS)
     counts = {"emails": 0, "follow_ups": 0, "runs": 0, "timeouts": 0, "checks": 0,
               "sweep": sweep}
-    for email_id in OutgoingEmail.objects.filter(
-            sent_at=None, created_at__lte=stale).values_list("pk", flat=True):
+    for email_id in OutgoingEmail.objects.filter(  # letters wait for staff to post them
+            channel=OutgoingEmail.Channel.EMAIL, sent_at=None,
+            created_at__lte=stale).values_list("pk", flat=True):
         enqueue(SEND_EMAIL, email_id)
         counts["emails"] += 1
     counts["follow_ups"] = _follow_ups(stale)

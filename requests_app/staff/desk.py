@@ -44,6 +44,7 @@ from requests_app.services.requests.desk import assignable_users, do_add_note
 from requests_app.services.notices.staff import do_confirm_notice
 from requests_app.staff.access import staff_required
 from requests_app.staff.erasure_plan import erasure_plan
+from requests_app.staff.letters import by_post_panel
 
 VIEW = "requests_app.view_privacyrequest"
 # "Retry this source" is a Privacy Manager's: the step it may take (retry_fulfilment,
@@ -152,6 +153,7 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "notices": _notices(privacy_request),
         "attention_reason": _attention_reason(privacy_request),
         "repeats": repeats_panel(privacy_request),
+        **by_post_panel(privacy_request),
         **consent_history_panel(user, privacy_request),
     }
 

@@ -46,10 +46,10 @@ class IntakeForm(forms.Form):
     name = forms.CharField(label=_lazy("Name"), max_length=200, validators=[validate_one_line])
     email = forms.EmailField(label=_lazy("Email"), required=False,
                              help_text=_lazy("Where the notices go. If the letter or call "
-                                             "gave none, leave it empty and give another "
-                                             "identifier: nothing is emailed, the identity "
-                                             "is verified by staff, and you answer by post "
-                                             "or phone."))
+                                             "gave none, leave it empty and give the postal "
+                                             "address: every notice becomes a letter to post "
+                                             "(Letters to send), the identity is verified "
+                                             "by staff and the files are sent by hand."))
     phone = forms.CharField(label=_lazy("Phone"), max_length=40, required=False,
                             validators=[validate_one_line])
     account_number = forms.CharField(label=_lazy("Customer or account number"), max_length=64,
@@ -119,6 +119,10 @@ class IntakeForm(forms.Form):
         ) and not self.extra_identity():
             self.add_error("email", _("Give an email address or another identifier to find "
                                       "the person by."))
+        elif (not data.get("email") and "email" not in self.errors
+              and not data.get("postal_address", "").strip()):
+            self.add_error("postal_address", _("Without an email address, give the postal "
+                                               "address: every notice goes by letter."))
         if data.get("verification_method") and not data.get("verification_evidence",
                                                              "").strip():
             self.add_error("verification_evidence",

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from requests_app.staff import consent_views, desk, emails, intake, queue, views
+from requests_app.staff import consent_views, desk, emails, intake, letters, queue, views
 from requests_app.staff.access import login_view
 
 app_name = "staff"
@@ -16,6 +16,9 @@ urlpatterns = [
     path("emails/<slug:notice>/", emails.email_edit, name="email_edit"),
     path("emails/<slug:notice>/default/", emails.email_restore_default,
          name="email_restore_default"),
+    path("letters/", letters.letters, name="letters"),
+    path("letters/<int:letter_id>/pdf/", letters.letter_pdf, name="letter_pdf"),
+    path("letters/<int:letter_id>/posted/", letters.mark_posted, name="letter_posted"),
     path("tasks/", views.task_list, name="tasks"),
     path("consent/violations/", consent_views.violations, name="violations"),
     path("tasks/<str:token>/", views.task_detail, name="task"),
@@ -25,6 +28,8 @@ urlpatterns = [
     path("requests/<str:reference>/notes/", desk.add_note, name="add_note"),
     path("requests/<str:reference>/third-parties/<int:notice_id>/", desk.notice_answer,
          name="notice_answer"),
+    path("requests/<str:reference>/email/", letters.add_email, name="add_email"),
+    path("requests/<str:reference>/package-sent/", letters.package_sent, name="package_sent"),
     path("requests/<str:reference>/original/", desk.original, name="original"),
     path("requests/<str:reference>/permission/", desk.permission, name="permission"),
     path("requests/<str:reference>/step/<slug:name>/", desk.take_step, name="step"),

@@ -1,4 +1,5 @@
-"""Emails to the consumer about their request.
+"""Notices to the consumer about their request: emails, and letters to a requester
+with no email address (services/notices/letters.py prints and posts them).
 
 Each notice is a subject / text / HTML triple in templates/emails/<notice>/. A
 Privacy Manager may edit it in the staff area: the newest EmailTemplateVersion of
@@ -49,26 +50,35 @@ def render_notice_versioned(request: PrivacyRequest, notice: str,
 
 
 def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> OutgoingEmail | None:
-    """Render the notice now and send it once the current transaction commits."""
+    """Render the notice now and send it once the current transaction commits: by
+    email, or, to a requester with no email address, as a letter staff post."""
     if not hasattr(request, "identity"):
         log.info("request %s: notice %s not queued, identity purged", request.reference, notice)
         return None
-    if not request.identity.email:
-        # Filed by post or phone with no address: staff tell the person by post or
-        # phone (the desk says so); the trail says which notice was not emailed.
+    identity = request.identity
+    letter = not identity.email
+    if letter and not identity.postal_address.strip():
+        # No address of either kind (a request from before letters, or its address
+        # purged): staff reach the person by phone; the trail says what was not sent.
         record_event("notice.not_emailed", actor=Actor.system(), request=request,
-                     reason="no email address", data={"notice": notice})
+                     reason="no email or postal address", data={"notice": notice})
         return None
-    subject, text, html, version = render_notice_versioned(request, notice, **extra)
+    sent = render_notice_versioned(request, notice, **extra)
     (subject, text, html), sealed = _kept(
         lambda context: render_notice_versioned(request, notice, **context)[:3], extra,
-        (subject, text, html))
+        sent[:3])
     email = OutgoingEmail.objects.create(
-        request=request, notice=notice, cause=cause, to=request.identity.email,
-        subject=subject, body_text=text, body_html=html, template_version=version,
-        sealed=sealed,
-    )
-    enqueue_on_commit(SEND_EMAIL, email.pk)
+        request=request, notice=notice, cause=cause, subject=subject, body_text=text,
+        body_html=html, template_version=sent[3], sealed=sealed,
+        **({"channel": OutgoingEmail.Channel.LETTER, "to": "",
+            "address": f"{identity.name}\n{identity.postal_address.strip()}".strip()}
+           if letter else {"to": identity.email}))
+    if letter:
+        # Nothing to send by a worker: it waits on the staff's "letters to send" page.
+        record_event("notice.letter_queued", actor=Actor.system(), request=request,
+                     data={"notice": notice, "letter": email.pk})
+    else:
+        enqueue_on_commit(SEND_EMAIL, email.pk)
     return email
 
 
@@ -114,7 +124,7 @@ def send_email(email_id: int) -> bool:
     with transaction.atomic():
         email = OutgoingEmail.objects.select_for_update(of=("self",)).select_related("request").get(
             pk=email_id)
-        if email.sent_at is not None:
+        if email.sent_at is not None or email.channel != OutgoingEmail.Channel.EMAIL:
             return False
         # An email with a one-time code is sent as sealed, and the seal goes with it.
         parts = (json.loads(unseal_text(email.sealed)) if email.sealed

@@ -35,7 +35,7 @@ from django.utils.translation import gettext as _
 CONTEXT_NAMES = frozenset({
     "request", "identity", "status_url", "verify_url", "complaint_text", "site_url",
     "download_days", "download_max", "code", "code_url", "download_url", "expires_at",
-    "agent_name", "references", "old_type", "also_filed",
+    "agent_name", "references", "old_type", "also_filed", "by_letter", "code_valid_for",
 })
 NODES = {
     TextNode: None, VariableNode: None, defaulttags.IfNode: "if", defaulttags.ForNode: "for",

@@ -24,6 +24,7 @@ from django.template import Context, TemplateSyntaxError, engines
 from django.template.loader import get_template
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from requests_app.models import (
     Actor,
@@ -39,7 +40,10 @@ FILES = {"subject": "subject.txt", "body_text": "body.txt", "body_html": "body.h
 
 
 def notice_context(request: PrivacyRequest, **extra) -> dict:
+    by_letter = not request.identity.email  # a letter (outbox.queue_notice)
     return {
+        "by_letter": by_letter,
+        "code_valid_for": code_valid_for(by_letter),
         "request": request,
         "identity": request.identity,
         "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
@@ -50,6 +54,15 @@ def notice_context(request: PrivacyRequest, **extra) -> dict:
         "download_max": settings.DOWNLOAD_MAX_COUNT,
         **extra,
     }
+
+
+def code_valid_for(by_letter: bool) -> str:
+    """How long a one-time code in the notice stays good, in words."""
+    if by_letter:
+        days = settings.LETTER_CODE_TTL_DAYS
+        return ngettext("%(n)s day", "%(n)s days", days) % {"n": days}
+    hours = settings.CODE_TTL_HOURS
+    return ngettext("%(n)s hour", "%(n)s hours", hours) % {"n": hours}
 
 
 def email_dir() -> Path:

@@ -128,6 +128,10 @@ def _checked(new: NewRequest) -> datetime.datetime:
         raise TransitionInputError(_("Give an email address or another identifier (a phone "
                                      "number, a customer number, a postal address or an "
                                      "identifier of the office's own) to find the person by."))
+    if not new.email.strip() and not new.postal_address.strip():
+        # Every notice to a person without email goes by letter (notices/letters.py).
+        raise TransitionInputError(_("Without an email address, give a postal address: "
+                                     "every notice to this person goes by letter."))
     if not all(one_line(v) for v in (new.name, new.phone, new.account_number,
                                      *new.extra.values())):
         raise TransitionInputError(_("A name, a phone number or an identifier cannot hold "

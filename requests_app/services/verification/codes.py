@@ -62,8 +62,9 @@ def _hash(purpose: str, subject: str, code: str) -> str:
     return hmac.new(_key(), message, hashlib.sha256).hexdigest()
 
 
-def issue(purpose: str, subject: str) -> str:
-    """A new code for this purpose and subject (earlier ones stop counting)."""
+def issue(purpose: str, subject: str, *, hours: int | None = None) -> str:
+    """A new code for this purpose and subject (earlier ones stop counting), good for
+    `hours` (default CODE_TTL_HOURS; a code sent by letter lasts longer)."""
     now = timezone.now()
     with transaction.atomic():
         recent = (OneTimeCode.objects.select_for_update()
@@ -79,7 +80,7 @@ def issue(purpose: str, subject: str) -> str:
         code = "".join(secrets.choice("0123456789") for _ in range(CODE_DIGITS))
         OneTimeCode.objects.create(
             purpose=purpose, subject=subject, code_hash=_hash(purpose, subject, code),
-            expires_at=now + datetime.timedelta(hours=settings.CODE_TTL_HOURS))
+            expires_at=now + datetime.timedelta(hours=hours or settings.CODE_TTL_HOURS))
     return code
 
 

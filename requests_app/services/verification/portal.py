@@ -227,10 +227,14 @@ def check_status_code(request: PrivacyRequest | None, typed: str) -> codes.Resul
 
 
 def _email_code(request: PrivacyRequest, purpose: str, notice: str, **context) -> bool:
-    """Issue a code for `purpose` to the request's address and queue its email
-    (False, nothing sent, when codes were asked for too often)."""
+    """Issue a code for `purpose` to the request's address and queue its email, or
+    its letter when there is no email address (False, nothing sent, when codes were
+    asked for too often)."""
+    # A code sent by letter (no email address) must outlast the post.
+    hours = None if request.identity.email else settings.LETTER_CODE_TTL_DAYS * 24
     try:
-        code = codes.issue(purpose, codes.subject_for_email(request.identity.email))
+        code = codes.issue(purpose, codes.subject_for_email(request.identity.email),
+                           hours=hours)
     except codes.TooManyCodes:
         return False
     with transaction.atomic():
