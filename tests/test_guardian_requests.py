@@ -220,3 +220,17 @@ def test_the_guardian_section_shows_only_when_chosen_and_works_without_javascrip
         context.close()
     guardian = GuardianDetails.objects.get(request__identity__email="pat.doe@example.com")
     assert guardian.child_name == "Sam Doe" and guardian.proof_path
+
+
+def test_retention_purges_the_childs_name_and_date_of_birth_with_the_identity(client, media):
+    from requests_app.services.retention.purge import purge
+
+    request = file_as_guardian(client)
+    PrivacyRequest.objects.filter(pk=request.pk).update(state=State.CLOSED,
+                                                        closed_at=timezone.now())
+    proof_file = media / GuardianDetails.objects.get(request=request).proof_path
+    with committed():
+        assert purge(request.pk)
+    guardian = GuardianDetails.objects.get(request=request)
+    assert (guardian.child_name, guardian.child_birth_date) == ("", None)
+    assert guardian.child_age_at_filing == 8 and not proof_file.exists()

@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from requests_app.files import open_text_writer
 from requests_app.models import (
+    GuardianDetails,
     Actor,
     AuditEvent,
     DataSource,
@@ -61,6 +62,8 @@ PAGES = {
     "staff:notice_answer": ("POST", {"alice", "bob"}),
     "staff:original": ("GET", {"alice", "bob"}),
     "staff:permission": ("GET", {"alice", "bob"}),  # an agent's signed permission
+    # Evidence of a verification by hand, a parent's or guardian's proof.
+    "staff:verification_file": ("GET", {"alice", "bob"}),
     "staff:package_preview": ("GET", {"alice", "bob"}),
     "staff:retry_source": ("POST", {"alice"}),  # a Privacy Manager's
     "audit:home": ("GET", {"alice", "charlie"}),
@@ -80,7 +83,8 @@ OPEN_PAGES = {
 # The steps are posted by the transition matrix below.
 STEP_URL = "staff:step"
 # Pages showing a person's data: opening one writes an audit event.
-PERSONAL = {"staff:desk", "staff:original", "staff:permission", "staff:task",
+PERSONAL = {"staff:desk", "staff:original", "staff:permission", "staff:verification_file",
+            "staff:task",
             "staff:package_preview",
             "admin:requests_app_privacyrequest_change"}
 POST_DATA = {"text": "Called the customer back.", "assignee": "alice"}
@@ -195,6 +199,12 @@ def world(alice, bob, dave, settings, tmp_path):
                                         permission_path=permission,
                                         permission_name="permission.pdf",
                                         permission_type="application/pdf")
+    # As if a parent had filed it, with their proof.
+    proof = f"verification/{request.reference}/guardian.enc"
+    with open_text_writer(tmp_path / proof) as out:
+        out.write("%PDF-1.4 birth certificate")
+    GuardianDetails.objects.create(request=request, child_name="Sam Letter",
+                                   proof_path=proof, proof_type="application/pdf")
     source = DataSource.objects.create(name="Paper archive", kind="manual", owner=dave,
                                        categories=["user.contact.address"])
     run = SourceRun.objects.create(request=request, source=source, action="gather",
@@ -254,6 +264,7 @@ def fill(route: str, world, alice) -> str:
     values = {
         "<str:reference>": world["request"].reference, "<str:token>": world["run"].token,
         "<slug:notice>": "denied", "<str:kind>": "access", "<int:year>": "2026",
+        "<slug:kind>": "guardian-proof",
         "<path:object_id>": object_id, "<int:pk>": object_id, "<id>": object_id,
         "<int:notice_id>": world["notice"], "<int:run_id>": world["run"].pk,
         "<path:content_type_id>": ContentType.objects.get_for_model(PrivacyRequest).pk,
