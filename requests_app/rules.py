@@ -85,6 +85,55 @@ SENSITIVE_CATEGORY_PREFIXES = (
     "user.sensor",
     "user.content.private",
 )
+# --- Manual verification (staff) ------------------------------------------------
+# The degree of certainty each right needs (CCPA regs §7060(a), §7062): a
+# "reasonable degree" for categories (§7062(b)), a "reasonably high degree" for
+# specific pieces and portability (§7062(c): 3 points and a signed declaration),
+# and for a deletion the degree rises with the sensitivity of the data (§7062(d)):
+# reasonable, reasonably high when a source it reaches holds sensitive data.
+
+
+class Certainty(Enum):
+    REASONABLE = "reasonable"
+    REASONABLY_HIGH = "reasonably_high"
+
+    @property
+    def label(self) -> str:
+        return str(CERTAINTY_LABELS[self])
+
+    @property
+    def rank(self) -> int:
+        return list(Certainty).index(self) + 1
+
+
+CERTAINTY_LABELS = {
+    Certainty.REASONABLE: _("A reasonable degree of certainty"),
+    Certainty.REASONABLY_HIGH: _("A reasonably high degree of certainty"),
+}
+CERTAINTY_NEEDED = {
+    Verification.NONE: None,
+    Verification.TWO_POINTS: Certainty.REASONABLE,  # §7062(b)
+    Verification.THREE_POINTS_AND_DECLARATION: Certainty.REASONABLY_HIGH,  # §7062(c)
+    Verification.SENSITIVITY: Certainty.REASONABLE,  # §7062(d); sensitive data: below
+    Verification.TWO_POINTS_EXCLUDING_CORRECTED: Certainty.REASONABLE,
+}
+SENSITIVE_DELETION_CERTAINTY = Certainty.REASONABLY_HIGH  # §7062(d)
+CERTAINTY_CITATION = {
+    Certainty.REASONABLE: "CCPA regs §7062(b)",
+    Certainty.REASONABLY_HIGH: "CCPA regs §7062(c)",
+}
+# The data points staff must have checked to record each degree (§7062(b), (c)).
+CERTAINTY_POINTS = {Certainty.REASONABLE: 2, Certainty.REASONABLY_HIGH: 3}
+# A request for specific pieces verified below its degree but at least at this one
+# may be answered as a request for categories instead (§7062(c), §7024).
+CATEGORIES_FALLBACK = "know_categories"
+
+# A parent or guardian may act for a child under this age on the day the request
+# is filed, once verified as the child's parent or guardian (CCPA regs §7070;
+# Civ. Code §1798.120(c): opt-in consent to sell or share a child's data).
+GUARDIAN_CHILD_UNDER = 13
+
+
 # The earliest date a Right to Know request may reach back to (§1798.130(a)(2)(B)).
 KNOW_EARLIEST = "2022-01-01"
 # How far back a Right to Know request reaches by default.

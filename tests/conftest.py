@@ -382,6 +382,22 @@ def portal_form(**overrides) -> dict:
     return {k: v for k, v in data.items() if v is not None}
 
 
+def intake_post(**extra) -> dict:
+    """What the staff intake form posts for Lee Letter, a letter received 6 days ago
+    asking for a copy in California (a field given as None is left out)."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    received = timezone.localtime() - datetime.timedelta(days=6)
+    form = {"channel": "post", "received_at": received.strftime("%Y-%m-%dT%H:%M"),
+            "request_type": "access", "jurisdiction": "CA", "filed_by": "self",
+            "name": "Lee Letter", "email": "lee@example.com",
+            "postal_address": "1 Main St", "details": "Please send me my data.",
+            "original": SimpleUploadedFile("letter.pdf", b"%PDF-1.4 the letter",
+                                           content_type="application/pdf")}
+    form.update(extra)
+    return {k: v for k, v in form.items() if v is not None}
+
+
 # --- the lifecycle -----------------------------------------------------------------
 
 # What each transition needs to be taken.
@@ -394,6 +410,11 @@ _TRANSITION_INPUTS = {
     "flag_for_attention": {"reason": "crm: timed out after 5 tries"},
     "reject_erasure_plan": {"reason": "The map misses the loyalty table."},
     "request_information": {"message": "Please send the last four digits of your card."},
+    "verify_manually": {"methods": ["document"],
+                        "points": ["name", "postal_address", "date_of_birth"],
+                        "level": "reasonably_high"},
+    "verify_for_categories": {"methods": ["call_back"], "points": ["name", "phone"],
+                              "level": "reasonable"},
 }
 
 
@@ -409,6 +430,8 @@ _OPEN_STATES = {"pending_verification", "verified", "in_review", "approved", "fu
         "waiting_manual", "results_ready", "needs_attention"}
 _EXPECTED_SOURCES = {
     "verify": {"pending_verification"},
+    "verify_manually": {"pending_verification"},
+    "verify_for_categories": {"pending_verification"},
     "expire": {"pending_verification"},
     "start_review": {"verified"},
     "approve": {"in_review"},

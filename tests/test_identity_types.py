@@ -202,7 +202,10 @@ def test_a_letter_with_only_a_card_number_is_verified_by_staff_and_answered_by_p
         received_at=timezone.now() - datetime.timedelta(days=40))
     assert expire_unverified_requests() == 0  # no address to confirm: staff verify it
     with committed():
-        do_transition(request.pk, "verify", actor=Actor.staff(bob))
+        do_transition(request.pk, "verify_manually", actor=Actor.staff(bob),
+                      methods=["document", "declaration"], evidence=True,
+                      points=["name", "account_number", "postal_address"],
+                      level="reasonably_high")
     request.refresh_from_db()
     assert request.state == State.IN_REVIEW
     with committed():

@@ -190,7 +190,10 @@ def test_the_package_for_a_requester_without_email_is_sent_on_a_medium_staff_rec
         client, alice, bob):
     request = entered_by_post(client, bob)
     with committed():
-        do_transition(request.pk, "verify", actor=Actor.staff(bob))
+        do_transition(request.pk, "verify_manually", actor=Actor.staff(bob),
+                      methods=["document", "declaration"], evidence=True,
+                      points=["name", "account_number", "postal_address"],
+                      level="reasonably_high")
     with committed():
         do_transition(request.pk, "approve", actor=Actor.staff(alice))
     request.refresh_from_db()

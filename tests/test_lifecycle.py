@@ -42,6 +42,8 @@ def request_where_guards_hold(state, days_ago, name=""):
     # verification window (30 days) has run out and the due date (day 45) is ahead.
     # The steps on a deletion's dry run need a deletion.
     kind = "deletion" if "erasure" in name else "opt_out_sale" if "opt_out" in name else "access"
+    if name == "verify_manually":  # by hand, a copy also needs a signed declaration: a
+        kind = "know_categories"   # request for categories (test_manual_verification.py)
     if name == "merge":  # an earlier open request for the same right: this one duplicates it
         file_request(request_type=kind, jurisdiction="VA", received_at=days_ago(41))
     return file_request(request_type=kind, jurisdiction="VA", state=state,

@@ -459,6 +459,7 @@ def test_an_unverifiable_access_request_becomes_a_request_for_categories(client,
     request = file_and_confirm(client, rights=["access"], declaration="on",
                                phone="555 999 9999")
     assert request.request_type == "know_categories"
+    assert request.original_request_type == "access"  # the type filed stays on the record
     assert request.verified_at is not None
     assert sorted(request.evidence.points_matched) == ["email", "name"]
     email = last_email("treated_as_categories")
@@ -520,7 +521,10 @@ def test_a_correction_is_not_verified_with_the_field_being_corrected(client, por
 
 def test_a_parent_is_always_verified_by_staff(client, portal_shop):
     request = file_and_confirm(client, rights=["deletion"], filed_by="parent",
-                               phone="555 010 0100")
+                               phone="555 010 0100", child_name="Sam Doe",
+                               child_birth_date=(timezone.localdate() - datetime.timedelta(
+                                   days=6 * 365)).isoformat(),
+                               guardian_proof=SimpleUploadedFile("proof.pdf", PDF))
     assert request.state == State.PENDING_VERIFICATION and request.evidence.manual_review
 
 

@@ -25,7 +25,20 @@ def test_a_manager_works_a_request_from_the_queue_to_release(page, alice, settin
     screenshot(page, "staff-queue")
     page.click(f"text={request.reference}")
     assert page.locator("[data-testid=state]").inner_text() == "Pending identity verification"
-    take(page, "Mark identity verified")
+    # Verified by hand: how, the points checked, the degree, the signed declaration.
+    page.locator("details.step summary", has_text="Mark identity verified").click()
+    form = page.locator("details.step[open]")
+    assert "needs a reasonably high degree of certainty" in form.inner_text()
+    for method in ("document", "declaration"):
+        form.locator(f"input[name='verify_manually-methods'][value='{method}']").check()
+    for point in ("name", "email", "postal_address"):
+        form.locator(f"input[name='verify_manually-points'][value='{point}']").check()
+    form.locator("select[name='verify_manually-level']").select_option("reasonably_high")
+    form.locator("input[name='verify_manually-evidence']").set_input_files(files=[{
+        "name": "declaration.pdf", "mimeType": "application/pdf",
+        "buffer": b"%PDF-1.4 signed declaration"}])
+    form.locator("button[type=submit]").click()
+    page.wait_for_load_state()
     # verify runs begin_review after the commit: the request is in review.
     assert page.locator("[data-testid=state]").inner_text() == "In review"
     take(page, "Approve and start fulfilment")

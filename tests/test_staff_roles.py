@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from requests_app.files import open_text_writer
 from requests_app.models import (
+    GuardianDetails,
     Actor,
     AuditEvent,
     DataSource,
@@ -62,6 +63,8 @@ PAGES = {
     "staff:notice_answer": ("POST", {"alice", "bob"}),
     "staff:original": ("GET", {"alice", "bob"}),
     "staff:permission": ("GET", {"alice", "bob"}),  # an agent's signed permission
+    # Evidence of a verification by hand, a parent's or guardian's proof.
+    "staff:verification_file": ("GET", {"alice", "bob"}),
     "staff:package_preview": ("GET", {"alice", "bob"}),
     "staff:retry_source": ("POST", {"alice"}),  # a Privacy Manager's
     # Requesters with no email address: letters hold the person's address, so an
@@ -88,8 +91,8 @@ OPEN_PAGES = {
 # The steps are posted by the transition matrix below.
 STEP_URL = "staff:step"
 # Pages showing a person's data: opening one writes an audit event.
-PERSONAL = {"staff:desk", "staff:original", "staff:permission", "staff:task",
-            "staff:package_preview", "staff:letter_pdf",
+PERSONAL = {"staff:desk", "staff:original", "staff:permission", "staff:verification_file",
+            "staff:task", "staff:package_preview", "staff:letter_pdf",
             "admin:requests_app_privacyrequest_change"}
 POST_DATA = {"text": "Called the customer back.", "assignee": "alice"}
 # What opening a page of PERSONAL writes in the trail.
@@ -205,6 +208,12 @@ def world(alice, bob, dave, settings, tmp_path):
                                         permission_path=permission,
                                         permission_name="permission.pdf",
                                         permission_type="application/pdf")
+    # As if a parent had filed it, with their proof.
+    proof = f"verification/{request.reference}/guardian.enc"
+    with open_text_writer(tmp_path / proof) as out:
+        out.write("%PDF-1.4 birth certificate")
+    GuardianDetails.objects.create(request=request, child_name="Sam Letter",
+                                   proof_path=proof, proof_type="application/pdf")
     source = DataSource.objects.create(name="Paper archive", kind="manual", owner=dave,
                                        categories=["user.contact.address"])
     run = SourceRun.objects.create(request=request, source=source, action="gather",
@@ -268,6 +277,7 @@ def fill(route: str, world, alice) -> str:
     values = {
         "<str:reference>": world["request"].reference, "<str:token>": world["run"].token,
         "<slug:notice>": "denied", "<str:kind>": "access", "<int:year>": "2026",
+        "<slug:kind>": "guardian-proof",
         "<path:object_id>": object_id, "<int:pk>": object_id, "<id>": object_id,
         "<int:notice_id>": world["notice"], "<int:run_id>": world["run"].pk,
         "<int:letter_id>": world["letter"],
@@ -341,10 +351,10 @@ def test_the_django_admin_needs_a_verified_session_too(client):
 # by hand so that a permission moved by mistake fails).
 MANAGER_ONLY = {"approve_erasure", "reject_erasure_plan", "release", "deny", "extend",
                 "grant_appeal", "deny_appeal"}
-ANALYST_TOO = {"verify", "start_review", "approve", "retry_fulfilment", "close", "cancel",
+ANALYST_TOO = {"verify_manually", "verify_for_categories", "start_review", "approve", "retry_fulfilment", "close", "cancel",
                "appeal", "request_information", "merge"}
 # Steps only the system takes (or the consumer): refused to every staff role.
-NOT_STAFF = {"approve_opt_out", "confirm_opt_out", "expire", "flag_for_attention",
+NOT_STAFF = {"verify", "approve_opt_out", "confirm_opt_out", "expire", "flag_for_attention",
              "mark_results_ready", "resume_fulfilment", "start_fulfilment",
              "wait_on_manual_source"}
 # Every transition of the machine (read from it: a new one fails the test below
@@ -363,7 +373,10 @@ def test_the_matrix_covers_every_transition_of_the_machine():
 
 def _request_for(name, days_ago, expected_sources):
     state = min(expected_sources[name])
-    kind = "deletion" if "erasure" in name else "access"
+    # A copy of specific pieces needs a signed declaration too: the matrix verifies a
+    # request for categories by hand (test_manual_verification.py covers the rest).
+    kind = ("deletion" if "erasure" in name
+            else "know_categories" if name == "verify_manually" else "access")
     if name == "merge":
         file_request(request_type=kind, received_at=days_ago(41))
     return file_request(request_type=kind, jurisdiction="VA", state=state,

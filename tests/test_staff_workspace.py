@@ -493,7 +493,8 @@ def test_staff_verify_the_identity_at_intake_with_evidence(client, bob, settings
     with committed():
         client.post("/staff/intake/", intake_form(
             channel="phone", original=None, call_note="Called in at 10:05.",
-            verification_method="call_back",
+            request_type="know_categories", verification_method="call_back",
+            verification_points=["name", "phone"], verification_level="reasonable",
             verification_evidence="Called back on the number on the account."))
     request = PrivacyRequest.objects.get(identity__email="lee@example.com")
     assert request.verified_at is not None and request.state == State.IN_REVIEW

@@ -28,7 +28,7 @@ class Migration(migrations.Migration):
         migrations.AddField(
             model_name='privacyrequest',
             name='original_request_type',
-            field=models.CharField(blank=True, choices=requests_app.rules.request_type_choices, max_length=32, verbose_name='type asked for'),
+            field=models.CharField(blank=True, choices=requests_app.rules.request_type_choices, max_length=32, verbose_name='type as filed'),
         ),
         migrations.RunPython(from_the_audit_trail, migrations.RunPython.noop),
     ]

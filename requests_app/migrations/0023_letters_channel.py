@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('requests_app', '0020_appeals_in_queue'),
+        ('requests_app', '0022_plain_labels_in_edited_emails'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

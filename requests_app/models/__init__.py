@@ -20,6 +20,7 @@ from requests_app.models.sources import (
     ThirdPartyNotice,
 )
 from requests_app.models.staff import EmailTemplateVersion, IntakeRecord, RequestNote
+from requests_app.models.verification import GuardianDetails, ManualVerification
 from requests_app.models.privacy_request import (
     Actor,
     DenialReason,
@@ -43,6 +44,8 @@ __all__ = [
     "OneTimeCode",
     "VerificationEvidence",
     "EmailTemplateVersion",
+    "GuardianDetails",
+    "ManualVerification",
     "Heartbeat",
     "RateCount",
     "IntakeRecord",

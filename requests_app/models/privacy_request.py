@@ -49,6 +49,7 @@ from requests_app.models.steps import (
     step,
     verification_window_elapsed,
 )
+from requests_app.models.verification import ManualVerificationSteps
 from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, jurisdiction_choices, request_type_choices
 
 
@@ -65,16 +66,16 @@ class PrivacyRequestQuerySet(models.QuerySet):
         return self.select_for_update(no_key=True, of=of)
 
 
-class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
+class PrivacyRequest(ConcurrentTransitionMixin, ManualVerificationSteps, models.Model):
     objects = PrivacyRequestQuerySet.as_manager()
 
     reference = models.CharField(
         _("reference"), max_length=24, unique=True, default=new_reference, editable=False
     )
     request_type = models.CharField(_("type"), max_length=32, choices=request_type_choices)
-    # The type the consumer asked for, when it was changed since (an access request
-    # verified only to the level of categories, §7024): metrics count it as asked.
-    original_request_type = models.CharField(_("type asked for"), max_length=32, blank=True,
+    # The type as filed, when verification changed it (specific pieces answered with
+    # categories, CCPA regs §7024); blank when never changed. Metrics count by it.
+    original_request_type = models.CharField(_("type as filed"), max_length=32, blank=True,
                                              choices=request_type_choices)
     jurisdiction = models.CharField(_("jurisdiction"), max_length=16, choices=jurisdiction_choices)
     channel = models.CharField(_("channel"), max_length=8, choices=Channel.choices)
@@ -173,6 +174,10 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
         return REQUEST_TYPES[self.request_type]
 
     @property
+    def type_as_filed(self) -> str:
+        return self.original_request_type or self.request_type
+
+    @property
     def version(self) -> str:
         """Changes with every save: a staff form carries it, so a form posted after
         someone else changed the request is refused (services.requests.lifecycle)."""
@@ -225,10 +230,11 @@ class PrivacyRequest(ConcurrentTransitionMixin, models.Model):
     # take the steps.
 
     @transition(state, source=State.PENDING_VERIFICATION, target=State.VERIFIED,
-                permission=perm("work_request"),
-                custom=step(SYSTEM, STAFF, label=_("Mark identity verified"),
-                            follow_up=BEGIN_REVIEW, timeline=_("Your identity was confirmed.")))
+                custom=step(SYSTEM, follow_up=BEGIN_REVIEW,
+                            timeline=_("Your identity was confirmed.")))
     def verify(self):
+        """By the system: the sources confirmed enough data points (staff verify with
+        verify_manually, models/verification.py)."""
         self.verified_at = timezone.now()
 
     @transition(state, source=State.PENDING_VERIFICATION, target=State.EXPIRED,

@@ -23,13 +23,17 @@ from requests_app.rules import Verification
 
 @dataclass(frozen=True)
 class Input:
-    """One input a step's form asks for: a text (rows high), or a choice."""
+    """One input a step's form asks for: a text (rows high), a choice (of several
+    when `multiple`), or a file (a PDF, PNG or JPEG)."""
 
     name: str
     label: str
     rows: int = 4
     help_text: str = ""
     choices: tuple = ()
+    multiple: bool = False
+    file: bool = False
+    required: bool = True
 
 
 def step(*actors, label="", notice="", follow_up="", timeline="", danger=False, confirm="",

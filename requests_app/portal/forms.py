@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from requests_app.models import DataSource
 from requests_app.models.privacy_request import FiledBy
+from requests_app.portal.guardian import GuardianFields
 from requests_app.rules import KNOW_DEFAULT_MONTHS, KNOW_EARLIEST, PLAIN_LABELS, REQUEST_TYPES
 from requests_app.services.requests.filing import MAX_EXTRA, validate_one_line
 from requests_app.services.verification.portal import Submission, correction_details
@@ -105,7 +106,7 @@ class DateInput(forms.DateInput):
     input_type = "date"
 
 
-class RequestForm(PortalForm):
+class RequestForm(GuardianFields, PortalForm):
     rights = forms.MultipleChoiceField(
         label=_("What would you like us to do?"), choices=right_choices,
         widget=forms.CheckboxSelectMultiple,
@@ -279,6 +280,8 @@ class RequestForm(PortalForm):
             if not data.get("permission") and "permission" not in self.errors:
                 self.add_error("permission", _("Upload the person's signed permission for the "
                                                "agent."))
+        if data.get("filed_by") == FiledBy.PARENT:
+            self.clean_guardian_section(data)
         if any(REQUEST_TYPES[r].covers_period for r in rights):
             start, end = default_period()
             first = data.get("period_start") or start
@@ -320,6 +323,7 @@ class RequestForm(PortalForm):
         """The cleaned form as the use case takes it (services/verification/portal.py)."""
         data = self.cleaned_data
         agent = data["filed_by"] == "agent"
+        parent = data["filed_by"] == FiledBy.PARENT
         return Submission(
             rights=[code for code in REQUEST_TYPES if code in data["rights"]],
             jurisdiction=JURISDICTION_OF[data["residence"]],
@@ -332,7 +336,11 @@ class RequestForm(PortalForm):
             permission=data["permission"] if agent else None,
             period_start=data["period_start"], period_end=data["period_end"],
             corrected_field=data["corrected_field"], correction_wrong=data["correction_wrong"],
-            correction_right=data["correction_right"], declaration=data["declaration"])
+            correction_right=data["correction_right"], declaration=data["declaration"],
+            child_name=data["child_name"] if parent else "",
+            child_birth_date=data["child_birth_date"] if parent else None,
+            guardian_proof=data["guardian_proof"] if parent else None,
+            guardian_consents=self.guardian_consents() if parent else [])
 
 
 class CodeForm(PortalForm):

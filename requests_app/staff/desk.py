@@ -21,7 +21,10 @@ from requests_app.staff.consent_views import consent_history_panel
 from requests_app.models import (
     Actor,
     AuditEvent,
-    IntakeRecord, VerificationEvidence,
+    GuardianDetails,
+    IntakeRecord,
+    ManualVerification,
+    VerificationEvidence,
     OutgoingEmail,
     Package,
     PrivacyRequest,
@@ -32,6 +35,7 @@ from requests_app.models import (
 from requests_app.models.privacy_request import State, TransitionInputError
 from requests_app.models.repeats import repeats_panel
 from requests_app.models.steps import Input
+from requests_app.models.verification import what_is_needed
 from requests_app.services.audit.events import record_event
 from requests_app.services.requests.lifecycle import (
     TransitionRefused,
@@ -42,6 +46,8 @@ from requests_app.services.requests.lifecycle import (
 from requests_app.services.fulfilment.runs import do_retry_fulfilment, do_retry_source
 from requests_app.services.requests.desk import assignable_users, do_add_note
 from requests_app.services.notices.staff import do_confirm_notice
+from requests_app.services.verification.manual import STEPS as MANUAL_STEPS
+from requests_app.services.verification.manual import do_verify_manually
 from requests_app.staff.access import staff_required
 from requests_app.staff.erasure_plan import erasure_plan
 from requests_app.staff.letters import by_post_panel
@@ -52,7 +58,9 @@ VIEW = "requests_app.view_privacyrequest"
 RETRY_SOURCE = ("requests_app.work_request", "requests_app.approve_deletion")
 # Steps whose use case does more than the transition: the desk takes them through it
 # (the same arguments as do_transition, without the step's name).
-USE_CASES = {"retry_fulfilment": do_retry_fulfilment}
+USE_CASES = {"retry_fulfilment": do_retry_fulfilment,
+             **{step: (lambda pk, step=step, **kw: do_verify_manually(pk, step, **kw))
+                for step in MANUAL_STEPS}}
 # States in which fulfilment work runs: the progress panel refreshes itself.
 WORKING = {State.APPROVED, State.FULFILLING, State.WAITING_MANUAL}
 POLL_SECONDS = 5
@@ -72,6 +80,13 @@ class StepForm(forms.Form):
 
 
 def _field(spec: Input) -> forms.Field:
+    if spec.file:
+        return forms.FileField(label=spec.label, required=spec.required,
+                               help_text=spec.help_text)
+    if spec.multiple:
+        return forms.MultipleChoiceField(label=spec.label, choices=spec.choices,
+                                         widget=forms.CheckboxSelectMultiple,
+                                         required=spec.required, help_text=spec.help_text)
     if spec.choices:
         return forms.ChoiceField(label=spec.label, choices=[("", "---------"), *spec.choices],
                                  help_text=spec.help_text)
@@ -79,10 +94,10 @@ def _field(spec: Input) -> forms.Field:
                            max_length=4000, help_text=spec.help_text)
 
 
-def _step_form(name: str, request: PrivacyRequest, data=None) -> StepForm:
+def _step_form(name: str, request: PrivacyRequest, data=None, files=None) -> StepForm:
     meta = PrivacyRequest.step_meta(name) or {}
-    form = StepForm(data, prefix=name, initial={"expected_state": request.state,
-                                                "version": request.version})
+    form = StepForm(data, files, prefix=name, initial={"expected_state": request.state,
+                                                       "version": request.version})
     for spec in meta.get("inputs", ()):
         form.fields[spec.name] = _field(spec)
     return form
@@ -141,6 +156,11 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "identity": getattr(privacy_request, "identity", None),
         "intake": IntakeRecord.objects.filter(request=privacy_request).first(),
         "evidence": VerificationEvidence.objects.filter(request=privacy_request).first(),
+        "manual": ManualVerification.objects.filter(request=privacy_request)
+        .select_related("verified_by").first(),
+        "guardian": GuardianDetails.objects.filter(request=privacy_request).first(),
+        "verification_needed": (what_is_needed(privacy_request)
+                                if privacy_request.state == State.PENDING_VERIFICATION else []),
         "steps": _steps(privacy_request, user, bound),
         "timeline": _timeline(privacy_request),
         "packages": list(Package.objects.filter(request=privacy_request, purged_at=None)
@@ -223,7 +243,7 @@ def take_step(request, reference, name):
     allowed = may_take(privacy_request, name, actor)
     if allowed is False:
         raise PermissionDenied
-    form = _step_form(name, privacy_request, request.POST)
+    form = _step_form(name, privacy_request, request.POST, request.FILES)
     if allowed is None and not (PrivacyRequest.step_meta(name) or {}).get("label"):
         raise Http404
     if not form.is_valid():
@@ -309,6 +329,24 @@ def permission(request, reference):
     return _stored_file(request, privacy_request, "agent permission", evidence.permission_path,
                         f"{privacy_request.reference}-permission{extension}",
                         evidence.permission_type or "application/octet-stream")
+
+
+@staff_required(VIEW)
+def verification_file(request, reference, kind):
+    """The evidence staff attached when verifying by hand, or a parent's or
+    guardian's proof; until verification ends (then they are deleted)."""
+    privacy_request = get_object_or_404(PrivacyRequest, reference=reference)
+    model, path, kind_type = {
+        "evidence": (ManualVerification, "evidence_path", "evidence_type"),
+        "guardian-proof": (GuardianDetails, "proof_path", "proof_type"),
+    }.get(kind, (None, "", ""))
+    row = model.objects.filter(request=privacy_request).first() if model else None
+    if row is None or not getattr(row, path):
+        raise Http404
+    content_type = getattr(row, kind_type) or "application/octet-stream"
+    extension = mimetypes.guess_extension(content_type) or ".bin"
+    return _stored_file(request, privacy_request, kind.replace("-", " "), getattr(row, path),
+                        f"{privacy_request.reference}-{kind}{extension}", content_type)
 
 
 def _stored_file(request, privacy_request, page, relative, filename, content_type):

@@ -11,13 +11,16 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _lazy
 
-from requests_app.models import Channel, DataSource, FiledBy, IntakeRecord
+from requests_app.models import Actor, Channel, DataSource, FiledBy, IntakeRecord
 from requests_app.models.privacy_request import TransitionInputError
 from requests_app.rules import jurisdiction_choices, request_type_choices
 from requests_app.services.requests.filing import MAX_EXTRA, NewRequest, validate_one_line
 from requests_app.services.requests.lifecycle import TransitionRefused
 from requests_app.services.requests.desk import MAX_ORIGINAL, do_staff_intake
+from requests_app.models.verification import LEVEL_CHOICES, POINT_CHOICES, check_child
+from requests_app.services.verification.manual import do_verify_manually
 from requests_app.staff.access import staff_required
+from requests_app.uploads import checked_type
 
 EXTRA_PREFIX = "identity__"  # the form fields of the office's own identity types
 OLDEST_DAYS = 366  # a date of receipt further back is refused as a typo
@@ -67,6 +70,23 @@ class IntakeForm(forms.Form):
     verification_method = forms.ChoiceField(
         label=_lazy("Identity verified by staff"), choices=IntakeRecord.Method.choices,
         required=False)
+    verification_points = forms.MultipleChoiceField(
+        label=_lazy("Data points checked"), choices=POINT_CHOICES, required=False,
+        widget=forms.CheckboxSelectMultiple)
+    verification_level = forms.ChoiceField(
+        label=_lazy("Degree of certainty reached"), choices=[("", "---------"), *LEVEL_CHOICES],
+        required=False)
+    child_name = forms.CharField(label=_lazy("The child's name"), max_length=200,
+                                 required=False, validators=[validate_one_line])
+    child_birth_date = forms.DateField(
+        label=_lazy("The child's date of birth"), required=False,
+        widget=forms.DateInput(attrs={"type": "date"}),
+        help_text=_lazy("Only for a parent or guardian: the child must be under 13 on the "
+                        "day the request reached us."))
+    guardian_proof = forms.FileField(
+        label=_lazy("The parent's or guardian's proof"), required=False,
+        help_text=_lazy("PDF, PNG or JPEG, at most 20 MB. Stored encrypted, deleted when "
+                        "verification ends."))
     verification_evidence = forms.CharField(
         label=_lazy("Evidence"), required=False, max_length=4000,
         widget=forms.Textarea(attrs={"rows": 3}),
@@ -106,6 +126,25 @@ class IntakeForm(forms.Form):
             raise forms.ValidationError(_("The original is larger than 20 MB."))
         return upload
 
+    def clean_guardian_proof(self):
+        upload = self.cleaned_data.get("guardian_proof")
+        if upload:
+            upload.sniffed_type = checked_type(upload, MAX_ORIGINAL, _("The proof"))
+        return upload or None
+
+    def _clean_guardian(self, data):
+        if not data.get("child_name"):
+            self.add_error("child_name", _("Enter the child's name."))
+        if data.get("child_birth_date") is None and "child_birth_date" not in self.errors:
+            self.add_error("child_birth_date", _("Enter the child's date of birth."))
+        elif data.get("child_birth_date") and data.get("received_at"):
+            try:
+                check_child(data["child_birth_date"], timezone.localdate(data["received_at"]))
+            except forms.ValidationError as exc:
+                self.add_error("child_birth_date", exc)
+        if not data.get("guardian_proof") and "guardian_proof" not in self.errors:
+            self.add_error("guardian_proof", _("Attach the parent's or guardian's proof."))
+
     def clean(self):
         data = super().clean()
         channel = data.get("channel")
@@ -123,11 +162,38 @@ class IntakeForm(forms.Form):
               and not data.get("postal_address", "").strip()):
             self.add_error("postal_address", _("Without an email address, give the postal "
                                                "address: every notice goes by letter."))
+        if data.get("filed_by") == FiledBy.PARENT:
+            self._clean_guardian(data)
+        if data.get("verification_method") and not data.get("verification_level"):
+            self.add_error("verification_level", _("Say what degree of certainty was reached."))
         if data.get("verification_method") and not data.get("verification_evidence",
                                                              "").strip():
             self.add_error("verification_evidence",
                            _("Describe the evidence the identity was verified with."))
         return data
+
+
+def _verify(user, privacy_request, data) -> str:
+    """Verify at once when staff said how (the same step, and the same degree of
+    certainty, as on the desk); why not, in words, when it falls short."""
+    if not data["verification_method"]:
+        return ""
+    try:
+        do_verify_manually(privacy_request.pk, "verify_manually", actor=Actor.staff(user),
+                           methods=[data["verification_method"]],
+                           points=data["verification_points"],
+                           level=data["verification_level"])
+    except (TransitionInputError, TransitionRefused) as exc:
+        return " ".join(getattr(exc, "messages", [str(exc)]))
+    privacy_request.refresh_from_db()
+    return ""
+
+
+def _guardian(data) -> dict | None:
+    if data["filed_by"] != FiledBy.PARENT:
+        return None
+    return {"child_name": data["child_name"], "child_birth_date": data["child_birth_date"],
+            "proof": data["guardian_proof"]}
 
 
 @staff_required("requests_app.view_privacyrequest", "requests_app.work_request")
@@ -146,13 +212,16 @@ def intake(request):
             privacy_request = do_staff_intake(
                 new, by=request.user, original=data.get("original"),
                 call_note=data["call_note"], verification_method=data["verification_method"],
-                evidence=data["verification_evidence"])
+                evidence=data["verification_evidence"], guardian=_guardian(data))
+            why = _verify(request.user, privacy_request, data)
         except (TransitionInputError, TransitionRefused) as exc:
             form.add_error(None, " ".join(getattr(exc, "messages", [str(exc)])))
         else:
             messages.success(request, _("Request %(reference)s entered; due %(due)s.") % {
                 "reference": privacy_request.reference,
                 "due": privacy_request.current_due_on.strftime("%b %-d, %Y")})
+            if why:
+                messages.warning(request, _("Entered, but not verified: %(why)s") % {"why": why})
             if privacy_request.duplicate_of_id:
                 messages.warning(request, _("It looks like a duplicate of %(reference)s, "
                                             "which is still open.")

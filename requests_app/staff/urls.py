@@ -32,6 +32,8 @@ urlpatterns = [
     path("requests/<str:reference>/package-sent/", letters.package_sent, name="package_sent"),
     path("requests/<str:reference>/original/", desk.original, name="original"),
     path("requests/<str:reference>/permission/", desk.permission, name="permission"),
+    path("requests/<str:reference>/verification/<slug:kind>/", desk.verification_file,
+         name="verification_file"),
     path("requests/<str:reference>/step/<slug:name>/", desk.take_step, name="step"),
     path("requests/<str:reference>/sources/<int:run_id>/retry/", desk.retry_source,
          name="retry_source"),

@@ -13,11 +13,12 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from requests_app.files import EncryptedWriter
-from requests_app.models import Actor, IntakeRecord, PrivacyRequest, RequestNote
+from requests_app.models import Actor, GuardianDetails, IntakeRecord, PrivacyRequest, RequestNote
 from requests_app.models.privacy_request import OPEN_STATES, TransitionInputError
+from requests_app.models.verification import child_age
 from requests_app.services.audit.events import record_event
 from requests_app.services.requests.filing import NewRequest, do_receive_request
-from requests_app.services.requests.lifecycle import TransitionRefused, do_transition
+from requests_app.services.requests.lifecycle import TransitionRefused
 
 ASSIGN = "requests_app.assign_request"
 WORK = "requests_app.work_request"
@@ -95,10 +96,14 @@ def _store_original(request: PrivacyRequest, upload) -> dict:
 
 
 def do_staff_intake(new: NewRequest, *, by, original=None, call_note: str = "",
-                    verification_method: str = "", evidence: str = "") -> PrivacyRequest:
+                    verification_method: str = "", evidence: str = "",
+                    guardian: dict | None = None) -> PrivacyRequest:
     """A request that came by email, post or phone, entered by staff. The clock
     starts from `new.received_at`, when it reached us, however late it is entered.
-    With a verification method and its evidence, the identity is verified at once."""
+    How staff verified the person is recorded; the verification itself is the step
+    verify_manually (services/verification/manual.py), which the intake page takes
+    next. `guardian`: a parent's or guardian's request ({child_name,
+    child_birth_date, proof}: the proof is stored encrypted)."""
     if not by.has_perm(WORK):
         raise TransitionRefused(_("You do not have permission for this step."))
     if new.received_at is None:
@@ -118,7 +123,22 @@ def do_staff_intake(new: NewRequest, *, by, original=None, call_note: str = "",
                      data={"channel": request.channel, "original": bool(stored),
                            "days_after_receipt": late,
                            "verification": verification_method or None})
+        if guardian is not None:
+            _guardian_details(request, guardian)
     request.refresh_from_db()
-    if verification_method and request.state == "pending_verification":
-        request = do_transition(request.pk, "verify", actor=actor)
     return request
+
+
+def _guardian_details(request: PrivacyRequest, guardian: dict) -> None:
+    proof, birth = guardian.get("proof"), guardian["child_birth_date"]
+    relative = ""
+    if proof is not None:
+        relative = f"verification/{request.reference}/guardian-{secrets.token_hex(8)}.enc"
+        with EncryptedWriter(settings.MEDIA_ROOT / relative) as writer:
+            for chunk in proof.chunks():
+                writer.write(chunk)
+    GuardianDetails.objects.create(
+        request=request, child_name=guardian["child_name"], child_birth_date=birth,
+        child_age_at_filing=child_age(birth, timezone.localdate(request.received_at)),
+        proof_path=relative, proof_type=getattr(proof, "sniffed_type", "") if proof else "",
+        proof_size=proof.size if proof is not None else 0)

@@ -13,8 +13,10 @@ from django.utils import timezone
 from requests_app.files import remove_on_commit
 from requests_app.models import (
     Actor,
+    GuardianDetails,
     Identity,
     IntakeRecord,
+    ManualVerification,
     OutgoingEmail,
     Package,
     PrivacyRequest,
@@ -61,6 +63,12 @@ def purge(request_id: int) -> bool:
         originals += release_permission(evidence)
         evidence.update(agent_name="", agent_email="", permission_name="",
                         correction_wrong="", correction_right="")
+        # The child a parent or guardian acted for goes with the identity.
+        guardians = GuardianDetails.objects.filter(request=request)
+        originals += release_files(guardians, "proof_path")
+        guardians.update(child_name="", child_birth_date=None)
+        originals += release_files(ManualVerification.objects.filter(request=request),
+                                   "evidence_path")
         remove_on_commit(*originals)
         for package in request.packages.filter(purged_at=None):
             packages.discard(package)
@@ -97,29 +105,43 @@ def purge_expired_packages() -> int:
     return count
 
 
+# The files kept only to verify: (model, field of the path, what the audit calls it).
+VERIFICATION_FILES = [
+    (VerificationEvidence, "permission_path", "agent permission"),
+    (ManualVerification, "evidence_path", "verification evidence"),
+    (GuardianDetails, "proof_path", "guardian proof"),
+]
+
+
 def purge_verification_files() -> int:
     """Data gathered only to verify goes once verification has ended (verified,
-    denied, expired, cancelled: no longer pending): the agent's signed permission
-    file. What was matched and when stays, as the record of the verification."""
+    denied, expired, cancelled: no longer pending): the agent's signed permission,
+    the evidence staff attached when verifying by hand, a parent's or guardian's
+    proof. What was matched, the degree, the outcome and the dates stay, as the
+    record of the verification."""
     count = 0
-    ended = (VerificationEvidence.objects.exclude(permission_path="")
-             .exclude(request__state=State.PENDING_VERIFICATION).select_related("request"))
-    for evidence in ended:
-        with transaction.atomic():
-            remove_on_commit(*release_permission(
-                VerificationEvidence.objects.filter(pk=evidence.pk)))
-            record_event("request.verification_file_purged", actor=Actor.system(),
-                         request=evidence.request, data={"kind": "agent permission"})
-        count += 1
+    for model, field, kind in VERIFICATION_FILES:
+        ended = (model.objects.exclude(**{field: ""})
+                 .exclude(request__state=State.PENDING_VERIFICATION).select_related("request"))
+        for row in ended:
+            with transaction.atomic():
+                remove_on_commit(*release_files(model.objects.filter(pk=row.pk), field))
+                record_event("request.verification_file_purged", actor=Actor.system(),
+                             request=row.request, data={"kind": kind})
+            count += 1
     return count
 
 
 def release_permission(evidence) -> list[str]:
-    """Blank the agent's signed permission on these evidence rows; return the files
-    no other row still points at (a submission's requests share one file: it goes
-    with the last of them), for the caller to remove once committed."""
-    paths = set(evidence.exclude(permission_path="").values_list("permission_path", flat=True))
-    evidence.update(permission_path="")
-    still_used = set(VerificationEvidence.objects.filter(permission_path__in=paths)
-                     .values_list("permission_path", flat=True))
+    return release_files(evidence, "permission_path")
+
+
+def release_files(rows, field: str) -> list[str]:
+    """Blank the file `field` on these rows; return the files no other row still
+    points at (a submission's requests share one file: it goes with the last of
+    them), for the caller to remove once committed."""
+    paths = set(rows.exclude(**{field: ""}).values_list(field, flat=True))
+    rows.update(**{field: ""})
+    still_used = set(rows.model.objects.filter(**{f"{field}__in": paths})
+                     .values_list(field, flat=True))
     return sorted(paths - still_used)

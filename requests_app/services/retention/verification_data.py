@@ -5,8 +5,9 @@ Two moments, swept by the hourly retention task (tasks.purge_expired_packages):
 
 - Verification has ended (the request left "Pending identity verification":
   verified, denied, expired or cancelled): the agent's signed permission file,
-  given only so that the agent could be verified, goes (purge.py's
-  purge_verification_files).
+  given only so that the agent could be verified, the evidence staff attached
+  when they verified by hand (ManualVerification) and a parent's or guardian's
+  proof (GuardianDetails) go (purge.py's purge_verification_files).
 - The request has ended (closed, cancelled or expired): the phone number, account
   number and postal address go from the identity. They are data points given to
   verify, but sources also look the person up by phone and account number

@@ -26,10 +26,11 @@ from requests_app.models import (
     VerificationEvidence,
 )
 from requests_app.models.privacy_request import FiledBy
+from requests_app.models.verification import GuardianDetails, child_age, holds_sensitive_data
 from requests_app.rules import (
+    CATEGORIES_FALLBACK,
     REQUEST_TYPES,
     REQUIRED_POINTS,
-    SENSITIVE_CATEGORY_PREFIXES,
     SENSITIVE_DELETION_POINTS,
     Verification,
 )
@@ -40,7 +41,6 @@ from requests_app.services.requests.lifecycle import apply_transition
 from requests_app.services.notices.outbox import queue_notice, queue_plain
 from requests_app.services.queue import enqueue_on_commit
 from requests_app.sources.base import IdentityData, SourceError
-from requests_app.sources.categories import under
 from requests_app.sources.identity_match import POINTS
 
 log = logging.getLogger(__name__)
@@ -81,6 +81,11 @@ class Submission:
     correction_wrong: str = ""
     correction_right: str = ""
     declaration: bool = False
+    # A parent or guardian for a child under 13 (models/verification.py).
+    child_name: str = ""
+    child_birth_date: datetime.date | None = None
+    guardian_proof: object = None  # an uploaded file (already type-checked)
+    guardian_consents: list = field(default_factory=list)
     key: str = field(default_factory=lambda: secrets.token_urlsafe(16))
 
 
@@ -100,7 +105,8 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
     code = None
     if verified_types:
         code = codes.issue(verify_purpose(sub.key), codes.subject_for_email(sub.email))
-    permission_path = _store_permission(sub) if sub.permission is not None else ""
+    stored = {"permission": _store_upload(sub.permission, sub.key, "permission"),
+              "guardian": _store_upload(sub.guardian_proof, sub.key, "guardian")}
     agent = sub.filed_by == FiledBy.AGENT
     acknowledging = verified_types[-1] if verified_types else sub.rights[-1]
     order = [r for r in sub.rights if r != acknowledging] + [acknowledging]
@@ -109,7 +115,7 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
         extra = {}
         if right == acknowledging and needs_verification(right):
             extra = {"agent_name": sub.agent_name} if agent else {"code": code}
-        news.append(_new_request(sub, right, permission_path, extra,
+        news.append(_new_request(sub, right, stored, extra,
                                  acknowledge=right == acknowledging))
 
     def confirm_to_the_agent(filed: list[PrivacyRequest]) -> None:
@@ -125,7 +131,7 @@ def do_file_submission(sub: Submission) -> list[PrivacyRequest]:
     return filed
 
 
-def _new_request(sub: Submission, right: str, permission_path: str, notice_extra: dict, *,
+def _new_request(sub: Submission, right: str, stored: dict, notice_extra: dict, *,
                  acknowledge: bool) -> NewRequest:
     details = (correction_details(sub.corrected_field, sub.correction_wrong,
                                   sub.correction_right, sub.details)
@@ -135,10 +141,10 @@ def _new_request(sub: Submission, right: str, permission_path: str, notice_extra
         email=sub.email, filed_by=sub.filed_by, phone=sub.phone,
         account_number=sub.account_number, postal_address=sub.postal_address,
         extra=sub.extra, details=details, notice_extra=notice_extra,
-        acknowledge=acknowledge, on_received=_evidence_of(sub, right, permission_path))
+        acknowledge=acknowledge, on_received=_evidence_of(sub, right, stored))
 
 
-def _evidence_of(sub: Submission, right: str, permission_path: str):
+def _evidence_of(sub: Submission, right: str, stored: dict):
     """What the form gave towards verifying the request for `right` (what the right
     takes: its flags in rules.REQUEST_TYPES), recorded with the request in the
     transaction that files it."""
@@ -147,6 +153,7 @@ def _evidence_of(sub: Submission, right: str, permission_path: str):
     period = (sub.period_start, sub.period_end) if rules.covers_period else (None, None)
     correction = ((sub.corrected_field, sub.correction_wrong, sub.correction_right)
                   if rules.corrects_a_field else ("", "", ""))
+    permission_path = stored["permission"]
     permission = sub.permission if permission_path else None
 
     def record(request: PrivacyRequest) -> None:
@@ -165,6 +172,8 @@ def _evidence_of(sub: Submission, right: str, permission_path: str):
             permission_type=getattr(permission, "sniffed_type", "") if permission else "",
             permission_size=getattr(permission, "size", 0) if permission else 0,
         )
+        if sub.filed_by == FiledBy.PARENT:
+            _guardian_of(sub, request, stored["guardian"])
 
     return record
 
@@ -176,10 +185,26 @@ def correction_details(field: str, wrong: str, right: str, details: str) -> str:
     return f"{text}\n\n{details}" if details else text
 
 
-def _store_permission(sub: Submission) -> str:
-    relative = f"uploads/{sub.key}/permission-{secrets.token_hex(8)}.enc"
+def _guardian_of(sub: Submission, request: PrivacyRequest, proof_path: str) -> None:
+    """A parent's or guardian's request: the child, the proof, the consent given."""
+    proof = sub.guardian_proof if proof_path else None
+    GuardianDetails.objects.create(
+        request=request, child_name=sub.child_name, child_birth_date=sub.child_birth_date,
+        child_age_at_filing=child_age(sub.child_birth_date, timezone.localdate(
+            request.received_at)) if sub.child_birth_date else 0,
+        proof_path=proof_path, proof_type=getattr(proof, "sniffed_type", "") if proof else "",
+        proof_size=getattr(proof, "size", 0) if proof else 0,
+        consents=list(sub.guardian_consents),
+        consent_given_at=request.received_at if sub.guardian_consents else None)
+
+
+def _store_upload(upload, key: str, kind: str) -> str:
+    """An upload of the submission, encrypted at rest (files.py); "" for none."""
+    if upload is None:
+        return ""
+    relative = f"uploads/{key}/{kind}-{secrets.token_hex(8)}.enc"
     with EncryptedWriter(Path(settings.MEDIA_ROOT) / relative) as out:
-        for chunk in sub.permission.chunks():
+        for chunk in upload.chunks():
             out.write(chunk)
     return relative
 
@@ -357,7 +382,7 @@ def _verified_for_categories(request: PrivacyRequest, evidence, matched: set,
     answered as a request for categories, and the consumer told so."""
     old_type = request.request_type
     request.original_request_type = request.original_request_type or old_type
-    request.request_type = "know_categories"
+    request.request_type = CATEGORIES_FALLBACK
     request.save(update_fields=["request_type", "original_request_type", "updated_at"])
     evidence.level_reached = True
     evidence.level_required = Verification.TWO_POINTS.value
@@ -381,14 +406,6 @@ def points_required(request: PrivacyRequest) -> int:
     if level is Verification.SENSITIVITY and holds_sensitive_data():
         return SENSITIVE_DELETION_POINTS
     return REQUIRED_POINTS[level]
-
-
-def holds_sensitive_data() -> bool:
-    """Whether an enabled source holds a category of sensitive personal information."""
-    return any(under(key, SENSITIVE_CATEGORY_PREFIXES)
-               for categories in DataSource.objects.filter(enabled=True)
-               .values_list("categories", flat=True)
-               for key in categories or ())
 
 
 def _missing(request, evidence, matched, required, level) -> str:
