@@ -414,11 +414,8 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             "GDPR", _("European Union or United Kingdom (GDPR)"),
             acknowledge=None, respond=months(1), extension=months(2),
             appeal=None, opt_out=months(1),
-            complaint_text=_(
-                "You have the right to lodge a complaint with a data protection supervisory "
-                "authority and to seek a judicial remedy."
-            ),
-            citations=("GDPR Art. 12(3)", "Art. 12(4)", "Art. 21"),
+            complaint_text=GDPR_REMEDIES, after_appeal=GDPR_REMEDIES, access_facts=True,
+            citations=("GDPR Art. 12(3)", "Art. 12(4)", "Art. 15", "Art. 21", "Art. 77-79"),
             withheld=(WITHHELD_CREDENTIALS,),
         ),
     ]
