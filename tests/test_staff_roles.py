@@ -58,6 +58,7 @@ PAGES = {
     "staff:progress": ("GET", {"alice", "bob"}),
     "staff:claim": ("POST", {"alice", "bob"}),
     "staff:add_note": ("POST", {"alice", "bob"}),
+    "staff:widen_period": ("POST", {"alice", "bob"}),  # a Right to Know period
     "staff:notice_answer": ("POST", {"alice", "bob"}),
     "staff:original": ("GET", {"alice", "bob"}),
     "staff:permission": ("GET", {"alice", "bob"}),  # an agent's signed permission
@@ -83,7 +84,8 @@ STEP_URL = "staff:step"
 PERSONAL = {"staff:desk", "staff:original", "staff:permission", "staff:task",
             "staff:package_preview",
             "admin:requests_app_privacyrequest_change"}
-POST_DATA = {"text": "Called the customer back.", "assignee": "alice"}
+POST_DATA = {"text": "Called the customer back.", "assignee": "alice",
+             "reason": "The appeal asked for 2021 too."}
 
 # The Django admin is for Privacy Managers (sources, third parties, purposes): every
 # other role gets a 403 on every admin URL. What a manager may do there, by model:
