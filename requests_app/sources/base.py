@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 
 from django.utils import timezone
 
-from requests_app.rules import JURISDICTIONS
-
 
 class SourceError(Exception):
     """A permanent failure (bad configuration, a 4xx answer): retrying won't help."""
@@ -101,6 +99,10 @@ def _may_limit(request) -> bool:
     """False for a request whose jurisdiction's answer covers all the data held,
     whatever its date (GDPR: rules.JurisdictionRules.know_period), even if a period
     was recorded with it."""
+    # Imported here: the demo HTTP service runs this module without Django settings,
+    # and the rule table's texts are lazy translations.
+    from requests_app.rules import JURISDICTIONS
+
     rules = JURISDICTIONS.get(getattr(request, "jurisdiction", None) or "")
     return rules is None or rules.know_period
 
