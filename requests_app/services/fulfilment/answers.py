@@ -39,9 +39,9 @@ def _recipient_label(party) -> str:
                else party.get_kind_display())
 
 
-def _receives(party, category: str, source) -> bool:
-    """Whether a third party of `source` receives data of `category` (a party that
-    lists no categories receives all that source holds)."""
+def _receives(party, category: str) -> bool:
+    """Whether a third party receives data of `category` (a party that lists no
+    categories receives all that the sources it is linked to hold)."""
     return cats.under(category, party.categories) if party.categories else True
 
 
@@ -53,7 +53,7 @@ def know_answer(runs) -> dict:
     entries = []
     for key, sources in held.items():
         recipients = sorted({_recipient_label(p) for s in sources for p in s.third_parties.all()
-                             if _receives(p, key, s)})
+                             if _receives(p, key)})
         entries.append({
             "key": key, "name": cats.label(key),
             "sources_of_data": sorted({label for s in sources
