@@ -354,6 +354,14 @@ MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
 # Packages for consumers: how long a download link lives, how often it may be used.
 DOWNLOAD_LINK_DAYS = envint("DOWNLOAD_LINK_DAYS", 7, minimum=1)
 DOWNLOAD_MAX_COUNT = envint("DOWNLOAD_MAX_COUNT", 5, minimum=1)
+# The data protection supervisory authority a GDPR answer, denial and denied appeal
+# name (GDPR Art. 13(2)(d), 15(1)(f), 77): the office's lead authority, with how to
+# reach it. Set it to yours (rules.GDPR_REMEDIES words the rest).
+SUPERVISORY_AUTHORITY = envstr(
+    "SUPERVISORY_AUTHORITY",
+    "the data protection authority of the country where we are established (the list of "
+    "EU authorities: edpb.europa.eu/about-edpb/about-edpb/members_en; in the United "
+    "Kingdom, the Information Commissioner's Office, ico.org.uk)")
 # A third party's link to confirm a deletion or opt-out notice works this long; after
 # that it replies by email and staff record the answer on the request's desk.
 THIRD_PARTY_LINK_DAYS = envint("THIRD_PARTY_LINK_DAYS", 60, minimum=1)

@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.db import transaction
 
 from requests_app.services.audit.events import record_event
+from requests_app.models.sources import SourceOrigin
 from requests_app.services.fulfilment.runs import do_retry_parked
 from requests_app.services.requests.lifecycle import TransitionRefused
 
@@ -104,6 +105,20 @@ class AuditedAdmin(admin.ModelAdmin):
         )
 
 
+class DataSourceForm(forms.ModelForm):
+    """Where a source's data comes from, as ticks (stored as SourceOrigin codes)."""
+
+    collected_from = forms.MultipleChoiceField(
+        label="Where its data comes from", choices=SourceOrigin.choices, required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="The categories of sources a Right to Know answer gives for the "
+                  "information this source holds about the person.")
+
+    class Meta:
+        model = DataSource
+        fields = "__all__"
+
+
 @admin.register(DataSource)
 class DataSourceAdmin(AuditedAdmin):
     """Privacy Managers keep the registry here. Saving validates the source: the
@@ -113,6 +128,7 @@ class DataSourceAdmin(AuditedAdmin):
     list_display = ["name", "kind", "enabled", "owner", "health", "consecutive_failures",
                     "health_reason"]
     list_filter = ["kind", "enabled", "health"]
+    form = DataSourceForm
     filter_horizontal = ["third_parties"]
     readonly_fields = ["health", "consecutive_failures", "unhealthy_since", "health_reason",
                        "next_probe_at"]
@@ -122,7 +138,9 @@ class DataSourceAdmin(AuditedAdmin):
         ("Health (the circuit breaker)", {"fields": [
             "health", "consecutive_failures", "unhealthy_since", "health_reason",
             "next_probe_at"]}),
-        ("What it holds", {"fields": ["categories", "purposes", "third_parties", "retention"]}),
+        ("What it holds", {"fields": ["categories", "purposes", "third_parties", "retention",
+                                      "collected_from", "origin_detail",
+                                      "automated_decisions"]}),
         ("SQL database", {"fields": ["connection_env", "dataset_map"]}),
         ("HTTP service", {"fields": ["url", "secret_env", "timeout_seconds", "verify_tls"]}),
         ("Manual", {"fields": ["instructions"]}),
@@ -154,7 +172,8 @@ class DataSourceAdmin(AuditedAdmin):
 
 @admin.register(ThirdParty)
 class ThirdPartyAdmin(AuditedAdmin):
-    list_display = ["name", "kind", "contact_email"]
+    list_display = ["name", "kind", "recipient_category", "contact_email"]
+    fields = ["name", "kind", "recipient_category", "contact_email", "categories"]
 
 
 @admin.register(SourceRun)

@@ -136,7 +136,9 @@ GUARDIAN_CHILD_UNDER = 13
 
 # The earliest date a Right to Know request may reach back to (§1798.130(a)(2)(B)).
 KNOW_EARLIEST = "2022-01-01"
-# How far back a Right to Know request reaches by default.
+# How far back a Right to Know request reaches by default, where the jurisdiction
+# limits it (JurisdictionRules.know_period: California); the person may ask for
+# everything since KNOW_EARLIEST with one click, and staff may widen it (desk).
 KNOW_DEFAULT_MONTHS = 12
 
 # --- Repeat requests ------------------------------------------------------------
@@ -349,6 +351,18 @@ class JurisdictionRules:
     citations: tuple[str, ...] = field(default_factory=tuple)
     # What an access or portability answer holds back, and why (see Withholding).
     withheld: tuple[Withholding, ...] = (WITHHELD_CREDENTIALS,)
+    # Whether a Right to Know answer may cover a period (the KNOW_DEFAULT_MONTHS
+    # before the request unless the person asks for more, back to KNOW_EARLIEST:
+    # CCPA §1798.130(a)(2)(B), regs §7024(h)). False: all the data held, whatever
+    # its date (GDPR Art. 15; the other states' laws give no period either).
+    know_period: bool = False
+    # Where the person turns when an appeal is denied (after_appeal_text()); never
+    # a state Attorney General outside the United States.
+    after_appeal: str = ""
+    # An access answer states the facts of GDPR Art. 15(1)(a)-(h) and 15(2):
+    # purposes, recipients, retention, where the data came from, automated
+    # decision-making, the rights and the supervisory authority.
+    access_facts: bool = False
 
 
 _US_APPEAL_AG = _(
@@ -356,6 +370,40 @@ _US_APPEAL_AG = _(
     "within a reasonable time. If the appeal is denied, you may contact your state "
     "Attorney General."
 )
+
+
+# Va. Code §59.1-577(C), C.R.S. 6-1-1306(3), Conn. Gen. Stat. §42-518(d), Tex. Bus.
+# & Com. Code §541.053: a denied appeal tells how to complain to the Attorney General.
+_AG_AFTER_APPEAL = {
+    "VA": _("If you disagree, you may submit a complaint to the Virginia Attorney General "
+            "(oag.state.va.us)."),
+    "CO": _("If you disagree, you may submit a complaint to the Colorado Attorney General "
+            "(coag.gov)."),
+    "CT": _("If you disagree, you may submit a complaint to the Connecticut Attorney "
+            "General (portal.ct.gov/ag)."),
+    "TX": _("If you disagree, you may submit a complaint to the Texas Attorney General "
+            "(texasattorneygeneral.gov)."),
+    "US_OTHER": _("If you disagree, you may contact the Attorney General of your state."),
+}
+
+
+# GDPR Art. 77 (a complaint to a supervisory authority, in particular in the member
+# state where the person lives, works or the infringement took place) and Art. 78-79
+# (an effective judicial remedy). %(authority)s is the office's lead authority
+# (settings.SUPERVISORY_AUTHORITY, docs/configuration.md).
+GDPR_REMEDIES = _(
+    "You have the right to lodge a complaint with a data protection supervisory "
+    "authority (GDPR Article 77): ours is %(authority)s, and you may also complain to "
+    "the authority of the country where you live or work or where you believe the law "
+    "was broken. You also have the right to an effective judicial remedy against us or "
+    "the authority before the courts (GDPR Articles 78 and 79).")
+# A request of no known jurisdiction (the portal's "another country"): every route
+# a person outside the United States may have, never a state Attorney General.
+UNKNOWN_AFTER_APPEAL = _(
+    "If you disagree, you may complain to the data protection or consumer protection "
+    "authority where you live (in the European Union or the United Kingdom: "
+    "%(authority)s, or the authority of your country), or seek a remedy before the "
+    "courts.")
 
 JURISDICTIONS: dict[str, JurisdictionRules] = {
     j.code: j
@@ -369,14 +417,18 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
                 "or the California Attorney General."
             ),
             citations=("CCPA regs §7021", "§7026(f)", "Civ. Code §1798.130(a)(2)"),
-            withheld=(WITHHELD_UNDER_CCPA,),
+            withheld=(WITHHELD_UNDER_CCPA,), know_period=True,
+            after_appeal=_(
+                "If you disagree, you may file a complaint with the California Privacy "
+                "Protection Agency (cppa.ca.gov) or the California Attorney General "
+                "(oag.ca.gov)."),
         ),
         JurisdictionRules(
             "VA", _("Virginia"),
             acknowledge=None, respond=days(45), extension=days(45),
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Va. Code §59.1-577(B)(1)", "§59.1-577(C)"),
-            withheld=_US_WITHHELD,
+            withheld=_US_WITHHELD, after_appeal=_AG_AFTER_APPEAL["VA"],
         ),
         JurisdictionRules(
             "CO", _("Colorado"),
@@ -384,7 +436,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             # C.R.S. 6-1-1306(3)(b): 45 days to decide an appeal (+60 where needed).
             appeal=days(45), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("C.R.S. 6-1-1306(2)", "6-1-1306(3)"),
-            withheld=_US_WITHHELD,
+            withheld=_US_WITHHELD, after_appeal=_AG_AFTER_APPEAL["CO"],
         ),
         JurisdictionRules(
             "CT", _("Connecticut"),
@@ -392,13 +444,14 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Conn. Gen. Stat. §42-518(b)", "§42-518(d)"),
             withheld=_US_WITHHELD,
+            after_appeal=_AG_AFTER_APPEAL["CT"],
         ),
         JurisdictionRules(
             "TX", _("Texas"),
             acknowledge=None, respond=days(45), extension=days(45),
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Tex. Bus. & Com. Code §541.052", "§541.053"),
-            withheld=_US_WITHHELD,
+            withheld=_US_WITHHELD, after_appeal=_AG_AFTER_APPEAL["TX"],
         ),
         JurisdictionRules(
             "US_OTHER", _("Another US state"),
@@ -406,16 +459,14 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("state consumer privacy laws modelled on the VCDPA",),
             withheld=_US_WITHHELD,
+            after_appeal=_AG_AFTER_APPEAL["US_OTHER"],
         ),
         JurisdictionRules(
             "GDPR", _("European Union or United Kingdom (GDPR)"),
             acknowledge=None, respond=months(1), extension=months(2),
             appeal=None, opt_out=months(1),
-            complaint_text=_(
-                "You have the right to lodge a complaint with a data protection supervisory "
-                "authority and to seek a judicial remedy."
-            ),
-            citations=("GDPR Art. 12(3)", "Art. 12(4)", "Art. 21"),
+            complaint_text=GDPR_REMEDIES, after_appeal=GDPR_REMEDIES, access_facts=True,
+            citations=("GDPR Art. 12(3)", "Art. 12(4)", "Art. 15", "Art. 21", "Art. 77-79"),
             withheld=(WITHHELD_CREDENTIALS,),
         ),
     ]
@@ -449,6 +500,27 @@ def jurisdiction_choices() -> list[tuple[str, str]]:
     return [(j.code, j.label) for j in JURISDICTIONS.values()] + [
         (UNKNOWN, _("Unknown"))
     ]
+
+
+def know_period_applies(jurisdiction: str) -> bool:
+    """Whether a Right to Know answer of this jurisdiction may cover a period (else
+    everything held, whatever its date). UNKNOWN: no period (no law we know of limits
+    it, and more information is the safer error for an access answer)."""
+    rules = JURISDICTIONS.get(jurisdiction)
+    return rules is not None and rules.know_period
+
+
+def remedies_text(text: str, authority: str) -> str:
+    """A complaint or after-appeal text with the supervisory authority filled in."""
+    text = str(text)
+    return text % {"authority": authority} if "%(authority)s" in text else text
+
+
+def after_appeal_text(jurisdiction: str, authority: str) -> str:
+    """Where the person turns when their appeal is denied (UNKNOWN: every route a
+    person outside the United States may have, never a state Attorney General)."""
+    rules = JURISDICTIONS.get(jurisdiction)
+    return remedies_text(rules.after_appeal if rules else UNKNOWN_AFTER_APPEAL, authority)
 
 
 def withheld_under(jurisdiction: str) -> tuple[Withholding, ...]:

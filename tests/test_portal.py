@@ -108,12 +108,14 @@ FIELD_ERRORS = [
      "like name@example.com"),
     ({"filed_by": "agent", "agent_name": "Ann", "agent_email": "ann@agents.example"},
      "permission", "Upload the person"),
-    ({"rights": ["access"], "declaration": "on", "period_start": "2021-12-31"},
+    ({"rights": ["access"], "declaration": "on", "period_start": "2021-12-31",
+      "residence": "CA"},
      "period_start", "January 1, 2022 at the earliest"),
-    ({"rights": ["know_categories"], "period_end": "2999-01-01"}, "period_end",
+    ({"rights": ["know_categories"], "period_end": "2999-01-01", "residence": "CA"},
+     "period_end",
      "cannot end in the future"),
-    ({"rights": ["know_categories"], "period_start": "2024-05-01", "period_end": "2024-01-01"},
-     "period_start", "before the end date"),
+    ({"rights": ["know_categories"], "period_start": "2024-05-01", "period_end": "2024-01-01",
+      "residence": "CA"}, "period_start", "before the end date"),
     ({"rights": ["know_categories"], "period_start": "yesterday"}, "period_start",
      "YYYY-MM-DD"),
     ({"rights": ["correction"]}, "corrected_field", "Choose which information is wrong"),
@@ -231,7 +233,8 @@ def test_a_form_without_the_csrf_token_is_refused_with_words(settings):
 
 
 def test_one_submission_files_one_linked_request_per_right(client):
-    response = submit(client, rights=["know_categories", "deletion"], phone="555-0100")
+    response = submit(client, rights=["know_categories", "deletion"], phone="555-0100",
+                      residence="CA")
     assert response.status_code == 302 and response.url == "/request/sent/"
     requests = list(PrivacyRequest.objects.order_by("id"))
     assert [r.request_type for r in requests] == ["know_categories", "deletion"]

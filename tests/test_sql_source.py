@@ -459,7 +459,7 @@ def test_the_period_is_the_one_the_request_asked_for():
     from requests_app.sources.base import collection_period
     from tests.conftest import file_request
 
-    request = file_request()
+    request = file_request(jurisdiction="CA")  # California: a period may apply
     assert collection_period(SourceRun(request=request)) is None  # no evidence
     VerificationEvidence.objects.create(request=request, submission="s")
     request = PrivacyRequest.objects.get(pk=request.pk)

@@ -60,6 +60,7 @@ PAGES = {
     "staff:progress": ("GET", {"alice", "bob"}),
     "staff:claim": ("POST", {"alice", "bob"}),
     "staff:add_note": ("POST", {"alice", "bob"}),
+    "staff:widen_period": ("POST", {"alice", "bob"}),  # a Right to Know period
     "staff:notice_answer": ("POST", {"alice", "bob"}),
     "staff:original": ("GET", {"alice", "bob"}),
     "staff:permission": ("GET", {"alice", "bob"}),  # an agent's signed permission
@@ -94,7 +95,8 @@ STEP_URL = "staff:step"
 PERSONAL = {"staff:desk", "staff:original", "staff:permission", "staff:verification_file",
             "staff:task", "staff:package_preview", "staff:letter_pdf",
             "admin:requests_app_privacyrequest_change"}
-POST_DATA = {"text": "Called the customer back.", "assignee": "alice"}
+POST_DATA = {"text": "Called the customer back.", "assignee": "alice",
+             "reason": "The appeal asked for 2021 too."}
 # What opening a page of PERSONAL writes in the trail.
 SEEN = ["staff.viewed_identity", "package.previewed", "letter.opened"]
 

@@ -60,15 +60,22 @@ def build_shop(dsn: str, subjects: int, progress: bool) -> list[str]:
         engine.dispose()
 
 
+# What a Right to Know answer calls each partner (by the kind shop.PARTNERS names).
+RECIPIENT_CATEGORY = {"Channel partner": "resellers", "Ad network": "advertising",
+                      "Analytics provider": "analytics", "Payment processor": "payments"}
+
+
 def register_sources(manager, emails: list[str]) -> list[DataSource]:
     """The three demo sources and the shop's partners, created once."""
     parties = []
     for name, categories, _purpose in shop.PARTNERS:
+        kind, party_name = name.split(": ", 1)
         party, _ = ThirdParty.objects.get_or_create(
-            name=name.split(": ", 1)[1],
+            name=party_name,
             defaults={"kind": ThirdParty.Kind.SERVICE_PROVIDER if "Payment" in name
                       else ThirdParty.Kind.THIRD_PARTY,
-                      "contact_email": "privacy@" + name.split(": ", 1)[1].split()[0].lower()
+                      "recipient_category": RECIPIENT_CATEGORY[kind],
+                      "contact_email": "privacy@" + party_name.split()[0].lower()
                       + ".example",
                       "categories": categories.split(",")})
         parties.append(party)
@@ -78,7 +85,13 @@ def register_sources(manager, emails: list[str]) -> list[DataSource]:
                   "dataset_map": MAP_PATH.read_text(),
                   "purposes": ["Orders and delivery", "Customer support", "Marketing",
                                "Website analytics", "Fraud prevention"],
-                  "retention": "account life + 7 years for orders and payments"})
+                  "retention": "account life + 7 years for orders and payments",
+                  "collected_from": ["direct", "devices", "partners"],
+                  "origin_detail": "Delivery addresses corrected by our carrier; orders "
+                                   "placed through Northwind Resellers",
+                  "automated_decisions": "Orders are scored for fraud when placed; a high "
+                                         "score holds the order for a person to review, "
+                                         "never refuses it by itself."})
     if created:
         sql_source.third_parties.set(parties)
     data = settings.DATA_DIR / "demo-http.json"
@@ -93,13 +106,17 @@ def register_sources(manager, emails: list[str]) -> list[DataSource]:
                   "categories": sorted({c for cats in demo_http.CATEGORIES.values()
                                         for c in cats.values()}),
                   "purposes": ["Loyalty programme", "Customer support"],
-                  "retention": "2 years after the last activity"})
+                  "retention": "2 years after the last activity",
+                  "collected_from": ["direct", "devices"]})
     manual_source, _ = DataSource.objects.get_or_create(
         name="Paper archive",
         defaults={"kind": "manual", "owner": manager,
                   "categories": ["user.contact.address", "user.name"],
                   "purposes": ["Warranty claims received by post"],
                   "retention": "6 years",
+                  "collected_from": ["direct", "public"],
+                  "origin_detail": "Postal addresses checked against the national "
+                                   "address register",
                   "instructions": "Search the warranty-card cabinets by surname and "
                                   "postcode. Scan what you find into a CSV."})
     return [sql_source, http_source, manual_source]

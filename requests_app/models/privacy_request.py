@@ -50,7 +50,14 @@ from requests_app.models.steps import (
     verification_window_elapsed,
 )
 from requests_app.models.verification import ManualVerificationSteps
-from requests_app.rules import JURISDICTIONS, REQUEST_TYPES, jurisdiction_choices, request_type_choices
+from requests_app.rules import (
+    JURISDICTIONS,
+    REQUEST_TYPES,
+    after_appeal_text,
+    jurisdiction_choices,
+    remedies_text,
+    request_type_choices,
+)
 
 
 # Columns the staff queue filters on, carried in its indexes (see Meta.indexes).
@@ -205,11 +212,17 @@ class PrivacyRequest(ConcurrentTransitionMixin, ManualVerificationSteps, models.
 
     @property
     def complaint_text(self) -> str:
+        authority = settings.SUPERVISORY_AUTHORITY
         rules = JURISDICTIONS.get(self.jurisdiction)
         if rules is None:  # unknown: name every route the consumer might have
-            return " ".join(str(JURISDICTIONS[code].complaint_text)
+            return " ".join(remedies_text(JURISDICTIONS[code].complaint_text, authority)
                             for code in ("US_OTHER", "CA", "GDPR"))
-        return str(rules.complaint_text)
+        return remedies_text(rules.complaint_text, authority)
+
+    @property
+    def after_appeal_text(self) -> str:
+        """Where the person turns when the appeal is denied (rules.after_appeal_text)."""
+        return after_appeal_text(self.jurisdiction, settings.SUPERVISORY_AUTHORITY)
 
     def set_deadlines(self) -> None:
         """Compute the deadlines from receipt; called once, when the request is filed."""

@@ -13,6 +13,39 @@ from django.db import models
 from django.utils.translation import gettext_lazy as _
 
 
+class RecipientCategory(models.TextChoices):
+    """Categories of third parties, as a Right to Know answer names them by category
+    of data (CCPA §1798.110(c)(4), regs §7011(e)(1)(F); GDPR Art. 15(1)(c))."""
+
+    PAYMENTS = "payments", _("Payment processors")
+    DELIVERY = "delivery", _("Delivery and logistics companies")
+    HOSTING = "hosting", _("Hosting and IT service providers")
+    ANALYTICS = "analytics", _("Data analytics providers")
+    ADVERTISING = "advertising", _("Advertising networks")
+    RESELLERS = "resellers", _("Resellers and business partners")
+    SUPPORT = "support", _("Customer support providers")
+    BROKERS = "brokers", _("Data brokers")
+    AUTHORITIES = "authorities", _("Government and law enforcement")
+    ADVISERS = "advisers", _("Professional advisers (lawyers, auditors)")
+
+
+class SourceOrigin(models.TextChoices):
+    """Where the personal information of a source comes from: the categories of
+    sources a Right to Know answer gives (CCPA §1798.110(c)(2)), and for GDPR "any
+    available information as to their source" (Art. 15(1)(g))."""
+
+    DIRECT = "direct", _("Directly from you")
+    DEVICES = "devices", _("Your devices (cookies, apps, browsing on our site)")
+    PARTNERS = "partners", _("Business partners")
+    BROKERS = "brokers", _("Data brokers")
+    PUBLIC = "public", _("Public records")
+
+
+def origin_labels(codes) -> list[str]:
+    labels = dict(SourceOrigin.choices)
+    return [str(labels.get(code, code)) for code in codes or []]
+
+
 class ThirdParty(models.Model):
     """A service provider or third party that sources share personal data with."""
 
@@ -22,6 +55,9 @@ class ThirdParty(models.Model):
 
     name = models.CharField(_("name"), max_length=200, unique=True)
     kind = models.CharField(_("kind"), max_length=20, choices=Kind.choices)
+    # What a Right to Know answer calls it (never its name, for categories).
+    recipient_category = models.CharField(_("category of recipient"), max_length=20,
+                                          choices=RecipientCategory.choices, blank=True)
     contact_email = models.EmailField(_("privacy contact"), blank=True)
     categories = models.JSONField(_("data categories received"), default=list, blank=True)
 
@@ -51,6 +87,15 @@ class DataSource(models.Model):
     purposes = models.JSONField(_("purposes"), default=list, blank=True)
     third_parties = models.ManyToManyField(ThirdParty, blank=True, related_name="sources")
     retention = models.CharField(_("retention"), max_length=300, blank=True)
+    # Where its data comes from (SourceOrigin codes) and, for what is not collected
+    # from the person, from whom (named partners, brokers, registers).
+    collected_from = models.JSONField(_("where its data comes from"), default=list, blank=True)
+    origin_detail = models.CharField(_("named sources of data not collected from the person"),
+                                     max_length=300, blank=True)
+    # GDPR Art. 15(1)(h), Art. 22: automated decisions with legal or similarly
+    # significant effects, with the logic involved and the consequences (empty: none).
+    automated_decisions = models.TextField(_("automated decision-making (empty: none)"),
+                                           blank=True)
 
     # SQL: the DSN is read from this environment variable, never stored here.
     connection_env = models.CharField(_("DSN environment variable"), max_length=100, blank=True)

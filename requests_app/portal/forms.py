@@ -12,7 +12,13 @@ from django.utils.translation import gettext_lazy as _
 from requests_app.models import DataSource
 from requests_app.models.privacy_request import FiledBy
 from requests_app.portal.guardian import GuardianFields
-from requests_app.rules import KNOW_DEFAULT_MONTHS, KNOW_EARLIEST, PLAIN_LABELS, REQUEST_TYPES
+from requests_app.rules import (
+    KNOW_DEFAULT_MONTHS,
+    KNOW_EARLIEST,
+    PLAIN_LABELS,
+    REQUEST_TYPES,
+    know_period_applies,
+)
 from requests_app.services.requests.filing import MAX_EXTRA, validate_one_line
 from requests_app.services.verification.portal import Submission, correction_details
 
@@ -80,6 +86,15 @@ def default_period() -> tuple[datetime.date, datetime.date]:
                 datetime.date.fromisoformat(KNOW_EARLIEST))
     return start, today
 
+
+# The period a Californian's request to know covers (rules.KNOW_DEFAULT_MONTHS by
+# default; everything since rules.KNOW_EARLIEST in one click, no script needed).
+RECENT, SINCE_EARLIEST, DATES = "recent", "since_2022", "dates"
+PERIOD_CHOICES = [
+    (RECENT, _("The last 12 months")),
+    (SINCE_EARLIEST, _("Everything since January 1, 2022")),
+    (DATES, _("The dates I give here")),
+]
 
 EXTRA_PREFIX = "identity__"  # the form fields of the office's own identity types
 
@@ -165,10 +180,17 @@ class RequestForm(GuardianFields, PortalForm):
         error_messages={"invalid": _("The signed permission could not be read; upload a PDF, "
                                      "PNG or JPEG file."),
                         "empty": _("The signed permission file is empty.")})
+    period_choice = forms.ChoiceField(
+        label=_("Which period should we cover?"), required=False, widget=forms.RadioSelect,
+        choices=PERIOD_CHOICES, initial=RECENT,
+        help_text=_("If you live in California, the law lets us cover the last 12 months "
+                    "unless you ask for more: choose “Everything since January 1, 2022” to "
+                    "get all of it. If you live anywhere else, we cover all the information "
+                    "we hold about you, whatever its date, and this choice does not apply."),
+        error_messages={"invalid_choice": _("Choose one of the periods.")})
     period_start = forms.DateField(
         label=_("From"), required=False, widget=DateInput,
-        help_text=_("For a request to know: the period to cover. The last 12 months unless "
-                    "you choose otherwise; at the earliest January 1, 2022."),
+        help_text=_("Only with “The dates I give here”: at the earliest January 1, 2022."),
         error_messages={"invalid": _("Enter the start date as YYYY-MM-DD.")})
     period_end = forms.DateField(
         label=_("To"), required=False, widget=DateInput,
@@ -282,22 +304,7 @@ class RequestForm(GuardianFields, PortalForm):
                                                "agent."))
         if data.get("filed_by") == FiledBy.PARENT:
             self.clean_guardian_section(data)
-        if any(REQUEST_TYPES[r].covers_period for r in rights):
-            start, end = default_period()
-            first = data.get("period_start") or start
-            last = data.get("period_end") or end
-            earliest = datetime.date.fromisoformat(KNOW_EARLIEST)
-            if "period_start" not in self.errors and first < earliest:
-                self.add_error("period_start", _("The period can start on January 1, 2022 at "
-                                                 "the earliest."))
-            elif "period_end" not in self.errors and last > timezone.localdate():
-                self.add_error("period_end", _("The period cannot end in the future."))
-            elif "period_start" not in self.errors and first > last:
-                self.add_error("period_start", _("The start date must be before the end "
-                                                 "date."))
-            data["period_start"], data["period_end"] = first, last
-        else:
-            data["period_start"] = data["period_end"] = None
+        self._clean_period(data, rights)
         corrects = any(REQUEST_TYPES[r].corrects_a_field for r in rights)
         if corrects:
             if not data.get("corrected_field") and "corrected_field" not in self.errors:
@@ -318,6 +325,34 @@ class RequestForm(GuardianFields, PortalForm):
             self.add_error("declaration", _("To receive a copy of your information, tick the "
                                             "declaration."))
         return data
+
+    def _clean_period(self, data: dict, rights: list) -> None:
+        """The period a request to know covers: only where the jurisdiction limits it
+        (California), as chosen; elsewhere none (all the data held)."""
+        jurisdiction = JURISDICTION_OF.get(data.get("residence") or "", "")
+        if not (any(REQUEST_TYPES[r].covers_period for r in rights)
+                and know_period_applies(jurisdiction)):
+            data["period_start"] = data["period_end"] = None
+            return
+        start, end = default_period()
+        choice = data.get("period_choice") or (
+            DATES if data.get("period_start") or data.get("period_end") else RECENT)
+        if choice == SINCE_EARLIEST:
+            start = datetime.date.fromisoformat(KNOW_EARLIEST)
+        if choice != DATES:
+            data["period_start"], data["period_end"] = start, end
+            return
+        first = data.get("period_start") or start
+        last = data.get("period_end") or end
+        earliest = datetime.date.fromisoformat(KNOW_EARLIEST)
+        if "period_start" not in self.errors and first < earliest:
+            self.add_error("period_start", _("The period can start on January 1, 2022 at "
+                                             "the earliest."))
+        elif "period_end" not in self.errors and last > timezone.localdate():
+            self.add_error("period_end", _("The period cannot end in the future."))
+        elif "period_start" not in self.errors and first > last:
+            self.add_error("period_start", _("The start date must be before the end date."))
+        data["period_start"], data["period_end"] = first, last
 
     def submission(self) -> Submission:
         """The cleaned form as the use case takes it (services/verification/portal.py)."""

@@ -79,8 +79,11 @@ def collection_period(run) -> tuple[datetime.date, datetime.date] | None:
 
 
 def requested_period(request) -> tuple[datetime.date, datetime.date] | None:
-    """collection_period of a request (None when it asked for none); a period with
-    no last day ends on the day the request was received."""
+    """collection_period of a request (None when it asked for none, or when its
+    jurisdiction gives all the data held); a period with no last day ends on the day
+    the request was received."""
+    if not _may_limit(request):
+        return None
     evidence = getattr(request, "evidence", None) if request is not None else None
     start = getattr(evidence, "period_start", None)
     if start is None:
@@ -90,6 +93,18 @@ def requested_period(request) -> tuple[datetime.date, datetime.date] | None:
         received = getattr(request, "received_at", None)
         end = timezone.localdate(received) if received else timezone.localdate()
     return start, end
+
+
+def _may_limit(request) -> bool:
+    """False for a request whose jurisdiction's answer covers all the data held,
+    whatever its date (GDPR: rules.JurisdictionRules.know_period), even if a period
+    was recorded with it."""
+    # Imported here: the demo HTTP service runs this module without Django settings,
+    # and the rule table's texts are lazy translations.
+    from requests_app.rules import JURISDICTIONS
+
+    rules = JURISDICTIONS.get(getattr(request, "jurisdiction", None) or "")
+    return rules is None or rules.know_period
 
 
 def period_bounds(period, aware: bool) -> tuple:

@@ -75,6 +75,24 @@ def seed(path, emails: list[str]) -> None:
     _write(Path(path), data)
 
 
+# The field that dates each collection's records (what a Right to Know period filters).
+DATED_BY = {"loyalty_points": "date", "chat_messages": "sent_at"}
+
+
+def _gathered(found: dict, period) -> dict:
+    """The gather reply; with a period ({"start", "end"}, ISO days), only the records
+    dated in it, and "period_applied": true to say so."""
+    if isinstance(period, dict):
+        start, end = str(period.get("start", "")), str(period.get("end", ""))
+        found = {name: [r for r in rs if start <= str(r[DATED_BY[name]])[:10] <= end]
+                 for name, rs in found.items()}
+    reply = {"collections": {name: {"categories": CATEGORIES[name], "records": rs}
+                             for name, rs in found.items()}}
+    if isinstance(period, dict):
+        reply["period_applied"] = True
+    return reply
+
+
 def _write(path: Path, data: dict) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
@@ -151,8 +169,7 @@ class DemoHttpService:
             found = {name: [r for r in data[name] if mine(r)] for name in CATEGORIES}
             total = sum(len(rs) for rs in found.values())
             if action == "gather":
-                return {"collections": {name: {"categories": CATEGORIES[name], "records": rs}
-                                        for name, rs in found.items()}}
+                return _gathered(found, message.get("period"))
             if action == "plan_erasure":
                 return {"delete": total, "retain": 0, "legal_basis": ""}
             if action == "remaining":

@@ -30,7 +30,11 @@ The service answers either 200 with the reply below, or 202 with any body and la
 POSTs the reply, signed the same way, to callback_url. Replies by action:
 
     gather        {"collections": {"<name>": {"categories": {"<field>": "<fideslang category>"},
-                                              "records": [{"<field>": <value>, ...}, ...]}}}
+                                              "records": [{"<field>": <value>, ...}, ...]}},
+                   "period_applied": true}           # when sent a period and the records
+                                                     # are those collected in it (else the
+                                                     # package says the source could not
+                                                     # filter by date)
     plan_erasure  {"delete": <int>, "retain": <int>, "legal_basis": "<why records are kept>"}
     erase         {"deleted": <int>}                 # must be idempotent
     remaining     {"remaining": <int>}               # always answered synchronously
@@ -137,6 +141,15 @@ def _gather(source, body: dict, sink) -> Outcome:
     return Outcome(records=sum(counts.values()), result={"collections": counts})
 
 
+def _with_period(run, outcome: Outcome, body: dict) -> Outcome:
+    """A gather for a Right to Know period records whether the service says it kept
+    to it ("period_applied": true); a service that does not say so is listed in the
+    package as one that could not filter by date."""
+    if collection_period(run):
+        outcome.result["period_applied"] = body.get("period_applied") is True
+    return outcome
+
+
 def apply_reply(run, identity: IdentityData, body: dict, sink) -> Outcome:
     """Turn a reply (a 200 body or a callback body) to `run` into an Outcome,
     writing gathered records to `sink`."""
@@ -144,7 +157,7 @@ def apply_reply(run, identity: IdentityData, body: dict, sink) -> Outcome:
     if not isinstance(body, dict):
         raise SourceError(f"{source.name}: malformed reply (not a JSON object)")
     if run.action == "gather":
-        return _gather(source, body, sink)
+        return _with_period(run, _gather(source, body, sink), body)
     if run.action == "plan_erasure":
         plan = {"delete": _count(source, body, "delete"), "retain": _count(source, body, "retain")}
         if not isinstance(body.get("legal_basis"), str):

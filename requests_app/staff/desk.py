@@ -45,6 +45,8 @@ from requests_app.services.requests.lifecycle import (
 )
 from requests_app.services.fulfilment.runs import do_retry_fulfilment, do_retry_source
 from requests_app.services.requests.desk import assignable_users, do_add_note
+from requests_app.services.requests.period import do_widen_period, widenable
+from requests_app.sources.base import requested_period
 from requests_app.services.notices.staff import do_confirm_notice
 from requests_app.services.verification.manual import STEPS as MANUAL_STEPS
 from requests_app.services.verification.manual import do_verify_manually
@@ -149,7 +151,17 @@ def progress_context(privacy_request: PrivacyRequest, user) -> dict:
             "erasure_plan": erasure_plan(runs)}
 
 
-def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
+def period_panel(privacy_request: PrivacyRequest, user, bound=None) -> dict:
+    """The period a Right to Know request covers, and the form that widens it."""
+    if not privacy_request.type_rules.covers_period:
+        return {"period_panel": False}
+    may = user.has_perm("requests_app.work_request") and widenable(privacy_request)
+    return {"period_panel": True, "period": requested_period(privacy_request),
+            "period_form": (bound or PeriodForm()) if may else None}
+
+
+def desk_context(privacy_request: PrivacyRequest, user, bound=None,
+                 bound_period=None) -> dict:
     return {
         **progress_context(privacy_request, user),
         "privacy_request": privacy_request,
@@ -174,6 +186,7 @@ def desk_context(privacy_request: PrivacyRequest, user, bound=None) -> dict:
         "attention_reason": _attention_reason(privacy_request),
         "repeats": repeats_panel(privacy_request),
         **by_post_panel(privacy_request),
+        **period_panel(privacy_request, user, bound_period),
         **consent_history_panel(user, privacy_request),
     }
 
@@ -192,6 +205,47 @@ def _notices(privacy_request: PrivacyRequest) -> list:
     still awaited, given by email, letter or phone)."""
     return list(privacy_request.third_party_notices.select_related("third_party")
                 .order_by("third_party__name"))
+
+
+class PeriodForm(forms.Form):
+    start = forms.DateField(label=_lazy("First day (empty: everything held, whatever its "
+                                        "date)"), required=False,
+                            widget=forms.DateInput(attrs={"type": "date"}),
+                            error_messages={"invalid": _lazy("Enter the first day as "
+                                                             "YYYY-MM-DD.")})
+    end = forms.DateField(label=_lazy("Last day (empty: as now)"), required=False,
+                          widget=forms.DateInput(attrs={"type": "date"}),
+                          error_messages={"invalid": _lazy("Enter the last day as "
+                                                           "YYYY-MM-DD.")})
+    reason = forms.CharField(label=_lazy("Why (kept in the audit trail)"), max_length=500,
+                             widget=forms.Textarea(attrs={"rows": 2}),
+                             error_messages={"required": _lazy("Say why the period is "
+                                                               "widened.")})
+
+
+@require_POST
+@staff_required(VIEW, "requests_app.work_request")
+def widen_period(request, reference):
+    """Widen the period a Right to Know request covers (recorded with the reason)."""
+    privacy_request = _get(reference)
+    form = PeriodForm(request.POST)
+    if form.is_valid():
+        data = form.cleaned_data
+        try:
+            do_widen_period(privacy_request.pk, start=data["start"], end=data["end"],
+                            reason=data["reason"], by=request.user)
+        except TransitionInputError as exc:
+            form.add_error(None, exc)
+        except TransitionRefused as exc:
+            messages.error(request, str(exc))
+            return redirect("staff:desk", reference=reference)
+        else:
+            messages.success(request, _("The period is widened."))
+            return redirect("staff:desk", reference=reference)
+    messages.error(request, _("Check the form of “Widen the period”."))
+    _viewed(request, privacy_request, "request desk")
+    return render(request, "staff/desk.html", desk_context(
+        privacy_request, request.user, bound_period=form), status=400)
 
 
 class NoteForm(forms.Form):

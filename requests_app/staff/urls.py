@@ -26,6 +26,7 @@ urlpatterns = [
     path("requests/<str:reference>/progress/", desk.progress, name="progress"),
     path("requests/<str:reference>/claim/", queue.claim, name="claim"),
     path("requests/<str:reference>/notes/", desk.add_note, name="add_note"),
+    path("requests/<str:reference>/period/", desk.widen_period, name="widen_period"),
     path("requests/<str:reference>/third-parties/<int:notice_id>/", desk.notice_answer,
          name="notice_answer"),
     path("requests/<str:reference>/email/", letters.add_email, name="add_email"),

@@ -40,6 +40,11 @@ class TaskForm(forms.Form):
     outcome = forms.ChoiceField(label=_("Outcome"), choices=OUTCOMES, required=False)
     reason = forms.CharField(label=_("Why it is impossible"), required=False,
                              widget=forms.Textarea(attrs={"rows": 3}), max_length=2000)
+    # Only for a Right to Know period (the page says which): unticked, the package
+    # lists the source as one that could not filter by date.
+    period_applied = forms.BooleanField(
+        label=_("I gave only the records collected in this period (and those that carry "
+                "no date)"), required=False)
 
     def __init__(self, *args, action, **kwargs):
         super().__init__(*args, **kwargs)
@@ -76,7 +81,10 @@ def task_detail(request, token):
     if request.method == "POST" and run.state == SourceRun.State.WAITING and form.is_valid():
         actor = Actor.staff(request.user)
         if run.action == SourceRun.Action.GATHER:
-            manual.complete_manual_run(run, actor=actor, records=form.cleaned_data["parsed"])
+            period = collection_period(run)
+            manual.complete_manual_run(
+                run, actor=actor, records=form.cleaned_data["parsed"],
+                period_applied=form.cleaned_data["period_applied"] if period else None)
         else:
             manual.complete_manual_run(run, actor=actor, outcome=form.cleaned_data["outcome"],
                                            reason=form.cleaned_data["reason"])

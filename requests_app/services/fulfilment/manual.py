@@ -11,25 +11,29 @@ from requests_app.sources.base import SourceError
 
 
 def complete_manual_run(run: SourceRun, *, actor: Actor, records=None, outcome: str = "",
-                        reason: str = "") -> None:
+                        reason: str = "", period_applied: bool | None = None) -> None:
     """The owner of a manual source finished their task: records uploaded, or the
-    deletion/correction confirmed done, or impossible (with the reason)."""
+    deletion/correction confirmed done, or impossible (with the reason).
+    `period_applied`: for a Right to Know period, whether the owner kept to it."""
     try:
         with attempt(run.pk, waiting=True) as work:
-            _record(run, work, actor, records, outcome, reason)
+            _record(run, work, actor, records, outcome, reason, period_applied)
     except NotOurs:
         raise SourceError("This task is not waiting for you any more.") from None
     if work.error is not None:
         raise work.error  # recorded on the run (it failed); the owner sees an error too
 
 
-def _record(run: SourceRun, work, actor: Actor, records, outcome: str, reason: str) -> None:
+def _record(run: SourceRun, work, actor: Actor, records, outcome: str, reason: str,
+            period_applied: bool | None = None) -> None:
     if records is not None:
         with work.sink() as sink:
             category = _category_for(run.source, sink)
             for record in records:
                 sink.write(run.source.name, dict(record), {k: category for k in record})
         result = {"collections": sink.collections}
+        if period_applied is not None:
+            result["period_applied"] = period_applied
         count = len(records)
     else:
         result = {"outcome": outcome, "reason": reason}

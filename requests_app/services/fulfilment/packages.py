@@ -5,7 +5,8 @@ is ever whole in memory, and none is ever on disk in clear.
   source, and data.json;
 - portability: one JSON and one CSV file per source and table, and manifest.json
   (record counts, schema, SHA-256 of each file);
-- know (categories): report.html and categories.json, from the registry, no data;
+- know (categories): report.html and categories.json: the categories found about
+  this person in the sources that matched them (answers.py), no data;
 - deletion: report.html and deletion.json: what was deleted, what was kept and why.
 
 Values of the categories the request's jurisdiction holds back were replaced
@@ -29,13 +30,13 @@ from django.utils.html import escape
 from requests_app import csvcells
 from requests_app.files import CHUNK_SIZE, EncryptedWriter, iter_decrypted
 from requests_app.models import Package, SourceRun
+from requests_app.models.sources import origin_labels
 from requests_app.rules import WITHHOLDINGS, deletion_law
-from requests_app.services.fulfilment import claims
+from requests_app.services.fulfilment import answers, claims
 from requests_app.services.fulfilment.claims import BuildingElsewhere
 from requests_app.sources import categories as cats
 from requests_app.sources.base import requested_period
 from requests_app.sources.records import read_records, run_dir
-from requests_app.sources.registry import connector_class
 from requests_app.zipfiles import Deflated, stream_zip
 
 Action, RunState = SourceRun.Action, SourceRun.State
@@ -165,6 +166,7 @@ def _registry_summary(runs) -> list[dict]:
     sources = {run.source for run in runs} or set()
     return [
         {"source": s.name, "purposes": s.purposes, "retention": s.retention,
+         "collected_from": origin_labels(s.collected_from),
          "third_parties": [f"{t.name} ({t.get_kind_display()})" for t in s.third_parties.all()]}
         for s in sorted(sources, key=lambda s: s.name)
     ]
@@ -192,14 +194,17 @@ def _access_members(request):
     # The runs and the registry's summary are read once, for both members.
     runs = list(_runs(request))
     summary, held = _registry_summary(runs), withheld(request, runs)
-    yield "report.html", _encode(_access_report(request, runs, summary, held))
-    yield "data.json", _encode(_access_json(request, runs, summary, held))
+    facts = {"unfiltered": answers.unfiltered_sources(runs, requested_period(request)),
+             "gdpr": answers.gdpr_facts(request, runs)}
+    yield "report.html", _encode(_access_report(request, runs, summary, held, facts))
+    yield "data.json", _encode(_access_json(request, runs, summary, held, facts))
 
 
-def _access_report(request, runs, summary, held):
+def _access_report(request, runs, summary, held, facts):
     yield render_to_string("packages/report_head.html", {
         "request": request, "title": "Your personal information",
-        "summary": summary, "period": requested_period(request), "withheld": held})
+        "summary": summary, "period": requested_period(request), "withheld": held,
+        "unfiltered": facts["unfiltered"], "gdpr": facts["gdpr"]})
     collections = list(_collections(runs))
     by_category: dict[str, list] = {}
     for run, name, info in collections:
@@ -240,11 +245,13 @@ def _text(value) -> str:
     return "" if value is None else str(value)
 
 
-def _access_json(request, runs, summary, held):
+def _access_json(request, runs, summary, held, facts):
+    gdpr = {"gdpr": facts["gdpr"]} if facts["gdpr"] else {}
     yield json.dumps({"request": request.reference,
                       "generated_at": timezone.now().isoformat(),
                       **_period_entry(request),
-                      "sources": summary, "withheld": held})[:-1]
+                      "could_not_filter_by_date": facts["unfiltered"],
+                      "sources": summary, "withheld": held, **gdpr})[:-1]
     yield ', "records": {'
     first = True
     for run, name, info in _collections(runs):
@@ -319,35 +326,18 @@ def _safe(name: str) -> str:
 # --- know (categories) --------------------------------------------------------
 
 
-def registry_categories(sources) -> list[str]:
-    from requests_app.sources.datamap import DatasetMapError, parse
-
-    found = set()
-    for source in sources:
-        found.update(source.categories or [])
-        if connector_class(source.kind).has_map:
-            try:
-                found.update(c.category for t in parse(source.dataset_map).tables.values()
-                             for c in t.columns.values())
-            except DatasetMapError:
-                pass
-    return sorted(found, key=cats.label)
-
-
 def _categories_members(request):
-    from requests_app.models import DataSource
-
-    sources = list(DataSource.objects.filter(enabled=True).prefetch_related("third_parties"))
+    runs = list(_runs(request).prefetch_related("source__third_parties"))
+    period = requested_period(request)
     data = {
         "request": request.reference,
-        "categories": [{"key": c, "name": cats.label(c)} for c in registry_categories(sources)],
-        "sources": [{"name": s.name, "categories": s.categories, "purposes": s.purposes,
-                     "retention": s.retention} for s in sources],
-        "third_parties": sorted({(t.name, t.get_kind_display()) for s in sources
-                                 for t in s.third_parties.all()}),
+        **_period_entry(request),
+        "could_not_filter_by_date": answers.unfiltered_sources(runs, period),
+        **answers.know_answer(runs),
         **_disclosed_to(request),
     }
-    html = render_to_string("packages/categories.html", {"request": request, "data": data})
+    html = render_to_string("packages/categories.html", {"request": request, "data": data,
+                                                         "period": period})
     yield "report.html", _encode([html])
     yield "categories.json", _encode([json.dumps(data, indent=2, ensure_ascii=False)])
 

@@ -61,13 +61,15 @@ def action_for(request: PrivacyRequest) -> str | None:
     code = request.request_type
     if request.type_rules.is_deletion:
         return Action.ERASE if request.erasure_approved_at else Action.PLAN_ERASURE
-    if code in ("access", "portability"):
+    if code in ("access", "portability", "know_categories"):
+        # Categories too: the answer lists what is held about this person, found in
+        # the sources that match them (never every category of every source).
         return Action.GATHER
     if code == "correction":
         return Action.CORRECT
     if request.type_rules.is_opt_out:
         return Action.OPT_OUT
-    return None  # know (categories): answered from the registry alone
+    return None
 
 
 def _sources_for(action: str, request: PrivacyRequest):

@@ -34,6 +34,7 @@ from django.utils.translation import gettext as _
 # notices are queued with).
 CONTEXT_NAMES = frozenset({
     "request", "identity", "status_url", "verify_url", "complaint_text", "site_url",
+    "after_appeal_text",
     "download_days", "download_max", "code", "code_url", "download_url", "expires_at",
     "agent_name", "references", "old_type", "also_filed", "by_letter", "code_valid_for",
 })

@@ -49,6 +49,7 @@ def notice_context(request: PrivacyRequest, **extra) -> dict:
         "status_url": f"{settings.SITE_URL}/status/?reference={request.reference}",
         "verify_url": f"{settings.SITE_URL}/verify/",
         "complaint_text": request.complaint_text,
+        "after_appeal_text": request.after_appeal_text,
         "site_url": settings.SITE_URL,
         "download_days": settings.DOWNLOAD_LINK_DAYS,
         "download_max": settings.DOWNLOAD_MAX_COUNT,

@@ -58,6 +58,9 @@ def gather(shape: MapShape, run_work, connect, run, identity, sink) -> Outcome:
     if period:
         result["period"] = [period[0].isoformat(), period[1].isoformat()]
         result["outside_period"] = outside
+        # A map that names no `collected_at` column cannot tell what was collected
+        # when: the package lists the source as one that could not filter by date.
+        result["period_applied"] = any(s.collected_at for s in shape.map.tables.values())
     return Outcome(records=sum(counts.values()), result=result)
 
 
