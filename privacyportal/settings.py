@@ -298,9 +298,25 @@ else:
                           "LOCATION": str(DATA_DIR / "cache")}}
 
 # Request handling.
-# Public holidays that business-day deadlines skip (a `holidays` country code).
-HOLIDAY_COUNTRY = envstr("HOLIDAY_COUNTRY", "US")
-if HOLIDAY_COUNTRY not in holidays.list_supported_countries():
+# Business days skip the holidays common to every calendar a jurisdiction names in
+# rules.py, and the office's own closures: ISO dates (2026-12-24) and calendars of
+# the `holidays` package (US-CA: every California state holiday) the office closes on.
+OFFICE_CLOSURES = envlist("OFFICE_CLOSURES", [])
+for _closure in OFFICE_CLOSURES:
+    _country, _, _subdiv = _closure.partition("-")
+    if _closure[:1].isdigit():
+        try:
+            datetime.date.fromisoformat(_closure)
+        except ValueError:
+            fail(f"OFFICE_CLOSURES: {_closure!r} is not a date written as YYYY-MM-DD.")
+    elif _country not in holidays.list_supported_countries() or (
+            _subdiv and _subdiv not in holidays.country_holidays(_country).subdivisions):
+        fail(f"OFFICE_CLOSURES: {_closure!r} is neither a date (YYYY-MM-DD) nor a calendar of "
+             f"the holidays package such as US-CA or GB.")
+# Deprecated (use the rule table and OFFICE_CLOSURES): when set, business days skip
+# this one country's holidays in every jurisdiction, as before (a system check warns).
+HOLIDAY_COUNTRY = envstr("HOLIDAY_COUNTRY", "")
+if HOLIDAY_COUNTRY and HOLIDAY_COUNTRY not in holidays.list_supported_countries():
     fail(f"HOLIDAY_COUNTRY must be a country code of the holidays package such as US or GB, "
          f"not {HOLIDAY_COUNTRY!r}.")
 # Preference links in marketing emails work for this many days; a preference-page

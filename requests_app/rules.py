@@ -42,6 +42,69 @@ def months(n: int) -> Period:
     return Period(n, Unit.MONTHS)
 
 
+# --- Business days ----------------------------------------------------------------
+# A business day is a weekday that is not a public holiday. Which holidays count is
+# a matter of reading: California's regulations speak of state holidays (CCPA regs
+# §7001), a reader may take the federal ones. Each jurisdiction names every calendar
+# that could apply (JurisdictionRules.calendars); a day is skipped only when it is a
+# holiday in EVERY one of them, so that no reasonable reading gives an earlier date
+# than ours. An office adds its own closures in configuration (OFFICE_CLOSURES,
+# docs/configuration.md); those are its choice and may move dates later.
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """A public-holiday calendar of the `holidays` package: a country, or one of
+    its subdivisions (US-CA: California's state holidays, federal ones included)."""
+
+    country: str
+    subdiv: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.country}-{self.subdiv}" if self.subdiv else self.country
+
+
+@dataclass(frozen=True)
+class Calendars:
+    """The calendars that could apply to a jurisdiction's business days, and what
+    the lifecycle document calls them. None: weekends only, no holiday skipped."""
+
+    label: str
+    calendars: tuple[Calendar, ...] = ()
+
+
+US_FEDERAL = Calendar("US")
+# The 50 states and DC (the territories are not states of "another US state").
+US_STATES = (
+    "AK", "AL", "AR", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "HI", "IA", "ID", "IL",
+    "IN", "KS", "KY", "LA", "MA", "MD", "ME", "MI", "MN", "MO", "MS", "MT", "NC", "ND", "NE",
+    "NH", "NJ", "NM", "NV", "NY", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT",
+    "VA", "VT", "WA", "WI", "WV", "WY",
+)
+# The GDPR row covers the EU member states and the United Kingdom.
+EU_AND_UK = (
+    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "IE", "IT", "LV",
+    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "GB",
+)
+WEEKDAYS_ONLY = Calendars("weekends only (no holiday skipped)")
+
+
+def us_state(code: str, name: str) -> Calendars:
+    """A state's business days: its own holidays or the federal ones (either reading
+    may be taken), so only the days that are holidays in both are skipped."""
+    return Calendars(f"US federal ∩ {name} state (US, US-{code})",
+                     (US_FEDERAL, Calendar("US", code)))
+
+
+CALIFORNIA_DAYS = us_state("CA", "California")
+ANY_US_STATE_DAYS = Calendars(
+    "US federal ∩ every state's and DC's (US, US-AK ... US-WY)",
+    (US_FEDERAL, *(Calendar("US", code) for code in US_STATES)))
+EU_AND_UK_DAYS = Calendars(
+    "every EU member state's ∩ the UK's (AT ... SE, GB)",
+    tuple(Calendar(code) for code in EU_AND_UK))
+
+
 # --- Request types --------------------------------------------------------------
 # Adding a type is one entry in REQUEST_TYPES: forms, choices, verification and
 # deadlines all read this table.
@@ -298,6 +361,9 @@ class JurisdictionRules:
     citations: tuple[str, ...] = field(default_factory=tuple)
     # What an access or portability answer holds back, and why (see Withholding).
     withheld: tuple[Withholding, ...] = (WITHHELD_CREDENTIALS,)
+    # The holiday calendars its business days may be read against (see Calendars);
+    # a new row skips no holiday until it names its own: the earliest dates.
+    calendars: Calendars = WEEKDAYS_ONLY
 
 
 _US_APPEAL_AG = _(
@@ -319,6 +385,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             ),
             citations=("CCPA regs §7021", "§7026(f)", "Civ. Code §1798.130(a)(2)"),
             withheld=(WITHHELD_UNDER_CCPA,),
+            calendars=CALIFORNIA_DAYS,
         ),
         JurisdictionRules(
             "VA", _("Virginia"),
@@ -326,6 +393,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Va. Code §59.1-577(B)(1)", "§59.1-577(C)"),
             withheld=_US_WITHHELD,
+            calendars=us_state("VA", "Virginia"),
         ),
         JurisdictionRules(
             "CO", _("Colorado"),
@@ -334,6 +402,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(45), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("C.R.S. 6-1-1306(2)", "6-1-1306(3)"),
             withheld=_US_WITHHELD,
+            calendars=us_state("CO", "Colorado"),
         ),
         JurisdictionRules(
             "CT", _("Connecticut"),
@@ -341,6 +410,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Conn. Gen. Stat. §42-518(b)", "§42-518(d)"),
             withheld=_US_WITHHELD,
+            calendars=us_state("CT", "Connecticut"),
         ),
         JurisdictionRules(
             "TX", _("Texas"),
@@ -348,6 +418,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Tex. Bus. & Com. Code §541.052", "§541.053"),
             withheld=_US_WITHHELD,
+            calendars=us_state("TX", "Texas"),
         ),
         JurisdictionRules(
             "US_OTHER", _("Another US state"),
@@ -355,6 +426,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("state consumer privacy laws modelled on the VCDPA",),
             withheld=_US_WITHHELD,
+            calendars=ANY_US_STATE_DAYS,
         ),
         JurisdictionRules(
             "GDPR", _("European Union or United Kingdom (GDPR)"),
@@ -366,6 +438,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             ),
             citations=("GDPR Art. 12(3)", "Art. 12(4)", "Art. 21"),
             withheld=(WITHHELD_CREDENTIALS,),
+            calendars=EU_AND_UK_DAYS,
         ),
     ]
 }
