@@ -105,6 +105,10 @@ app.conf.update(
             "task": "requests_app.services.requests.tasks.expire_unverified_requests",
             "schedule": crontab(minute=17),
         },
+        "close-quiet-requests": {
+            "task": "requests_app.services.requests.tasks.close_quiet_requests",
+            "schedule": crontab(hour=3, minute=10),
+        },
         "reconcile": {
             "task": "requests_app.services.reconciler.reconcile",
             "schedule": 60.0,

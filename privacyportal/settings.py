@@ -325,6 +325,10 @@ PREFERENCE_LINK_MAX_AGE_DAYS = envint("PREFERENCE_LINK_MAX_AGE_DAYS", 60, minimu
 PREFERENCE_SESSION_MINUTES = envint("PREFERENCE_SESSION_MINUTES", 30, minimum=1)
 # Disclosure tables of SQL sources are read in pages of this many rows.
 DISCLOSURE_SCAN_BATCH = envint("DISCLOSURE_SCAN_BATCH", 5000, minimum=100)
+# An answered request (completed, denied, appeal denied) with no change for this many
+# days and no download link still live closes by itself (daily), so that retention
+# and the verification purge start.
+AUTO_CLOSE_QUIET_DAYS = envint("AUTO_CLOSE_QUIET_DAYS", 30, minimum=1)
 # A request whose identity is not verified within this many days expires.
 VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
 

@@ -333,7 +333,7 @@ ANALYST_TOO = {"verify", "start_review", "approve", "retry_fulfilment", "close",
 # Steps only the system takes (or the consumer): refused to every staff role.
 NOT_STAFF = {"approve_opt_out", "confirm_opt_out", "expire", "flag_for_attention",
              "mark_results_ready", "resume_fulfilment", "start_fulfilment",
-             "wait_on_manual_source"}
+             "wait_on_manual_source", "close_quietly"}
 # Every transition of the machine (read from it: a new one fails the test below
 # until it is placed in one of the three lists).
 TRANSITIONS = {t.name: t for t in PrivacyRequest(state=State.PENDING_VERIFICATION)

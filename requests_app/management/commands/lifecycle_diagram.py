@@ -98,7 +98,21 @@ def _deadlines() -> list[str]:
             f"| {j.label} | {show(j.acknowledge)} | {show(j.respond)} | +{show(j.extension)} "
             f"| {show(j.opt_out)} | {show(j.appeal)} | {'; '.join(j.citations)} |"
         )
-    return rows + ["", *_calendars(), "", *_open_work()]
+    return rows + ["", *_calendars(), "", *_open_work(), "", *_closing()]
+
+
+def _closing() -> list[str]:
+    return [
+        "## Closing by itself",
+        "",
+        "An answered request (completed, denied, or its appeal denied) that has not",
+        "changed for `AUTO_CLOSE_QUIET_DAYS` and has no download link still live closes",
+        "by itself: the daily task `close_quiet_requests` takes the system step",
+        "`close_quietly` (audited, on the consumer's timeline; taken twice, it closes",
+        "once). An appeal keeps the request open, as a live link does. Retention and the",
+        "purge of verification data count from the closing; a closed request can still",
+        "be appealed where the jurisdiction has an appeal.",
+    ]
 
 
 def _calendars() -> list[str]:
