@@ -142,6 +142,10 @@ app.conf.update(
             "task": "requests_app.services.retention.tasks.sweep_orphan_package_files",
             "schedule": crontab(minute=47),
         },
+        "send-staff-digests": {
+            "task": "requests_app.services.notices.tasks.send_staff_digests",
+            "schedule": crontab(hour=7, minute=0),
+        },
         "remind-source-owners": {
             "task": "requests_app.services.notices.tasks.remind_source_owners",
             "schedule": crontab(hour=8, minute=0),

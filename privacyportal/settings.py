@@ -362,6 +362,9 @@ SOURCE_PROBE_SECONDS = envint("SOURCE_PROBE_SECONDS", 30, minimum=1)
 SOURCE_MAX_CONCURRENT_RUNS = envint("SOURCE_MAX_CONCURRENT_RUNS", 2, minimum=0)
 # An HTTP source that answered 202 and has not called back after this long fails.
 HTTP_REPLY_TIMEOUT_HOURS = envint("HTTP_REPLY_TIMEOUT_HOURS", 24, minimum=1)
+# Staff's daily digest lists open requests due within this many business days (and
+# the overdue ones).
+STAFF_DIGEST_BUSINESS_DAYS = envint("STAFF_DIGEST_BUSINESS_DAYS", 3, minimum=0)
 # Owners of manual sources are reminded of a waiting task this often.
 MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
 # Packages for consumers: how long a download link lives, how often it may be used.

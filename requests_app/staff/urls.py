@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from requests_app.staff import consent_views, desk, emails, intake, queue, views
+from requests_app.staff import consent_views, desk, emails, intake, queue, settings_views, views
 from requests_app.staff.access import login_view
 
 app_name = "staff"
@@ -17,6 +17,7 @@ urlpatterns = [
     path("emails/<slug:notice>/default/", emails.email_restore_default,
          name="email_restore_default"),
     path("tasks/", views.task_list, name="tasks"),
+    path("settings/", settings_views.staff_settings, name="settings"),
     path("consent/violations/", consent_views.violations, name="violations"),
     path("tasks/<str:token>/", views.task_detail, name="task"),
     path("requests/<str:reference>/", desk.desk, name="desk"),
