@@ -67,7 +67,7 @@ class Calendar:
 @dataclass(frozen=True)
 class Calendars:
     """The calendars that could apply to a jurisdiction's business days, and what
-    the lifecycle document calls them. None: weekends only, no holiday skipped."""
+    the lifecycle document calls them. No calendar: weekends only, no holiday skipped."""
 
     label: str
     calendars: tuple[Calendar, ...] = ()
@@ -75,17 +75,11 @@ class Calendars:
 
 US_FEDERAL = Calendar("US")
 # The 50 states and DC (the territories are not states of "another US state").
-US_STATES = (
-    "AK", "AL", "AR", "AZ", "CA", "CO", "CT", "DC", "DE", "FL", "GA", "HI", "IA", "ID", "IL",
-    "IN", "KS", "KY", "LA", "MA", "MD", "ME", "MI", "MN", "MO", "MS", "MT", "NC", "ND", "NE",
-    "NH", "NJ", "NM", "NV", "NY", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN", "TX", "UT",
-    "VA", "VT", "WA", "WI", "WV", "WY",
-)
+US_STATES = tuple("AK AL AR AZ CA CO CT DC DE FL GA HI IA ID IL IN KS KY LA MA MD ME MI MN MO MS "
+                  "MT NC ND NE NH NJ NM NV NY OH OK OR PA RI SC SD TN TX UT VA VT WA WI WV WY".split())
 # The GDPR row covers the EU member states and the United Kingdom.
-EU_AND_UK = (
-    "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "IE", "IT", "LV",
-    "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", "GB",
-)
+EU_AND_UK = tuple("AT BE BG HR CY CZ DK EE FI FR DE GR IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
+                  "GB".split())
 WEEKDAYS_ONLY = Calendars("weekends only (no holiday skipped)")
 
 

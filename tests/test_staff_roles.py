@@ -52,6 +52,7 @@ PAGES = {
     "staff:email_edit": ("GET", {"alice"}),
     "staff:email_restore_default": ("POST", {"alice"}),
     "staff:tasks": ("GET", EVERYONE),  # each sees the tasks of their own sources
+    "staff:settings": ("GET", EVERYONE),  # each their own email settings
     "staff:task": ("GET", {"alice", "dave"}),  # dave owns the source; alice manages sources
     "staff:violations": ("GET", {"alice", "bob"}),
     "staff:desk": ("GET", {"alice", "bob"}),
