@@ -105,6 +105,10 @@ app.conf.update(
             "task": "requests_app.services.requests.tasks.expire_unverified_requests",
             "schedule": crontab(minute=17),
         },
+        "close-quiet-requests": {
+            "task": "requests_app.services.requests.tasks.close_quiet_requests",
+            "schedule": crontab(hour=3, minute=10),
+        },
         "reconcile": {
             "task": "requests_app.services.reconciler.reconcile",
             "schedule": 60.0,
@@ -137,6 +141,10 @@ app.conf.update(
         "sweep-orphan-package-files": {
             "task": "requests_app.services.retention.tasks.sweep_orphan_package_files",
             "schedule": crontab(minute=47),
+        },
+        "send-staff-digests": {
+            "task": "requests_app.services.notices.tasks.send_staff_digests",
+            "schedule": crontab(hour=7, minute=0),
         },
         "remind-source-owners": {
             "task": "requests_app.services.notices.tasks.remind_source_owners",

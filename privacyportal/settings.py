@@ -305,9 +305,25 @@ else:
                           "LOCATION": str(DATA_DIR / "cache")}}
 
 # Request handling.
-# Public holidays that business-day deadlines skip (a `holidays` country code).
-HOLIDAY_COUNTRY = envstr("HOLIDAY_COUNTRY", "US")
-if HOLIDAY_COUNTRY not in holidays.list_supported_countries():
+# Business days skip the holidays common to every calendar a jurisdiction names in
+# rules.py, and the office's own closures: ISO dates (2026-12-24) and calendars of
+# the `holidays` package (US-CA: every California state holiday) the office closes on.
+OFFICE_CLOSURES = envlist("OFFICE_CLOSURES", [])
+for _closure in OFFICE_CLOSURES:
+    _country, _, _subdiv = _closure.partition("-")
+    if _closure[:1].isdigit():
+        try:
+            datetime.date.fromisoformat(_closure)
+        except ValueError:
+            fail(f"OFFICE_CLOSURES: {_closure!r} is not a date written as YYYY-MM-DD.")
+    elif _country not in holidays.list_supported_countries() or (
+            _subdiv and _subdiv not in holidays.country_holidays(_country).subdivisions):
+        fail(f"OFFICE_CLOSURES: {_closure!r} is neither a date (YYYY-MM-DD) nor a calendar of "
+             f"the holidays package such as US-CA or GB.")
+# Deprecated (use the rule table and OFFICE_CLOSURES): when set, business days skip
+# this one country's holidays in every jurisdiction, as before (a system check warns).
+HOLIDAY_COUNTRY = envstr("HOLIDAY_COUNTRY", "")
+if HOLIDAY_COUNTRY and HOLIDAY_COUNTRY not in holidays.list_supported_countries():
     fail(f"HOLIDAY_COUNTRY must be a country code of the holidays package such as US or GB, "
          f"not {HOLIDAY_COUNTRY!r}.")
 # Preference links in marketing emails work for this many days; a preference-page
@@ -316,6 +332,10 @@ PREFERENCE_LINK_MAX_AGE_DAYS = envint("PREFERENCE_LINK_MAX_AGE_DAYS", 60, minimu
 PREFERENCE_SESSION_MINUTES = envint("PREFERENCE_SESSION_MINUTES", 30, minimum=1)
 # Disclosure tables of SQL sources are read in pages of this many rows.
 DISCLOSURE_SCAN_BATCH = envint("DISCLOSURE_SCAN_BATCH", 5000, minimum=100)
+# An answered request (completed, denied, appeal denied) with no change for this many
+# days and no download link still live closes by itself (daily), so that retention
+# and the verification purge start.
+AUTO_CLOSE_QUIET_DAYS = envint("AUTO_CLOSE_QUIET_DAYS", 30, minimum=1)
 # A request whose identity is not verified within this many days expires.
 VERIFICATION_WINDOW_DAYS = envint("VERIFICATION_WINDOW_DAYS", 30, minimum=1)
 
@@ -349,6 +369,9 @@ SOURCE_PROBE_SECONDS = envint("SOURCE_PROBE_SECONDS", 30, minimum=1)
 SOURCE_MAX_CONCURRENT_RUNS = envint("SOURCE_MAX_CONCURRENT_RUNS", 2, minimum=0)
 # An HTTP source that answered 202 and has not called back after this long fails.
 HTTP_REPLY_TIMEOUT_HOURS = envint("HTTP_REPLY_TIMEOUT_HOURS", 24, minimum=1)
+# Staff's daily digest lists open requests due within this many business days (and
+# the overdue ones).
+STAFF_DIGEST_BUSINESS_DAYS = envint("STAFF_DIGEST_BUSINESS_DAYS", 3, minimum=0)
 # Owners of manual sources are reminded of a waiting task this often.
 MANUAL_REMINDER_DAYS = envint("MANUAL_REMINDER_DAYS", 2, minimum=1)
 # Packages for consumers: how long a download link lives, how often it may be used.

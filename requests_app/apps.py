@@ -10,7 +10,10 @@ class RequestsAppConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from django.core import checks
         from django.db.models.signals import post_migrate
+
+        checks.register(_deprecated_holiday_country)
 
         from privacyportal.celery import ensure_broker_folders
 
@@ -21,6 +24,22 @@ class RequestsAppConfig(AppConfig):
         from django.db.models.signals import m2m_changed
 
         m2m_changed.connect(_audit_role_change, sender=User.groups.through)
+
+
+def _deprecated_holiday_country(app_configs=None, **kwargs):
+    """HOLIDAY_COUNTRY still works (one country's holidays in every jurisdiction)
+    but is deprecated: each jurisdiction names its calendars in rules.py."""
+    from django.conf import settings
+    from django.core import checks
+
+    if not settings.HOLIDAY_COUNTRY:
+        return []
+    return [checks.Warning(
+        "HOLIDAY_COUNTRY is deprecated: it makes every jurisdiction skip "
+        f"{settings.HOLIDAY_COUNTRY}'s holidays instead of those common to the calendars "
+        "each jurisdiction names in requests_app/rules.py.",
+        hint="Unset it; add the office's own closures with OFFICE_CLOSURES "
+             "(docs/configuration.md).", id="privacyportal.W001")]
 
 
 def _sync_roles(sender, **kwargs):

@@ -42,6 +42,63 @@ def months(n: int) -> Period:
     return Period(n, Unit.MONTHS)
 
 
+# --- Business days ----------------------------------------------------------------
+# A business day is a weekday that is not a public holiday. Which holidays count is
+# a matter of reading: California's regulations speak of state holidays (CCPA regs
+# §7001), a reader may take the federal ones. Each jurisdiction names every calendar
+# that could apply (JurisdictionRules.calendars); a day is skipped only when it is a
+# holiday in EVERY one of them, so that no reasonable reading gives an earlier date
+# than ours. An office adds its own closures in configuration (OFFICE_CLOSURES,
+# docs/configuration.md); those are its choice and may move dates later.
+
+
+@dataclass(frozen=True)
+class Calendar:
+    """A public-holiday calendar of the `holidays` package: a country, or one of
+    its subdivisions (US-CA: California's state holidays, federal ones included)."""
+
+    country: str
+    subdiv: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.country}-{self.subdiv}" if self.subdiv else self.country
+
+
+@dataclass(frozen=True)
+class Calendars:
+    """The calendars that could apply to a jurisdiction's business days, and what
+    the lifecycle document calls them. No calendar: weekends only, no holiday skipped."""
+
+    label: str
+    calendars: tuple[Calendar, ...] = ()
+
+
+US_FEDERAL = Calendar("US")
+# The 50 states and DC (the territories are not states of "another US state").
+US_STATES = tuple("AK AL AR AZ CA CO CT DC DE FL GA HI IA ID IL IN KS KY LA MA MD ME MI MN MO MS "
+                  "MT NC ND NE NH NJ NM NV NY OH OK OR PA RI SC SD TN TX UT VA VT WA WI WV WY".split())
+# The GDPR row covers the EU member states and the United Kingdom.
+EU_AND_UK = tuple("AT BE BG HR CY CZ DK EE FI FR DE GR IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
+                  "GB".split())
+WEEKDAYS_ONLY = Calendars("weekends only (no holiday skipped)")
+
+
+def us_state(code: str, name: str) -> Calendars:
+    """A state's business days: its own holidays or the federal ones (either reading
+    may be taken), so only the days that are holidays in both are skipped."""
+    return Calendars(f"US federal ∩ {name} state (US, US-{code})",
+                     (US_FEDERAL, Calendar("US", code)))
+
+
+CALIFORNIA_DAYS = us_state("CA", "California")
+ANY_US_STATE_DAYS = Calendars(
+    "US federal ∩ every state's and DC's (US, US-AK ... US-WY)",
+    (US_FEDERAL, *(Calendar("US", code) for code in US_STATES)))
+EU_AND_UK_DAYS = Calendars(
+    "every EU member state's ∩ the UK's (AT ... SE, GB)",
+    tuple(Calendar(code) for code in EU_AND_UK))
+
+
 # --- Request types --------------------------------------------------------------
 # Adding a type is one entry in REQUEST_TYPES: forms, choices, verification and
 # deadlines all read this table.
@@ -363,6 +420,9 @@ class JurisdictionRules:
     # purposes, recipients, retention, where the data came from, automated
     # decision-making, the rights and the supervisory authority.
     access_facts: bool = False
+    # The holiday calendars its business days may be read against (see Calendars);
+    # a new row skips no holiday until it names its own: the earliest dates.
+    calendars: Calendars = WEEKDAYS_ONLY
 
 
 _US_APPEAL_AG = _(
@@ -422,6 +482,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
                 "If you disagree, you may file a complaint with the California Privacy "
                 "Protection Agency (cppa.ca.gov) or the California Attorney General "
                 "(oag.ca.gov)."),
+            calendars=CALIFORNIA_DAYS,
         ),
         JurisdictionRules(
             "VA", _("Virginia"),
@@ -429,6 +490,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Va. Code §59.1-577(B)(1)", "§59.1-577(C)"),
             withheld=_US_WITHHELD, after_appeal=_AG_AFTER_APPEAL["VA"],
+            calendars=us_state("VA", "Virginia"),
         ),
         JurisdictionRules(
             "CO", _("Colorado"),
@@ -437,6 +499,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(45), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("C.R.S. 6-1-1306(2)", "6-1-1306(3)"),
             withheld=_US_WITHHELD, after_appeal=_AG_AFTER_APPEAL["CO"],
+            calendars=us_state("CO", "Colorado"),
         ),
         JurisdictionRules(
             "CT", _("Connecticut"),
@@ -445,6 +508,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             citations=("Conn. Gen. Stat. §42-518(b)", "§42-518(d)"),
             withheld=_US_WITHHELD,
             after_appeal=_AG_AFTER_APPEAL["CT"],
+            calendars=us_state("CT", "Connecticut"),
         ),
         JurisdictionRules(
             "TX", _("Texas"),
@@ -452,6 +516,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             appeal=days(60), opt_out=business_days(15), complaint_text=_US_APPEAL_AG,
             citations=("Tex. Bus. & Com. Code §541.052", "§541.053"),
             withheld=_US_WITHHELD, after_appeal=_AG_AFTER_APPEAL["TX"],
+            calendars=us_state("TX", "Texas"),
         ),
         JurisdictionRules(
             "US_OTHER", _("Another US state"),
@@ -460,6 +525,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             citations=("state consumer privacy laws modelled on the VCDPA",),
             withheld=_US_WITHHELD,
             after_appeal=_AG_AFTER_APPEAL["US_OTHER"],
+            calendars=ANY_US_STATE_DAYS,
         ),
         JurisdictionRules(
             "GDPR", _("European Union or United Kingdom (GDPR)"),
@@ -468,6 +534,7 @@ JURISDICTIONS: dict[str, JurisdictionRules] = {
             complaint_text=GDPR_REMEDIES, after_appeal=GDPR_REMEDIES, access_facts=True,
             citations=("GDPR Art. 12(3)", "Art. 12(4)", "Art. 15", "Art. 21", "Art. 77-79"),
             withheld=(WITHHELD_CREDENTIALS,),
+            calendars=EU_AND_UK_DAYS,
         ),
     ]
 }

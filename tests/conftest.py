@@ -447,6 +447,7 @@ _EXPECTED_SOURCES = {
     "approve_erasure": {"results_ready"},
     "reject_erasure_plan": {"results_ready"},
     "close": {"completed", "denied", "appeal_denied"},
+    "close_quietly": {"completed", "denied", "appeal_denied"},
     "deny": {"pending_verification", "verified", "in_review", "needs_attention",
              "results_ready"},
     "cancel": {"pending_verification", "verified", "in_review", "approved"},

@@ -413,10 +413,11 @@ def test_an_opt_out_reaches_every_governed_source_and_third_party_on_its_clock(
     assert list(request.purposes.all()) == [governed["purpose"]]
     # Marketing removal runs on 10 business days wherever the person lives.
     from requests_app import deadlines
-    from requests_app.rules import business_days
+    from requests_app.rules import JURISDICTIONS, business_days
 
-    assert request.due_on == deadlines.add_period(
-        deadlines.local_date(request.received_at), business_days(10))
+    received = deadlines.local_date(request.received_at)
+    assert request.due_on == min(deadlines.add_period(received, business_days(10), code)
+                                 for code in JURISDICTIONS)
     # The ledger links the withdrawal to its request.
     assert ConsentRecord.objects.get().request == request
     # No verification, no review: straight to the sources.

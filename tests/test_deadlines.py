@@ -117,7 +117,7 @@ def test_the_day_of_receipt_is_the_local_day(settings):
     assert deadlines.response_due(late_evening, "CA", ACCESS) == datetime.date(2026, 4, 14)
 
 
-def test_the_holiday_calendar_is_a_setting(settings):
+def test_the_deprecated_holiday_country_still_replaces_every_calendar(settings):
     settings.HOLIDAY_COUNTRY = "GB"
     # Thu 24 Dec 2026 in England: (25, 26 weekend, 28 Boxing Day observed) 29,30,31, 1?..
     # 1 Jan is a holiday too: 29,30,31, 4,5,6,7,8, 11,12.

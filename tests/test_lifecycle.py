@@ -46,8 +46,12 @@ def request_where_guards_hold(state, days_ago, name=""):
         kind = "know_categories"   # request for categories (test_manual_verification.py)
     if name == "merge":  # an earlier open request for the same right: this one duplicates it
         file_request(request_type=kind, jurisdiction="VA", received_at=days_ago(41))
-    return file_request(request_type=kind, jurisdiction="VA", state=state,
-                        received_at=days_ago(40))
+    request = file_request(request_type=kind, jurisdiction="VA", state=state,
+                           received_at=days_ago(40))
+    if name == "close_quietly":  # answered, and nothing changed for 40 days
+        PrivacyRequest.objects.filter(pk=request.pk).update(updated_at=days_ago(40))
+        request.refresh_from_db()
+    return request
 
 
 CASES = [(name, state) for name in sorted(TRANSITIONS) for state in State.values]

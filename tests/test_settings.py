@@ -191,6 +191,8 @@ def test_a_malformed_value_names_the_variable(tmp_path):
         ({"DEBUG": "1", "FILE_ENCRYPTION_KEY": "short"}, "FILE_ENCRYPTION_KEY"),
         ({"DEBUG": "1", "SECRET_KEY_FILE": str(tmp_path / "missing")}, "SECRET_KEY_FILE"),
         ({"DEBUG": "1", "HOLIDAY_COUNTRY": "us"}, "HOLIDAY_COUNTRY"),
+        ({"DEBUG": "1", "OFFICE_CLOSURES": "2026-02-30"}, "OFFICE_CLOSURES"),
+        ({"DEBUG": "1", "OFFICE_CLOSURES": "US-XX"}, "OFFICE_CLOSURES"),
         ({"DEBUG": "1", "LOG_LEVEL": "chatty"}, "LOG_LEVEL"),
         ({"SECRET_KEY": "s" * 50, "FILE_ENCRYPTION_KEY": "A" * 43 + "="}, "EMAIL_HOST"),
     ]:

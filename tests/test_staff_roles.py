@@ -54,6 +54,7 @@ PAGES = {
     "staff:email_edit": ("GET", {"alice"}),
     "staff:email_restore_default": ("POST", {"alice"}),
     "staff:tasks": ("GET", EVERYONE),  # each sees the tasks of their own sources
+    "staff:settings": ("GET", EVERYONE),  # each their own email settings
     "staff:task": ("GET", {"alice", "dave"}),  # dave owns the source; alice manages sources
     "staff:violations": ("GET", {"alice", "bob"}),
     "staff:desk": ("GET", {"alice", "bob"}),
@@ -358,7 +359,7 @@ ANALYST_TOO = {"verify_manually", "verify_for_categories", "start_review", "appr
 # Steps only the system takes (or the consumer): refused to every staff role.
 NOT_STAFF = {"verify", "approve_opt_out", "confirm_opt_out", "expire", "flag_for_attention",
              "mark_results_ready", "resume_fulfilment", "start_fulfilment",
-             "wait_on_manual_source"}
+             "wait_on_manual_source", "close_quietly"}
 # Every transition of the machine (read from it: a new one fails the test below
 # until it is placed in one of the three lists).
 TRANSITIONS = {t.name: t for t in PrivacyRequest(state=State.PENDING_VERIFICATION)

@@ -19,7 +19,12 @@ from requests_app.models.sources import (
     ThirdParty,
     ThirdPartyNotice,
 )
-from requests_app.models.staff import EmailTemplateVersion, IntakeRecord, RequestNote
+from requests_app.models.staff import (
+    EmailTemplateVersion,
+    IntakeRecord,
+    RequestNote,
+    StaffEmailSettings,
+)
 from requests_app.models.verification import GuardianDetails, ManualVerification
 from requests_app.models.privacy_request import (
     Actor,
@@ -50,6 +55,7 @@ __all__ = [
     "RateCount",
     "IntakeRecord",
     "RequestNote",
+    "StaffEmailSettings",
     "Package",
     "SourceRun",
     "Suppression",

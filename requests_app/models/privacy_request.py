@@ -44,6 +44,7 @@ from requests_app.models.steps import (
     may_approve,
     may_extend,
     perm,
+    quiet_period_over,
     required,
     results_are_final,
     step,
@@ -353,6 +354,16 @@ class PrivacyRequest(ConcurrentTransitionMixin, ManualVerificationSteps, models.
                 custom=step(SYSTEM, STAFF, label=_("Close"),
                             timeline=_("The request was closed.")))
     def close(self):
+        self.closed_at = timezone.now()
+
+    # Answered and quiet (services/requests/tasks.close_quiet_requests, daily): closed,
+    # so that retention and the verification purge start. An appeal stays possible.
+    @transition(state, source=[State.COMPLETED, State.DENIED, State.APPEAL_DENIED],
+                target=State.CLOSED, conditions=[quiet_period_over],
+                custom=step(SYSTEM, timeline=_("We closed your request: it was answered and "
+                                               "nothing more was asked of us."),
+                            audit=lambda r: {"quiet_days": settings.AUTO_CLOSE_QUIET_DAYS}))
+    def close_quietly(self):
         self.closed_at = timezone.now()
 
     @transition(state, source=[State.PENDING_VERIFICATION, State.VERIFIED, State.IN_REVIEW,

@@ -82,3 +82,27 @@ class EmailTemplateVersion(models.Model):
     @property
     def label(self) -> str:
         return "default" if self.use_default else f"v{self.number}"
+
+
+class StaffEmailSettings(models.Model):
+    """Which emails about requests a staff member receives (both on unless they
+    turn them off on their settings page), and the day their last digest went out
+    (so a digest runs at most once a day per person, however often it is started)."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="email_settings")
+    daily_digest = models.BooleanField(
+        _("daily digest of requests due soon or overdue"), default=True)
+    on_assignment = models.BooleanField(
+        _("an email when a request is assigned to me"), default=True)
+    digest_sent_on = models.DateField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = _("staff email settings")
+        verbose_name_plural = _("staff email settings")
+
+    @classmethod
+    def of(cls, user) -> "StaffEmailSettings":
+        """The user's settings (the defaults, unsaved, if they never changed them)."""
+        found = cls.objects.filter(user=user).first()
+        return found or cls(user=user)

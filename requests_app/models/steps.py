@@ -115,6 +115,20 @@ def results_are_final(instance) -> bool:
     return not instance.type_rules.is_deletion or instance.erasure_approved_at is not None
 
 
+def quiet_period_over(instance) -> bool:
+    """answered, unchanged for AUTO_CLOSE_QUIET_DAYS, and no download link still live"""
+    from requests_app.models.sources import Package
+
+    quiet_since = timezone.now() - datetime.timedelta(days=settings.AUTO_CLOSE_QUIET_DAYS)
+    if instance.responded_at is None or instance.updated_at is None \
+            or instance.updated_at > quiet_since:
+        return False
+    live = Package.objects.filter(
+        request=instance, purged_at=None, expires_at__gt=timezone.now(),
+        download_count__lt=settings.DOWNLOAD_MAX_COUNT).exclude(sha256="")
+    return not live.exists()
+
+
 # What a refused step tells staff when its guard does not hold.
 verification_window_elapsed.refusal = _("The time allowed for verification has not run out yet.")
 may_extend.refusal = _(
@@ -127,6 +141,9 @@ is_opt_out.refusal = _("Only an opt-out is approved and confirmed by the system.
 results_are_final.refusal = _("Approve the deletion dry run first: nothing has been deleted yet.")
 is_flagged_duplicate.refusal = _(
     "Only a request flagged as a duplicate of another open request can be merged into it."
+)
+quiet_period_over.refusal = _(
+    "Not quiet long enough yet: the request changed recently or a download link is still live."
 )
 has_appeal_process.refusal = _(
     "No appeal is possible: the request was appealed already, or its jurisdiction has no appeal."

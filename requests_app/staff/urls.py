@@ -1,7 +1,16 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from requests_app.staff import consent_views, desk, emails, intake, letters, queue, views
+from requests_app.staff import (
+    consent_views,
+    desk,
+    emails,
+    intake,
+    letters,
+    queue,
+    settings_views,
+    views,
+)
 from requests_app.staff.access import login_view
 
 app_name = "staff"
@@ -20,6 +29,7 @@ urlpatterns = [
     path("letters/<int:letter_id>/pdf/", letters.letter_pdf, name="letter_pdf"),
     path("letters/<int:letter_id>/posted/", letters.mark_posted, name="letter_posted"),
     path("tasks/", views.task_list, name="tasks"),
+    path("settings/", settings_views.staff_settings, name="settings"),
     path("consent/violations/", consent_views.violations, name="violations"),
     path("tasks/<str:token>/", views.task_detail, name="task"),
     path("requests/<str:reference>/", desk.desk, name="desk"),

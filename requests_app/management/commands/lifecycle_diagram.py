@@ -85,8 +85,9 @@ def _deadlines() -> list[str]:
         "## Deadlines",
         "",
         "From `requests_app/rules.py`, the one table to change when the law does. Dates",
-        "count from the day of receipt in `TIME_ZONE`; business days skip weekends and",
-        "the public holidays of `HOLIDAY_COUNTRY`; an unknown jurisdiction gets the",
+        "count from the day of receipt in `TIME_ZONE`; business days skip weekends, the",
+        "days that are public holidays in every calendar the jurisdiction names (below)",
+        "and the office's closures (`OFFICE_CLOSURES`); an unknown jurisdiction gets the",
         "earliest date any row gives.",
         "",
         "| jurisdiction | acknowledge | respond | extension | opt-out | appeal decided | sources |",
@@ -97,7 +98,41 @@ def _deadlines() -> list[str]:
             f"| {j.label} | {show(j.acknowledge)} | {show(j.respond)} | +{show(j.extension)} "
             f"| {show(j.opt_out)} | {show(j.appeal)} | {'; '.join(j.citations)} |"
         )
-    return rows + ["", *_open_work()]
+    return rows + ["", *_calendars(), "", *_open_work(), "", *_closing()]
+
+
+def _closing() -> list[str]:
+    return [
+        "## Closing by itself",
+        "",
+        "An answered request (completed, denied, or its appeal denied) that has not",
+        "changed for `AUTO_CLOSE_QUIET_DAYS` and has no download link still live closes",
+        "by itself: the daily task `close_quiet_requests` takes the system step",
+        "`close_quietly` (audited, on the consumer's timeline; taken twice, it closes",
+        "once). An appeal keeps the request open, as a live link does. Retention and the",
+        "purge of verification data count from the closing; a closed request can still",
+        "be appealed where the jurisdiction has an appeal.",
+    ]
+
+
+def _calendars() -> list[str]:
+    rows = [
+        "## Business-day calendars",
+        "",
+        "Which holidays a business day skips is a matter of reading (California's",
+        "regulations speak of state holidays; a reader may take the federal ones). Each",
+        "jurisdiction names every calendar of the `holidays` package that could apply,",
+        "and a day is skipped only when it is a holiday in every one of them: no",
+        "reasonable reading gives an earlier date. A California-only holiday (Cesar",
+        "Chavez Day, the day after Thanksgiving) is a business day unless the office",
+        "closes on it (`OFFICE_CLOSURES`, e.g. `US-CA`); a federal holiday California",
+        "keeps too (Thanksgiving) is skipped.",
+        "",
+        "| jurisdiction | a day is skipped when it is a holiday in |",
+        "|---|---|",
+    ]
+    rows += [f"| {j.label} | {j.calendars.label} |" for j in JURISDICTIONS.values()]
+    return rows
 
 
 def _open_work() -> list[str]:

@@ -82,15 +82,16 @@ def queue_notice(request: PrivacyRequest, notice: str, cause=None, **extra) -> O
     return email
 
 
-def queue_plain(to: str, notice: str, **context) -> OutgoingEmail:
-    """An email about no request (a preference-page code), through the same outbox:
-    rendered now, sent after the commit, re-sent by the reconciler if lost."""
+def queue_plain(to: str, notice: str, *, folder: str = "emails", **context) -> OutgoingEmail:
+    """An email about no request (a preference-page code; to staff, from the folder
+    staff_emails), through the same outbox: rendered now, sent after the commit,
+    re-sent by the reconciler if lost."""
     context = {"site_url": settings.SITE_URL, **context}
 
     def render(context):
-        return (" ".join(render_to_string(f"emails/{notice}/subject.txt", context).split()),
-                render_to_string(f"emails/{notice}/body.txt", context),
-                render_to_string(f"emails/{notice}/body.html", context))
+        return (" ".join(render_to_string(f"{folder}/{notice}/subject.txt", context).split()),
+                render_to_string(f"{folder}/{notice}/body.txt", context),
+                render_to_string(f"{folder}/{notice}/body.html", context))
 
     (subject, text, html), sealed = _kept(render, context, render(context))
     email = OutgoingEmail.objects.create(request=None, notice=notice, to=to, subject=subject,

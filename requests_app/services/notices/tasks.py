@@ -11,7 +11,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from requests_app.models import SourceRun
-from requests_app.services.notices import outbox, staff
+from requests_app.services.notices import outbox, reminders, staff
 from requests_app.sources.registry import kinds_that
 
 EMAIL_ERRORS = (smtplib.SMTPException, OSError)
@@ -46,3 +46,10 @@ def remind_source_owners() -> int:
         notify_source_owner.delay(run_id, reminder=True)
         count += 1
     return count
+
+
+@shared_task
+def send_staff_digests() -> int:
+    """Daily: each assignee's and each manager's digest of requests due soon or
+    overdue (at most one a day per person: running it twice sends nothing more)."""
+    return reminders.send_digests()

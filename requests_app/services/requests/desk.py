@@ -17,6 +17,7 @@ from requests_app.models import Actor, GuardianDetails, IntakeRecord, PrivacyReq
 from requests_app.models.privacy_request import OPEN_STATES, TransitionInputError
 from requests_app.models.verification import child_age
 from requests_app.services.audit.events import record_event
+from requests_app.services.notices.reminders import queue_assignment_email
 from requests_app.services.requests.filing import NewRequest, do_receive_request
 from requests_app.services.requests.lifecycle import TransitionRefused
 
@@ -59,6 +60,7 @@ def do_assign(request_ids: list[int], assignee, *, by) -> int:
             record_event("request.assigned", actor=Actor.staff(by), request=request,
                          data={"from": previous,
                                "to": assignee.get_username() if assignee else ""})
+            queue_assignment_email(request, assignee, by=by)
             changed += 1
     return changed
 

@@ -47,3 +47,25 @@ def expire_unverified_requests() -> int:
         except TransitionRefused as exc:
             log.info("request %s: not expired: %s", request_id, exc)
     return count
+
+
+ANSWERED = [State.COMPLETED, State.DENIED, State.APPEAL_DENIED]
+
+
+@shared_task
+def close_quiet_requests() -> int:
+    """Daily: answered requests quiet for AUTO_CLOSE_QUIET_DAYS close by themselves
+    (the step's guard, under the row's lock, has the last word: an appeal or a live
+    download link keeps one open). Running it twice closes nothing more."""
+    cutoff = timezone.now() - datetime.timedelta(days=settings.AUTO_CLOSE_QUIET_DAYS)
+    ids = PrivacyRequest.objects.filter(
+        state__in=ANSWERED, updated_at__lte=cutoff).values_list("pk", flat=True)
+    count = 0
+    for request_id in ids:
+        try:
+            do_transition(request_id, "close_quietly", actor=Actor.system(),
+                          audit_reason=f"quiet for {settings.AUTO_CLOSE_QUIET_DAYS} days")
+            count += 1
+        except TransitionRefused as exc:
+            log.info("request %s: not closed: %s", request_id, exc)
+    return count
