@@ -28,7 +28,7 @@ class RequestsAppConfig(AppConfig):
 
 def _deprecated_holiday_country(app_configs=None, **kwargs):
     """HOLIDAY_COUNTRY still works (one country's holidays in every jurisdiction)
-    but is deprecated: each jurisdiction names its calendars in rules.py."""
+    but is deprecated: each jurisdiction names its calendars in rules/."""
     from django.conf import settings
     from django.core import checks
 
@@ -37,7 +37,7 @@ def _deprecated_holiday_country(app_configs=None, **kwargs):
     return [checks.Warning(
         "HOLIDAY_COUNTRY is deprecated: it makes every jurisdiction skip "
         f"{settings.HOLIDAY_COUNTRY}'s holidays instead of those common to the calendars "
-        "each jurisdiction names in requests_app/rules.py.",
+        "each jurisdiction names in requests_app/rules/.",
         hint="Unset it; add the office's own closures with OFFICE_CLOSURES "
              "(docs/configuration.md).", id="privacyportal.W001")]
 

@@ -1,4 +1,4 @@
-"""Legal deadlines from the rule tables in rules.py.
+"""Legal deadlines from the rule tables in rules/.
 
 Deadlines are calendar dates in the business's TIME_ZONE: a request is on time if
 it is answered by the end of its due date. The clock starts on the day of receipt

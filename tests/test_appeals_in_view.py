@@ -25,7 +25,7 @@ from tests.conftest import file_request, staff_login
 
 pytestmark = pytest.mark.django_db
 
-APPEAL_DAYS_VA = 60  # rules.py: Virginia decides an appeal within 60 days
+APPEAL_DAYS_VA = 60  # rules/: Virginia decides an appeal within 60 days
 
 
 def denied_and_appealed(alice, transition_inputs, *, days_ago=0, email="pat.doe@example.com"):

@@ -1,5 +1,5 @@
 """Business days per jurisdiction (issue 15, item 2): each jurisdiction names every
-holiday calendar that could apply (rules.py); a day is skipped only when it is a
+holiday calendar that could apply (rules/); a day is skipped only when it is a
 holiday in all of them, so no reasonable reading gives an earlier date; the
 office's closures (OFFICE_CLOSURES) come on top. Dates worked out by hand."""
 

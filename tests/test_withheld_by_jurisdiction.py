@@ -1,5 +1,5 @@
 """What an access or portability answer holds back depends on the request's
-jurisdiction (rules.py, JurisdictionRules.withheld), and the package says what was
+jurisdiction (rules/, JurisdictionRules.withheld), and the package says what was
 held back, where, and why: California forbids disclosing government ids, account
 numbers, medical ids, credentials and biometrics (CCPA regs §7024(d)); the GDPR
 gives a copy of the data itself (Art. 15(3)), so only authentication secrets are

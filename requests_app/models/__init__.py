@@ -31,10 +31,10 @@ from requests_app.models.privacy_request import (
     DenialReason,
     FiledBy,
     Channel,
-    Identity,
     PrivacyRequest,
     State,
 )
+from requests_app.models.identity import Identity
 
 __all__ = [
     "Actor",

@@ -2,7 +2,7 @@
 same vocabulary as Fides and other tools.
 
 Which categories an answer holds back (only says are held) depends on the
-request's jurisdiction: rules.py (JurisdictionRules.withheld). A value held back
+request's jurisdiction: rules/ (JurisdictionRules.withheld). A value held back
 is replaced by WITHHELD before anything is written (sources/records.py).
 """
 

@@ -1,7 +1,7 @@
 """Where gathered records go: encrypted JSON Lines, sealed into the run's result
 when they are few, else in files under MEDIA_ROOT/runs/<run token>/ (see
 RecordSink). Values of the categories the request's jurisdiction holds back
-(rules.py, JurisdictionRules.withheld: passed in as data) are replaced before
+(rules/, JurisdictionRules.withheld: passed in as data) are replaced before
 anything is written, so they never reach our disk, our database or a package;
 each collection records which columns were held back and why (`withheld`)."""
 

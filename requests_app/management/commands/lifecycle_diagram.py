@@ -84,7 +84,7 @@ def _deadlines() -> list[str]:
     rows = [
         "## Deadlines",
         "",
-        "From `requests_app/rules.py`, the one table to change when the law does. Dates",
+        "From `requests_app/rules/`, the one table to change when the law does. Dates",
         "count from the day of receipt in `TIME_ZONE`; business days skip weekends, the",
         "days that are public holidays in every calendar the jurisdiction names (below)",
         "and the office's closures (`OFFICE_CLOSURES`); an unknown jurisdiction gets the",

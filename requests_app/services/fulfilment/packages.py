@@ -12,7 +12,7 @@ is ever whole in memory, and none is ever on disk in clear.
 Values of the categories the request's jurisdiction holds back were replaced
 when they were gathered (sources/records.py), so no package can hold them; each
 access and portability package says which kinds are held, where, and why, under
-which jurisdiction's rule (rules.py, JurisdictionRules.withheld).
+which jurisdiction's rule (rules/, JurisdictionRules.withheld).
 """
 
 import csv

@@ -9,194 +9,53 @@ date of any row (see deadlines.py).
 """
 
 from dataclasses import dataclass, field
-from enum import Enum
 
 from django.utils.translation import gettext_lazy as _
 
-
-class Unit(Enum):
-    DAYS = "calendar days"
-    BUSINESS_DAYS = "business days"
-    MONTHS = "months"
-
-
-@dataclass(frozen=True)
-class Period:
-    amount: int
-    unit: Unit
-
-    def __str__(self) -> str:
-        unit = self.unit.value
-        return f"{self.amount} {unit[:-1] if self.amount == 1 else unit}"
-
-
-def days(n: int) -> Period:
-    return Period(n, Unit.DAYS)
-
-
-def business_days(n: int) -> Period:
-    return Period(n, Unit.BUSINESS_DAYS)
-
-
-def months(n: int) -> Period:
-    return Period(n, Unit.MONTHS)
-
-
-# --- Business days ----------------------------------------------------------------
-# A business day is a weekday that is not a public holiday. Which holidays count is
-# a matter of reading: California's regulations speak of state holidays (CCPA regs
-# §7001), a reader may take the federal ones. Each jurisdiction names every calendar
-# that could apply (JurisdictionRules.calendars); a day is skipped only when it is a
-# holiday in EVERY one of them, so that no reasonable reading gives an earlier date
-# than ours. An office adds its own closures in configuration (OFFICE_CLOSURES,
-# docs/configuration.md); those are its choice and may move dates later.
-
-
-@dataclass(frozen=True)
-class Calendar:
-    """A public-holiday calendar of the `holidays` package: a country, or one of
-    its subdivisions (US-CA: California's state holidays, federal ones included)."""
-
-    country: str
-    subdiv: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.country}-{self.subdiv}" if self.subdiv else self.country
-
-
-@dataclass(frozen=True)
-class Calendars:
-    """The calendars that could apply to a jurisdiction's business days, and what
-    the lifecycle document calls them. No calendar: weekends only, no holiday skipped."""
-
-    label: str
-    calendars: tuple[Calendar, ...] = ()
-
-
-US_FEDERAL = Calendar("US")
-# The 50 states and DC (the territories are not states of "another US state").
-US_STATES = tuple("AK AL AR AZ CA CO CT DC DE FL GA HI IA ID IL IN KS KY LA MA MD ME MI MN MO MS "
-                  "MT NC ND NE NH NJ NM NV NY OH OK OR PA RI SC SD TN TX UT VA VT WA WI WV WY".split())
-# The GDPR row covers the EU member states and the United Kingdom.
-EU_AND_UK = tuple("AT BE BG HR CY CZ DK EE FI FR DE GR IE IT LV LT LU MT NL PL PT RO SK SI ES SE "
-                  "GB".split())
-WEEKDAYS_ONLY = Calendars("weekends only (no holiday skipped)")
-
-
-def us_state(code: str, name: str) -> Calendars:
-    """A state's business days: its own holidays or the federal ones (either reading
-    may be taken), so only the days that are holidays in both are skipped."""
-    return Calendars(f"US federal ∩ {name} state (US, US-{code})",
-                     (US_FEDERAL, Calendar("US", code)))
-
-
-CALIFORNIA_DAYS = us_state("CA", "California")
-ANY_US_STATE_DAYS = Calendars(
-    "US federal ∩ every state's and DC's (US, US-AK ... US-WY)",
-    (US_FEDERAL, *(Calendar("US", code) for code in US_STATES)))
-EU_AND_UK_DAYS = Calendars(
-    "every EU member state's ∩ the UK's (AT ... SE, GB)",
-    tuple(Calendar(code) for code in EU_AND_UK))
-
-
-# --- Request types --------------------------------------------------------------
-# Adding a type is one entry in REQUEST_TYPES: forms, choices, verification and
-# deadlines all read this table.
-
-
-class Verification(Enum):
-    NONE = "none"  # opt-outs (CCPA regs §7026)
-    TWO_POINTS = "two data points"  # categories (§7062(b))
-    THREE_POINTS_AND_DECLARATION = "three data points and a signed declaration"  # §7062(c)
-    SENSITIVITY = "rises with the sensitivity of the data"  # deletion (§7062(d))
-    TWO_POINTS_EXCLUDING_CORRECTED = "two data points, not the field being corrected"
-
-
-# Data points that must match what the business holds, per level (§7062). The
-# confirmed email address counts as one when a source holds a record under it.
-# Deletion: 2 by default ("reasonable degree of certainty", §7062(d)); a privacy
-# office holding sensitive data raises it here.
-REQUIRED_POINTS = {
-    Verification.NONE: 0,
-    Verification.TWO_POINTS: 2,
-    Verification.THREE_POINTS_AND_DECLARATION: 3,
-    Verification.SENSITIVITY: 2,  # 3 when sensitive data would be deleted: below
-    Verification.TWO_POINTS_EXCLUDING_CORRECTED: 2,
-}
-# Deletion (§7062(d)): the standard rises with the sensitivity of the data. When a
-# source a deletion would reach holds sensitive personal information (CCPA
-# §1798.140(ae); fideslang keys, a prefix covers its children), 3 points are
-# needed instead of 2: wrongly deleting such data harms the person most.
-SENSITIVE_DELETION_POINTS = 3
-SENSITIVE_CATEGORY_PREFIXES = (
-    "user.government_id",
-    "user.financial",
-    "user.authorization",
-    "user.biometric",
-    "user.health_and_medical",
-    "user.location.precise",
-    "user.demographic.race_ethnicity",
-    "user.demographic.religious_belief",
-    "user.demographic.political_opinion",
-    "user.demographic.sexual_orientation",
-    "user.sensor",
-    "user.content.private",
+from requests_app.rules.periods import (  # noqa: F401 (the table's names)
+    ANY_US_STATE_DAYS,
+    CALIFORNIA_DAYS,
+    Calendar,
+    Calendars,
+    EU_AND_UK,
+    EU_AND_UK_DAYS,
+    Period,
+    US_FEDERAL,
+    US_STATES,
+    Unit,
+    WEEKDAYS_ONLY,
+    business_days,
+    days,
+    months,
+    us_state,
 )
-# --- Manual verification (staff) ------------------------------------------------
-# The degree of certainty each right needs (CCPA regs §7060(a), §7062): a
-# "reasonable degree" for categories (§7062(b)), a "reasonably high degree" for
-# specific pieces and portability (§7062(c): 3 points and a signed declaration),
-# and for a deletion the degree rises with the sensitivity of the data (§7062(d)):
-# reasonable, reasonably high when a source it reaches holds sensitive data.
-
-
-class Certainty(Enum):
-    REASONABLE = "reasonable"
-    REASONABLY_HIGH = "reasonably_high"
-
-    @property
-    def label(self) -> str:
-        return str(CERTAINTY_LABELS[self])
-
-    @property
-    def rank(self) -> int:
-        return list(Certainty).index(self) + 1
-
-
-CERTAINTY_LABELS = {
-    Certainty.REASONABLE: _("A reasonable degree of certainty"),
-    Certainty.REASONABLY_HIGH: _("A reasonably high degree of certainty"),
-}
-CERTAINTY_NEEDED = {
-    Verification.NONE: None,
-    Verification.TWO_POINTS: Certainty.REASONABLE,  # §7062(b)
-    Verification.THREE_POINTS_AND_DECLARATION: Certainty.REASONABLY_HIGH,  # §7062(c)
-    Verification.SENSITIVITY: Certainty.REASONABLE,  # §7062(d); sensitive data: below
-    Verification.TWO_POINTS_EXCLUDING_CORRECTED: Certainty.REASONABLE,
-}
-SENSITIVE_DELETION_CERTAINTY = Certainty.REASONABLY_HIGH  # §7062(d)
-CERTAINTY_CITATION = {
-    Certainty.REASONABLE: "CCPA regs §7062(b)",
-    Certainty.REASONABLY_HIGH: "CCPA regs §7062(c)",
-}
-# The data points staff must have checked to record each degree (§7062(b), (c)).
-CERTAINTY_POINTS = {Certainty.REASONABLE: 2, Certainty.REASONABLY_HIGH: 3}
-# A request for specific pieces verified below its degree but at least at this one
-# may be answered as a request for categories instead (§7062(c), §7024).
-CATEGORIES_FALLBACK = "know_categories"
-
-# A parent or guardian may act for a child under this age on the day the request
-# is filed, once verified as the child's parent or guardian (CCPA regs §7070;
-# Civ. Code §1798.120(c): opt-in consent to sell or share a child's data).
-GUARDIAN_CHILD_UNDER = 13
-
-
-# The earliest date a Right to Know request may reach back to (§1798.130(a)(2)(B)).
-KNOW_EARLIEST = "2022-01-01"
-# How far back a Right to Know request reaches by default, where the jurisdiction
-# limits it (JurisdictionRules.know_period: California); the person may ask for
-# everything since KNOW_EARLIEST with one click, and staff may widen it (desk).
-KNOW_DEFAULT_MONTHS = 12
+from requests_app.rules.verification import (  # noqa: F401 (the table's names)
+    CATEGORIES_FALLBACK,
+    CERTAINTY_CITATION,
+    CERTAINTY_LABELS,
+    CERTAINTY_NEEDED,
+    CERTAINTY_POINTS,
+    Certainty,
+    GUARDIAN_CHILD_UNDER,
+    KNOW_DEFAULT_MONTHS,
+    KNOW_EARLIEST,
+    REQUIRED_POINTS,
+    SENSITIVE_CATEGORY_PREFIXES,
+    SENSITIVE_DELETION_CERTAINTY,
+    SENSITIVE_DELETION_POINTS,
+    Verification,
+)
+from requests_app.rules.withholding import (  # noqa: F401 (the table's names)
+    CCPA_WITHHELD_PREFIXES,
+    CREDENTIAL_PREFIXES,
+    WITHHELD_CREDENTIALS,
+    WITHHELD_FOR_SECURITY_US,
+    WITHHELD_JURISDICTION_UNKNOWN,
+    WITHHELD_UNDER_CCPA,
+    WITHHOLDINGS,
+    Withholding,
+    _US_WITHHELD,
+)
 
 # --- Repeat requests ------------------------------------------------------------
 # The desk counts a person's requests of each kind received in this many months up
@@ -312,78 +171,6 @@ OPT_OUT_TYPES = [code for code, t in REQUEST_TYPES.items() if t.is_opt_out]
 
 def opt_out_type_choices() -> list[tuple[str, str]]:
     return [(t.code, t.label) for t in REQUEST_TYPES.values() if t.is_opt_out]
-
-
-# --- What an answer holds back ---------------------------------------------------
-# An access or portability answer holds back these data categories (fideslang keys;
-# a prefix covers its children): the package names each kind it holds, where and
-# why, never the value. Which apply is the jurisdiction's (JurisdictionRules.withheld);
-# the first that covers a category gives the reason.
-
-
-@dataclass(frozen=True)
-class Withholding:
-    code: str  # stored with the gathered records: the package reads the reason back
-    prefixes: tuple[str, ...]
-    basis: str  # why, naming the provision
-
-
-# CCPA regs §7024(d): SSN, driver's licence and other government ids, financial
-# account numbers, health insurance and medical ids, account passwords, security
-# questions and answers, biometrics. "The business shall, however, inform the
-# consumer with sufficient particularity that it has collected the type of
-# information": the package names the category and the table.
-CCPA_WITHHELD_PREFIXES = (
-    "user.government_id",
-    "user.financial.bank_account",
-    "user.financial.credit_card",
-    "user.health_and_medical.record_id",
-    "user.health_and_medical.insurance_beneficiary_id",
-    "user.authorization",
-    "user.biometric",
-)
-# Authentication secrets (passwords and their hashes, security answers, tokens,
-# biometric templates used to log in): never disclosed in any jurisdiction.
-CREDENTIAL_PREFIXES = ("user.authorization",)
-
-WITHHELD_UNDER_CCPA = Withholding(
-    "ccpa_7024d", CCPA_WITHHELD_PREFIXES,
-    _("California law forbids disclosing this kind of information in an answer; we may "
-      "only say that we hold it (CCPA regulations, 11 CCR §7024(d))."))
-# Our choice for the other US states (check against each state's text and rules):
-# their access rights ask for a copy of the data, but each lets a business protect
-# against identity theft and fraud, and an answer holding a person's government
-# ids or card numbers is what a thief who passed verification would want. We hold
-# back California's list, say that it is held, and staff can give it by other means.
-WITHHELD_FOR_SECURITY_US = Withholding(
-    "us_security", CCPA_WITHHELD_PREFIXES,
-    _("Held back for your security, as California requires (CCPA regulations, 11 CCR "
-      "§7024(d)): government ids, account and card numbers, medical ids, credentials "
-      "and biometrics are the data identity thieves seek. Your state's law lets us "
-      "protect you against identity theft and fraud; ask us if you need these "
-      "details and we will find a safe way to give them."))
-# GDPR Art. 15(3) gives a copy of the personal data itself: government ids, bank
-# and card numbers, health ids and biometrics are disclosed. An authentication
-# secret is not: it is the key to the account, not information about the person,
-# and putting it in a file to be downloaded would break the security the
-# controller owes (Art. 5(1)(f), Art. 32); the answer says it is held.
-WITHHELD_CREDENTIALS = Withholding(
-    "credentials", CREDENTIAL_PREFIXES,
-    _("Authentication secrets (passwords, security answers, login tokens) are never "
-      "disclosed: a copy would let anyone who reads it into your account. We must keep "
-      "them secure (GDPR Art. 5(1)(f) and Art. 32); you can reset them at any time."))
-# A request of no known jurisdiction: California's list, the strictest reading
-# (disclosing what a state forbids cannot be undone; holding back can be).
-WITHHELD_JURISDICTION_UNKNOWN = Withholding(
-    "unknown_jurisdiction", CCPA_WITHHELD_PREFIXES,
-    _("We do not know which law applies to your request, so we follow the strictest: "
-      "California law forbids disclosing this kind of information (CCPA regulations, "
-      "11 CCR §7024(d)). Tell us where you live if your law gives you a copy."))
-
-WITHHOLDINGS: dict[str, Withholding] = {w.code: w for w in [
-    WITHHELD_UNDER_CCPA, WITHHELD_FOR_SECURITY_US, WITHHELD_CREDENTIALS,
-    WITHHELD_JURISDICTION_UNKNOWN]}
-_US_WITHHELD = (WITHHELD_FOR_SECURITY_US,)
 
 
 # --- Jurisdictions and their deadlines -----------------------------------------
